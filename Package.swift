@@ -1,0 +1,39 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "swift-vhost-user",
+    products: [
+        .library(name: "VMMSysUtil", targets: ["VMMSysUtil"]),
+        .library(name: "Virtio", targets: ["Virtio"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+    ],
+    targets: [
+        // The only C in the package: what Swift cannot import (macros, inline atomics, raw syscalls).
+        .target(
+            name: "CVMMPlatform",
+            path: "Platform",
+            linkerSettings: [.linkedLibrary("bsd", .when(platforms: [.linux]))]
+        ),
+        .target(name: "VMMSysUtil", dependencies: ["CVMMPlatform"]),
+        .target(name: "Virtio", dependencies: ["VMMSysUtil", "CVMMPlatform"]),
+        // Shared by the test targets: fd counting, locating the peer executable.
+        .target(name: "VMMTestSupport", dependencies: ["VMMSysUtil"], path: "Tests/VMMTestSupport"),
+        // Spawned by cross-process tests: receives fds, maps memory, answers notifications.
+        .executableTarget(name: "vmm-test-peer", dependencies: ["VMMSysUtil"], path: "Tests/vmm-test-peer"),
+        .testTarget(
+            name: "VMMSysUtilTests",
+            dependencies: ["VMMSysUtil", "VMMTestSupport", "vmm-test-peer"]
+        ),
+        .testTarget(
+            name: "VirtioTests",
+            dependencies: [
+                "Virtio", "VMMSysUtil", "VMMTestSupport",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,138 @@
+// CVMMPlatform: only what Swift cannot import on its own.
+//  - CMSG_* are macros; Swift sees none of them.
+//  - cpu_set_t manipulation (CPU_ZERO/CPU_SET) is macros.
+//  - memfd_create and its seal constants are hidden behind _GNU_SOURCE in the system module Swift
+//    already built, so we reach the syscall directly.
+//  - Atomic loads/stores on arbitrary guest-memory addresses: static inline, so Swift inlines them.
+// Everything else (eventfd, epoll, poll, mmap, sockets) is imported from Glibc/Darwin in Swift.
+#ifndef CVMMPLATFORM_H
+#define CVMMPLATFORM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <errno.h>
+#include <fcntl.h>
+
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <sys/eventfd.h>
+#include <sys/epoll.h>
+#include <sched.h>
+#endif
+
+// ---- kqueue: native on Darwin and the BSDs, libkqueue on Linux (-Xcc -I<prefix>/include/kqueue),
+// ---- or a declarations-only header that exists only so CI can type-check the backend.
+#if defined(VMM_KQUEUE_TYPECHECK)
+#include "../kqueue-typecheck/vmm_kqueue_typecheck.h"
+#elif defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__) || defined(__NetBSD__)
+#include <sys/event.h>
+#elif defined(__linux__) && defined(__has_include)
+#if __has_include(<sys/event.h>)
+#include <sys/event.h>
+#endif
+#endif
+
+// ---- peer credentials and closefrom: libbsd on Linux, libc elsewhere.
+#if defined(__linux__)
+int getpeereid(int socket, uid_t *euid, gid_t *egid);
+void closefrom(int lowfd);
+#endif
+
+// ---- Control messages (SCM_RIGHTS).
+static inline size_t vmm_cmsg_space(size_t length) { return CMSG_SPACE(length); }
+static inline size_t vmm_cmsg_len(size_t length) { return CMSG_LEN(length); }
+static inline struct cmsghdr *_Nullable vmm_cmsg_firsthdr(struct msghdr *_Nonnull msg) {
+    return CMSG_FIRSTHDR(msg);
+}
+static inline struct cmsghdr *_Nullable vmm_cmsg_nxthdr(struct msghdr *_Nonnull msg,
+                                                        struct cmsghdr *_Nonnull cmsg) {
+    return CMSG_NXTHDR(msg, cmsg);
+}
+static inline unsigned char *_Nonnull vmm_cmsg_data(struct cmsghdr *_Nonnull cmsg) {
+    return CMSG_DATA(cmsg);
+}
+/// Bytes of payload a control message carries (cmsg_len minus its header), never negative.
+static inline size_t vmm_cmsg_payload_length(const struct cmsghdr *_Nonnull cmsg) {
+    size_t header = (size_t)((const unsigned char *)CMSG_DATA((struct cmsghdr *)cmsg) -
+                             (const unsigned char *)cmsg);
+    return cmsg->cmsg_len > header ? (size_t)cmsg->cmsg_len - header : 0;
+}
+
+/// recvmsg flag that makes received fds close-on-exec atomically, or 0 where it does not exist.
+static inline int vmm_msg_cmsg_cloexec(void) {
+#if defined(MSG_CMSG_CLOEXEC)
+    return MSG_CMSG_CLOEXEC;
+#elif defined(__linux__)
+    return 0x40000000;
+#else
+    return 0;
+#endif
+}
+
+/// send flag that suppresses SIGPIPE per call, or 0 where it does not exist (Darwin uses SO_NOSIGPIPE).
+static inline int vmm_msg_nosignal(void) {
+#if defined(MSG_NOSIGNAL)
+    return MSG_NOSIGNAL;
+#else
+    return 0;
+#endif
+}
+
+// ---- memfd (Linux). The raw syscall avoids depending on how the Glibc module was built.
+#if defined(__linux__)
+#define VMM_MFD_CLOEXEC 0x0001U
+#define VMM_MFD_ALLOW_SEALING 0x0002U
+#define VMM_F_ADD_SEALS 1033
+#define VMM_F_GET_SEALS 1034
+#define VMM_F_SEAL_SEAL 0x0001
+#define VMM_F_SEAL_SHRINK 0x0002
+#define VMM_F_SEAL_GROW 0x0004
+static inline int vmm_memfd_create(const char *_Nonnull name, unsigned int flags) {
+    return (int)syscall(SYS_memfd_create, name, flags);
+}
+#endif
+
+// ---- CPU pinning for benchmarks (cpu_set_t is manipulated by macros).
+/// Pins the calling thread to one CPU. Returns 0, or -1 with errno set; ENOSYS where unsupported.
+static inline int vmm_pin_current_thread(int cpu) {
+#if defined(__linux__)
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return sched_setaffinity(0, sizeof(set), &set);
+#else
+    (void)cpu;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+// ---- Atomics on memory shared with another process (guest rings). Static inline: Swift inlines them.
+static inline uint16_t vmm_load_acquire_u16(const void *_Nonnull p) {
+    return __atomic_load_n((const uint16_t *)p, __ATOMIC_ACQUIRE);
+}
+static inline uint16_t vmm_load_relaxed_u16(const void *_Nonnull p) {
+    return __atomic_load_n((const uint16_t *)p, __ATOMIC_RELAXED);
+}
+static inline void vmm_store_release_u16(void *_Nonnull p, uint16_t v) {
+    __atomic_store_n((uint16_t *)p, v, __ATOMIC_RELEASE);
+}
+static inline void vmm_store_relaxed_u16(void *_Nonnull p, uint16_t v) {
+    __atomic_store_n((uint16_t *)p, v, __ATOMIC_RELAXED);
+}
+static inline uint32_t vmm_load_acquire_u32(const void *_Nonnull p) {
+    return __atomic_load_n((const uint32_t *)p, __ATOMIC_ACQUIRE);
+}
+static inline void vmm_store_release_u32(void *_Nonnull p, uint32_t v) {
+    __atomic_store_n((uint32_t *)p, v, __ATOMIC_RELEASE);
+}
+static inline void vmm_fence_seq_cst(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+static inline void vmm_fence_acquire(void) { __atomic_thread_fence(__ATOMIC_ACQUIRE); }
+static inline void vmm_fence_release(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }
+
+#endif

@@ -1,0 +1,57 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A child process started from a built product, with chosen descriptors mapped into it.
+///
+/// Thread-safety: use from one test at a time.
+public struct PeerProcess: Sendable {
+    public let pid: pid_t
+
+    public enum SpawnError: Error, CustomStringConvertible {
+        case productNotFound(String)
+        case spawnFailed(Int32)
+        public var description: String {
+            switch self {
+            case .productNotFound(let name): return "\(name) was not built beside the test binary"
+            case .spawnFailed(let code): return "posix_spawn failed: errno \(code)"
+            }
+        }
+    }
+
+    /// Spawns `product` (built beside the tests) with `arguments`; each `(parentFD, childFD)` pair is
+    /// `dup2`ed into the child (the child's copy is not close-on-exec). The parent keeps its copies.
+    public static func spawn(
+        _ product: String = "vmm-test-peer",
+        arguments: [String],
+        mapping descriptors: [(parent: Int32, child: Int32)] = []
+    ) throws -> PeerProcess {
+        guard let path = builtProductPath(product) else { throw SpawnError.productNotFound(product) }
+        #if os(Linux)
+        var actions = posix_spawn_file_actions_t()
+        #else
+        var actions: posix_spawn_file_actions_t? = nil
+        #endif
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        for (parent, child) in descriptors {
+            posix_spawn_file_actions_adddup2(&actions, parent, child)
+        }
+        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
+        guard rc == 0 else { throw SpawnError.spawnFailed(rc) }
+        return PeerProcess(pid: pid)
+    }
+
+    /// Waits for the child to exit and returns its exit status (128 + signal if it was killed).
+    public func waitForExit() -> Int32 {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        if status & 0x7f == 0 { return (status >> 8) & 0xff }
+        return 128 + (status & 0x7f)
+    }
+}
