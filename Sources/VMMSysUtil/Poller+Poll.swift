@@ -11,8 +11,9 @@ import Darwin
 ///
 /// Slot 0 of the pollfd array is the wake-up notifier; the other slots are rebuilt from the table
 /// whenever it changed since the last wait (reusing the arrays, which only grow). A registration
-/// change while a wait is blocked notifies the wake-up so the waiter returns and rebuilds; a
-/// report is delivered only if the slot's generation still matches the table.
+/// change while a wait is blocked notifies the wake-up so the waiter rebuilds and polls again
+/// (returning only if `wake()` was called, something is ready, or the timeout is over); a report
+/// is delivered only if the slot's generation still matches the table.
 final class PollPoller: PollerImplementation, @unchecked Sendable {
     private let wakeNotifier: EventNotifier
     private let table = RegistrationTable()
@@ -22,6 +23,8 @@ final class PollPoller: PollerImplementation, @unchecked Sendable {
     private var generations: UnsafeMutablePointer<UInt32>
     private var slotCapacity: Int
     private var slotCount = 0
+    /// The slot the next scan of poll's results starts at (1 is the first registration).
+    private var scanStart = 1
     /// The table version the arrays were built from; `nil` before the first build.
     private var builtVersion: UInt64?
 
@@ -71,6 +74,25 @@ final class PollPoller: PollerImplementation, @unchecked Sendable {
     func wait(into events: inout PollEvents, timeout: Duration?) throws(SystemCallError) -> Int {
         waiterMutex.lock()
         defer { waiterMutex.unlock() }
+        let start = ContinuousClock.now
+        var remaining = timeout
+        while true {
+            let outcome = try waitOnce(into: &events, timeout: remaining)
+            // Return unless the only thing that happened was a registration change (the internal
+            // wake-up with no wake() behind it): then rebuild and wait out the rest of the timeout.
+            guard outcome == .rebuildOnly else { return events.count }
+            if let timeout {
+                let left = timeout - (ContinuousClock.now - start)
+                if left <= .zero { return 0 }
+                remaining = left
+            }
+        }
+    }
+
+    private enum WaitOutcome { case done, rebuildOnly }
+
+    /// One poll(2) over a fresh snapshot; fills `events`.
+    private func waitOnce(into events: inout PollEvents, timeout: Duration?) throws(SystemCallError) -> WaitOutcome {
         events.count = 0
         table.withLock { state in
             if builtVersion != state.version { rebuild(from: state) }
@@ -86,14 +108,19 @@ final class PollPoller: PollerImplementation, @unchecked Sendable {
                 return n == -1 && Errno.current == .interrupted ? 0 : n
             }
         }
-        var remaining = 0
+        var wokenByCaller = false
         table.withLock { state in
             state.pollerIsWaiting = false
-            guard case .success(let ready) = result else { return }
-            remaining = Int(ready)
-            if remaining > 0 && descriptors[0].revents != 0 { remaining -= 1 }
-            var slot = 1
-            while remaining > 0 && slot < slotCount && events.count < events.capacity {
+            guard case .success(let ready) = result, ready > 0 else { return }
+            wokenByCaller = state.wakeRequested
+            state.wakeRequested = false
+            var remaining = Int(ready)
+            if descriptors[0].revents != 0 { remaining -= 1 }
+            // Scan from where the last full buffer stopped, so with more ready descriptors than
+            // capacity every one is reported in turn (as epoll's ready list does).
+            var slot = scanStart < slotCount ? scanStart : 1
+            var visited = 1
+            while remaining > 0 && visited < slotCount && events.count < events.capacity {
                 let revents = Int32(descriptors[slot].revents)
                 if revents != 0 {
                     remaining -= 1
@@ -106,12 +133,15 @@ final class PollPoller: PollerImplementation, @unchecked Sendable {
                         events.append(event)
                     }
                 }
-                slot += 1
+                slot = slot + 1 < slotCount ? slot + 1 : 1
+                visited += 1
             }
+            scanStart = slot
         }
         let ready = try result.get()
-        if ready > 0 && descriptors[0].revents != 0 { _ = try wakeNotifier.tryConsume() }
-        return events.count
+        guard ready > 0 && descriptors[0].revents != 0 else { return .done }
+        _ = try wakeNotifier.tryConsume()
+        return events.count == 0 && !wokenByCaller ? .rebuildOnly : .done
     }
 
     /// Refills the pollfd array from the table; grows it (the only allocation) when it is too small.
@@ -139,10 +169,13 @@ final class PollPoller: PollerImplementation, @unchecked Sendable {
             slot += 1
         }
         slotCount = slot
+        scanStart = 1
         builtVersion = state.version
     }
 
     func wake() throws(SystemCallError) {
+        // Marked first, so the waiter can tell a caller's wake from a rebuild request.
+        table.withLock { state in state.wakeRequested = true }
         try wakeNotifier.notify()
     }
 }

@@ -30,6 +30,8 @@ final class RegistrationTable: @unchecked Sendable {
         var version: UInt64 = 0
         /// Set by the poll backend while it is blocked in poll(2) on a snapshot of the table.
         var pollerIsWaiting = false
+        /// Set by the poll backend's `wake()`, so its waiter returns instead of just rebuilding.
+        var wakeRequested = false
 
         /// The next generation, skipping the wake-up's.
         mutating func newGeneration() -> UInt32 {

@@ -87,9 +87,8 @@ public struct PollEvent: Sendable, Hashable {
 ///
 /// Thread-safety: every method may be called from any thread. `register`, `modify` and
 /// `deregister` take a lock; `wait` takes it once per call to filter events. The poll backend runs
-/// one `wait` at a time (concurrent callers queue); registration changes from other threads make
-/// its current `wait` return early (with 0 events if nothing else is ready) so it can rebuild its
-/// descriptor set.
+/// one `wait` at a time (concurrent callers queue); a registration change from another thread
+/// interrupts its poll(2) internally so it can rebuild its descriptor set and poll again.
 public final class Poller: @unchecked Sendable {
     /// The backend this poller uses.
     public let backend: PollerBackend
@@ -156,8 +155,8 @@ public final class Poller: @unchecked Sendable {
     /// - Parameter timeout: `nil` waits forever; durations are rounded up to whole milliseconds
     ///   (epoll, poll) or nanoseconds (kqueue); negative means do not block.
     /// - Returns: the number of events, also in `events.count`. 0 after a timeout, a `wake()`, an
-    ///   interrupting signal (EINTR is not retried: the caller's loop decides), a report filtered as
-    ///   stale, or (poll backend) a registration change from another thread.
+    ///   interrupting signal (EINTR is not retried: the caller's loop decides), or (epoll, kqueue)
+    ///   when every report was filtered as stale.
     /// - Throws: `SystemCallError` from `epoll_wait`, `kevent` or `poll`.
     @discardableResult
     public func wait(into events: inout PollEvents, timeout: Duration?) throws -> Int {

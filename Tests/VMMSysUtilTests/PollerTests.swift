@@ -244,6 +244,67 @@ private let bound: Duration = .seconds(10)
         #expect(openFileDescriptorCount() == before)
     }
 
+    /// On the poll backend a registration change interrupts poll(2) internally; the wait must go on
+    /// until something is ready rather than return empty.
+    @Test(arguments: backends)
+    func registrationChangeDoesNotEndAWait(backend: PollerBackend) throws {
+        let before = openFileDescriptorCount()
+        do {
+            let poller = try Poller(backend: backend)
+            let ready = try EventNotifier()
+            let quiet = try EventNotifier()
+            let started = try EventNotifier()
+            let done = try EventNotifier()
+            let seen = TokenLog()
+            try poller.register(ready.waitDescriptor, interest: .readable, token: 1)
+            let thread = startThread {
+                var events = PollEvents(capacity: 8)
+                do {
+                    try started.notify()
+                    let count = try poller.wait(into: &events, timeout: bound)
+                    for index in 0..<count { seen.append(events[index].token) }
+                    try done.notify()
+                } catch {
+                    Issue.record(error)
+                }
+            }
+            // Most likely the waiter is inside wait by now (nothing depends on it but coverage).
+            #expect(becomesReadable(started.waitDescriptor))
+            try poller.register(quiet.waitDescriptor, interest: .readable, token: 2)
+            try poller.deregister(quiet.waitDescriptor)
+            try ready.notify()
+            let finished = becomesReadable(done.waitDescriptor)
+            #expect(finished)
+            if finished { thread.join() }
+            #expect(seen.tokens == [1])
+            try poller.deregister(ready.waitDescriptor)
+        }
+        #expect(openFileDescriptorCount() == before)
+    }
+
+    /// More ready descriptors than the buffer holds: successive waits report every one of them.
+    @Test(arguments: backends)
+    func aSmallBufferReportsEveryReadyDescriptorInTurn(backend: PollerBackend) throws {
+        let before = openFileDescriptorCount()
+        do {
+            let poller = try Poller(backend: backend)
+            let notifiers = try (0..<3).map { _ in try EventNotifier() }
+            for (index, notifier) in notifiers.enumerated() {
+                try poller.register(notifier.waitDescriptor, interest: .readable, token: UInt64(index))
+                try notifier.notify()
+            }
+            var events = PollEvents(capacity: 2)
+            var seen: Set<UInt64> = []
+            for _ in 0..<3 {
+                #expect(try poller.wait(into: &events, timeout: bound) == 2)
+                for index in 0..<events.count { seen.insert(events[index].token) }
+            }
+            #expect(seen == [0, 1, 2])
+            for notifier in notifiers { try poller.deregister(notifier.waitDescriptor) }
+        }
+        #expect(openFileDescriptorCount() == before)
+    }
+
     @Test(arguments: backends)
     func pollerDescriptorsAreCloseOnExec(backend: PollerBackend) throws {
         let existing = openDescriptors()
