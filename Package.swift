@@ -3,6 +3,8 @@ import PackageDescription
 
 let package = Package(
     name: "swift-vhost-user",
+    // Duration and ContinuousClock (Poller timeouts) need macOS 13.
+    platforms: [.macOS(.v13)],
     products: [
         .library(name: "VMMSysUtil", targets: ["VMMSysUtil"]),
         .library(name: "Virtio", targets: ["Virtio"]),
