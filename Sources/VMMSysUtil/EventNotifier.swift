@@ -165,18 +165,21 @@ public final class EventNotifier: @unchecked Sendable {
     }
 
     /// The descriptor to poll for readability, or to give to a peer that will wait on it.
-    /// -1 for a notify-only notifier. Owned by this notifier: duplicate it to hand it over.
+    /// -1 for a notify-only notifier. Owned by this notifier: never close it; sending it with
+    /// SCM_RIGHTS gives the peer its own copy.
     public var waitDescriptor: Int32 { readFD }
 
     /// The descriptor a peer writes to notify us (or we write to notify it). Equal to
-    /// `waitDescriptor` for an eventfd; -1 for a wait-only notifier. Owned by this notifier.
+    /// `waitDescriptor` for an eventfd; -1 for a wait-only notifier. Owned by this notifier, as
+    /// `waitDescriptor` is.
     public var notifyDescriptor: Int32 { writeFD }
 
     /// Signals the notifier: one `write` of an 8-byte 1. Never blocks on descriptors this type
     /// created; allocates nothing.
     ///
     /// A full pipe or a saturated non-blocking eventfd counts as success: a notification is
-    /// already pending.
+    /// already pending. (Our own eventfd is blocking for the sake of `wait()`; a write to it could
+    /// block only after 2^64 - 2 unconsumed notifications.)
     /// - Throws: `SystemCallError` from `write` (`.badFileDescriptor` on a wait-only notifier,
     ///   `.brokenPipe` if the reader is gone and SIGPIPE is ignored).
     public func notify() throws(SystemCallError) {
