@@ -1,6 +1,7 @@
 // The kqueue backend: Darwin, FreeBSD, OpenBSD; Linux with libkqueue (-DVMM_LIBKQUEUE); or
 // type-checked only against Platform/kqueue-typecheck (-DVMM_KQUEUE_TYPECHECK). Kept small and
 // written against kqueue(2): everything it shares with the other backends is common code.
+// EVFILT_USER (the wake-up) exists on Darwin, FreeBSD, libkqueue, and OpenBSD from 7.8.
 //
 // Portability rules: EV_SET is a macro Swift cannot import, and FreeBSD 12+ adds fields to
 // struct kevent (and makes `data` 64-bit), so events are zero-initialised and their fields set by
