@@ -79,15 +79,18 @@ public struct PollEvent: Sendable, Hashable {
 ///
 /// **Deregister before you close.** epoll forgets a descriptor only when its last duplicate is
 /// closed, BSD kqueue drops it at close, and libkqueue keeps it alive unless EV_DELETE is sent.
-/// Stale reports are filtered either way, but only `deregister` frees the registration.
+/// Stale reports are filtered either way, but only `deregister` frees the registration: until
+/// then the number stays taken, and registering a new descriptor that reuses it throws
+/// `.fileExists`.
 ///
 /// `wake()` ends a concurrent `wait` (which returns, possibly with 0 events). It is implemented
 /// with an internal eventfd/pipe (epoll, poll) or EVFILT_USER (kqueue) and never appears as an
 /// event. A `wake()` with no wait in progress makes the next `wait` return at once.
 ///
 /// Thread-safety: every method may be called from any thread. `register`, `modify` and
-/// `deregister` take a lock; `wait` takes it once per call to filter events. The poll backend runs
-/// one `wait` at a time (concurrent callers queue); a registration change from another thread
+/// `deregister` take a lock; `wait` takes it once per call to filter events. epoll and kqueue
+/// allow concurrent waits (each with its own `PollEvents`); the poll backend runs one `wait` at a
+/// time (concurrent callers queue), and a registration change from another thread
 /// interrupts its poll(2) internally so it can rebuild its descriptor set and poll again.
 public final class Poller: @unchecked Sendable {
     /// The backend this poller uses.
@@ -129,14 +132,14 @@ public final class Poller: @unchecked Sendable {
     /// The poller does not own `fd`; deregister it before closing it.
     /// - Throws: `SystemCallError`: `.fileExists` if `fd` is already registered, `.badFileDescriptor`
     ///   if it is not open, or the kernel's errno (operation `epoll_ctl`, `kevent`, `fcntl`).
-    public func register(_ fd: Int32, interest: PollInterest, token: UInt64) throws {
+    public func register(_ fd: Int32, interest: PollInterest, token: UInt64) throws(SystemCallError) {
         try implementation.register(fd, interest: interest, token: token)
     }
 
     /// Changes the interest and token of a registered descriptor.
     ///
     /// - Throws: `SystemCallError`: `.noSuchFile` if `fd` is not registered, or the kernel's errno.
-    public func modify(_ fd: Int32, interest: PollInterest, token: UInt64) throws {
+    public func modify(_ fd: Int32, interest: PollInterest, token: UInt64) throws(SystemCallError) {
         try implementation.modify(fd, interest: interest, token: token)
     }
 
@@ -144,7 +147,7 @@ public final class Poller: @unchecked Sendable {
     ///
     /// - Throws: `SystemCallError`: `.noSuchFile` if `fd` is not registered, or the kernel's errno
     ///   (e.g. `.badFileDescriptor` if `fd` was closed first).
-    public func deregister(_ fd: Int32) throws {
+    public func deregister(_ fd: Int32) throws(SystemCallError) {
         try implementation.deregister(fd)
     }
 
@@ -159,15 +162,16 @@ public final class Poller: @unchecked Sendable {
     ///   when every report was filtered as stale.
     /// - Throws: `SystemCallError` from `epoll_wait`, `kevent` or `poll`.
     @discardableResult
-    public func wait(into events: inout PollEvents, timeout: Duration?) throws -> Int {
+    public func wait(into events: inout PollEvents, timeout: Duration?) throws(SystemCallError) -> Int {
         try implementation.wait(into: &events, timeout: timeout)
     }
 
     /// Ends a `wait` in progress on another thread, or the next one if none is in progress.
-    /// Wakes coalesce. Never blocks, allocates nothing.
+    /// Wakes coalesce. Allocates nothing and never waits for the waiter (the poll backend takes
+    /// its registration lock briefly).
     ///
     /// - Throws: `SystemCallError` from `write` or `kevent`.
-    public func wake() throws {
+    public func wake() throws(SystemCallError) {
         try implementation.wake()
     }
 }
