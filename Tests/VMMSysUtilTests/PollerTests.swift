@@ -282,6 +282,57 @@ private let bound: Duration = .seconds(10)
         #expect(openFileDescriptorCount() == before)
     }
 
+    /// Registrations churn on this thread while another waits: every report carries a token that
+    /// was registered, and once everything is deregistered nothing more is reported.
+    @Test(arguments: backends)
+    func registrationChurnDuringWaits(backend: PollerBackend) throws {
+        let before = openFileDescriptorCount()
+        do {
+            let poller = try Poller(backend: backend)
+            let notifiers = try (0..<4).map { _ in try EventNotifier() }
+            for notifier in notifiers { try notifier.notify() }  // always readable
+            let stop = try EventNotifier()
+            let done = try EventNotifier()
+            let seen = TokenLog()
+            let thread = startThread {
+                var events = PollEvents(capacity: 8)
+                do {
+                    // Bounded: at most 100,000 returns; ends when told to stop.
+                    for _ in 0..<100_000 {
+                        if try stop.tryConsume() { break }
+                        _ = try poller.wait(into: &events, timeout: bound)
+                        for index in 0..<events.count { seen.append(events[index].token) }
+                    }
+                    try done.notify()
+                } catch {
+                    Issue.record(error)
+                }
+            }
+            var registered: Set<UInt64> = []
+            for round in 0..<500 {
+                let slot = round % notifiers.count
+                let token = UInt64(round)
+                try poller.register(notifiers[slot].waitDescriptor, interest: .readable, token: token)
+                registered.insert(token)
+                if round >= 2 {
+                    let old = (round - 2) % notifiers.count
+                    try poller.deregister(notifiers[old].waitDescriptor)
+                }
+            }
+            for round in 498..<500 { try poller.deregister(notifiers[round % notifiers.count].waitDescriptor) }
+            try stop.notify()
+            try poller.wake()
+            let finished = becomesReadable(done.waitDescriptor)
+            #expect(finished)
+            if finished { thread.join() }
+            let tokens = seen.tokens
+            #expect(tokens.allSatisfy { registered.contains($0) })
+            var events = PollEvents(capacity: 8)
+            #expect(try poller.wait(into: &events, timeout: .zero) == 0)
+        }
+        #expect(openFileDescriptorCount() == before)
+    }
+
     /// More ready descriptors than the buffer holds: successive waits report every one of them.
     @Test(arguments: backends)
     func aSmallBufferReportsEveryReadyDescriptorInTurn(backend: PollerBackend) throws {
