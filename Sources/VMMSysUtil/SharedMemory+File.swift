@@ -61,6 +61,7 @@ func openExplicitFile(path: String, size: Int?, create: Bool) throws(SharedMemor
             return file
         }
         let openError = Errno.current
+        if openError.rawValue == EISDIR { throw .notARegularFile(path) }
         guard openError == .noSuchFile, create else {
             throw .system(SystemCallError("open(\(path))", openError))
         }
