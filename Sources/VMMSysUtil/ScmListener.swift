@@ -18,6 +18,8 @@ import Darwin
 ///   A live listener is `.addressInUse`; anything that is not a socket is `.notASocket`; neither is
 ///   ever removed. (On the BSDs and macOS a live listener with a full backlog also refuses
 ///   connections and would look stale; keep backlogs sensible.)
+/// - Put the socket in a directory only trusted users can write to: between `bind` and `chmod`
+///   (microseconds) someone who can write the directory could swap the path for a symlink.
 /// - The file is removed when the listener goes away, only if it is still the one we created
 ///   (same device and inode), so a newer listener's file is never deleted.
 ///

@@ -10,16 +10,17 @@ import CVMMPlatform
 // The platform differences of Unix stream sockets, in one place: atomic close-on-exec at creation
 // and accept (everything but Darwin), SIGPIPE suppression per socket (Darwin), sun_len (BSDs).
 
-#if os(Linux) || os(FreeBSD) || os(OpenBSD) || os(NetBSD)
+#if os(Linux) && canImport(Glibc)
+// Glibc imports the socket types as an enum.
 private let hasAtomicCloseOnExec = true
-#if canImport(Glibc) || canImport(Musl)
 private let streamType = Int32(SOCK_STREAM.rawValue)
 private let closeOnExecType = Int32(SOCK_CLOEXEC.rawValue)
-#else
+#elseif os(Linux) || os(FreeBSD) || os(OpenBSD) || os(NetBSD)
+private let hasAtomicCloseOnExec = true
 private let streamType = SOCK_STREAM
 private let closeOnExecType = SOCK_CLOEXEC
-#endif
 #else
+// Darwin: no SOCK_CLOEXEC; fcntl right after creation (see configureSocket).
 private let hasAtomicCloseOnExec = false
 private let streamType = SOCK_STREAM
 private let closeOnExecType: Int32 = 0

@@ -289,21 +289,15 @@ enum SocketTesting {
         let directory = try SocketTesting.makeTemporaryDirectory()
         defer { rmdir(directory) }
         let path = directory + "/stale.sock"
-        // A socket file nobody listens on any more: bound, never listened, closed.
+        // A socket file nobody listens on any more: a second name (hard link) for a listener's
+        // socket file outlives the listener, which removes only its own name.
         do {
-            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-            try #require(fd >= 0)
-            var address = sockaddr_un()
-            address.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: path.utf8) }
-            let bound = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-                }
-            }
-            close(fd)
-            try #require(bound == 0)
+            let original = directory + "/original.sock"
+            let listener = try ScmListener(path: original)
+            try #require(link(original, path) == 0)
+            _ = listener
         }
+        #expect(access(directory + "/original.sock", F_OK) == -1)
         var info = stat()
         try #require(lstat(path, &info) == 0)
         let leaked = try descriptorsLeaked {
@@ -386,18 +380,9 @@ enum SocketTesting {
         let directory = try SocketTesting.makeTemporaryDirectory()
         defer { rmdir(directory) }
         let path = directory + "/inherited.sock"
-        defer { unlink(path) }
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)  // not close-on-exec, like --fd N
-        try #require(fd >= 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: path.utf8) }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        try #require(bound == 0 && listen(fd, 4) == 0)
+        let owner = try ScmListener(path: path)
+        let fd = dup(owner.descriptor)  // not close-on-exec, like an inherited --fd N
+        try #require(fd >= 0 && !SocketTesting.isCloseOnExec(fd))
         do {
             let listener = ScmListener(adopting: FileDescriptor(adopting: fd))
             #expect(listener.path == nil)
@@ -407,6 +392,7 @@ enum SocketTesting {
             #expect(try server.peerCredentials().uid == geteuid())
             _ = client
         }
-        #expect(access(path, F_OK) == 0)
+        // The adopted listener went away without touching the file (its creator is still alive).
+        withExtendedLifetime(owner) { #expect(access(path, F_OK) == 0) }
     }
 }
