@@ -15,8 +15,8 @@ import Darwin
 ///   `listen`ed on. Until `listen` every connect is refused, so the moment with the umask's mode
 ///   grants nobody anything.
 /// - A socket file nobody listens on (connect gives ECONNREFUSED) is a stale one and is replaced.
-///   A live listener is `.addressInUse`; anything that is not a socket is `.notASocket`; neither is
-///   ever removed. (On the BSDs and macOS a live listener with a full backlog also refuses
+///   A live listener is `.addressInUse` (it sees the probe as a connection that closes at once);
+///   anything that is not a socket is `.notASocket`; neither is ever removed. (On the BSDs and macOS a live listener with a full backlog also refuses
 ///   connections and would look stale; keep backlogs sensible.)
 /// - Put the socket in a directory only trusted users can write to: between `bind` and `chmod`
 ///   (microseconds) someone who can write the directory could swap the path for a symlink.

@@ -142,6 +142,9 @@ public final class ScmSocket: @unchecked Sendable {
                 if error.errno == .brokenPipe || error.errno == .connectionReset { throw .peerClosed }
                 throw .system(error)
             }
+            // A stream sendmsg of a non-empty buffer returns at least 1 byte or fails; 0 would mean
+            // no progress, so stop rather than spin.
+            guard count > 0 else { throw .peerClosed }
             sent += count
         }
     }

@@ -227,6 +227,38 @@ enum SocketTesting {
         #expect(leaked.leaked == 0)
     }
 
+    @Test func adoptedSocketsBecomeCloseOnExec() throws {
+        let (left, right) = try ScmSocket.pair()
+        let inherited = dup(right.descriptor)  // like an inherited --fd N: not close-on-exec
+        try #require(inherited >= 0 && !SocketTesting.isCloseOnExec(inherited))
+        let adopted = ScmSocket(adopting: FileDescriptor(adopting: inherited))
+        #expect(SocketTesting.isCloseOnExec(adopted.descriptor))
+        SocketTesting.setReceiveTimeout(adopted.descriptor)
+        try left.send([8])
+        #expect(try SocketTesting.receiveBytes(adopted, count: 1).bytes == [8])
+    }
+
+    #if os(Linux)
+    @Test func foreignControlMessagesAreRefused() throws {
+        let (left, right) = try ScmSocket.pair()
+        SocketTesting.setReceiveTimeout(right.descriptor)
+        // SO_PASSCRED makes Linux attach SCM_CREDENTIALS (type 2) to every message we receive.
+        var on: Int32 = 1
+        try #require(setsockopt(right.descriptor, SOL_SOCKET, SO_PASSCRED, &on, socklen_t(MemoryLayout<Int32>.size)) == 0)
+        let pipe = try SocketTesting.makePipe()
+        defer { close(pipe.read); close(pipe.write) }
+        try left.send([1], fds: [pipe.write])
+        let leaked = descriptorsLeaked {
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1, alignment: 1)
+            defer { buffer.deallocate() }
+            #expect(throws: ScmSocketError.unexpectedControlMessage(level: SOL_SOCKET, type: 2)) {
+                _ = try right.receive(into: buffer, maxFDs: 1)
+            }
+        }
+        #expect(leaked.leaked == 0)
+    }
+    #endif
+
     @Test func peerCredentialsAreOurs() throws {
         let (left, right) = try ScmSocket.pair()
         let credentials = try left.peerCredentials()
