@@ -77,3 +77,13 @@ public struct ReceivedFileDescriptors: ~Copyable, Sendable {
         withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: fd, toByteOffset: index * 4, as: Int32.self) }
     }
 }
+
+/// What one `ScmSocket.receive` call read: a byte count and the descriptors that came with it.
+///
+/// Thread-safety: a non-copyable value with one owner.
+public struct ReceivedMessage: ~Copyable, Sendable {
+    /// Bytes written to the start of the caller's buffer (at least 1).
+    public let byteCount: Int
+    /// Descriptors that arrived with those bytes (close-on-exec, closed unless taken).
+    public var fds: ReceivedFileDescriptors
+}

@@ -7,16 +7,6 @@ import Darwin
 #endif
 import CVMMPlatform
 
-/// What one `ScmSocket.receive` call read: a byte count and the descriptors that came with it.
-///
-/// Thread-safety: a non-copyable value with one owner.
-public struct ReceivedMessage: ~Copyable, Sendable {
-    /// Bytes written to the start of the caller's buffer (at least 1).
-    public let byteCount: Int
-    /// Descriptors that arrived with those bytes (close-on-exec, closed unless taken).
-    public var fds: ReceivedFileDescriptors
-}
-
 /// A connected AF_UNIX stream socket that carries bytes and file descriptors (SCM_RIGHTS).
 ///
 /// - Every descriptor it creates or receives is close-on-exec (MSG_CMSG_CLOEXEC where it exists,
