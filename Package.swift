@@ -27,7 +27,7 @@ let package = Package(
         .executableTarget(name: "vmm-test-peer", dependencies: ["VMMSysUtil"], path: "Tests/vmm-test-peer"),
         .testTarget(
             name: "VMMSysUtilTests",
-            dependencies: ["VMMSysUtil", "VMMTestSupport", "vmm-test-peer"]
+            dependencies: ["VMMSysUtil", "CVMMPlatform", "VMMTestSupport", "vmm-test-peer"]
         ),
         .testTarget(
             name: "VirtioTests",
