@@ -39,7 +39,7 @@
 
 // ---- peer credentials and closefrom: libbsd on Linux, libc elsewhere.
 #if defined(__linux__)
-int getpeereid(int socket, uid_t *euid, gid_t *egid);
+int getpeereid(int socket, uid_t *_Nonnull euid, gid_t *_Nonnull egid);
 void closefrom(int lowfd);
 #endif
 
@@ -97,14 +97,23 @@ static inline int vmm_memfd_create(const char *_Nonnull name, unsigned int flags
 }
 #endif
 
+// ---- POSIX shared memory. Darwin declares shm_open variadic (`int shm_open(const char *, int, ...)`),
+// ---- which Swift cannot call; this fixed-arity wrapper works everywhere.
+#include <sys/mman.h>
+static inline int vmm_shm_open(const char *_Nonnull name, int oflag, mode_t mode) {
+    return shm_open(name, oflag, mode);
+}
+
 // ---- CPU pinning for benchmarks (cpu_set_t is manipulated by macros).
 /// Pins the calling thread to one CPU. Returns 0, or -1 with errno set; ENOSYS where unsupported.
 static inline int vmm_pin_current_thread(int cpu) {
 #if defined(__linux__)
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    return sched_setaffinity(0, sizeof(set), &set);
+    // CPU_ZERO/CPU_SET/sched_setaffinity need _GNU_SOURCE, which the prebuilt Glibc module lacks:
+    // build the mask by hand (1024 CPUs, the size of glibc's cpu_set_t) and make the raw syscall.
+    unsigned long mask[1024 / (8 * sizeof(unsigned long))] = {0};
+    if (cpu < 0 || cpu >= 1024) { errno = EINVAL; return -1; }
+    mask[(size_t)cpu / (8 * sizeof(unsigned long))] |= 1UL << ((size_t)cpu % (8 * sizeof(unsigned long)));
+    return (int)syscall(SYS_sched_setaffinity, 0, sizeof(mask), mask);
 #else
     (void)cpu;
     errno = ENOSYS;
