@@ -48,7 +48,7 @@ struct DescriptorWalker {
         guard directCount < queueSize else { throw .chainTooLong(limit: queueSize) }
         // Safe: `index < queueSize` (checked by the caller for the start, below for links) and the
         // ring holds 16 × queueSize bytes.
-        let d = Descriptor(loading: ring + Int(index) &* 16)
+        let d = Descriptor(loading: ring + Int(index) &* 16, packed: layout == .packed)
         directCount += 1
         lastID = d.next
         if d.isIndirect {
@@ -89,7 +89,7 @@ struct DescriptorWalker {
         guard tableMore else { return nil }
         guard tableSteps < tableCount else { throw .chainTooLong(limit: tableCount) }
         // Table bounds: tableIndex < tableCount, and the whole table was checked to be memory.
-        guard let d = regions.loadDescriptor(at: tableAddress &+ UInt64(tableIndex) &* 16) else {
+        guard let d = regions.loadDescriptor(at: tableAddress &+ UInt64(tableIndex) &* 16, packed: layout == .packed) else {
             throw .bufferOutsideMemory(address: tableAddress, length: UInt64(tableCount) * 16)
         }
         tableSteps += 1

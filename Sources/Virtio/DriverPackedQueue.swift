@@ -68,8 +68,8 @@ public final class DriverPackedQueue {
         guard needed <= freeSlots, freeIDCount > 0, buffers.count <= 0xFFFF else { throw .queueFull }
         if let table = indirectTable {
             for (i, buffer) in buffers.enumerated() {
-                var entry = DescriptorBytes(address: buffer.address, length: buffer.length,
-                                            flags: buffer.isWritable ? DescriptorFlag.write : 0, next: 0)
+                var entry = DescriptorBytes(address: buffer.address, length: buffer.length, id: 0,
+                                            flags: buffer.isWritable ? DescriptorFlag.write : 0)
                 do {
                     try withUnsafeBytes(of: &entry) { (raw) throws(GuestMemoryError) in
                         try memory.write(guestPhysical: table &+ UInt64(i) &* 16, bytes: raw)
@@ -89,12 +89,12 @@ public final class DriverPackedQueue {
             if let table = indirectTable {
                 flags |= DescriptorFlag.indirect
                 descriptor = DescriptorBytes(address: table, length: UInt32(truncatingIfNeeded: buffers.count * 16),
-                                             flags: 0, next: id)
+                                             id: id, flags: 0)
             } else {
                 let buffer = buffers[i]
                 if buffer.isWritable { flags |= DescriptorFlag.write }
                 if i + 1 < needed { flags |= DescriptorFlag.next }
-                descriptor = DescriptorBytes(address: buffer.address, length: buffer.length, flags: 0, next: id)
+                descriptor = DescriptorBytes(address: buffer.address, length: buffer.length, id: id, flags: 0)
             }
             let slot = ring + Int(nextAvail) * 16
             // Address, length and id first; flags after (the head's last of all).

@@ -183,16 +183,26 @@ public final class DriverSplitQueue {
 }
 
 /// A descriptor in its little-endian wire layout (16 bytes, no padding).
+/// Split: `word12` = flags, `word14` = next. Packed: `word12` = id, `word14` = flags.
 struct DescriptorBytes {
     var address: UInt64
     var length: UInt32
-    var flags: UInt16
-    var next: UInt16
+    var word12: UInt16
+    var word14: UInt16
 
+    /// Split layout.
     init(address: UInt64, length: UInt32, flags: UInt16, next: UInt16) {
         self.address = address.littleEndian
         self.length = length.littleEndian
-        self.flags = flags.littleEndian
-        self.next = next.littleEndian
+        self.word12 = flags.littleEndian
+        self.word14 = next.littleEndian
+    }
+
+    /// Packed layout.
+    init(address: UInt64, length: UInt32, id: UInt16, flags: UInt16) {
+        self.address = address.littleEndian
+        self.length = length.littleEndian
+        self.word12 = id.littleEndian
+        self.word14 = flags.littleEndian
     }
 }

@@ -61,12 +61,20 @@ func describe(_ chain: Chain, in memory: GuestMemory) throws -> [DriverBuffer] {
     return result
 }
 
-/// Writes a raw 16-byte descriptor (either layout) at guest-physical `address`.
+/// Writes a raw 16-byte split descriptor (flags @12, next @14) at guest-physical `address`.
 func writeDescriptor(_ memory: GuestMemory, at address: UInt64, addr: UInt64, len: UInt32, flags: UInt16, next: UInt16) throws {
     try memory.store(addr, guestPhysical: address)
     try memory.store(len, guestPhysical: address + 8)
     try memory.store(flags, guestPhysical: address + 12)
     try memory.store(next, guestPhysical: address + 14)
+}
+
+/// Writes a raw 16-byte packed descriptor (id @12, flags @14) at guest-physical `address`.
+func writePackedDescriptor(_ memory: GuestMemory, at address: UInt64, addr: UInt64, len: UInt32, flags: UInt16, id: UInt16) throws {
+    try memory.store(addr, guestPhysical: address)
+    try memory.store(len, guestPhysical: address + 8)
+    try memory.store(id, guestPhysical: address + 12)
+    try memory.store(flags, guestPhysical: address + 14)
 }
 
 /// `count` bytes of guest memory at `address`.
