@@ -52,7 +52,7 @@ import Virtio
                     try bytes.withUnsafeBytes { try memory.write(guestPhysical: buffer.address, bytes: $0) }
                 }
                 let table: UInt64? = indirect ? memoryBase + 0xC000 + UInt64(copy) * 0x1000 : nil
-                let id = try driver.post(chain.withUnsafeBufferPointer { $0 }, indirectTable: table)
+                let id = try driver.post(chain, indirectTable: table)
                 posted.append((id, chain))
             }
             var chains: [Chain] = []
