@@ -105,5 +105,15 @@ public struct InflightReply: ~Copyable, Sendable {
     /// Size, offset, queue count and size of the inflight buffer.
     public let description: InflightDescription
     /// The inflight buffer's fd, owned by this value until taken.
-    public var descriptor: FileDescriptor?
+    var descriptor: FileDescriptor?
+
+    init(description: InflightDescription, descriptor: consuming FileDescriptor?) {
+        self.description = description
+        self.descriptor = descriptor
+    }
+
+    /// Moves the fd out; nil when there is none (or it was taken).
+    public mutating func takeDescriptor() -> FileDescriptor? {
+        descriptor.take()
+    }
 }
