@@ -1,6 +1,6 @@
 /// The payload sizes a request code allows, checked from the header alone so a receiver can refuse
 /// a message before reading its payload.
-enum PayloadShape: Sendable {
+enum PayloadShape: Equatable, Sendable {
     /// No payload: size 0.
     case empty
     /// A fixed-size struct: size exactly this.
@@ -22,31 +22,25 @@ enum PayloadShape: Sendable {
         }
     }
 
-    /// Throws unless `size` fits this shape. The count of regions or config bytes is checked again
+    /// Throws unless `size` fits this shape: exact for fixed payloads, bounded and well-formed
+    /// for variable ones. The count of regions or config bytes is checked again
     /// against the payload's own fields when it is decoded.
     func check(size: UInt32, request: AnyRequest) throws(ProtocolError) {
-        let maximum = self.maximum
-        guard size <= UInt32(maximum) else {
-            throw .payloadTooLarge(request: request, size: size, limit: maximum)
-        }
-        let size = Int(size)
         switch self {
         case .unsupported:
             throw .unsupportedRequest(request)
         case .empty:
-            if size != 0 { throw .payloadSize(request: request, size: size, expected: 0) }
+            if size != 0 { throw .payloadSize(request: request, size: Int(clamping: size), expected: 0) }
         case .fixed(let expected):
-            if size != expected { throw .payloadSize(request: request, size: size, expected: expected) }
-        case .memoryTable:
-            if size < MemoryTable.headerSize {
-                throw .payloadTooSmall(request: request, size: size, minimum: MemoryTable.headerSize)
-            }
-            if (size - MemoryTable.headerSize) % MemoryRegion.wireSize != 0 {
+            if size != expected { throw .payloadSize(request: request, size: Int(clamping: size), expected: expected) }
+        case .memoryTable, .config:
+            let maximum = self.maximum
+            guard size <= maximum else { throw .payloadTooLarge(request: request, size: size, limit: maximum) }
+            let size = Int(size)
+            let minimum = self == .memoryTable ? MemoryTable.headerSize : ConfigSpace.headerSize
+            if size < minimum { throw .payloadTooSmall(request: request, size: size, minimum: minimum) }
+            if self == .memoryTable && (size - minimum) % MemoryRegion.wireSize != 0 {
                 throw .memoryTableSize(request: request, size: size)
-            }
-        case .config:
-            if size < ConfigSpace.headerSize {
-                throw .payloadTooSmall(request: request, size: size, minimum: ConfigSpace.headerSize)
             }
         }
     }
