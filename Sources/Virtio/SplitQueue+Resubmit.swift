@@ -1,0 +1,26 @@
+extension SplitQueue {
+    /// The device's used index (`used->idx` as of configure or `setNextAvailIndex(_:)`, plus what
+    /// was published since). vhost-user inflight recovery compares it with its own record.
+    public var publishedUsedIndex: UInt16 { usedIndex }
+
+    /// Takes the chain whose head is `head` in flight again without consuming an available-ring
+    /// entry: vhost-user inflight recovery resubmits requests a previous back-end popped but never
+    /// completed. Call it after `setNextAvailIndex(_:)` (which forgets in-flight buffers).
+    ///
+    /// The chain is validated exactly as `pop()` validates, but a bad chain does not break the
+    /// queue: the recovered head came from a record, not from the driver's ring.
+    /// - Throws: `.descriptorIndexOutOfRange` if `head` is not below the queue size,
+    ///   `.bufferInUse` if it is in flight already, or any chain validation error.
+    public mutating func resubmit(head: UInt16) throws(VirtqueueError) -> Chain {
+        if let brokenReason { throw brokenReason }
+        guard Int(head) < size else { throw .descriptorIndexOutOfRange(index: head, limit: size) }
+        guard slots[Int(head)] == 0 else { throw .bufferInUse(id: head) }
+        let start = DescriptorWalker(regions: regions, ring: descriptors, queueSize: size, layout: .split,
+                                     indirectAllowed: indirect, start: head)
+        var walker = start
+        let summary = try walker.summarize()
+        slots[Int(head)] = UInt16(truncatingIfNeeded: walker.directCount)
+        writable[Int(head)] = summary.writableLength
+        return Chain(id: head, descriptorCount: walker.directCount, summary: summary, walkerStart: start)
+    }
+}
