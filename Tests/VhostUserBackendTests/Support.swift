@@ -91,12 +91,16 @@ func waitForSignal(_ notifier: EventNotifier, milliseconds: Int32 = 10_000) -> B
 
 /// The next used entry, waiting (bounded) for call signals until one is there. Signals that come
 /// without a used entry (the back-end signals a newly installed call fd once) are skipped.
+/// Like a guest driver with EVENT_IDX, it asks (`used_event`) for a call at the next used entry
+/// before it sleeps, then looks again so a completion published meanwhile is not missed.
 func reapWaiting(_ rig: GuestRig) throws -> UsedBuffer? {
     for _ in 0..<10 {
-        if let used = try rig.driver.reap() { return used }
-        guard waitForSignal(rig.call) else { return try rig.driver.reap() }
+        if let used = try rig.reap() { return used }
+        rig.driver.setUsedEvent(rig.reaped)
+        if let used = try rig.reap() { return used }
+        guard waitForSignal(rig.call) else { return try rig.reap() }
     }
-    return try rig.driver.reap()
+    return try rig.reap()
 }
 
 /// The front-end's view of one guest: shared memory, a driver-side split queue, kick and call.
@@ -112,6 +116,14 @@ final class GuestRig {
     let driver: DriverSplitQueue
     let kick: EventNotifier
     let call: EventNotifier
+    /// Used entries reaped so far (the driver's free-running used index).
+    private(set) var reaped: UInt16 = 0
+
+    func reap() throws -> UsedBuffer? {
+        guard let used = try driver.reap() else { return nil }
+        reaped &+= 1
+        return used
+    }
 
     init(features: Virtio.VirtioFeatures = [.eventIndex, .indirectDescriptors], freshRings: Bool = true,
          reuse: SharedMemory? = nil) throws {

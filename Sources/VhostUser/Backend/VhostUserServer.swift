@@ -1,3 +1,10 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Logging
 import VMMSysUtil
 
@@ -70,8 +77,16 @@ public final class VhostUserServer: Sendable {
     }
 
     /// Serves one connected front-end until it disconnects or is refused, then tears the session
-    /// down. The connection is closed when the caller drops it.
+    /// down and shuts the connection down (the peer sees end of stream at once); the descriptor is
+    /// closed when the caller drops `connection`.
     public func serve(_ connection: ScmSocket) -> EndReason {
+        let reason = serveSession(connection)
+        // Nothing to do if it fails: the peer may have closed first.
+        _ = shutdown(connection.descriptor, Int32(SHUT_RDWR))
+        return reason
+    }
+
+    private func serveSession(_ connection: ScmSocket) -> EndReason {
         let session: VhostUserSession
         do {
             session = try VhostUserSession(device: device, options: options, logger: logger)
