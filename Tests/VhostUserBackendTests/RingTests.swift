@@ -116,9 +116,11 @@ struct RingTests {
                 #expect(answer.mmapSize >= UInt64(16 + 16 * GuestRig.queueSize))
                 keptAnswer = answer
                 keptFD = fcntl(fd, F_DUPFD_CLOEXEC, 0)
-                try rig.start(session, inflight: (answer, fd))
+                // Chains and plan in place before the ring starts, so the first `process`
+                // (right after the start, or after the kick) sees all three.
                 device.crashNextTime(pop: 3, complete: 1)
                 for slot in 0..<3 { posted.append(try rig.postWritable(slot: slot)) }
+                try rig.start(session, inflight: (answer, fd))
                 try rig.kick.notify()
                 let completed = try #require(try reapWaiting(rig))
                 #expect(completed.id == posted[1])

@@ -60,6 +60,7 @@ extension VhostUserSession {
                 ring.base = queue.ring.nextAvailIndex
             }
             ring.queue = nil
+            ring.started = false
             ring.kick = nil
             ring.kickSet = false
             ring.broken = false
@@ -157,6 +158,7 @@ extension VhostUserSession {
         }
         ring.queue = VhostUserQueue(index: ring.index, negotiatedFeatures: features, ring: split,
                                     inflight: tracker, resubmit: resubmit)
+        ring.started = true
         ring.broken = false
     }
 

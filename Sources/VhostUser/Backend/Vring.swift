@@ -20,16 +20,19 @@ final class Vring: @unchecked Sendable {
     var call: EventNotifier?
     var err: EventNotifier?
     var enabled = false
-    /// Non-nil while the ring is started.
+    /// Set while the ring is started (changed by the control thread only).
+    var started = false
+    /// The started ring's queue. The worker moves it out while serving the ring, so only the
+    /// worker, or the control thread while the worker is parked, may look at it.
     var queue: VhostUserQueue?
     /// Set when the ring failed: not served until reconfigured.
     var broken = false
 
     init(index: Int) { self.index = index }
 
-    var isStarted: Bool { queue != nil }
+    var isStarted: Bool { started }
     /// Started without a kick fd: the worker polls it.
-    var isPolled: Bool { queue != nil && kick == nil }
+    var isPolled: Bool { started && kick == nil }
 
     /// Forgets everything but the call and err notifiers (`RESET_DEVICE`).
     func reset() {
@@ -39,6 +42,7 @@ final class Vring: @unchecked Sendable {
         kickSet = false
         kick = nil
         enabled = false
+        started = false
         queue = nil
         broken = false
     }
