@@ -8,6 +8,9 @@ import Darwin
 import Logging
 import VMMSysUtil
 
+/// The socket file the signal handler removes; written once before the handler is installed.
+nonisolated(unsafe) private var terminationSocketPath: UnsafeMutablePointer<CChar>?
+
 /// The options every vhost-user back-end program takes (QEMU's "vhost-user back-end program
 /// conventions"): `--socket-path PATH` (or `=PATH`), `--fd N` (or `=N`), `--print-capabilities`,
 /// `--help`. Anything else is left in `remaining` for the device's own options.
@@ -154,6 +157,7 @@ public enum VhostUserDaemon {
             } catch {
                 throw .socket("cannot listen on \(path): \(error)")
             }
+            removeOnTermination(path)
             server.logger.info("listening on \(path)")
             do {
                 try server.run(listener: listener)
@@ -177,6 +181,19 @@ public enum VhostUserDaemon {
         let reason = server.serve(ScmSocket(adopting: FileDescriptor(adopting: fd)))
         server.logger.info("connection ended: \(reason)")
         exit(0)
+    }
+
+    /// On SIGTERM or SIGINT: remove the socket file and exit 0 at once (QEMU's conventions ask for
+    /// a prompt, clean exit; the kernel reclaims memory, mappings and fds).
+    private static func removeOnTermination(_ path: String) {
+        terminationSocketPath = strdup(path)
+        let handler: @convention(c) (Int32) -> Void = { _ in
+            // Only async-signal-safe calls here.
+            if let path = terminationSocketPath { unlink(path) }
+            _exit(0)
+        }
+        signal(SIGTERM, handler)
+        signal(SIGINT, handler)
     }
 
     private static func fail(_ name: String, _ message: String) -> Never {
