@@ -9,6 +9,21 @@ extension Chain {
         guard let destination = buffer.baseAddress, buffer.count > 0 else { return 0 }
         var skip = max(0, offset)
         var copied = 0
+        if cachedCount >= 0 {
+            // Short chain: the buffers validated at pop, no guest re-read.
+            for i in 0..<Int(cachedCount) {
+                let piece = cache[i]
+                guard copied < buffer.count, !piece.isWritable, let source = piece.pointer else { break }
+                let length = Int(piece.length)
+                if skip >= length { skip -= length; continue }
+                let count = min(length - skip, buffer.count - copied)
+                // Safe: `source` holds `skip + count` bytes; `destination` has `buffer.count - copied` left.
+                (destination + copied).copyMemory(from: source + skip, byteCount: count)
+                copied += count
+                skip = 0
+            }
+            return copied
+        }
         var buffers = self.buffers()
         while copied < buffer.count, let piece = try buffers.next(), !piece.isWritable {
             if skip >= piece.bytes.count { skip -= piece.bytes.count; continue }
@@ -31,6 +46,21 @@ extension Chain {
         guard let source = bytes.baseAddress, bytes.count > 0 else { return 0 }
         var skip = max(0, offset)
         var written = 0
+        if cachedCount >= 0 {
+            for i in 0..<Int(cachedCount) {
+                let piece = cache[i]
+                guard written < bytes.count, let destination = piece.pointer else { break }
+                guard piece.isWritable else { continue }
+                let length = Int(piece.length)
+                if skip >= length { skip -= length; continue }
+                let count = min(length - skip, bytes.count - written)
+                // Safe: `destination` holds `skip + count` bytes; `source` has `bytes.count - written` left.
+                (destination + skip).copyMemory(from: source + written, byteCount: count)
+                written += count
+                skip = 0
+            }
+            return written
+        }
         var buffers = self.buffers()
         while written < bytes.count, let piece = try buffers.next() {
             guard piece.isWritable else { continue }

@@ -2,38 +2,49 @@
 /// its buffers.
 ///
 /// Validation: `pop()` walks the whole chain once and validates every descriptor (see
-/// `VirtqueueError`), so a malformed chain breaks the queue at pop. Iterating re-reads the
-/// descriptors from guest memory and validates each copy again (memory safety never depends on the
-/// earlier walk); if the guest rewrote the chain meanwhile, iteration throws instead of yielding
-/// anything outside guest memory or beyond the lengths recorded at pop.
+/// `VirtqueueError`), so a malformed chain breaks the queue at pop. For a short chain (up to four
+/// descriptors, each inside one memory region) pop also keeps the validated, translated buffers in
+/// the queue's own memory, so iterating uses exactly what was validated and never re-reads guest
+/// memory. Longer chains are re-read on iteration and every descriptor copy is validated again
+/// (memory safety never depends on the earlier walk); if the guest rewrote such a chain meanwhile,
+/// iteration throws instead of yielding anything outside guest memory or beyond the lengths
+/// recorded at pop.
 ///
-/// Lifetime: a chain and the pointers it yields are valid while the queue's `GuestMemory` is alive
-/// (the queue holds it; replace memory only after the queue's workers are quiesced). Never allocates.
+/// Lifetime: a chain is usable from `pop()` until it is pushed, while its queue exists (and the
+/// queue's `GuestMemory` is not replaced; quiesce workers first). Never allocates.
 ///
 /// Thread-safety: a value; use it on the thread that owns the queue, or hand it to one other thread.
 public struct Chain {
     /// The id to complete: split head descriptor index, or packed buffer id.
     public let id: UInt16
     /// Ring descriptors (packed: ring slots) the chain occupies; an indirect table counts as one.
-    public let descriptorCount: Int
+    public var descriptorCount: Int { Int(slots) }
     /// Total bytes the device may read.
     public let readableLength: UInt32
     /// Total bytes the device may write.
     public let writableLength: UInt32
 
-    let walkerStart: DescriptorWalker
+    let slots: UInt16
+    /// Buffers translated at pop, or -1 if the chain must be re-walked.
+    let cachedCount: Int8
+    let cache: UnsafeMutablePointer<CachedBuffer>
+    let start: WalkStart
 
-    init(id: UInt16, descriptorCount: Int, summary: ChainSummary, walkerStart: DescriptorWalker) {
+    @inline(__always)
+    init(id: UInt16, slots: UInt16, summary: ChainSummary, start: WalkStart, cache: UnsafeMutablePointer<CachedBuffer>) {
         self.id = id
-        self.descriptorCount = descriptorCount
+        self.slots = slots
         self.readableLength = summary.readableLength
         self.writableLength = summary.writableLength
-        self.walkerStart = walkerStart
+        self.cachedCount = summary.cachedCount
+        self.cache = cache
+        self.start = start
     }
 
     /// A fresh iterator over the chain's buffers: readable ones first, then writable ones.
+    @inline(__always)
     public func buffers() -> ChainIterator {
-        ChainIterator(walker: walkerStart, readableLimit: readableLength, writableLimit: writableLength)
+        ChainIterator(self)
     }
 }
 
@@ -46,9 +57,11 @@ public struct GuestBuffer {
     public let isWritable: Bool
 }
 
-/// Iterates a chain's buffers (readable, then writable), re-validating each descriptor it reads.
-/// Allocation-free.
+/// Iterates a chain's buffers (readable, then writable). Allocation-free.
 public struct ChainIterator {
+    let cache: UnsafeMutablePointer<CachedBuffer>
+    let cachedCount: Int8
+    var cacheIndex: Int8 = 0
     var walker: DescriptorWalker
     let readableLimit: UInt32
     let writableLimit: UInt32
@@ -58,18 +71,33 @@ public struct ChainIterator {
     var remaining: UInt64 = 0
     var writable = false
 
-    init(walker: DescriptorWalker, readableLimit: UInt32, writableLimit: UInt32) {
-        self.walker = walker
-        self.readableLimit = readableLimit
-        self.writableLimit = writableLimit
+    @inline(__always)
+    init(_ chain: Chain) {
+        cache = chain.cache
+        cachedCount = chain.cachedCount
+        walker = DescriptorWalker(chain.start)
+        readableLimit = chain.readableLength
+        writableLimit = chain.writableLength
     }
 
     /// The next piece, or nil after the last one.
     ///
-    /// - Throws: a `VirtqueueError` if the guest rewrote the chain since it was popped
-    ///   (`.chainChanged`, or whichever validation the new contents fail).
+    /// - Throws: a `VirtqueueError` if the chain had to be re-read and the guest rewrote it since it
+    ///   was popped (`.chainChanged`, or whichever validation the new contents fail).
     @inline(__always)
     public mutating func next() throws(VirtqueueError) -> GuestBuffer? {
+        if cachedCount >= 0 {
+            guard cacheIndex < cachedCount else { return nil }
+            // Safe: cacheIndex < cachedCount <= chainCacheCapacity entries written at pop.
+            let buffer = cache[Int(cacheIndex)]
+            cacheIndex &+= 1
+            return GuestBuffer(bytes: UnsafeMutableRawBufferPointer(start: buffer.pointer, count: Int(buffer.length)),
+                               isWritable: buffer.isWritable)
+        }
+        return try nextWalked()
+    }
+
+    private mutating func nextWalked() throws(VirtqueueError) -> GuestBuffer? {
         if remaining == 0 {
             guard let d = try walker.next() else { return nil }
             if d.isWritable {

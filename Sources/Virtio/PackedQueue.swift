@@ -19,6 +19,7 @@ public struct PackedQueue: DeviceQueue {
     let inFlight: InFlightTable
     let slots: UnsafeMutablePointer<UInt16>
     let writable: UnsafeMutablePointer<UInt32>
+    let cacheBase: UnsafeMutablePointer<CachedBuffer>
     let regions: RegionTable
     let ring: UnsafeMutableRawPointer
     /// Driver event suppression (the device reads it).
@@ -56,6 +57,7 @@ public struct PackedQueue: DeviceQueue {
         inFlight = InFlightTable(count: size)
         slots = inFlight.slots
         writable = inFlight.writable
+        cacheBase = inFlight.cache
         eventIndex = features.contains(.eventIndex)
         indirect = features.contains(.indirectDescriptors)
     }
@@ -77,20 +79,28 @@ public struct PackedQueue: DeviceQueue {
         // Acquire: the rest of the descriptor is read only after its flags say it is available.
         let flags = UInt16(littleEndian: vmm_load_acquire_u16(head + 14))
         guard isAvailable(flags) else { return nil }
-        let start = DescriptorWalker(regions: regions, ring: ring, queueSize: size, layout: .packed,
-                                     indirectAllowed: indirect, start: nextAvail)
-        var walker = start
-        let summary = try walker.summarize()
+        let start = WalkStart(regions: regions, ring: ring, queueSize: UInt16(truncatingIfNeeded: size),
+                              head: nextAvail, layout: .packed, indirectAllowed: indirect)
+        var walker = DescriptorWalker(start)
+        // The id is known only at the end of the walk: translate into the scratch entries, then
+        // move them to the id's entries once the id is validated.
+        let scratch = cacheBase + size &* chainCacheCapacity
+        let summary = try walker.summarize(into: scratch)
         // The spec puts the buffer id in the last descriptor of the chain.
         let id = walker.lastID
         guard Int(id) < size else { throw .bufferIDOutOfRange(id: id, queueSize: size) }
         guard slots[Int(id)] == 0 else { throw .bufferInUse(id: id) }
-        let count = walker.directCount
-        slots[Int(id)] = UInt16(truncatingIfNeeded: count)
+        let count = Int(walker.directCount)
+        slots[Int(id)] = walker.directCount
+        let cache = cacheBase + Int(id) &* chainCacheCapacity
+        if summary.cachedCount > 0 {
+            // Safe: both ranges hold chainCacheCapacity entries and do not overlap (id < size).
+            cache.update(from: scratch, count: Int(summary.cachedCount))
+        }
         writable[Int(id)] = summary.writableLength
         advance(&nextAvail, &availWrap, by: count)
         if eventIndex && notificationsEnabled { writeDeviceEvent(PackedEventFlag.desc) }
-        return Chain(id: id, descriptorCount: count, summary: summary, walkerStart: start)
+        return Chain(id: id, slots: walker.directCount, summary: summary, start: start, cache: cache)
     }
 
     @inline(__always)

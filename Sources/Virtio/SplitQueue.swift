@@ -21,6 +21,7 @@ public struct SplitQueue: DeviceQueue {
     let inFlight: InFlightTable
     let slots: UnsafeMutablePointer<UInt16>
     let writable: UnsafeMutablePointer<UInt32>
+    let cacheBase: UnsafeMutablePointer<CachedBuffer>
     let regions: RegionTable
     let descriptors: UnsafeMutableRawPointer
     let avail: UnsafeMutableRawPointer
@@ -59,6 +60,7 @@ public struct SplitQueue: DeviceQueue {
         inFlight = InFlightTable(count: size)
         slots = inFlight.slots
         writable = inFlight.writable
+        cacheBase = inFlight.cache
         mask = UInt16(truncatingIfNeeded: size - 1)
         eventIndex = features.contains(.eventIndex)
         indirect = features.contains(.indirectDescriptors)
@@ -93,15 +95,17 @@ public struct SplitQueue: DeviceQueue {
         let head = UInt16(littleEndian: (avail + 4 + slot &* 2).load(as: UInt16.self))
         guard Int(head) < size else { throw .descriptorIndexOutOfRange(index: head, limit: size) }
         guard slots[Int(head)] == 0 else { throw .bufferInUse(id: head) }
-        let start = DescriptorWalker(regions: regions, ring: descriptors, queueSize: size, layout: .split,
-                                     indirectAllowed: indirect, start: head)
-        var walker = start
-        let summary = try walker.summarize()
-        slots[Int(head)] = UInt16(truncatingIfNeeded: walker.directCount)
+        let start = WalkStart(regions: regions, ring: descriptors, queueSize: UInt16(truncatingIfNeeded: size),
+                              head: head, layout: .split, indirectAllowed: indirect)
+        var walker = DescriptorWalker(start)
+        // Cache slot by head (split) / head slot (packed): unique while in flight, like the id.
+        let cache = cacheBase + Int(head) &* chainCacheCapacity
+        let summary = try walker.summarize(into: cache)
+        slots[Int(head)] = walker.directCount
         writable[Int(head)] = summary.writableLength
         lastAvail &+= 1
         if eventIndex && notificationsEnabled { writeAvailEvent() }
-        return Chain(id: head, descriptorCount: walker.directCount, summary: summary, walkerStart: start)
+        return Chain(id: head, slots: walker.directCount, summary: summary, start: start, cache: cache)
     }
 
     public mutating func push(_ chain: Chain, written: UInt32) throws(VirtqueueError) {
