@@ -18,7 +18,7 @@ extension Chain {
                 if skip >= length { skip -= length; continue }
                 let count = min(length - skip, buffer.count - copied)
                 // Safe: `source` holds `skip + count` bytes; `destination` has `buffer.count - copied` left.
-                (destination + copied).copyMemory(from: source + skip, byteCount: count)
+                copyGuestBytes(to: destination + copied, from: source + skip, count: count)
                 copied += count
                 skip = 0
             }
@@ -55,7 +55,7 @@ extension Chain {
                 if skip >= length { skip -= length; continue }
                 let count = min(length - skip, bytes.count - written)
                 // Safe: `destination` holds `skip + count` bytes; `source` has `bytes.count - written` left.
-                (destination + skip).copyMemory(from: source + written, byteCount: count)
+                copyGuestBytes(to: destination + skip, from: source + written, count: count)
                 written += count
                 skip = 0
             }

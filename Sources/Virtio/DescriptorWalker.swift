@@ -152,16 +152,30 @@ struct DescriptorWalker {
     }
 }
 
-/// Where a chain starts: everything needed to (re)walk it, in 32 bytes, no references.
-struct WalkStart {
+/// What every walk on one queue shares. Written once at configure into queue-owned memory, so chains
+/// and walkers carry a pointer to it instead of copies.
+struct QueueContext {
     let regions: RegionTable
     /// Split descriptor table or packed descriptor ring (16 × queueSize bytes, validated at configure).
     let ring: UnsafeMutableRawPointer
     let queueSize: UInt16
-    /// Head descriptor index (split) or slot (packed); < queueSize.
-    let head: UInt16
     let layout: DescriptorWalker.Layout
     let indirectAllowed: Bool
+}
+
+/// Where a chain starts: the queue's context and the head. Ten bytes, no references.
+struct WalkStart {
+    let context: UnsafePointer<QueueContext>
+    /// Head descriptor index (split) or slot (packed); < queueSize.
+    let head: UInt16
+
+    // Safe: the context lives in the queue's in-flight table, alive while the queue (and so any
+    // chain in flight on it) is.
+    @inline(__always) var regions: RegionTable { context.pointee.regions }
+    @inline(__always) var ring: UnsafeMutableRawPointer { context.pointee.ring }
+    @inline(__always) var queueSize: UInt16 { context.pointee.queueSize }
+    @inline(__always) var layout: DescriptorWalker.Layout { context.pointee.layout }
+    @inline(__always) var indirectAllowed: Bool { context.pointee.indirectAllowed }
 }
 
 /// Byte totals of a validated chain.

@@ -10,9 +10,13 @@ final class InFlightTable {
     /// after the last id is scratch space for a packed pop that does not know its id yet.
     let cache: UnsafeMutablePointer<CachedBuffer>
     let count: Int
+    /// The queue's walk context (see `QueueContext`).
+    let context: UnsafeMutablePointer<QueueContext>
 
-    init(count: Int) {
+    init(count: Int, context: QueueContext) {
         self.count = count
+        self.context = .allocate(capacity: 1)
+        self.context.initialize(to: context)
         slots = .allocate(capacity: count)
         slots.initialize(repeating: 0, count: count)
         writable = .allocate(capacity: count)
@@ -29,5 +33,6 @@ final class InFlightTable {
         slots.deallocate()
         writable.deallocate()
         cache.deallocate()
+        context.deallocate()
     }
 }

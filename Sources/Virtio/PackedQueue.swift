@@ -20,6 +20,7 @@ public struct PackedQueue: DeviceQueue {
     let slots: UnsafeMutablePointer<UInt16>
     let writable: UnsafeMutablePointer<UInt32>
     let cacheBase: UnsafeMutablePointer<CachedBuffer>
+    let context: UnsafeMutablePointer<QueueContext>
     let regions: RegionTable
     let ring: UnsafeMutableRawPointer
     /// Driver event suppression (the device reads it).
@@ -54,7 +55,11 @@ public struct PackedQueue: DeviceQueue {
         driverEvent = try addresses.translate(.driverArea, in: memory, alignment: 4, length: 4)
         deviceEvent = try addresses.translate(.deviceArea, in: memory, alignment: 4, length: 4)
         regions = memory.table
-        inFlight = InFlightTable(count: size)
+        let indirectAllowed = features.contains(.indirectDescriptors)
+        inFlight = InFlightTable(count: size, context: QueueContext(
+            regions: regions, ring: ring, queueSize: UInt16(truncatingIfNeeded: size), layout: .packed,
+            indirectAllowed: indirectAllowed))
+        context = inFlight.context
         slots = inFlight.slots
         writable = inFlight.writable
         cacheBase = inFlight.cache
@@ -62,6 +67,7 @@ public struct PackedQueue: DeviceQueue {
         indirect = features.contains(.indirectDescriptors)
     }
 
+    @inline(__always)
     public mutating func pop() throws(VirtqueueError) -> Chain? {
         if let brokenReason { throw brokenReason }
         do {
@@ -79,8 +85,7 @@ public struct PackedQueue: DeviceQueue {
         // Acquire: the rest of the descriptor is read only after its flags say it is available.
         let flags = UInt16(littleEndian: vmm_load_acquire_u16(head + 14))
         guard isAvailable(flags) else { return nil }
-        let start = WalkStart(regions: regions, ring: ring, queueSize: UInt16(truncatingIfNeeded: size),
-                              head: nextAvail, layout: .packed, indirectAllowed: indirect)
+        let start = WalkStart(context: context, head: nextAvail)
         var walker = DescriptorWalker(start)
         // The id is known only at the end of the walk: translate into the scratch entries, then
         // move them to the id's entries once the id is validated.
@@ -121,11 +126,13 @@ public struct PackedQueue: DeviceQueue {
         position = UInt16(truncatingIfNeeded: next)
     }
 
+    @inline(__always)
     public mutating func push(_ chain: Chain, written: UInt32) throws(VirtqueueError) {
         try stage(id: chain.id, written: written)
         publishUsed()
     }
 
+    @inline(__always)
     public mutating func stage(_ chain: Chain, written: UInt32) throws(VirtqueueError) {
         try stage(id: chain.id, written: written)
     }
@@ -134,6 +141,7 @@ public struct PackedQueue: DeviceQueue {
     /// descriptor's flags are written last, by `publishUsed()`, so the driver never sees half a batch.
     ///
     /// - Throws: `.notInFlight` if `id` was not popped (or already pushed), `.writtenExceedsWritable`.
+    @inline(__always)
     public mutating func stage(id: UInt16, written: UInt32) throws(VirtqueueError) {
         guard Int(id) < size, slots[Int(id)] != 0 else { throw .notInFlight(id: id) }
         guard written <= writable[Int(id)] else {
@@ -158,6 +166,7 @@ public struct PackedQueue: DeviceQueue {
         advance(&nextUsed, &usedWrap, by: count)
     }
 
+    @inline(__always)
     public mutating func publishUsed() {
         guard stagedCount != 0, let first = stagedFirst else { return }
         vmm_store_release_u16(first + 14, stagedFirstFlags.littleEndian)

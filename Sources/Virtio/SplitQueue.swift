@@ -22,6 +22,7 @@ public struct SplitQueue: DeviceQueue {
     let slots: UnsafeMutablePointer<UInt16>
     let writable: UnsafeMutablePointer<UInt32>
     let cacheBase: UnsafeMutablePointer<CachedBuffer>
+    let context: UnsafeMutablePointer<QueueContext>
     let regions: RegionTable
     let descriptors: UnsafeMutableRawPointer
     let avail: UnsafeMutableRawPointer
@@ -57,7 +58,11 @@ public struct SplitQueue: DeviceQueue {
         avail = try addresses.translate(.driverArea, in: memory, alignment: 2, length: 6 + 2 * q)
         used = try addresses.translate(.deviceArea, in: memory, alignment: 4, length: 6 + 8 * q)
         regions = memory.table
-        inFlight = InFlightTable(count: size)
+        let indirectAllowed = features.contains(.indirectDescriptors)
+        inFlight = InFlightTable(count: size, context: QueueContext(
+            regions: regions, ring: descriptors, queueSize: UInt16(truncatingIfNeeded: size), layout: .split,
+            indirectAllowed: indirectAllowed))
+        context = inFlight.context
         slots = inFlight.slots
         writable = inFlight.writable
         cacheBase = inFlight.cache
@@ -68,6 +73,7 @@ public struct SplitQueue: DeviceQueue {
         signalledUsed = usedIndex
     }
 
+    @inline(__always)
     public mutating func pop() throws(VirtqueueError) -> Chain? {
         if let brokenReason { throw brokenReason }
         do {
@@ -95,24 +101,32 @@ public struct SplitQueue: DeviceQueue {
         let head = UInt16(littleEndian: (avail + 4 + slot &* 2).load(as: UInt16.self))
         guard Int(head) < size else { throw .descriptorIndexOutOfRange(index: head, limit: size) }
         guard slots[Int(head)] == 0 else { throw .bufferInUse(id: head) }
-        let start = WalkStart(regions: regions, ring: descriptors, queueSize: UInt16(truncatingIfNeeded: size),
-                              head: head, layout: .split, indirectAllowed: indirect)
-        var walker = DescriptorWalker(start)
-        // Cache slot by head (split) / head slot (packed): unique while in flight, like the id.
+        let start = WalkStart(context: context, head: head)
+        // Cache entries by head: unique while in flight.
         let cache = cacheBase + Int(head) &* chainCacheCapacity
-        let summary = try walker.summarize(into: cache)
-        slots[Int(head)] = walker.directCount
+        let summary: ChainSummary
+        let count: UInt16
+        if let direct = try summarizeDirect(head: head, cache: cache) {
+            (summary, count) = direct
+        } else {
+            var walker = DescriptorWalker(start)
+            summary = try walker.summarize(into: cache)
+            count = walker.directCount
+        }
+        slots[Int(head)] = count
         writable[Int(head)] = summary.writableLength
         lastAvail &+= 1
         if eventIndex && notificationsEnabled { writeAvailEvent() }
-        return Chain(id: head, slots: walker.directCount, summary: summary, start: start, cache: cache)
+        return Chain(id: head, slots: count, summary: summary, start: start, cache: cache)
     }
 
+    @inline(__always)
     public mutating func push(_ chain: Chain, written: UInt32) throws(VirtqueueError) {
         try stage(id: chain.id, written: written)
         publishUsed()
     }
 
+    @inline(__always)
     public mutating func stage(_ chain: Chain, written: UInt32) throws(VirtqueueError) {
         try stage(id: chain.id, written: written)
     }
@@ -120,6 +134,7 @@ public struct SplitQueue: DeviceQueue {
     /// Stages completion of the chain whose head is `id` (for devices that keep only the id).
     ///
     /// - Throws: `.notInFlight` if `id` was not popped (or already pushed), `.writtenExceedsWritable`.
+    @inline(__always)
     public mutating func stage(id: UInt16, written: UInt32) throws(VirtqueueError) {
         guard Int(id) < size, slots[Int(id)] != 0 else { throw .notInFlight(id: id) }
         guard written <= writable[Int(id)] else {
@@ -133,6 +148,7 @@ public struct SplitQueue: DeviceQueue {
         staged &+= 1
     }
 
+    @inline(__always)
     public mutating func publishUsed() {
         guard staged != 0 else { return }
         usedIndex &+= staged
