@@ -83,6 +83,13 @@ static inline int vmm_msg_nosignal(void) {
 #endif
 }
 
+// ---- accept4 (Linux): hidden behind _GNU_SOURCE in the prebuilt Glibc module, so make the syscall.
+#if defined(__linux__)
+static inline int vmm_accept4_cloexec(int fd) {
+    return (int)syscall(SYS_accept4, fd, (void *)0, (void *)0, SOCK_CLOEXEC);
+}
+#endif
+
 // ---- memfd (Linux). The raw syscall avoids depending on how the Glibc module was built.
 #if defined(__linux__)
 #define VMM_MFD_CLOEXEC 0x0001U
