@@ -3,9 +3,12 @@ import PackageDescription
 
 let package = Package(
     name: "swift-vhost-user",
+    // Duration and ContinuousClock (Poller timeouts) need macOS 13.
+    platforms: [.macOS(.v13)],
     products: [
         .library(name: "VMMSysUtil", targets: ["VMMSysUtil"]),
         .library(name: "Virtio", targets: ["Virtio"]),
+        .library(name: "VhostUser", targets: ["VhostUser"]),
     ],
     dependencies: [
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
@@ -19,13 +22,15 @@ let package = Package(
         ),
         .target(name: "VMMSysUtil", dependencies: ["CVMMPlatform"]),
         .target(name: "Virtio", dependencies: ["VMMSysUtil", "CVMMPlatform"]),
+        // The vhost-user wire protocol: header, requests, payloads, message codec. No I/O.
+        .target(name: "VhostUser", dependencies: ["VMMSysUtil"]),
         // Shared by the test targets: fd counting, locating the peer executable.
         .target(name: "VMMTestSupport", dependencies: ["VMMSysUtil"], path: "Tests/VMMTestSupport"),
         // Spawned by cross-process tests: receives fds, maps memory, answers notifications.
         .executableTarget(name: "vmm-test-peer", dependencies: ["VMMSysUtil"], path: "Tests/vmm-test-peer"),
         .testTarget(
             name: "VMMSysUtilTests",
-            dependencies: ["VMMSysUtil", "VMMTestSupport", "vmm-test-peer"]
+            dependencies: ["VMMSysUtil", "CVMMPlatform", "VMMTestSupport", "vmm-test-peer"]
         ),
         .testTarget(
             name: "VirtioTests",
@@ -34,6 +39,7 @@ let package = Package(
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),
+        .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "VMMSysUtil", "VMMTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

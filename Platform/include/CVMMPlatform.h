@@ -83,6 +83,13 @@ static inline int vmm_msg_nosignal(void) {
 #endif
 }
 
+// ---- accept4 (Linux): hidden behind _GNU_SOURCE in the prebuilt Glibc module, so make the syscall.
+#if defined(__linux__)
+static inline int vmm_accept4_cloexec(int fd) {
+    return (int)syscall(SYS_accept4, fd, (void *)0, (void *)0, SOCK_CLOEXEC);
+}
+#endif
+
 // ---- memfd (Linux). The raw syscall avoids depending on how the Glibc module was built.
 #if defined(__linux__)
 #define VMM_MFD_CLOEXEC 0x0001U
@@ -95,6 +102,14 @@ static inline int vmm_msg_nosignal(void) {
 static inline int vmm_memfd_create(const char *_Nonnull name, unsigned int flags) {
     return (int)syscall(SYS_memfd_create, name, flags);
 }
+#endif
+
+// ---- pipe2: Glibc declares it only under _GNU_SOURCE, which the prebuilt Glibc module lacks, so
+// ---- Linux makes the raw syscall; the BSDs declare it by default. Absent on Darwin.
+#if defined(__linux__)
+static inline int vmm_pipe2(int *_Nonnull fds, int flags) { return (int)syscall(SYS_pipe2, fds, flags); }
+#elif defined(__FreeBSD__) || defined(__OpenBSD__)
+static inline int vmm_pipe2(int *_Nonnull fds, int flags) { return pipe2(fds, flags); }
 #endif
 
 // ---- POSIX shared memory. Darwin declares shm_open variadic (`int shm_open(const char *, int, ...)`),
