@@ -41,8 +41,8 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
 
     let config = data[0]
     var features: VirtioFeatures = [.version1]
-    if config & 2 != 0 { features.insert(.indirectDescriptors) }
-    if config & 4 != 0 { features.insert(.eventIndex) }
+    if config & 2 != 0 { features.insert(.ringIndirectDescriptors) }
+    if config & 4 != 0 { features.insert(.ringEventIndex) }
     let queueSize = 1 << Int((config >> 3) & 7)
     let base = UInt32(data[1]) | UInt32(data[2]) << 8
     let addresses = RingAddresses(descriptorTable: 0x10000, driverArea: 0x11000, deviceArea: 0x12000)

@@ -36,7 +36,7 @@ public final class DriverPackedQueue {
         self.size = size
         self.memory = memory
         self.addresses = addresses
-        eventIndex = features.contains(.eventIndex)
+        eventIndex = features.contains(.ringEventIndex)
         freeIDs = .allocate(capacity: size)
         for i in 0..<size { (freeIDs + i).initialize(to: UInt16(size - 1 - i)) }
         freeIDCount = size

@@ -41,7 +41,7 @@ public final class DriverSplitQueue {
         self.size = size
         self.memory = memory
         self.addresses = addresses
-        eventIndex = features.contains(.eventIndex)
+        eventIndex = features.contains(.ringEventIndex)
         mask = UInt16(truncatingIfNeeded: size - 1)
         freeStack = .allocate(capacity: size)
         for i in 0..<size { (freeStack + i).initialize(to: UInt16(size - 1 - i)) }

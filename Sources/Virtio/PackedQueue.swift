@@ -55,7 +55,7 @@ public struct PackedQueue: DeviceQueue {
         driverEvent = try addresses.translate(.driverArea, in: memory, alignment: 4, length: 4)
         deviceEvent = try addresses.translate(.deviceArea, in: memory, alignment: 4, length: 4)
         regions = memory.table
-        let indirectAllowed = features.contains(.indirectDescriptors)
+        let indirectAllowed = features.contains(.ringIndirectDescriptors)
         inFlight = InFlightTable(count: size, context: QueueContext(
             regions: regions, ring: ring, queueSize: UInt16(truncatingIfNeeded: size), layout: .packed,
             indirectAllowed: indirectAllowed))
@@ -63,8 +63,8 @@ public struct PackedQueue: DeviceQueue {
         slots = inFlight.slots
         writable = inFlight.writable
         cacheBase = inFlight.cache
-        eventIndex = features.contains(.eventIndex)
-        indirect = features.contains(.indirectDescriptors)
+        eventIndex = features.contains(.ringEventIndex)
+        indirect = features.contains(.ringIndirectDescriptors)
     }
 
     @inline(__always)

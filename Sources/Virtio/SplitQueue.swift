@@ -58,7 +58,7 @@ public struct SplitQueue: DeviceQueue {
         avail = try addresses.translate(.driverArea, in: memory, alignment: 2, length: 6 + 2 * q)
         used = try addresses.translate(.deviceArea, in: memory, alignment: 4, length: 6 + 8 * q)
         regions = memory.table
-        let indirectAllowed = features.contains(.indirectDescriptors)
+        let indirectAllowed = features.contains(.ringIndirectDescriptors)
         inFlight = InFlightTable(count: size, context: QueueContext(
             regions: regions, ring: descriptors, queueSize: UInt16(truncatingIfNeeded: size), layout: .split,
             indirectAllowed: indirectAllowed))
@@ -67,8 +67,8 @@ public struct SplitQueue: DeviceQueue {
         writable = inFlight.writable
         cacheBase = inFlight.cache
         mask = UInt16(truncatingIfNeeded: size - 1)
-        eventIndex = features.contains(.eventIndex)
-        indirect = features.contains(.indirectDescriptors)
+        eventIndex = features.contains(.ringEventIndex)
+        indirect = features.contains(.ringIndirectDescriptors)
         usedIndex = UInt16(littleEndian: vmm_load_acquire_u16(used + 2))
         signalledUsed = usedIndex
     }

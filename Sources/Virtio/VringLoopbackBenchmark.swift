@@ -39,7 +39,7 @@ public struct VringLoopbackBenchmark {
             buffers.append(DriverBuffer(address: data + UInt64(i) * 512, length: writable ? 1 : 64, isWritable: writable))
         }
         self.buffers = buffers
-        let features: VirtioFeatures = [.eventIndex, .indirectDescriptors, .version1]
+        let features: VirtioFeatures = [.ringEventIndex, .ringIndirectDescriptors, .version1]
         switch layout {
         case .split:
             let driver = try DriverSplitQueue(memory: memory, size: queueSize, addresses: addresses, features: features)

@@ -4,7 +4,7 @@ import Virtio
 
 /// Driver → device → driver round trips with random chains, both layouts.
 @Suite struct RoundTripTests {
-    static let features: VirtioFeatures = [.indirectDescriptors, .eventIndex, .version1]
+    static let features: VirtioFeatures = [.ringIndirectDescriptors, .ringEventIndex, .version1]
 
     @Test(arguments: VringLoopbackBenchmark.Layout.allCases)
     func randomChainsRoundTrip(layout: VringLoopbackBenchmark.Layout) async throws {
