@@ -5,8 +5,11 @@ import CVMMPlatform
 ///
 /// Thread-safety: not thread-safe; one owner thread.
 public final class DriverPackedQueue {
+    /// Queue size (descriptors).
     public let size: Int
+    /// The memory the rings and buffers live in.
     public let memory: GuestMemory
+    /// Where the rings are (guest-physical).
     public let addresses: RingAddresses
     let eventIndex: Bool
     let ring: UnsafeMutableRawPointer

@@ -6,8 +6,11 @@ import CVMMPlatform
 ///
 /// Thread-safety: not thread-safe; one owner thread.
 public final class DriverSplitQueue {
+    /// Queue size (descriptors).
     public let size: Int
+    /// The memory the rings and buffers live in.
     public let memory: GuestMemory
+    /// Where the rings are (guest-physical).
     public let addresses: RingAddresses
     let eventIndex: Bool
     let descriptors: UnsafeMutableRawPointer

@@ -7,6 +7,7 @@ import CVMMPlatform
 ///
 /// Thread-safety: a value type; one owner thread at a time.
 public struct PackedQueue: DeviceQueue {
+    /// Queue size (descriptors).
     public let size: Int
     /// Where the descriptor ring and the two event-suppression areas are.
     public let addresses: RingAddresses
@@ -14,6 +15,7 @@ public struct PackedQueue: DeviceQueue {
     public let features: VirtioFeatures
     /// The memory the cached pointers point into.
     public let memory: GuestMemory
+    /// The first error a `pop()` threw; the queue is unusable from then on.
     public private(set) var brokenReason: VirtqueueError?
 
     let inFlight: InFlightTable
@@ -28,6 +30,7 @@ public struct PackedQueue: DeviceQueue {
     /// Device event suppression (the device writes it).
     let deviceEvent: UnsafeMutableRawPointer
     let eventIndex: Bool
+    let notifyOnEmpty: Bool
     let indirect: Bool
 
     var nextAvail: UInt16 = 0
@@ -40,6 +43,8 @@ public struct PackedQueue: DeviceQueue {
     var signalledUsed: UInt16 = 0
     var signalledValid = false
     var notificationsEnabled = true
+    /// Chains popped and not yet staged for completion.
+    public private(set) var inFlightCount = 0
 
     /// Configures a packed queue of `size` descriptors (1…32768) at `addresses` in `memory`.
     /// Positions start at 0 with both wrap counters 1.
@@ -64,6 +69,7 @@ public struct PackedQueue: DeviceQueue {
         writable = inFlight.writable
         cacheBase = inFlight.cache
         eventIndex = features.contains(.ringEventIndex)
+        notifyOnEmpty = features.contains(.notifyOnEmpty)
         indirect = features.contains(.ringIndirectDescriptors)
     }
 
@@ -97,6 +103,7 @@ public struct PackedQueue: DeviceQueue {
         guard slots[Int(id)] == 0 else { throw .bufferInUse(id: id) }
         let count = Int(walker.directCount)
         slots[Int(id)] = walker.directCount
+        inFlightCount &+= 1
         let cache = cacheBase + Int(id) &* chainCacheCapacity
         if summary.cachedCount > 0 {
             // Safe: both ranges hold chainCacheCapacity entries and do not overlap (id < size).
@@ -149,6 +156,7 @@ public struct PackedQueue: DeviceQueue {
         }
         let count = Int(slots[Int(id)])
         slots[Int(id)] = 0
+        inFlightCount &-= 1
         // Safe: nextUsed < size; the ring holds 16 × size bytes.
         let descriptor = ring + Int(nextUsed) &* 16
         descriptor.storeBytes(of: written.littleEndian, toByteOffset: 8, as: UInt32.self)
@@ -197,5 +205,6 @@ public struct PackedQueue: DeviceQueue {
         stagedFirst = nil
         signalledValid = false
         inFlight.reset()
+        inFlightCount = 0
     }
 }

@@ -9,6 +9,7 @@ import CVMMPlatform
 /// Thread-safety: a value type; one owner thread at a time. The guest writes the rings concurrently,
 /// which is what the atomics and the copy-then-validate rules are for.
 public struct SplitQueue: DeviceQueue {
+    /// Queue size (descriptors).
     public let size: Int
     /// Where the rings are.
     public let addresses: RingAddresses
@@ -16,6 +17,7 @@ public struct SplitQueue: DeviceQueue {
     public let features: VirtioFeatures
     /// The memory the cached pointers point into; held so they stay valid.
     public let memory: GuestMemory
+    /// The first error a `pop()` threw; the queue is unusable from then on.
     public private(set) var brokenReason: VirtqueueError?
 
     let inFlight: InFlightTable
@@ -29,6 +31,7 @@ public struct SplitQueue: DeviceQueue {
     let used: UnsafeMutableRawPointer
     let mask: UInt16
     let eventIndex: Bool
+    let notifyOnEmpty: Bool
     let indirect: Bool
 
     var lastAvail: UInt16 = 0
@@ -39,6 +42,8 @@ public struct SplitQueue: DeviceQueue {
     var signalledUsed: UInt16 = 0
     var signalledValid = false
     var notificationsEnabled = true
+    /// Chains popped and not yet staged for completion.
+    public private(set) var inFlightCount = 0
 
     /// Configures a split queue of `size` descriptors at `addresses` in `memory`.
     ///
@@ -68,6 +73,7 @@ public struct SplitQueue: DeviceQueue {
         cacheBase = inFlight.cache
         mask = UInt16(truncatingIfNeeded: size - 1)
         eventIndex = features.contains(.ringEventIndex)
+        notifyOnEmpty = features.contains(.notifyOnEmpty)
         indirect = features.contains(.ringIndirectDescriptors)
         usedIndex = UInt16(littleEndian: vmm_load_acquire_u16(used + 2))
         signalledUsed = usedIndex
@@ -114,6 +120,7 @@ public struct SplitQueue: DeviceQueue {
             count = walker.directCount
         }
         slots[Int(head)] = count
+        inFlightCount &+= 1
         writable[Int(head)] = summary.writableLength
         lastAvail &+= 1
         if eventIndex && notificationsEnabled { writeAvailEvent() }
@@ -141,6 +148,7 @@ public struct SplitQueue: DeviceQueue {
             throw .writtenExceedsWritable(written: written, writable: writable[Int(id)])
         }
         slots[Int(id)] = 0
+        inFlightCount &-= 1
         // Safe: slot < size; the used ring holds 4 + 8 × size bytes, 4-aligned.
         let element = used + 4 + Int((usedIndex &+ staged) & mask) &* 8
         element.storeBytes(of: UInt32(id).littleEndian, as: UInt32.self)
@@ -170,12 +178,7 @@ public struct SplitQueue: DeviceQueue {
         signalledUsed = usedIndex
         signalledValid = false
         inFlight.reset()
+        inFlightCount = 0
     }
 
-    /// Chains popped and not yet pushed.
-    public var inFlightCount: Int {
-        var count = 0
-        for i in 0..<size where slots[i] != 0 { count += 1 }
-        return count
-    }
 }

@@ -9,6 +9,7 @@ public struct VringLoopbackBenchmark {
         case split, packed
     }
 
+    /// The ring layout exercised.
     public let layout: Layout
     /// Descriptors per chain (the last one device-writable when more than one).
     public let descriptorsPerChain: Int
