@@ -92,17 +92,24 @@ public struct PackedQueue: DeviceQueue {
         let flags = UInt16(littleEndian: vmm_load_acquire_u16(head + 14))
         guard isAvailable(flags) else { return nil }
         let start = WalkStart(context: context, head: nextAvail)
-        var walker = DescriptorWalker(start)
         // The id is known only at the end of the walk: translate into the scratch entries, then
         // move them to the id's entries once the id is validated.
         let scratch = cacheBase + size &* chainCacheCapacity
-        let summary = try walker.summarize(into: scratch)
-        // The spec puts the buffer id in the last descriptor of the chain.
-        let id = walker.lastID
+        let summary: ChainSummary
+        let count: UInt16
+        let id: UInt16
+        if let direct = try summarizeDirect(cache: scratch) {
+            (summary, count, id) = direct
+        } else {
+            var walker = DescriptorWalker(start)
+            summary = try walker.summarize(into: scratch)
+            count = walker.directCount
+            // The spec puts the buffer id in the last descriptor of the chain.
+            id = walker.lastID
+        }
         guard Int(id) < size else { throw .bufferIDOutOfRange(id: id, queueSize: size) }
         guard slots[Int(id)] == 0 else { throw .bufferInUse(id: id) }
-        let count = Int(walker.directCount)
-        slots[Int(id)] = walker.directCount
+        slots[Int(id)] = count
         inFlightCount &+= 1
         let cache = cacheBase + Int(id) &* chainCacheCapacity
         if summary.cachedCount > 0 {
@@ -110,9 +117,9 @@ public struct PackedQueue: DeviceQueue {
             cache.update(from: scratch, count: Int(summary.cachedCount))
         }
         writable[Int(id)] = summary.writableLength
-        advance(&nextAvail, &availWrap, by: count)
+        advance(&nextAvail, &availWrap, by: Int(count))
         if eventIndex && notificationsEnabled { writeDeviceEvent(PackedEventFlag.desc) }
-        return Chain(id: id, slots: walker.directCount, summary: summary, start: start, cache: cache)
+        return Chain(id: id, slots: count, summary: summary, start: start, cache: cache)
     }
 
     @inline(__always)
