@@ -26,10 +26,13 @@ extension Chain {
         }
         var buffers = self.buffers()
         while copied < buffer.count, let piece = try buffers.next(), !piece.isWritable {
-            if skip >= piece.bytes.count { skip -= piece.bytes.count; continue }
+            guard let source = piece.bytes.baseAddress, skip < piece.bytes.count else {
+                skip -= piece.bytes.count
+                continue
+            }
             let count = min(piece.bytes.count - skip, buffer.count - copied)
             // Safe: `piece` holds `skip + count` bytes; `destination` has `buffer.count - copied` left.
-            (destination + copied).copyMemory(from: piece.bytes.baseAddress! + skip, byteCount: count)
+            copyGuestBytes(to: destination + copied, from: source + skip, count: count)
             copied += count
             skip = 0
         }
@@ -64,10 +67,13 @@ extension Chain {
         var buffers = self.buffers()
         while written < bytes.count, let piece = try buffers.next() {
             guard piece.isWritable else { continue }
-            if skip >= piece.bytes.count { skip -= piece.bytes.count; continue }
+            guard let destination = piece.bytes.baseAddress, skip < piece.bytes.count else {
+                skip -= piece.bytes.count
+                continue
+            }
             let count = min(piece.bytes.count - skip, bytes.count - written)
             // Safe: `piece` holds `skip + count` bytes; `source` has `bytes.count - written` left.
-            (piece.bytes.baseAddress! + skip).copyMemory(from: source + written, byteCount: count)
+            copyGuestBytes(to: destination + skip, from: source + written, count: count)
             written += count
             skip = 0
         }
