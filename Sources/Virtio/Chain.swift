@@ -13,8 +13,9 @@
 /// Lifetime: a chain is usable from `pop()` until it is pushed, while its queue exists (and the
 /// queue's `GuestMemory` is not replaced; quiesce workers first). Never allocates.
 ///
-/// Thread-safety: a value; use it on the thread that owns the queue, or hand it to one other thread.
-public struct Chain {
+/// Thread-safety: a value of plain pointers; it may be handed to another thread (say, to complete
+/// I/O there) as long as the push happens on the queue's owner thread.
+public struct Chain: @unchecked Sendable {
     /// The id to complete: split head descriptor index, or packed buffer id.
     public let id: UInt16
     /// Ring descriptors (packed: ring slots) the chain occupies; an indirect table counts as one.
@@ -50,7 +51,9 @@ public struct Chain {
 
 /// A contiguous piece of a chain's buffer in guest memory. A descriptor whose buffer runs across
 /// adjacent memory regions yields one piece per region.
-public struct GuestBuffer {
+///
+/// Thread-safety: a pointer and a length; `Sendable` like the chain it came from.
+public struct GuestBuffer: @unchecked Sendable {
     /// The bytes, in guest memory (shared: the guest may change them at any time).
     public let bytes: UnsafeMutableRawBufferPointer
     /// Whether the device may write them (device-writable descriptor).

@@ -5,8 +5,10 @@ import CVMMPlatform
 /// Buffer ids are checked against the queue size and against the queue's own in-flight table before
 /// any use; completions are matched by that table, never by trusting guest data.
 ///
-/// Thread-safety: a value type; one owner thread at a time.
-public struct PackedQueue: DeviceQueue {
+/// Thread-safety: a value type owned by one thread at a time; it may be handed to another thread
+/// (hence `Sendable`), but two copies must never be used (the in-flight table is shared between
+/// copies).
+public struct PackedQueue: DeviceQueue, @unchecked Sendable {
     /// Queue size (descriptors).
     public let size: Int
     /// Where the descriptor ring and the two event-suppression areas are.

@@ -6,9 +6,11 @@ import CVMMPlatform
 /// configure and cached; pop and push then touch only cached raw pointers and the queue's own state.
 /// Indices in guest memory are read with acquire and published with release, per the spec.
 ///
-/// Thread-safety: a value type; one owner thread at a time. The guest writes the rings concurrently,
-/// which is what the atomics and the copy-then-validate rules are for.
-public struct SplitQueue: DeviceQueue {
+/// Thread-safety: a value type owned by one thread at a time; it may be handed to another thread
+/// (hence `Sendable`), but two copies must never be used (the in-flight table is shared between
+/// copies). The guest writes the rings concurrently, which is what the atomics and the
+/// copy-then-validate rules are for.
+public struct SplitQueue: DeviceQueue, @unchecked Sendable {
     /// Queue size (descriptors).
     public let size: Int
     /// Where the rings are.
