@@ -1,7 +1,8 @@
 // libFuzzer target: the split and packed chain walkers and guest-memory translation.
 //
 // Input layout:
-//   [0]     bit 0: packed; bit 1: INDIRECT_DESC; bit 2: EVENT_IDX; bits 3–5: log2 queue size (1…128)
+//   [0]     bit 0: packed; bit 1: INDIRECT_DESC; bit 2: EVENT_IDX; bits 3–5: log2 queue size (1…128);
+//           bit 6: packed size one less (not a power of two); bit 7: NOTIFY_ON_EMPTY
 //   [1..2]  vring base (split: next avail index; packed: slot | wrap << 15), little-endian
 //   [3..]   up to 0x3000 bytes: the ring image at guest-physical 0x10000 (descriptor table/ring at
 //           +0, avail ring/driver event area at +0x1000, used ring/device event area at +0x2000)
@@ -43,7 +44,9 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     var features: VirtioFeatures = [.version1]
     if config & 2 != 0 { features.insert(.ringIndirectDescriptors) }
     if config & 4 != 0 { features.insert(.ringEventIndex) }
-    let queueSize = 1 << Int((config >> 3) & 7)
+    if config & 0x80 != 0 { features.insert(.notifyOnEmpty) }
+    var queueSize = 1 << Int((config >> 3) & 7)
+    if config & 1 != 0, config & 0x40 != 0 { queueSize = max(1, queueSize - 1) }
     let base = UInt32(data[1]) | UInt32(data[2]) << 8
     let addresses = RingAddresses(descriptorTable: 0x10000, driverArea: 0x11000, deviceArea: 0x12000)
     if config & 1 == 0 {
