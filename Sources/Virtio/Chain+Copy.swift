@@ -4,7 +4,7 @@ extension Chain {
     ///
     /// - Returns: the bytes copied (less than `buffer.count` if the readable part ends first).
     /// - Throws: a `VirtqueueError` if the guest rewrote the chain since it was popped.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func readReadable(into buffer: UnsafeMutableRawBufferPointer, fromOffset offset: Int = 0) throws(VirtqueueError) -> Int {
         guard let destination = buffer.baseAddress, buffer.count > 0 else { return 0 }
         var skip = max(0, offset)
@@ -24,6 +24,15 @@ extension Chain {
             }
             return copied
         }
+        return try readWalked(into: buffer, fromOffset: offset)
+    }
+
+    /// `readReadable` for chains that are re-walked (long, or spanning regions).
+    @usableFromInline
+    func readWalked(into buffer: UnsafeMutableRawBufferPointer, fromOffset offset: Int) throws(VirtqueueError) -> Int {
+        guard let destination = buffer.baseAddress, buffer.count > 0 else { return 0 }
+        var skip = max(0, offset)
+        var copied = 0
         var buffers = self.buffers()
         while copied < buffer.count, let piece = try buffers.next(), !piece.isWritable {
             guard let source = piece.bytes.baseAddress, skip < piece.bytes.count else {
@@ -44,7 +53,7 @@ extension Chain {
     ///
     /// - Returns: the bytes written (less than `bytes.count` if the writable part ends first).
     /// - Throws: a `VirtqueueError` if the guest rewrote the chain since it was popped.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func writeWritable(_ bytes: UnsafeRawBufferPointer, atOffset offset: Int = 0) throws(VirtqueueError) -> Int {
         guard let source = bytes.baseAddress, bytes.count > 0 else { return 0 }
         var skip = max(0, offset)
@@ -64,6 +73,15 @@ extension Chain {
             }
             return written
         }
+        return try writeWalked(bytes, atOffset: offset)
+    }
+
+    /// `writeWritable` for chains that are re-walked (long, or spanning regions).
+    @usableFromInline
+    func writeWalked(_ bytes: UnsafeRawBufferPointer, atOffset offset: Int) throws(VirtqueueError) -> Int {
+        guard let source = bytes.baseAddress, bytes.count > 0 else { return 0 }
+        var skip = max(0, offset)
+        var written = 0
         var buffers = self.buffers()
         while written < bytes.count, let piece = try buffers.next() {
             guard piece.isWritable else { continue }

@@ -26,9 +26,10 @@ public struct Chain: @unchecked Sendable {
     public let writableLength: UInt32
 
     let slots: UInt16
+    // Inlinable across modules (devices live in other modules): the short-chain fast path.
     /// Buffers translated at pop, or -1 if the chain must be re-walked.
-    let cachedCount: Int8
-    let cache: UnsafeMutablePointer<CachedBuffer>
+    @usableFromInline let cachedCount: Int8
+    @usableFromInline let cache: UnsafeMutablePointer<CachedBuffer>
     let start: WalkStart
 
     @inline(__always)
@@ -43,7 +44,7 @@ public struct Chain: @unchecked Sendable {
     }
 
     /// A fresh iterator over the chain's buffers: readable ones first, then writable ones.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func buffers() -> ChainIterator {
         ChainIterator(self)
     }
@@ -58,13 +59,19 @@ public struct GuestBuffer: @unchecked Sendable {
     public let bytes: UnsafeMutableRawBufferPointer
     /// Whether the device may write them (device-writable descriptor).
     public let isWritable: Bool
+
+    @usableFromInline
+    init(bytes: UnsafeMutableRawBufferPointer, isWritable: Bool) {
+        self.bytes = bytes
+        self.isWritable = isWritable
+    }
 }
 
 /// Iterates a chain's buffers (readable, then writable). Allocation-free.
 public struct ChainIterator {
-    let cache: UnsafeMutablePointer<CachedBuffer>
-    let cachedCount: Int8
-    var cacheIndex: Int8 = 0
+    @usableFromInline let cache: UnsafeMutablePointer<CachedBuffer>
+    @usableFromInline let cachedCount: Int8
+    @usableFromInline var cacheIndex: Int8 = 0
     var walker: DescriptorWalker
     let readableLimit: UInt32
     let writableLimit: UInt32
@@ -74,7 +81,7 @@ public struct ChainIterator {
     var remaining: UInt64 = 0
     var writable = false
 
-    @inline(__always)
+    @usableFromInline
     init(_ chain: Chain) {
         cache = chain.cache
         cachedCount = chain.cachedCount
@@ -87,7 +94,7 @@ public struct ChainIterator {
     ///
     /// - Throws: a `VirtqueueError` if the chain had to be re-read and the guest rewrote it since it
     ///   was popped (`.chainChanged`, or whichever validation the new contents fail).
-    @inline(__always)
+    @inlinable @inline(__always)
     public mutating func next() throws(VirtqueueError) -> GuestBuffer? {
         if cachedCount >= 0 {
             guard cacheIndex < cachedCount else { return nil }
@@ -100,7 +107,8 @@ public struct ChainIterator {
         return try nextWalked()
     }
 
-    private mutating func nextWalked() throws(VirtqueueError) -> GuestBuffer? {
+    @usableFromInline
+    mutating func nextWalked() throws(VirtqueueError) -> GuestBuffer? {
         if remaining == 0 {
             guard let d = try walker.next() else { return nil }
             if d.isWritable {

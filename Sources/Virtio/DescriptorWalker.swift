@@ -187,10 +187,17 @@ struct ChainSummary {
 }
 
 /// One buffer validated and translated at pop: our own copy, immune to later guest writes.
+@usableFromInline
 struct CachedBuffer {
-    var pointer: UnsafeMutableRawPointer? = nil
-    var length: UInt32 = 0
-    var isWritable = false
+    @usableFromInline var pointer: UnsafeMutableRawPointer? = nil
+    @usableFromInline var length: UInt32 = 0
+    @usableFromInline var isWritable = false
+
+    init(pointer: UnsafeMutableRawPointer? = nil, length: UInt32 = 0, isWritable: Bool = false) {
+        self.pointer = pointer
+        self.length = length
+        self.isWritable = isWritable
+    }
 }
 
 /// Where pop keeps the translated buffers of a short chain: four entries per buffer id in the

@@ -1,7 +1,7 @@
 /// memcpy for guest buffers, with the short sizes that dominate request headers (≤ 16 bytes) done
 /// inline with unaligned loads and stores instead of a libc call. Byte-for-byte memcpy semantics:
 /// each source byte is read once; alignment never matters.
-@inline(__always)
+@inlinable @inline(__always)
 func copyGuestBytes(to destination: UnsafeMutableRawPointer, from source: UnsafeRawPointer, count: Int) {
     if count >= 8 && count <= 16 {
         // Two overlapping 8-byte moves cover 8…16 bytes; both loads happen before either store.
