@@ -24,16 +24,18 @@ extension Chain {
             }
             return copied
         }
-        return try readWalked(into: buffer, fromOffset: offset)
+        return try Chain.readWalked(start, cache, readableLength, writableLength, into: buffer, fromOffset: offset)
     }
 
     /// `readReadable` for chains that are re-walked (long, or spanning regions).
-    @usableFromInline
-    func readWalked(into buffer: UnsafeMutableRawBufferPointer, fromOffset offset: Int) throws(VirtqueueError) -> Int {
+    /// Takes the chain's parts as scalars so the fast path never has to materialise the chain.
+    @usableFromInline @inline(never)
+    static func readWalked(_ start: WalkStart, _ cache: UnsafeMutablePointer<CachedBuffer>, _ readable: UInt32, _ writable: UInt32,
+                           into buffer: UnsafeMutableRawBufferPointer, fromOffset offset: Int) throws(VirtqueueError) -> Int {
         guard let destination = buffer.baseAddress, buffer.count > 0 else { return 0 }
         var skip = max(0, offset)
         var copied = 0
-        var buffers = self.buffers()
+        var buffers = ChainIterator(start: start, cache: cache, readableLimit: readable, writableLimit: writable)
         while copied < buffer.count, let piece = try buffers.next(), !piece.isWritable {
             guard let source = piece.bytes.baseAddress, skip < piece.bytes.count else {
                 skip -= piece.bytes.count
@@ -73,16 +75,17 @@ extension Chain {
             }
             return written
         }
-        return try writeWalked(bytes, atOffset: offset)
+        return try Chain.writeWalked(start, cache, readableLength, writableLength, bytes, atOffset: offset)
     }
 
     /// `writeWritable` for chains that are re-walked (long, or spanning regions).
-    @usableFromInline
-    func writeWalked(_ bytes: UnsafeRawBufferPointer, atOffset offset: Int) throws(VirtqueueError) -> Int {
+    @usableFromInline @inline(never)
+    static func writeWalked(_ start: WalkStart, _ cache: UnsafeMutablePointer<CachedBuffer>, _ readable: UInt32, _ writable: UInt32,
+                            _ bytes: UnsafeRawBufferPointer, atOffset offset: Int) throws(VirtqueueError) -> Int {
         guard let source = bytes.baseAddress, bytes.count > 0 else { return 0 }
         var skip = max(0, offset)
         var written = 0
-        var buffers = self.buffers()
+        var buffers = ChainIterator(start: start, cache: cache, readableLimit: readable, writableLimit: writable)
         while written < bytes.count, let piece = try buffers.next() {
             guard piece.isWritable else { continue }
             guard let destination = piece.bytes.baseAddress, skip < piece.bytes.count else {

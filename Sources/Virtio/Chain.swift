@@ -30,7 +30,7 @@ public struct Chain: @unchecked Sendable {
     /// Buffers translated at pop, or -1 if the chain must be re-walked.
     @usableFromInline let cachedCount: Int8
     @usableFromInline let cache: UnsafeMutablePointer<CachedBuffer>
-    let start: WalkStart
+    @usableFromInline let start: WalkStart
 
     @inline(__always)
     init(id: UInt16, slots: UInt16, summary: ChainSummary, start: WalkStart, cache: UnsafeMutablePointer<CachedBuffer>) {
@@ -60,7 +60,7 @@ public struct GuestBuffer: @unchecked Sendable {
     /// Whether the device may write them (device-writable descriptor).
     public let isWritable: Bool
 
-    @usableFromInline
+    @usableFromInline @inline(__always)
     init(bytes: UnsafeMutableRawBufferPointer, isWritable: Bool) {
         self.bytes = bytes
         self.isWritable = isWritable
@@ -81,7 +81,17 @@ public struct ChainIterator {
     var remaining: UInt64 = 0
     var writable = false
 
-    @usableFromInline
+    /// An iterator that always re-walks (for the copy helpers' slow path).
+    @inline(__always)
+    init(start: WalkStart, cache: UnsafeMutablePointer<CachedBuffer>, readableLimit: UInt32, writableLimit: UInt32) {
+        self.cache = cache
+        cachedCount = -1
+        walker = DescriptorWalker(start)
+        self.readableLimit = readableLimit
+        self.writableLimit = writableLimit
+    }
+
+    @usableFromInline @inline(__always)
     init(_ chain: Chain) {
         cache = chain.cache
         cachedCount = chain.cachedCount

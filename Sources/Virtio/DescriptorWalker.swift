@@ -164,6 +164,7 @@ struct QueueContext {
 }
 
 /// Where a chain starts: the queue's context and the head. Ten bytes, no references.
+@usableFromInline
 struct WalkStart {
     let context: UnsafePointer<QueueContext>
     /// Head descriptor index (split) or slot (packed); < queueSize.
@@ -193,6 +194,7 @@ struct CachedBuffer {
     @usableFromInline var length: UInt32 = 0
     @usableFromInline var isWritable = false
 
+    @inline(__always)
     init(pointer: UnsafeMutableRawPointer? = nil, length: UInt32 = 0, isWritable: Bool = false) {
         self.pointer = pointer
         self.length = length
