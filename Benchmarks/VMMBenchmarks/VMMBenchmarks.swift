@@ -22,7 +22,7 @@ let benchmarks: @Sendable () -> Void = {
     // default; process cases spawn vmm-bench (built beside this binary) in its --child mode.
     let maxMilliseconds = getenv("VMM_BENCH_MAX_MS").flatMap { Int64(String(cString: $0)) } ?? 1000
     let context = BenchContext.standard(spread: false, childExecutable: siblingExecutable("vmm-bench"))
-    for benchCase in BenchCatalog.all() {
+    for benchCase in BenchCatalog.all() where benchCase.unavailableReason == nil {
         for implementation in BenchImplementation.allCases {
             let holder = RunnerHolder()
             let configuration = Benchmark.Configuration(

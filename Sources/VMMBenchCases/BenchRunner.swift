@@ -38,11 +38,14 @@ public struct BenchCase: Sendable {
     public let usesPlacement: Bool
     /// Operations timed together per sample: 1 for syscall round trips, more for nanosecond paths.
     public let batch: Int
+    /// Why the case cannot run here (its backend is unavailable), or nil when it can.
+    public let unavailableReason: String?
     /// Builds the runner for one implementation.
     public let make: @Sendable (BenchImplementation, BenchContext) throws -> any BenchRunner
 
     public init(
         group: String, name: String, backend: String, usesPlacement: Bool = false, batch: Int = 1,
+        unavailableReason: String? = nil,
         make: @escaping @Sendable (BenchImplementation, BenchContext) throws -> any BenchRunner
     ) {
         self.group = group
@@ -50,6 +53,7 @@ public struct BenchCase: Sendable {
         self.backend = backend
         self.usesPlacement = usesPlacement
         self.batch = batch
+        self.unavailableReason = unavailableReason
         self.make = make
     }
 

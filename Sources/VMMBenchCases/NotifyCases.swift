@@ -67,6 +67,11 @@ extension EventNotifierBackend {
     }
 }
 
+/// "X is not available here" for an unavailable backend, nil for an available one.
+func unavailable<Backend: SelectableBackend>(_ backend: Backend) -> String? where Backend.RawValue == String {
+    backend.isAvailable ? nil : "\(backend.rawValue) is not available here"
+}
+
 enum NotifyCases {
     static func all() -> [BenchCase] {
         var cases: [BenchCase] = []
@@ -75,20 +80,24 @@ enum NotifyCases {
                 PingPongWaiter(rawValue: $0.rawValue)
             }
             for waiter in waiters {
+                let reason = unavailable(backend) ?? PollerBackend(rawValue: waiter.rawValue).flatMap(unavailable)
                 cases.append(BenchCase(
                     group: "notify", name: "pingpong-threads/\(waiter.rawValue)", backend: backend.rawValue,
-                    usesPlacement: true
+                    usesPlacement: true, unavailableReason: reason
                 ) { implementation, context in
                     try threadPingPong(implementation, backend.checkedAvailable(), waiter, context)
                 })
                 cases.append(BenchCase(
                     group: "notify", name: "pingpong-processes/\(waiter.rawValue)", backend: backend.rawValue,
-                    usesPlacement: true
+                    usesPlacement: true, unavailableReason: reason
                 ) { implementation, context in
                     try processPingPong(implementation, backend.checkedAvailable(), waiter, context)
                 })
             }
-            cases.append(BenchCase(group: "notify", name: "notify-no-waiter", backend: backend.rawValue, batch: 16) {
+            cases.append(BenchCase(
+                group: "notify", name: "notify-no-waiter", backend: backend.rawValue, batch: 16,
+                unavailableReason: unavailable(backend)
+            ) {
                 implementation, _ in
                 let backend = try backend.checkedAvailable()
                 switch implementation {

@@ -70,7 +70,10 @@ enum PollerCases {
         var cases: [BenchCase] = []
         for backend in PollerBackend.allCases {
             for idle in [0, 64, 1024] {
-                cases.append(BenchCase(group: "poller", name: "cycle/idle-\(idle)", backend: backend.rawValue) {
+                cases.append(BenchCase(
+                    group: "poller", name: "cycle/idle-\(idle)", backend: backend.rawValue,
+                    unavailableReason: unavailable(backend)
+                ) {
                     implementation, _ in
                     guard backend.isAvailable else { throw BenchSkipped("\(backend.rawValue) is not available here") }
                     switch implementation {

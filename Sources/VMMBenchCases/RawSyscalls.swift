@@ -115,10 +115,16 @@ public final class RawPollSet {
         self.kind = kind
         count = idle.count + 1
         pollFDs = .allocate(capacity: count)
-        for (index, idleFD) in idle.enumerated() {
-            pollFDs[index] = pollfd(fd: idleFD, events: Int16(POLLIN), revents: 0)
+        // The watched fd sits in the middle of the idle ones. Where it sits matters to poll(2):
+        // the kernel stops queueing wait entries on the fds after the first ready one, so the
+        // cost runs from ~N/2 (ready first) to N (ready last) wait-queue registrations. The
+        // package's poll backend orders fds by its registration table (hash order), so the
+        // middle is its expected position.
+        var ordered = idle
+        ordered.insert(fd, at: idle.count / 2)
+        for (index, watched) in ordered.enumerated() {
+            pollFDs[index] = pollfd(fd: watched, events: Int16(POLLIN), revents: 0)
         }
-        pollFDs[idle.count] = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         #if os(Linux)
         events = .allocate(capacity: Int(Self.eventCapacity))
         #endif
@@ -127,7 +133,7 @@ public final class RawPollSet {
             #if os(Linux)
             pollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
             if pollFD == -1 { throw SystemCallError("epoll_create1", Errno.current) }
-            for (token, watched) in (idle + [fd]).enumerated() {
+            for (token, watched) in ordered.enumerated() {
                 var event = epoll_event()
                 event.events = EPOLLIN.rawValue
                 event.data.u64 = UInt64(token)

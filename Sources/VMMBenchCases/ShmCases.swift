@@ -131,7 +131,10 @@ final class RawMapReceived: BenchRunner {
 enum ShmCases {
     static func all() -> [BenchCase] {
         var cases = SharedMemoryBackend.allCases.map { backend in
-            BenchCase(group: "shm", name: "create-map-unmap-1MiB", backend: backend.rawValue) { implementation, _ in
+            BenchCase(
+                group: "shm", name: "create-map-unmap-1MiB", backend: backend.rawValue,
+                unavailableReason: unavailable(backend)
+            ) { implementation, _ in
                 guard backend.isAvailable else { throw BenchSkipped("\(backend.rawValue) is not available here") }
                 switch implementation {
                 case .ours: return OursShmCreate(backend)

@@ -112,6 +112,10 @@ var failed = false
 let started = monotonicNanoseconds()
 for (index, benchCase) in selected.enumerated() {
     progress("[\(index + 1)/\(selected.count)] \(benchCase.identifier)")
+    if let reason = benchCase.unavailableReason {
+        skipped.append((benchCase, reason))
+        continue
+    }
     do {
         results.append(try measure(benchCase, context: context, budget: budgetMilliseconds * 1_000_000))
     } catch let skip as BenchSkipped {
