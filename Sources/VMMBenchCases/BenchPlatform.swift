@@ -18,7 +18,7 @@ public func monotonicNanoseconds() -> UInt64 {
 }
 
 /// Whether `pinCurrentThread` can pin here (Linux `sched_setaffinity`).
-public var pinningSupported: Bool {
+var pinningSupported: Bool {
     #if os(Linux)
     return true
     #else
@@ -27,7 +27,7 @@ public var pinningSupported: Bool {
 }
 
 /// Number of online CPUs.
-public func onlineCPUCount() -> Int32 {
+func onlineCPUCount() -> Int32 {
     Int32(truncatingIfNeeded: sysconf(Int32(_SC_NPROCESSORS_ONLN)))
 }
 

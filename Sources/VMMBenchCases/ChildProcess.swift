@@ -11,15 +11,15 @@ import VMMSysUtil
 ///
 /// The child echoes until it is killed by `stop()` (it also arms `alarm` so it cannot outlive a
 /// crashed parent by long). Thread-safety: owned by one runner.
-public final class ChildProcess {
-    public let pid: pid_t
+final class ChildProcess {
+    let pid: pid_t
     private var reaped = false
 
     /// Spawns `executable --child role arguments...`; each parent fd in `descriptors` becomes fd
     /// 3, 4, ... in the child, in order (not close-on-exec there). The parent keeps its copies.
     ///
     /// - Throws: `SystemCallError` from `fcntl` or `posix_spawn`.
-    public init(executable: String, role: String, arguments: [String], descriptors: [Int32]) throws {
+    init(executable: String, role: String, arguments: [String], descriptors: [Int32]) throws {
         // Copy each fd above the target range first: posix_spawn's dup2(fd, fd) would keep
         // FD_CLOEXEC set when a parent fd already has its target number.
         var high: [Int32] = []
@@ -48,7 +48,7 @@ public final class ChildProcess {
     }
 
     /// Kills the child and reaps it.
-    public func stop() {
+    func stop() {
         guard !reaped else { return }
         reaped = true
         kill(pid, SIGKILL)

@@ -9,13 +9,13 @@ import VMMSysUtil
 
 /// The package's end of a ping-pong: `EventNotifier.notify`, and `EventNotifier.wait` or
 /// `Poller.wait` + `tryConsume`.
-public final class OursPingPongEnd: PingPongEnd {
+final class OursPingPongEnd: PingPongEnd {
     private let waitOn: EventNotifier
     private let signalThrough: EventNotifier
     private let poller: Poller?
     private var events = PollEvents(capacity: 4)
 
-    public init(waitOn: EventNotifier, signalThrough: EventNotifier, waiter: PingPongWaiter) throws {
+    init(waitOn: EventNotifier, signalThrough: EventNotifier, waiter: PingPongWaiter) throws {
         self.waitOn = waitOn
         self.signalThrough = signalThrough
         if let backend = PollerBackend(rawValue: waiter.rawValue) {
@@ -28,10 +28,10 @@ public final class OursPingPongEnd: PingPongEnd {
     }
 
     @inline(__always)
-    public func signal() throws { try signalThrough.notify() }
+    func signal() throws { try signalThrough.notify() }
 
     @inline(__always)
-    public func awaitSignal() throws {
+    func awaitSignal() throws {
         guard let poller else { return try waitOn.wait() }
         repeat {
             _ = try poller.wait(into: &events, timeout: nil)
@@ -172,7 +172,7 @@ enum NotifyCases {
 
 /// Hidden `--child` roles of vmm-bench.
 public enum ChildRole {
-    public static let notifyEcho = "notify-echo"
+    static let notifyEcho = "notify-echo"
 
     /// Runs `role` with `arguments` in a spawned child; returns the exit status.
     ///

@@ -11,19 +11,19 @@ import VMMSysUtil
 /// A flag shared between the measuring thread and a peer, read with acquire and set with release.
 ///
 /// Thread-safety: `set()` and `isSet` may be called from any thread.
-public final class StopFlag: @unchecked Sendable {
+final class StopFlag: @unchecked Sendable {
     // Why it is safe: allocated once, freed in deinit, accessed only through C atomics.
     private let word = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
-    public init() { word.initialize(to: 0) }
+    init() { word.initialize(to: 0) }
     deinit { word.deallocate() }
-    public var isSet: Bool { vmm_load_acquire_u32(word) != 0 }
-    public func set() { vmm_store_release_u32(word, 1) }
+    var isSet: Bool { vmm_load_acquire_u32(word) != 0 }
+    func set() { vmm_store_release_u32(word, 1) }
 }
 
 /// A pthread running one closure, pinned to a CPU, joined by `join()`.
 ///
 /// Thread-safety: start and join from the same thread.
-public final class PeerThread {
+final class PeerThread {
     private final class Body {
         let cpu: Int32?
         let work: () -> Void
@@ -43,7 +43,7 @@ public final class PeerThread {
     /// Starts `work` on a new thread pinned to `cpu` (nil: not pinned).
     ///
     /// - Throws: `SystemCallError` from `pthread_create`.
-    public init(cpu: Int32?, _ work: @escaping () -> Void) throws {
+    init(cpu: Int32?, _ work: @escaping () -> Void) throws {
         let context = Unmanaged.passRetained(Body(cpu: cpu, work: work)).toOpaque()
         let rc = pthread_create(&thread, nil, { raw in
             // Why it is safe: `raw` is the retained Body passed below, released exactly here.
@@ -64,7 +64,7 @@ public final class PeerThread {
     }
 
     /// Waits for the thread to finish.
-    public func join() {
+    func join() {
         guard !joined else { return }
         joined = true
         #if os(Linux)

@@ -1,7 +1,7 @@
 /// One side of a notify-to-wake ping-pong: tell the other side, then wait to be told.
 ///
 /// Thread-safety: each end is used by one thread.
-public protocol PingPongEnd: AnyObject {
+protocol PingPongEnd: AnyObject {
     /// Wakes the other side.
     func signal() throws
     /// Blocks until the other side has signalled, consuming the signal.
@@ -9,7 +9,7 @@ public protocol PingPongEnd: AnyObject {
 }
 
 /// How the waiting side blocks: in the notifier's own wait, or in a readiness poller.
-public enum PingPongWaiter: String, Sendable, CaseIterable {
+enum PingPongWaiter: String, Sendable, CaseIterable {
     case wait
     case epoll
     case kqueue
@@ -17,14 +17,14 @@ public enum PingPongWaiter: String, Sendable, CaseIterable {
 }
 
 /// Ping-pong between the measuring thread and a peer thread; one iteration is one round trip.
-public final class ThreadPingPong<End: PingPongEnd>: BenchRunner {
+final class ThreadPingPong<End: PingPongEnd>: BenchRunner {
     private let main: End
     private let peer: End
     private let stop = StopFlag()
     private var thread: PeerThread?
 
     /// Starts the echo thread on `context.peerCPU` and pins the caller to `context.mainCPU`.
-    public init(main: End, peer: End, context: BenchContext) throws {
+    init(main: End, peer: End, context: BenchContext) throws {
         self.main = main
         self.peer = peer
         try pinCurrentThread(context.mainCPU)
@@ -43,53 +43,58 @@ public final class ThreadPingPong<End: PingPongEnd>: BenchRunner {
         }
     }
 
-    public func run(_ iterations: Int) throws {
+    func run(_ iterations: Int) throws {
         for _ in 0..<iterations {
             try main.signal()
             try main.awaitSignal()
         }
     }
 
-    public func tearDown() {
+    func tearDown() {
+        guard let thread else { return }
         stop.set()
         _ = try? main.signal()
-        thread?.join()
-        thread = nil
+        thread.join()
+        self.thread = nil
     }
+
+    deinit { tearDown() }
 }
 
 /// Ping-pong between the measuring thread and a child process echoing on its fds 3 and 4.
-public final class ProcessPingPong<End: PingPongEnd>: BenchRunner {
+final class ProcessPingPong<End: PingPongEnd>: BenchRunner {
     private let main: End
     private var child: ChildProcess?
 
     /// `main` is this process's end; the child's end is built by `runChildRole` from the fds.
-    public init(main: End, child: ChildProcess, context: BenchContext) throws {
+    init(main: End, child: ChildProcess, context: BenchContext) throws {
         self.main = main
         self.child = child
         try pinCurrentThread(context.mainCPU)
     }
 
-    public func run(_ iterations: Int) throws {
+    func run(_ iterations: Int) throws {
         for _ in 0..<iterations {
             try main.signal()
             try main.awaitSignal()
         }
     }
 
-    public func tearDown() {
+    func tearDown() {
         child?.stop()
         child = nil
     }
+
+    deinit { tearDown() }
 }
 
 /// The raw twin's end: blocking `read`/`write` of 8 bytes, or `epoll_wait`/`poll` then `read`.
-public final class RawPingPongEnd: PingPongEnd {
+final class RawPingPongEnd: PingPongEnd {
     private let waitOn: RawNotifier
     private let signalThrough: RawNotifier
     private let waiter: RawPollSet?
 
-    public init(waitOn: RawNotifier, signalThrough: RawNotifier, waiter: PingPongWaiter) throws {
+    init(waitOn: RawNotifier, signalThrough: RawNotifier, waiter: PingPongWaiter) throws {
         self.waitOn = waitOn
         self.signalThrough = signalThrough
         switch waiter {
@@ -101,10 +106,10 @@ public final class RawPingPongEnd: PingPongEnd {
     }
 
     @inline(__always)
-    public func signal() throws { try signalThrough.signal() }
+    func signal() throws { try signalThrough.signal() }
 
     @inline(__always)
-    public func awaitSignal() throws {
+    func awaitSignal() throws {
         if let waiter { try waiter.waitReadable() }
         try waitOn.consume()
     }

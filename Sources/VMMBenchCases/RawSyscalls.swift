@@ -17,7 +17,7 @@ func check<T: FixedWidthInteger>(_ operation: String, _ result: T) throws -> T {
 }
 
 /// The fd kinds a notifier can be built from.
-public enum RawNotifierKind: String, Sendable {
+enum RawNotifierKind: String, Sendable {
     case eventfd
     case pipe
 }
@@ -26,12 +26,12 @@ public enum RawNotifierKind: String, Sendable {
 /// and close-on-exec. `signal` writes 8 bytes; `consume` reads 8 bytes.
 ///
 /// Thread-safety: `signal` and `consume` may run on different threads.
-public final class RawNotifier {
-    public let readFD: Int32
-    public let writeFD: Int32
+final class RawNotifier {
+    let readFD: Int32
+    let writeFD: Int32
 
     /// - Throws: `SystemCallError` from `eventfd` or `pipe`, or `BenchSkipped` where eventfd does not exist.
-    public init(_ kind: RawNotifierKind, nonBlockingWrite: Bool = false) throws {
+    init(_ kind: RawNotifierKind, nonBlockingWrite: Bool = false) throws {
         switch kind {
         case .eventfd:
             #if os(Linux)
@@ -60,7 +60,7 @@ public final class RawNotifier {
     }
 
     /// Adopts existing fds (a child's inherited 3 and 4).
-    public init(readFD: Int32, writeFD: Int32) {
+    init(readFD: Int32, writeFD: Int32) {
         self.readFD = readFD
         self.writeFD = writeFD
     }
@@ -72,7 +72,7 @@ public final class RawNotifier {
 
     /// `write(fd, &one, 8)`; a full non-blocking pipe (EAGAIN) counts as signalled.
     @inline(__always)
-    public func signal() throws {
+    func signal() throws {
         var one: UInt64 = 1
         if write(writeFD, &one, 8) == -1 && errno != EAGAIN {
             throw SystemCallError("write", Errno.current)
@@ -81,7 +81,7 @@ public final class RawNotifier {
 
     /// `read(fd, &buffer, 8)`, blocking until the peer signals.
     @inline(__always)
-    public func consume() throws {
+    func consume() throws {
         var value: UInt64 = 0
         _ = try check("read", read(readFD, &value, 8))
     }
@@ -91,8 +91,8 @@ public final class RawNotifier {
 /// as a C event loop would hold it (poll's array is scanned for `revents` after each call).
 ///
 /// Thread-safety: one thread.
-public final class RawPollSet {
-    public enum Kind: String, Sendable {
+final class RawPollSet {
+    enum Kind: String, Sendable {
         case epoll
         case kqueue
         case poll
@@ -111,7 +111,7 @@ public final class RawPollSet {
     /// Watches `fd` for readability, beside `idle` fds registered for readability too.
     ///
     /// - Throws: `SystemCallError`, or `BenchSkipped` where the mechanism has no raw twin here.
-    public init(_ kind: Kind, watching fd: Int32, idle: [Int32] = []) throws {
+    init(_ kind: Kind, watching fd: Int32, idle: [Int32] = []) throws {
         self.kind = kind
         count = idle.count + 1
         pollFDs = .allocate(capacity: count)
@@ -160,7 +160,7 @@ public final class RawPollSet {
     /// Blocks until something is readable; returns how many fds are ready.
     @inline(__always)
     @discardableResult
-    public func waitReadable() throws -> Int {
+    func waitReadable() throws -> Int {
         switch kind {
         case .epoll:
             #if os(Linux)
