@@ -122,8 +122,10 @@ enum NotifyCases {
         try checkWaiter(waiter)
         switch implementation {
         case .ours:
-            let toPeer = try EventNotifier(backend: backend)
-            let fromPeer = try EventNotifier(backend: backend)
+            // A waiter in a Poller consumes after readiness: a non-blocking read side makes that
+            // one read, as the raw twin's.
+            let toPeer = try EventNotifier(backend: backend, nonBlockingWait: waiter != .wait)
+            let fromPeer = try EventNotifier(backend: backend, nonBlockingWait: waiter != .wait)
             return try ThreadPingPong(
                 main: OursPingPongEnd(waitOn: fromPeer, signalThrough: toPeer, waiter: waiter),
                 peer: OursPingPongEnd(waitOn: toPeer, signalThrough: fromPeer, waiter: waiter),
@@ -149,8 +151,10 @@ enum NotifyCases {
         let arguments = [implementation.rawValue, backend.rawValue, waiter.rawValue, context.peerCPU.map { "\($0)" } ?? "-"]
         switch implementation {
         case .ours:
-            let toPeer = try EventNotifier(backend: backend)
-            let fromPeer = try EventNotifier(backend: backend)
+            // A waiter in a Poller consumes after readiness: a non-blocking read side makes that
+            // one read, as the raw twin's.
+            let toPeer = try EventNotifier(backend: backend, nonBlockingWait: waiter != .wait)
+            let fromPeer = try EventNotifier(backend: backend, nonBlockingWait: waiter != .wait)
             let child = try ChildProcess(
                 executable: executable, role: ChildRole.notifyEcho, arguments: arguments,
                 descriptors: [toPeer.waitDescriptor, fromPeer.notifyDescriptor])

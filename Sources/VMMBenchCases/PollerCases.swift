@@ -25,7 +25,7 @@ final class OursPollerCycle: BenchRunner {
 
     init(_ backend: PollerBackend, idleCount: Int) throws {
         let notifierBackend = try EventNotifierBackend.native.checkedAvailable()
-        notifier = try EventNotifier(backend: notifierBackend)
+        notifier = try EventNotifier(backend: notifierBackend, nonBlockingWait: true)
         poller = try Poller(backend: backend)
         idle = try IdleDescriptors(count: idleCount, kind: notifierBackend.rawKind)
         for (token, fd) in idle.readFDs.enumerated() {
