@@ -107,6 +107,9 @@ private func fuzzReply(_ bytes: UnsafeRawBufferPointer, _ fds: [Int32]) {
             // sizes are reached.
             _ = try Reply.config(
                 requestedSize: max(0, payload.count - 12), header: header, payload: payload, descriptors: descriptors)
+        case .setDeviceStateFD:
+            var reply = try Reply.deviceState(header: header, payload: payload, descriptors: descriptors)
+            _ = reply.takeDescriptor()
         case .getInflightFD:
             var reply = try Reply.inflight(header: header, payload: payload, descriptors: descriptors)
             _ = reply.takeDescriptor()
