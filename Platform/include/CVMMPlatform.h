@@ -39,7 +39,7 @@
 
 // ---- peer credentials and closefrom: libbsd on Linux, libc elsewhere.
 #if defined(__linux__)
-int getpeereid(int socket, uid_t *euid, gid_t *egid);
+int getpeereid(int socket, uid_t *_Nonnull euid, gid_t *_Nonnull egid);
 void closefrom(int lowfd);
 #endif
 
@@ -83,6 +83,13 @@ static inline int vmm_msg_nosignal(void) {
 #endif
 }
 
+// ---- accept4 (Linux): hidden behind _GNU_SOURCE in the prebuilt Glibc module, so make the syscall.
+#if defined(__linux__)
+static inline int vmm_accept4_cloexec(int fd) {
+    return (int)syscall(SYS_accept4, fd, (void *)0, (void *)0, SOCK_CLOEXEC);
+}
+#endif
+
 // ---- memfd (Linux). The raw syscall avoids depending on how the Glibc module was built.
 #if defined(__linux__)
 #define VMM_MFD_CLOEXEC 0x0001U
@@ -97,14 +104,31 @@ static inline int vmm_memfd_create(const char *_Nonnull name, unsigned int flags
 }
 #endif
 
+// ---- pipe2: Glibc declares it only under _GNU_SOURCE, which the prebuilt Glibc module lacks, so
+// ---- Linux makes the raw syscall; the BSDs declare it by default. Absent on Darwin.
+#if defined(__linux__)
+static inline int vmm_pipe2(int *_Nonnull fds, int flags) { return (int)syscall(SYS_pipe2, fds, flags); }
+#elif defined(__FreeBSD__) || defined(__OpenBSD__)
+static inline int vmm_pipe2(int *_Nonnull fds, int flags) { return pipe2(fds, flags); }
+#endif
+
+// ---- POSIX shared memory. Darwin declares shm_open variadic (`int shm_open(const char *, int, ...)`),
+// ---- which Swift cannot call; this fixed-arity wrapper works everywhere.
+#include <sys/mman.h>
+static inline int vmm_shm_open(const char *_Nonnull name, int oflag, mode_t mode) {
+    return shm_open(name, oflag, mode);
+}
+
 // ---- CPU pinning for benchmarks (cpu_set_t is manipulated by macros).
 /// Pins the calling thread to one CPU. Returns 0, or -1 with errno set; ENOSYS where unsupported.
 static inline int vmm_pin_current_thread(int cpu) {
 #if defined(__linux__)
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    return sched_setaffinity(0, sizeof(set), &set);
+    // CPU_ZERO/CPU_SET/sched_setaffinity need _GNU_SOURCE, which the prebuilt Glibc module lacks:
+    // build the mask by hand (1024 CPUs, the size of glibc's cpu_set_t) and make the raw syscall.
+    unsigned long mask[1024 / (8 * sizeof(unsigned long))] = {0};
+    if (cpu < 0 || cpu >= 1024) { errno = EINVAL; return -1; }
+    mask[(size_t)cpu / (8 * sizeof(unsigned long))] |= 1UL << ((size_t)cpu % (8 * sizeof(unsigned long)));
+    return (int)syscall(SYS_sched_setaffinity, 0, sizeof(mask), mask);
 #else
     (void)cpu;
     errno = ENOSYS;

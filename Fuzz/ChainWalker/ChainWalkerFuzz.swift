@@ -1,0 +1,85 @@
+// libFuzzer target: the split and packed chain walkers and guest-memory translation.
+//
+// Input layout:
+//   [0]     bit 0: packed; bit 1: INDIRECT_DESC; bit 2: EVENT_IDX; bits 3–5: log2 queue size (1…128)
+//   [1..2]  vring base (split: next avail index; packed: slot | wrap << 15), little-endian
+//   [3..]   up to 0x3000 bytes: the ring image at guest-physical 0x10000 (descriptor table/ring at
+//           +0, avail ring/driver event area at +0x1000, used ring/device event area at +0x2000)
+//   rest    up to 0x800 bytes written over the descriptor table after the first pop (a guest
+//           rewriting descriptors under the device)
+// Guest memory: 0x10000–0x20000 and 0x20000–0x30000 (adjacent), a gap, then 0x40000–0x41000.
+import CVMMPlatform
+import Virtio
+import VMMSysUtil
+#if canImport(Glibc)
+import Glibc
+#endif
+
+private let regionLayout: [(gpa: UInt64, size: Int)] = [(0x10000, 0x10000), (0x20000, 0x10000), (0x40000, 0x1000)]
+
+private let fuzzMemory: GuestMemory? = {
+    var regions: [GuestMemoryRegion] = []
+    for (gpa, size) in regionLayout {
+        let fd = vmm_memfd_create("fuzz", VMM_MFD_CLOEXEC)
+        guard fd >= 0, ftruncate(fd, off_t(size)) == 0 else { return nil }
+        defer { close(fd) }
+        guard let mapping = try? MemoryMapping(fd: fd, size: UInt64(size)) else { return nil }
+        regions.append(GuestMemoryRegion(guestPhysicalAddress: gpa, mapping: mapping))
+    }
+    return try? GuestMemory(regions: regions)
+}()
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
+    guard size >= 3, let memory = fuzzMemory else { return 0 }
+    for region in memory.regions { region.mapping.bytes.initializeMemory(as: UInt8.self, repeating: 0xA5) }
+    let ringBase = memory.regions[0].mapping.base
+    ringBase.initializeMemory(as: UInt8.self, repeating: 0, count: 0x3000)
+    let imageLength = min(size - 3, 0x3000)
+    ringBase.copyMemory(from: data + 3, byteCount: imageLength)
+    let tamper = UnsafeBufferPointer(start: data + 3 + imageLength, count: min(size - 3 - imageLength, 0x800))
+
+    let config = data[0]
+    var features: VirtioFeatures = [.version1]
+    if config & 2 != 0 { features.insert(.indirectDescriptors) }
+    if config & 4 != 0 { features.insert(.eventIndex) }
+    let queueSize = 1 << Int((config >> 3) & 7)
+    let base = UInt32(data[1]) | UInt32(data[2]) << 8
+    let addresses = RingAddresses(descriptorTable: 0x10000, driverArea: 0x11000, deviceArea: 0x12000)
+    if config & 1 == 0 {
+        guard var queue = try? SplitQueue(memory: memory, size: queueSize, addresses: addresses, features: features) else { return 0 }
+        try? queue.setNextAvailIndex(base)
+        exercise(&queue, memory: memory, tamper: tamper)
+    } else {
+        guard var queue = try? PackedQueue(memory: memory, size: queueSize, addresses: addresses, features: features) else { return 0 }
+        try? queue.setNextAvailIndex(base)
+        exercise(&queue, memory: memory, tamper: tamper)
+    }
+    return 0
+}
+
+/// Pops every chain, touches every byte of every buffer, copies through the helpers, pushes.
+private func exercise<Q: DeviceQueue>(_ queue: inout Q, memory: GuestMemory, tamper: UnsafeBufferPointer<UInt8>) {
+    var scratch = [UInt8](repeating: 0, count: 256)
+    var sum: UInt64 = 0
+    queue.disableNotifications()
+    for round in 0..<(4 * queue.size + 4) {
+        guard let chain = try? queue.pop() else { break }
+        if round == 0, let source = tamper.baseAddress, tamper.count > 0 {
+            memory.regions[0].mapping.base.copyMemory(from: source, byteCount: tamper.count)
+        }
+        var buffers = chain.buffers()
+        while let piece = try? buffers.next() {
+            for i in 0..<piece.bytes.count { sum &+= UInt64(piece.bytes[i]) }
+            if piece.isWritable { piece.bytes[piece.bytes.count - 1] = 0x5A }
+        }
+        let read = scratch.withUnsafeMutableBytes { (try? chain.readReadable(into: $0, fromOffset: Int(sum & 7))) ?? 0 }
+        let written = scratch.withUnsafeBytes { (try? chain.writeWritable(UnsafeRawBufferPointer(rebasing: $0[0..<min(read + 3, 256)]))) ?? 0 }
+        _ = try? queue.push(chain, written: UInt32(written))
+        if round & 3 == 0 { _ = queue.needsNotification() }
+    }
+    _ = queue.enableNotifications()
+    _ = queue.needsNotification()
+    _ = queue.nextAvailIndex
+    if sum == 0x1234_5678_9abc { print("unlikely") }
+}

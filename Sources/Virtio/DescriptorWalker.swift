@@ -1,0 +1,151 @@
+/// Walks one chain's descriptors (direct, then at most one indirect table), validating every
+/// descriptor copy as it goes. Allocation-free; a small value type restarted by copying it.
+///
+/// Checks: index < queue size (or table size), chain length ≤ queue size (loops end there),
+/// indirect only if negotiated, never with NEXT, never nested, table length a non-zero multiple of
+/// 16 and fully mapped, descriptor length non-zero, `addr + len` no overflow, buffer fully mapped.
+struct DescriptorWalker {
+    enum Layout { case split, packed }
+
+    let regions: RegionTable
+    /// Split descriptor table or packed descriptor ring (16 × queueSize bytes, validated at configure).
+    let ring: UnsafeMutableRawPointer
+    let queueSize: Int
+    let layout: Layout
+    let indirectAllowed: Bool
+
+    /// Next ring index (split) or slot (packed) to read, while `directMore`.
+    var index: UInt16
+    var directMore = true
+    /// Descriptors read from the ring itself (= slots a packed chain occupies).
+    var directCount = 0
+    /// Buffer id of the last ring descriptor read (packed).
+    var lastID: UInt16 = 0
+
+    var inTable = false
+    var tableMore = false
+    var tableAddress: UInt64 = 0
+    var tableCount = 0
+    var tableIndex: UInt16 = 0
+    var tableSteps = 0
+
+    @inline(__always)
+    init(regions: RegionTable, ring: UnsafeMutableRawPointer, queueSize: Int, layout: Layout,
+         indirectAllowed: Bool, start: UInt16) {
+        self.regions = regions
+        self.ring = ring
+        self.queueSize = queueSize
+        self.layout = layout
+        self.indirectAllowed = indirectAllowed
+        self.index = start
+    }
+
+    /// The next validated data descriptor, or nil at the end of the chain.
+    @inline(__always)
+    mutating func next() throws(VirtqueueError) -> Descriptor? {
+        if inTable { return try nextInTable() }
+        guard directMore else { return nil }
+        guard directCount < queueSize else { throw .chainTooLong(limit: queueSize) }
+        // Safe: `index < queueSize` (checked by the caller for the start, below for links) and the
+        // ring holds 16 × queueSize bytes.
+        let d = Descriptor(loading: ring + Int(index) &* 16, packed: layout == .packed)
+        directCount += 1
+        lastID = d.next
+        if d.isIndirect {
+            guard indirectAllowed else { throw .indirectNotNegotiated }
+            guard !d.hasNext, layout == .split || directCount == 1 else { throw .misplacedIndirect }
+            let count = Int(d.length / 16)
+            guard d.length != 0, d.length % 16 == 0, count <= indirectEntryLimit(queueSize: queueSize) else {
+                throw .invalidIndirectLength(d.length)
+            }
+            guard regions.contains(d.address, length: UInt64(d.length)) else {
+                throw .bufferOutsideMemory(address: d.address, length: UInt64(d.length))
+            }
+            directMore = false
+            inTable = true
+            tableMore = true
+            tableAddress = d.address
+            tableCount = count
+            return try nextInTable()
+        }
+        if d.hasNext {
+            switch layout {
+            case .split:
+                guard Int(d.next) < queueSize else {
+                    throw .descriptorIndexOutOfRange(index: d.next, limit: queueSize)
+                }
+                index = d.next
+            case .packed:
+                index = Int(index) + 1 == queueSize ? 0 : index + 1
+            }
+        } else {
+            directMore = false
+        }
+        return try validated(d)
+    }
+
+    @inline(__always)
+    private mutating func nextInTable() throws(VirtqueueError) -> Descriptor? {
+        guard tableMore else { return nil }
+        guard tableSteps < tableCount else { throw .chainTooLong(limit: tableCount) }
+        // Table bounds: tableIndex < tableCount, and the whole table was checked to be memory.
+        guard let d = regions.loadDescriptor(at: tableAddress &+ UInt64(tableIndex) &* 16, packed: layout == .packed) else {
+            throw .bufferOutsideMemory(address: tableAddress, length: UInt64(tableCount) * 16)
+        }
+        tableSteps += 1
+        guard !d.isIndirect else { throw .nestedIndirect }
+        switch layout {
+        case .split:
+            if d.hasNext {
+                guard Int(d.next) < tableCount else {
+                    throw .descriptorIndexOutOfRange(index: d.next, limit: tableCount)
+                }
+                tableIndex = d.next
+            } else {
+                tableMore = false
+            }
+        case .packed:
+            // Packed tables are consumed in order; NEXT is not used inside them.
+            tableIndex &+= 1
+            tableMore = tableSteps < tableCount
+        }
+        return try validated(d)
+    }
+
+    @inline(__always)
+    private func validated(_ d: Descriptor) throws(VirtqueueError) -> Descriptor {
+        guard d.length != 0 else { throw .zeroLengthDescriptor }
+        guard !d.address.addingReportingOverflow(UInt64(d.length)).overflow else {
+            throw .addressOverflow(address: d.address, length: d.length)
+        }
+        guard regions.contains(d.address, length: UInt64(d.length)) else {
+            throw .bufferOutsideMemory(address: d.address, length: UInt64(d.length))
+        }
+        return d
+    }
+
+    /// Walks the rest of the chain and sums it up, enforcing readable-before-writable and 32-bit totals.
+    @inline(__always)
+    mutating func summarize() throws(VirtqueueError) -> ChainSummary {
+        var summary = ChainSummary()
+        while let d = try next() {
+            if d.isWritable {
+                let (sum, overflow) = summary.writableLength.addingReportingOverflow(d.length)
+                guard !overflow else { throw .chainLengthOverflow }
+                summary.writableLength = sum
+            } else {
+                guard summary.writableLength == 0 else { throw .readableAfterWritable }
+                let (sum, overflow) = summary.readableLength.addingReportingOverflow(d.length)
+                guard !overflow else { throw .chainLengthOverflow }
+                summary.readableLength = sum
+            }
+        }
+        return summary
+    }
+}
+
+/// Byte totals of a validated chain.
+struct ChainSummary {
+    var readableLength: UInt32 = 0
+    var writableLength: UInt32 = 0
+}

@@ -1,0 +1,45 @@
+/// One buffer a driver puts in a chain: guest-physical address, length and direction.
+public struct DriverBuffer: Hashable, Sendable {
+    public var address: UInt64
+    public var length: UInt32
+    /// Device-writable (the device fills it) rather than device-readable.
+    public var isWritable: Bool
+
+    public init(address: UInt64, length: UInt32, isWritable: Bool) {
+        self.address = address
+        self.length = length
+        self.isWritable = isWritable
+    }
+}
+
+/// A completed buffer as the driver sees it in the used ring.
+public struct UsedBuffer: Hashable, Sendable {
+    /// Split head index or packed buffer id, as returned by `post`.
+    public var id: UInt16
+    /// Bytes the device reports written.
+    public var length: UInt32
+}
+
+/// Why a driver-side queue could not post or reap.
+public enum DriverQueueError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// An empty chain was posted.
+    case emptyChain
+    /// Not enough free descriptors (or buffer ids) for the chain.
+    case queueFull
+    /// The indirect table or a ring part is not inside guest memory.
+    case outsideMemory(address: UInt64)
+    /// The device completed an id that is not in flight.
+    case unknownUsedID(UInt16)
+    /// The queue configuration is invalid (see the wrapped error).
+    case configuration(VirtqueueError)
+
+    public var description: String {
+        switch self {
+        case .emptyChain: return "cannot post an empty chain"
+        case .queueFull: return "not enough free descriptors"
+        case let .outsideMemory(address): return "0x\(String(address, radix: 16)) is not inside guest memory"
+        case let .unknownUsedID(id): return "device completed id \(id), which is not in flight"
+        case let .configuration(error): return error.description
+        }
+    }
+}

@@ -1,0 +1,182 @@
+import CVMMPlatform
+
+/// The device side of a packed virtqueue over guest memory.
+///
+/// Buffer ids are checked against the queue size and against the queue's own in-flight table before
+/// any use; completions are matched by that table, never by trusting guest data.
+///
+/// Thread-safety: a value type; one owner thread at a time.
+public struct PackedQueue: DeviceQueue {
+    public let size: Int
+    /// Where the descriptor ring and the two event-suppression areas are.
+    public let addresses: RingAddresses
+    /// The negotiated features that matter to the ring.
+    public let features: VirtioFeatures
+    /// The memory the cached pointers point into.
+    public let memory: GuestMemory
+    public private(set) var brokenReason: VirtqueueError?
+
+    let inFlight: InFlightTable
+    let slots: UnsafeMutablePointer<UInt16>
+    let writable: UnsafeMutablePointer<UInt32>
+    let regions: RegionTable
+    let ring: UnsafeMutableRawPointer
+    /// Driver event suppression (the device reads it).
+    let driverEvent: UnsafeMutableRawPointer
+    /// Device event suppression (the device writes it).
+    let deviceEvent: UnsafeMutableRawPointer
+    let eventIndex: Bool
+    let indirect: Bool
+
+    var nextAvail: UInt16 = 0
+    var availWrap = true
+    var nextUsed: UInt16 = 0
+    var usedWrap = true
+    var stagedCount = 0
+    var stagedFirst: UnsafeMutableRawPointer?
+    var stagedFirstFlags: UInt16 = 0
+    var signalledUsed: UInt16 = 0
+    var signalledValid = false
+    var notificationsEnabled = true
+
+    /// Configures a packed queue of `size` descriptors (1…32768) at `addresses` in `memory`.
+    /// Positions start at 0 with both wrap counters 1.
+    ///
+    /// - Throws: `.invalidQueueSize`, `.misalignedRing` (16 / 4 / 4), `.ringOutsideMemory`.
+    public init(memory: GuestMemory, size: Int, addresses: RingAddresses, features: VirtioFeatures) throws(VirtqueueError) {
+        guard size >= 1, size <= maximumQueueSize else { throw .invalidQueueSize(size) }
+        self.size = size
+        self.addresses = addresses
+        self.features = features
+        self.memory = memory
+        ring = try addresses.translate(.descriptorTable, in: memory, alignment: 16, length: 16 * UInt64(size))
+        driverEvent = try addresses.translate(.driverArea, in: memory, alignment: 4, length: 4)
+        deviceEvent = try addresses.translate(.deviceArea, in: memory, alignment: 4, length: 4)
+        regions = memory.table
+        inFlight = InFlightTable(count: size)
+        slots = inFlight.slots
+        writable = inFlight.writable
+        eventIndex = features.contains(.eventIndex)
+        indirect = features.contains(.indirectDescriptors)
+    }
+
+    public mutating func pop() throws(VirtqueueError) -> Chain? {
+        if let brokenReason { throw brokenReason }
+        do {
+            return try popValidated()
+        } catch {
+            brokenReason = error
+            throw error
+        }
+    }
+
+    @inline(__always)
+    mutating func popValidated() throws(VirtqueueError) -> Chain? {
+        // Safe: nextAvail < size; the ring holds 16 × size bytes, 16-aligned.
+        let head = ring + Int(nextAvail) &* 16
+        // Acquire: the rest of the descriptor is read only after its flags say it is available.
+        let flags = UInt16(littleEndian: vmm_load_acquire_u16(head + 14))
+        guard isAvailable(flags) else { return nil }
+        let start = DescriptorWalker(regions: regions, ring: ring, queueSize: size, layout: .packed,
+                                     indirectAllowed: indirect, start: nextAvail)
+        var walker = start
+        let summary = try walker.summarize()
+        // The spec puts the buffer id in the last descriptor of the chain.
+        let id = walker.lastID
+        guard Int(id) < size else { throw .bufferIDOutOfRange(id: id, queueSize: size) }
+        guard slots[Int(id)] == 0 else { throw .bufferInUse(id: id) }
+        let count = walker.directCount
+        slots[Int(id)] = UInt16(truncatingIfNeeded: count)
+        writable[Int(id)] = summary.writableLength
+        advance(&nextAvail, &availWrap, by: count)
+        if eventIndex && notificationsEnabled { writeDeviceEvent(PackedEventFlag.desc) }
+        return Chain(id: id, descriptorCount: count, summary: summary, walkerStart: start)
+    }
+
+    @inline(__always)
+    func isAvailable(_ flags: UInt16) -> Bool {
+        let avail = flags & DescriptorFlag.avail != 0
+        let used = flags & DescriptorFlag.used != 0
+        return avail == availWrap && used != availWrap
+    }
+
+    /// Moves a ring position by `count` (≤ size) slots, toggling its wrap counter on each lap.
+    @inline(__always)
+    func advance(_ position: inout UInt16, _ wrap: inout Bool, by count: Int) {
+        var next = Int(position) + count
+        if next >= size {
+            next -= size
+            wrap.toggle()
+        }
+        position = UInt16(truncatingIfNeeded: next)
+    }
+
+    public mutating func push(_ chain: Chain, written: UInt32) throws(VirtqueueError) {
+        try stage(id: chain.id, written: written)
+        publishUsed()
+    }
+
+    public mutating func stage(_ chain: Chain, written: UInt32) throws(VirtqueueError) {
+        try stage(id: chain.id, written: written)
+    }
+
+    /// Stages completion of buffer `id` (for devices that keep only the id). The first staged used
+    /// descriptor's flags are written last, by `publishUsed()`, so the driver never sees half a batch.
+    ///
+    /// - Throws: `.notInFlight` if `id` was not popped (or already pushed), `.writtenExceedsWritable`.
+    public mutating func stage(id: UInt16, written: UInt32) throws(VirtqueueError) {
+        guard Int(id) < size, slots[Int(id)] != 0 else { throw .notInFlight(id: id) }
+        guard written <= writable[Int(id)] else {
+            throw .writtenExceedsWritable(written: written, writable: writable[Int(id)])
+        }
+        let count = Int(slots[Int(id)])
+        slots[Int(id)] = 0
+        // Safe: nextUsed < size; the ring holds 16 × size bytes.
+        let descriptor = ring + Int(nextUsed) &* 16
+        descriptor.storeBytes(of: written.littleEndian, toByteOffset: 8, as: UInt32.self)
+        descriptor.storeBytes(of: id.littleEndian, toByteOffset: 12, as: UInt16.self)
+        var flags: UInt16 = usedWrap ? (DescriptorFlag.avail | DescriptorFlag.used) : 0
+        if written > 0 { flags |= DescriptorFlag.write }
+        if stagedCount == 0 {
+            stagedFirst = descriptor
+            stagedFirstFlags = flags
+        } else {
+            // Release: id and len are visible before the flags that mark the descriptor used.
+            vmm_store_release_u16(descriptor + 14, flags.littleEndian)
+        }
+        stagedCount += 1
+        advance(&nextUsed, &usedWrap, by: count)
+    }
+
+    public mutating func publishUsed() {
+        guard stagedCount != 0, let first = stagedFirst else { return }
+        vmm_store_release_u16(first + 14, stagedFirstFlags.littleEndian)
+        stagedCount = 0
+        stagedFirst = nil
+    }
+
+    /// Packed, vhost-user encoding: bits 0–14 next available slot, bit 15 its wrap counter,
+    /// bits 16–30 next used slot, bit 31 its wrap counter.
+    public var nextAvailIndex: UInt32 {
+        let avail = UInt32(nextAvail) | (availWrap ? 0x8000 : 0)
+        let used = UInt32(nextUsed) | (usedWrap ? 0x8000 : 0)
+        return avail | used << 16
+    }
+
+    /// Sets both positions from a vhost-user base. If bits 16–31 are zero (QEMU and DPDK send only
+    /// the available part), the used position is set equal to the available one, as they do.
+    public mutating func setNextAvailIndex(_ value: UInt32) throws(VirtqueueError) {
+        let availPart = UInt16(truncatingIfNeeded: value)
+        var usedPart = UInt16(truncatingIfNeeded: value >> 16)
+        if usedPart == 0 { usedPart = availPart }
+        guard Int(availPart & 0x7fff) < size, Int(usedPart & 0x7fff) < size else { throw .invalidRingBase(value) }
+        nextAvail = availPart & 0x7fff
+        availWrap = availPart & 0x8000 != 0
+        nextUsed = usedPart & 0x7fff
+        usedWrap = usedPart & 0x8000 != 0
+        stagedCount = 0
+        stagedFirst = nil
+        signalledValid = false
+        inFlight.reset()
+    }
+}

@@ -1,0 +1,161 @@
+import CVMMPlatform
+
+/// The device side of a split virtqueue over guest memory.
+///
+/// Ring pointers are translated and checked (alignment, whole part inside one region) once at
+/// configure and cached; pop and push then touch only cached raw pointers and the queue's own state.
+/// Indices in guest memory are read with acquire and published with release, per the spec.
+///
+/// Thread-safety: a value type; one owner thread at a time. The guest writes the rings concurrently,
+/// which is what the atomics and the copy-then-validate rules are for.
+public struct SplitQueue: DeviceQueue {
+    public let size: Int
+    /// Where the rings are.
+    public let addresses: RingAddresses
+    /// The negotiated features that matter to the ring (indirect descriptors, event index).
+    public let features: VirtioFeatures
+    /// The memory the cached pointers point into; held so they stay valid.
+    public let memory: GuestMemory
+    public private(set) var brokenReason: VirtqueueError?
+
+    let inFlight: InFlightTable
+    let slots: UnsafeMutablePointer<UInt16>
+    let writable: UnsafeMutablePointer<UInt32>
+    let regions: RegionTable
+    let descriptors: UnsafeMutableRawPointer
+    let avail: UnsafeMutableRawPointer
+    let used: UnsafeMutableRawPointer
+    let mask: UInt16
+    let eventIndex: Bool
+    let indirect: Bool
+
+    var lastAvail: UInt16 = 0
+    /// Last `avail->idx` seen: pops up to it need no new acquire load.
+    var shadowAvail: UInt16 = 0
+    var usedIndex: UInt16 = 0
+    var staged: UInt16 = 0
+    var signalledUsed: UInt16 = 0
+    var signalledValid = false
+    var notificationsEnabled = true
+
+    /// Configures a split queue of `size` descriptors at `addresses` in `memory`.
+    ///
+    /// The device's used index starts at the value in `used->idx`; the next available index at 0
+    /// (use `setNextAvailIndex(_:)` for vhost-user's `SET_VRING_BASE`).
+    ///
+    /// - Throws: `.invalidQueueSize` (not a power of two in 1…32768), `.misalignedRing`
+    ///   (16 / 2 / 4), `.ringOutsideMemory` (a part not inside one region).
+    public init(memory: GuestMemory, size: Int, addresses: RingAddresses, features: VirtioFeatures) throws(VirtqueueError) {
+        guard size >= 1, size <= maximumQueueSize, size & (size - 1) == 0 else { throw .invalidQueueSize(size) }
+        self.size = size
+        self.addresses = addresses
+        self.features = features
+        self.memory = memory
+        let q = UInt64(size)
+        descriptors = try addresses.translate(.descriptorTable, in: memory, alignment: 16, length: 16 * q)
+        avail = try addresses.translate(.driverArea, in: memory, alignment: 2, length: 6 + 2 * q)
+        used = try addresses.translate(.deviceArea, in: memory, alignment: 4, length: 6 + 8 * q)
+        regions = memory.table
+        inFlight = InFlightTable(count: size)
+        slots = inFlight.slots
+        writable = inFlight.writable
+        mask = UInt16(truncatingIfNeeded: size - 1)
+        eventIndex = features.contains(.eventIndex)
+        indirect = features.contains(.indirectDescriptors)
+        usedIndex = UInt16(littleEndian: vmm_load_acquire_u16(used + 2))
+        signalledUsed = usedIndex
+    }
+
+    public mutating func pop() throws(VirtqueueError) -> Chain? {
+        if let brokenReason { throw brokenReason }
+        do {
+            return try popValidated()
+        } catch {
+            brokenReason = error
+            throw error
+        }
+    }
+
+    @inline(__always)
+    mutating func popValidated() throws(VirtqueueError) -> Chain? {
+        if lastAvail == shadowAvail {
+            // Acquire: ring entries and descriptors are read only after seeing the index.
+            let index = UInt16(littleEndian: vmm_load_acquire_u16(avail + 2))
+            let pending = index &- lastAvail
+            guard Int(pending) <= size else {
+                throw .availIndexTooFarAhead(availIndex: index, nextAvail: lastAvail, queueSize: size)
+            }
+            if pending == 0 { return nil }
+            shadowAvail = index
+        }
+        // Safe: slot < size and the avail ring holds 4 + 2 × size bytes (checked at configure).
+        let slot = Int(lastAvail & mask)
+        let head = UInt16(littleEndian: (avail + 4 + slot &* 2).load(as: UInt16.self))
+        guard Int(head) < size else { throw .descriptorIndexOutOfRange(index: head, limit: size) }
+        guard slots[Int(head)] == 0 else { throw .bufferInUse(id: head) }
+        let start = DescriptorWalker(regions: regions, ring: descriptors, queueSize: size, layout: .split,
+                                     indirectAllowed: indirect, start: head)
+        var walker = start
+        let summary = try walker.summarize()
+        slots[Int(head)] = UInt16(truncatingIfNeeded: walker.directCount)
+        writable[Int(head)] = summary.writableLength
+        lastAvail &+= 1
+        if eventIndex && notificationsEnabled { writeAvailEvent() }
+        return Chain(id: head, descriptorCount: walker.directCount, summary: summary, walkerStart: start)
+    }
+
+    public mutating func push(_ chain: Chain, written: UInt32) throws(VirtqueueError) {
+        try stage(id: chain.id, written: written)
+        publishUsed()
+    }
+
+    public mutating func stage(_ chain: Chain, written: UInt32) throws(VirtqueueError) {
+        try stage(id: chain.id, written: written)
+    }
+
+    /// Stages completion of the chain whose head is `id` (for devices that keep only the id).
+    ///
+    /// - Throws: `.notInFlight` if `id` was not popped (or already pushed), `.writtenExceedsWritable`.
+    public mutating func stage(id: UInt16, written: UInt32) throws(VirtqueueError) {
+        guard Int(id) < size, slots[Int(id)] != 0 else { throw .notInFlight(id: id) }
+        guard written <= writable[Int(id)] else {
+            throw .writtenExceedsWritable(written: written, writable: writable[Int(id)])
+        }
+        slots[Int(id)] = 0
+        // Safe: slot < size; the used ring holds 4 + 8 × size bytes, 4-aligned.
+        let element = used + 4 + Int((usedIndex &+ staged) & mask) &* 8
+        element.storeBytes(of: UInt32(id).littleEndian, as: UInt32.self)
+        element.storeBytes(of: written.littleEndian, toByteOffset: 4, as: UInt32.self)
+        staged &+= 1
+    }
+
+    public mutating func publishUsed() {
+        guard staged != 0 else { return }
+        usedIndex &+= staged
+        staged = 0
+        // Release: the used elements (and the data written before) are visible before the index.
+        vmm_store_release_u16(used + 2, usedIndex.littleEndian)
+    }
+
+    /// Split: bits 0–15 are the next available-ring index; bits 16–31 are zero.
+    public var nextAvailIndex: UInt32 { UInt32(lastAvail) }
+
+    public mutating func setNextAvailIndex(_ value: UInt32) throws(VirtqueueError) {
+        guard value <= 0xFFFF else { throw .invalidRingBase(value) }
+        lastAvail = UInt16(value)
+        shadowAvail = lastAvail
+        // The used index lives in guest memory; any 16-bit value is a valid free-running index.
+        usedIndex = UInt16(littleEndian: vmm_load_acquire_u16(used + 2))
+        staged = 0
+        signalledUsed = usedIndex
+        signalledValid = false
+        inFlight.reset()
+    }
+
+    /// Chains popped and not yet pushed.
+    public var inFlightCount: Int {
+        var count = 0
+        for i in 0..<size where slots[i] != 0 { count += 1 }
+        return count
+    }
+}
