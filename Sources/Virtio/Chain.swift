@@ -72,32 +72,23 @@ public struct ChainIterator {
     @usableFromInline let cache: UnsafeMutablePointer<CachedBuffer>
     @usableFromInline let cachedCount: Int8
     @usableFromInline var cacheIndex: Int8 = 0
-    var walker: DescriptorWalker
-    let readableLimit: UInt32
-    let writableLimit: UInt32
-    var readableSeen: UInt32 = 0
-    var writableSeen: UInt32 = 0
-    var address: UInt64 = 0
-    var remaining: UInt64 = 0
-    var writable = false
+    /// Re-walk state, touched only for chains that were not cached. Kept apart so the cached path's
+    /// index can live in a register (the slow path borrows only this part).
+    @usableFromInline var walk: ChainWalkState
 
     /// An iterator that always re-walks (for the copy helpers' slow path).
-    @inline(__always)
+    @usableFromInline @inline(__always)
     init(start: WalkStart, cache: UnsafeMutablePointer<CachedBuffer>, readableLimit: UInt32, writableLimit: UInt32) {
         self.cache = cache
         cachedCount = -1
-        walker = DescriptorWalker(start)
-        self.readableLimit = readableLimit
-        self.writableLimit = writableLimit
+        walk = ChainWalkState(start: start, readableLimit: readableLimit, writableLimit: writableLimit)
     }
 
-    @usableFromInline @inline(__always)
+    @inlinable @inline(__always)
     init(_ chain: Chain) {
         cache = chain.cache
         cachedCount = chain.cachedCount
-        walker = DescriptorWalker(chain.start)
-        readableLimit = chain.readableLength
-        writableLimit = chain.writableLength
+        walk = ChainWalkState(start: chain.start, readableLimit: chain.readableLength, writableLimit: chain.writableLength)
     }
 
     /// The next piece, or nil after the last one.
@@ -114,13 +105,47 @@ public struct ChainIterator {
             return GuestBuffer(bytes: UnsafeMutableRawBufferPointer(start: buffer.pointer, count: Int(buffer.length)),
                                isWritable: buffer.isWritable)
         }
-        return try nextWalked()
+        return try walk.next()
+    }
+}
+
+/// The re-walking part of a `ChainIterator`: re-reads and re-validates each descriptor and checks
+/// the totals against what pop recorded.
+@usableFromInline
+struct ChainWalkState {
+    // All stored properties are visible to inlinable code only so the initialiser can be inlined
+    // into other modules; nothing outside this file touches them.
+    @usableFromInline let start: WalkStart
+    @usableFromInline let readableLimit: UInt32
+    @usableFromInline let writableLimit: UInt32
+    /// Created on first use: cached chains never need it.
+    @usableFromInline var walker: DescriptorWalker?
+    @usableFromInline var readableSeen: UInt32
+    @usableFromInline var writableSeen: UInt32
+    @usableFromInline var address: UInt64
+    @usableFromInline var remaining: UInt64
+    @usableFromInline var writable: Bool
+
+    @inlinable @inline(__always)
+    init(start: WalkStart, readableLimit: UInt32, writableLimit: UInt32) {
+        self.start = start
+        self.readableLimit = readableLimit
+        self.writableLimit = writableLimit
+        walker = nil
+        readableSeen = 0
+        writableSeen = 0
+        address = 0
+        remaining = 0
+        writable = false
     }
 
-    @usableFromInline
-    mutating func nextWalked() throws(VirtqueueError) -> GuestBuffer? {
+    @usableFromInline @inline(never)
+    mutating func next() throws(VirtqueueError) -> GuestBuffer? {
         if remaining == 0 {
-            guard let d = try walker.next() else { return nil }
+            var walker = self.walker ?? DescriptorWalker(start)
+            let next = try walker.next()
+            self.walker = walker
+            guard let d = next else { return nil }
             if d.isWritable {
                 writableSeen = writableSeen &+ d.length
                 guard writableSeen >= d.length, writableSeen <= writableLimit else { throw .chainChanged }
@@ -136,7 +161,7 @@ public struct ChainIterator {
         }
         // The walker checked the whole buffer is memory; the lookup is needed for the pointer and
         // to split at region boundaries.
-        guard let piece = walker.regions.piece(at: address, length: remaining) else {
+        guard let piece = start.regions.piece(at: address, length: remaining) else {
             throw .bufferOutsideMemory(address: address, length: remaining)
         }
         address &+= piece.length

@@ -4,6 +4,7 @@
 /// Checks: index < queue size (or table size), chain length ≤ queue size (loops end there),
 /// indirect only if negotiated, never with NEXT, never nested, table length a non-zero multiple of
 /// 16 and fully mapped, descriptor length non-zero, `addr + len` no overflow, buffer fully mapped.
+@usableFromInline
 struct DescriptorWalker {
     enum Layout: UInt8 { case split, packed }
 
