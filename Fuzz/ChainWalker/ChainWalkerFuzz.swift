@@ -9,23 +9,16 @@
 //   rest    up to 0x800 bytes written over the descriptor table after the first pop (a guest
 //           rewriting descriptors under the device)
 // Guest memory: 0x10000–0x20000 and 0x20000–0x30000 (adjacent), a gap, then 0x40000–0x41000.
-import CVMMPlatform
 import Virtio
 import VMMSysUtil
-#if canImport(Glibc)
-import Glibc
-#endif
 
 private let regionLayout: [(gpa: UInt64, size: Int)] = [(0x10000, 0x10000), (0x20000, 0x10000), (0x40000, 0x1000)]
 
 private let fuzzMemory: GuestMemory? = {
     var regions: [GuestMemoryRegion] = []
     for (gpa, size) in regionLayout {
-        let fd = vmm_memfd_create("fuzz", VMM_MFD_CLOEXEC)
-        guard fd >= 0, ftruncate(fd, off_t(size)) == 0 else { return nil }
-        defer { close(fd) }
-        guard let mapping = try? MemoryMapping(fd: fd, size: UInt64(size)) else { return nil }
-        regions.append(GuestMemoryRegion(guestPhysicalAddress: gpa, mapping: mapping))
+        guard let shared = try? SharedMemory(size: size) else { return nil }
+        regions.append(GuestMemoryRegion(guestPhysicalAddress: gpa, mapping: shared.mapping))
     }
     return try? GuestMemory(regions: regions)
 }()
