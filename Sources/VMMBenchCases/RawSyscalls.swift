@@ -115,13 +115,10 @@ final class RawPollSet {
         self.kind = kind
         count = idle.count + 1
         pollFDs = .allocate(capacity: count)
-        // The watched fd sits in the middle of the idle ones. Where it sits matters to poll(2):
-        // the kernel stops queueing wait entries on the fds after the first ready one, so the
-        // cost runs from ~N/2 (ready first) to N (ready last) wait-queue registrations. The
-        // package's poll backend orders fds by its registration table (hash order), so the
-        // middle is its expected position.
-        var ordered = idle
-        ordered.insert(fd, at: idle.count / 2)
+        // Where the ready fd sits matters to poll(2): the kernel stops queueing wait entries on
+        // the fds after the first ready one. The package's poll backend orders its pollfd array
+        // by descriptor number, so the twin does the same.
+        let ordered = (idle + [fd]).sorted()
         for (index, watched) in ordered.enumerated() {
             pollFDs[index] = pollfd(fd: watched, events: Int16(POLLIN), revents: 0)
         }
