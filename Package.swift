@@ -24,7 +24,7 @@ let package = Package(
         .target(name: "VMMSysUtil", dependencies: ["CVMMPlatform"]),
         .target(name: "Virtio", dependencies: ["VMMSysUtil", "CVMMPlatform"]),
         // The vhost-user wire protocol: header, requests, payloads, message codec. No I/O.
-        .target(name: "VhostUser", dependencies: ["VMMSysUtil"]),
+        .target(name: "VhostUser", dependencies: ["VMMSysUtil", "Virtio"]),
         // Shared by the test targets: fd counting, locating the peer executable.
         .target(name: "VMMTestSupport", dependencies: ["VMMSysUtil"], path: "Tests/VMMTestSupport"),
         // Spawned by cross-process tests: receives fds, maps memory, answers notifications.
@@ -51,7 +51,7 @@ let package = Package(
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),
-        .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "VMMSysUtil", "VMMTestSupport"]),
+        .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "Virtio", "VMMSysUtil", "VMMTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

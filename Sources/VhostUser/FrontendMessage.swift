@@ -1,3 +1,5 @@
+import Virtio
+
 /// A front-end → back-end request with its typed payload (digest table 2.1), without fds.
 ///
 /// `Message` pairs it with the fds that arrived; a front-end encodes it with

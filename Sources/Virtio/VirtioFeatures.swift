@@ -1,7 +1,6 @@
 /// Feature bits carried by `GET/SET_FEATURES`: virtio transport bits (24-41), the vhost bits 26
 /// and 30, and device-specific bits (0-23, 50-63) by raw value. The queues read
-/// `ringIndirectDescriptors` and `ringEventIndex`. (Same names and values as the copy VhostUser
-/// carries until it imports Virtio; then that copy can go.)
+/// `ringIndirectDescriptors` and `ringEventIndex`; vhost-user negotiates the whole set.
 ///
 /// Thread-safety: a value type; freely shareable.
 public struct VirtioFeatures: OptionSet, Hashable, Sendable {
