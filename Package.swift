@@ -13,6 +13,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
@@ -31,11 +32,22 @@ let package = Package(
             dependencies: ["VMMSysUtil", "Virtio", "CVMMPlatform", .product(name: "Logging", package: "swift-log")]
         ),
         // A virtio-rng vhost-user back-end: the one-page example device.
-        .executableTarget(name: "vhost-user-rng", dependencies: ["VhostUser"]),
+        .executableTarget(name: "vhost-user-rng", dependencies: ["VhostUser", "Virtio"]),
         // Shared by the test targets: fd counting, locating the peer executable.
         .target(name: "VMMTestSupport", dependencies: ["VMMSysUtil"], path: "Tests/VMMTestSupport"),
         // Spawned by cross-process tests: receives fds, maps memory, answers notifications.
         .executableTarget(name: "vmm-test-peer", dependencies: ["VMMSysUtil"], path: "Tests/vmm-test-peer"),
+        // Benchmarks: each case and its raw-syscall twin, written once, run by vmm-bench and by
+        // package-benchmark (`swift package benchmark`).
+        .target(name: "VMMBenchCases", dependencies: ["VMMSysUtil", "Virtio", "CVMMPlatform"]),
+        .executableTarget(name: "vmm-bench", dependencies: ["VMMBenchCases"]),
+        .executableTarget(
+            name: "VMMBenchmarks",
+            dependencies: [.product(name: "Benchmark", package: "benchmark"), "VMMBenchCases", "vmm-bench"],
+            path: "Benchmarks/VMMBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        .testTarget(name: "VMMBenchCasesTests", dependencies: ["VMMBenchCases", "VMMTestSupport", "vmm-bench"]),
         .testTarget(
             name: "VMMSysUtilTests",
             dependencies: ["VMMSysUtil", "CVMMPlatform", "VMMTestSupport", "vmm-test-peer"]
@@ -47,7 +59,7 @@ let package = Package(
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),
-        .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "VMMSysUtil", "VMMTestSupport"]),
+        .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "Virtio", "VMMSysUtil", "VMMTestSupport"]),
         .testTarget(
             name: "VhostUserBackendTests",
             dependencies: ["VhostUser", "Virtio", "VMMSysUtil", "VMMTestSupport"]

@@ -15,12 +15,21 @@ extension SplitQueue {
         if let brokenReason { throw brokenReason }
         guard Int(head) < size else { throw .descriptorIndexOutOfRange(index: head, limit: size) }
         guard slots[Int(head)] == 0 else { throw .bufferInUse(id: head) }
-        let start = DescriptorWalker(regions: regions, ring: descriptors, queueSize: size, layout: .split,
-                                     indirectAllowed: indirect, start: head)
-        var walker = start
-        let summary = try walker.summarize()
-        slots[Int(head)] = UInt16(truncatingIfNeeded: walker.directCount)
+        // As in `popValidated`, without consuming an avail entry.
+        let start = WalkStart(context: context, head: head)
+        let cache = cacheBase + Int(head) &* chainCacheCapacity
+        let summary: ChainSummary
+        let count: UInt16
+        if let direct = try summarizeDirect(head: head, cache: cache) {
+            (summary, count) = direct
+        } else {
+            var walker = DescriptorWalker(start)
+            summary = try walker.summarize(into: cache)
+            count = walker.directCount
+        }
+        slots[Int(head)] = count
+        inFlightCount &+= 1
         writable[Int(head)] = summary.writableLength
-        return Chain(id: head, descriptorCount: walker.directCount, summary: summary, walkerStart: start)
+        return Chain(id: head, slots: count, summary: summary, start: start, cache: cache)
     }
 }

@@ -1,4 +1,5 @@
 import VhostUser
+import Virtio
 
 /// virtio-rng (entropy device, ID 4): one queue of device-writable buffers, filled with random bytes.
 final class EntropyDevice: VhostUserDevice {

@@ -50,7 +50,7 @@ struct RingTests {
         #expect(throws: VhostUserError.self) { _ = try session.handle(message(.setVringBase(VringState(index: 0, num: 3)))) }
         // Changing the ring format of a started ring is refused too.
         #expect(throws: VhostUserError.self) {
-            _ = try session.handle(message(.setFeatures(VhostUser.VirtioFeatures([.version1, .protocolFeatures]))))
+            _ = try session.handle(message(.setFeatures(VirtioFeatures([.version1, .protocolFeatures]))))
         }
     }
 
@@ -58,7 +58,7 @@ struct RingTests {
         let session = try VhostUserSession(device: PatternDevice())
         defer { session.close() }
         let rig = try GuestRig()
-        _ = try session.handle(message(.setFeatures(VhostUser.VirtioFeatures(rawValue: drivenFeatures))))
+        _ = try session.handle(message(.setFeatures(VirtioFeatures(rawValue: drivenFeatures))))
         _ = try session.handle(message(.setMemTable(MemoryTable(regions: [rig.region])), fds: [rig.memory.descriptor]))
         _ = try session.handle(message(.setVringNum(VringState(index: 0, num: 8))))
         _ = try session.handle(message(.setVringKick(VringFileIndex(index: 0, hasFile: true)), fds: [rig.kick.waitDescriptor]))

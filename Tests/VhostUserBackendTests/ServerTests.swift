@@ -63,7 +63,7 @@ struct ServerTests {
                 let frontend = TestFrontend(socket: frontendSide)
                 let rig = try GuestRig()
                 let features = try frontend.u64(.getFeatures)
-                #expect(features & VhostUser.VirtioFeatures.protocolFeatures.rawValue != 0)
+                #expect(features & VirtioFeatures.protocolFeatures.rawValue != 0)
                 let offered = ProtocolFeatures(rawValue: try frontend.u64(.getProtocolFeatures))
                 #expect(offered.contains(.replyAck))
                 for (body, fds) in rig.startRequests(features: drivenFeatures, protocolFeatures: offered) {

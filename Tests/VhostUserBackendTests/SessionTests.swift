@@ -11,7 +11,7 @@ struct SessionNegotiationTests {
         defer { session.close() }
         let features = try #require(try session.handle(message(.getFeatures)))
         guard case .u64(let bits) = features.payload else { Issue.record("not a u64"); return }
-        let expected: VhostUser.VirtioFeatures = [.version1, .protocolFeatures, .ringEventIndex, .ringIndirectDescriptors]
+        let expected: VirtioFeatures = [.version1, .protocolFeatures, .ringEventIndex, .ringIndirectDescriptors]
         #expect(bits == expected.rawValue)
         let protocolReply = try #require(try session.handle(message(.getProtocolFeatures)))
         guard case .u64(let protocolBits) = protocolReply.payload else { Issue.record("not a u64"); return }
@@ -27,7 +27,7 @@ struct SessionNegotiationTests {
         let session = try VhostUserSession(device: PatternDevice())
         defer { session.close() }
         #expect(throws: VhostUserError.self) {
-            _ = try session.handle(message(.setFeatures(VhostUser.VirtioFeatures([.version1, .ringPacked]))))
+            _ = try session.handle(message(.setFeatures(VirtioFeatures([.version1, .ringPacked]))))
         }
         #expect(throws: VhostUserError.self) {
             _ = try session.handle(message(.setProtocolFeatures([.replyAck, .backendRequest])))
@@ -45,7 +45,7 @@ struct SessionNegotiationTests {
         // QEMU 7.2 rng acks EVENT_IDX and INDIRECT_DESC; both are offered anyway, and accepted.
         let session = try VhostUserSession(device: PatternDevice())
         defer { session.close() }
-        #expect(try session.handle(message(.setFeatures(VhostUser.VirtioFeatures(rawValue: drivenFeatures)))) == nil)
+        #expect(try session.handle(message(.setFeatures(VirtioFeatures(rawValue: drivenFeatures)))) == nil)
         #expect(session.ackedFeatures == drivenFeatures)
     }
 

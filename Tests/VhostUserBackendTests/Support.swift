@@ -13,7 +13,7 @@ import Virtio
 /// be told to "crash" (pop some chains, complete one, throw) to leave requests in flight.
 final class PatternDevice: VhostUserDevice, @unchecked Sendable {
     let deviceType = VirtioDeviceType.entropy
-    let deviceFeatures = VhostUser.VirtioFeatures.version1.rawValue
+    let deviceFeatures = VirtioFeatures.version1.rawValue
     let queueCount: Int
     let maxQueueSize = 256
     let configSize: Int
@@ -125,7 +125,7 @@ final class GuestRig {
         return used
     }
 
-    init(features: Virtio.VirtioFeatures = [.eventIndex, .indirectDescriptors], freshRings: Bool = true,
+    init(features: VirtioFeatures = [.ringEventIndex, .ringIndirectDescriptors], freshRings: Bool = true,
          reuse: SharedMemory? = nil) throws {
         memory = try reuse ?? SharedMemory(size: Self.memorySize)
         guest = try GuestMemory(regions: [GuestMemoryRegion(guestPhysicalAddress: 0, size: UInt64(Self.memorySize),
@@ -162,7 +162,7 @@ final class GuestRig {
         var requests: [(FrontendMessage, [Int32])] = [
             (.setProtocolFeatures(protocolFeatures), []),
             (.setOwner, []),
-            (.setFeatures(VhostUser.VirtioFeatures(rawValue: features)), []),
+            (.setFeatures(VirtioFeatures(rawValue: features)), []),
             (.setMemTable(MemoryTable(regions: [region])), [memory.descriptor]),
         ]
         if let inflight { requests.append((.setInflightFD(inflight.0), [inflight.1])) }
@@ -188,5 +188,5 @@ final class GuestRig {
 }
 
 /// Features a QEMU-like driver acks.
-let drivenFeatures = VhostUser.VirtioFeatures([.version1, .protocolFeatures, .ringEventIndex, .ringIndirectDescriptors]).rawValue
+let drivenFeatures = VirtioFeatures([.version1, .protocolFeatures, .ringEventIndex, .ringIndirectDescriptors]).rawValue
 

@@ -130,7 +130,7 @@ extension VhostUserSession {
         var split: SplitQueue
         do {
             split = try SplitQueue(memory: memory, size: ring.size, addresses: ringAddresses(address),
-                                   features: Virtio.VirtioFeatures(rawValue: features))
+                                   features: VirtioFeatures(rawValue: features))
         } catch {
             throw .ringSetup(index: ring.index, error)
         }
