@@ -62,7 +62,7 @@ let package = Package(
         .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "Virtio", "VMMSysUtil", "VMMTestSupport"]),
         .testTarget(
             name: "VhostUserBackendTests",
-            dependencies: ["VhostUser", "Virtio", "VMMSysUtil", "VMMTestSupport"]
+            dependencies: ["VhostUser", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng"]
         ),
     ],
     swiftLanguageModes: [.v6]
