@@ -212,3 +212,90 @@ struct RingTests {
     }
 }
 
+
+@Suite("VhostUserSession: polling, enabling, several queues")
+struct RingModeTests {
+    @Test func ringWithoutKickFdIsPolled() throws {
+        let session = try VhostUserSession(device: PatternDevice(pattern: 7))
+        defer { session.close() }
+        let rig = try GuestRig()
+        for (body, fds) in rig.startRequests(features: drivenFeatures, protocolFeatures: session.offeredProtocolFeatures) {
+            if case .setVringKick = body {
+                _ = try session.handle(message(.setVringKick(VringFileIndex(index: 0, hasFile: false))))
+            } else {
+                _ = try session.handle(message(body, fds: fds))
+            }
+        }
+        #expect(session.isStarted(ring: 0))
+        try rig.postWritable(slot: 0, length: 10)
+        // No kick: the worker finds the chain by polling.
+        let used = try #require(try reapWaiting(rig))
+        #expect(used.length == 10)
+        #expect(rig.bytes(slot: 0, count: 10) == [UInt8](repeating: 7, count: 10))
+    }
+
+    @Test func withoutProtocolFeaturesEveryRingIsEnabledBySetFeatures() throws {
+        let session = try VhostUserSession(device: PatternDevice(queueCount: 3))
+        defer { session.close() }
+        #expect(!session.isEnabled(ring: 0))
+        _ = try session.handle(message(.setFeatures(VirtioFeatures([.version1, .ringEventIndex]))))
+        #expect((0..<3).allSatisfy { session.isEnabled(ring: $0) })
+        // With bit 30, rings wait for SET_VRING_ENABLE.
+        let other = try VhostUserSession(device: PatternDevice(queueCount: 3))
+        defer { other.close() }
+        _ = try other.handle(message(.setFeatures(VirtioFeatures([.version1, .protocolFeatures]))))
+        #expect(!other.isEnabled(ring: 1))
+        _ = try other.handle(message(.setVringEnable(VringState(index: 1, num: 1))))
+        #expect(other.isEnabled(ring: 1) && !other.isEnabled(ring: 2))
+    }
+
+    @Test func disabledRingIsNotServedUntilEnabled() throws {
+        let session = try VhostUserSession(device: PatternDevice())
+        defer { session.close() }
+        let rig = try GuestRig()
+        try rig.start(session)
+        _ = try session.handle(message(.setVringEnable(VringState(index: 0, num: 0))))
+        _ = try rig.call.tryConsume()
+        try rig.postWritable(slot: 0)
+        try rig.kick.notify()
+        #expect(!waitForSignal(rig.call, milliseconds: 100))
+        #expect(try rig.reap() == nil)
+        _ = try session.handle(message(.setVringEnable(VringState(index: 0, num: 1))))
+        #expect(try reapWaiting(rig) != nil)
+    }
+
+    @Test func twoQueuesOnOneWorkerThread() throws {
+        let device = PatternDevice(queueCount: 2)
+        let session = try VhostUserSession(device: device, options: VhostUserSessionOptions(queuesPerThread: 2))
+        defer { session.close() }
+        let first = try GuestRig()
+        try first.start(session)
+        // The second ring lives in the same memory, 0x8000 further on, with its own kick and call.
+        let secondAddresses = RingAddresses(descriptorTable: 0x8000, driverArea: 0x9000, deviceArea: 0xA000)
+        let driver = try DriverSplitQueue(memory: first.guest, size: 8, addresses: secondAddresses,
+                                          features: [.ringEventIndex, .ringIndirectDescriptors])
+        let kick = try EventNotifier()
+        let call = try EventNotifier()
+        for body in [
+            FrontendMessage.setVringNum(VringState(index: 1, num: 8)),
+            .setVringBase(VringState(index: 1, num: 0)),
+            .setVringAddr(VringAddress(index: 1, descriptorTable: GuestRig.userBase + 0x8000,
+                                       usedRing: GuestRig.userBase + 0xA000, availableRing: GuestRig.userBase + 0x9000)),
+            .setVringEnable(VringState(index: 1, num: 1)),
+        ] { _ = try session.handle(message(body)) }
+        _ = try session.handle(message(.setVringKick(VringFileIndex(index: 1, hasFile: true)), fds: [kick.waitDescriptor]))
+        _ = try session.handle(message(.setVringCall(VringFileIndex(index: 1, hasFile: true)), fds: [call.notifyDescriptor]))
+        #expect(session.isStarted(ring: 1))
+        _ = try driver.post([DriverBuffer(address: 0x20000, length: 16, isWritable: true)])
+        try first.postWritable(slot: 0, length: 8)
+        try kick.notify()
+        try first.kick.notify()
+        #expect(try reapWaiting(first)?.length == 8)
+        var second: UsedBuffer?
+        for _ in 0..<3 where second == nil {
+            second = try driver.reap()
+            if second == nil { _ = waitForSignal(call) }
+        }
+        #expect(second?.length == 16)
+    }
+}
