@@ -180,14 +180,17 @@ final class ConnectionReader {
             headerFDs = try connection.receiveExactly(into: header, maxFDs: Self.maximumDescriptors)
         } catch { throw .transport(error) }
         let parsed: MessageHeader
+        let request: AnyRequest
         do {
             parsed = try MessageHeader(decoding: UnsafeRawBufferPointer(header))
             // Refuses oversized sizes before anything is read into the payload buffer.
-            try parsed.validate(.frontendRequest)
+            request = try parsed.validate(.frontendRequest)
         } catch { throw .protocolViolation(error) }
         let size = Int(parsed.size)
+        // validate() bounds every request's size by MessageHeader.maximumPayloadSize; checked again
+        // because the buffer's safety must not depend on another file's table.
         guard size <= payload.count else {
-            throw .protocolViolation(.payloadTooLarge(request: .frontend(.getFeatures), size: parsed.size, limit: payload.count))
+            throw .protocolViolation(.payloadTooLarge(request: request, size: parsed.size, limit: payload.count))
         }
         // Safe: size <= payload.count.
         let body = UnsafeMutableRawBufferPointer(rebasing: payload[..<size])

@@ -6,6 +6,8 @@ public struct VirtioDeviceType: RawRepresentable, Hashable, Sendable, CustomStri
     public let rawValue: UInt32
     public init(rawValue: UInt32) { self.rawValue = rawValue }
 
+    // The IDs of the VIRTIO spec's device-types table (digest §10.4).
+
     public static let network = VirtioDeviceType(rawValue: 1)
     public static let block = VirtioDeviceType(rawValue: 2)
     public static let console = VirtioDeviceType(rawValue: 3)
