@@ -24,6 +24,8 @@ let package = Package(
         .target(name: "Virtio", dependencies: ["VMMSysUtil", "CVMMPlatform"]),
         // The vhost-user wire protocol: header, requests, payloads, message codec. No I/O.
         .target(name: "VhostUser", dependencies: ["VMMSysUtil"]),
+        // virtio-blk: request parsing and execution against a raw image file.
+        .target(name: "VirtioBlock", dependencies: ["Virtio", "VMMSysUtil", "CVMMPlatform"]),
         // Shared by the test targets: fd counting, locating the peer executable.
         .target(name: "VMMTestSupport", dependencies: ["VMMSysUtil"], path: "Tests/VMMTestSupport"),
         // Spawned by cross-process tests: receives fds, maps memory, answers notifications.
@@ -39,6 +41,7 @@ let package = Package(
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),
+        .testTarget(name: "VirtioBlockTests", dependencies: ["VirtioBlock", "Virtio", "VMMSysUtil", "VMMTestSupport"]),
         .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "VMMSysUtil", "VMMTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
