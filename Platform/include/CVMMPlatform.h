@@ -123,10 +123,8 @@ static inline int vmm_block_logical_size(int fd, int *_Nonnull size) {
 // ---- pipe2: Glibc declares it only under _GNU_SOURCE, which the prebuilt Glibc module lacks, so
 // ---- Linux makes the raw syscall; the BSDs declare it by default. Absent on Darwin.
 #if defined(__linux__)
-#define VMM_HAVE_PIPE2 1
 static inline int vmm_pipe2(int *_Nonnull fds, int flags) { return (int)syscall(SYS_pipe2, fds, flags); }
 #elif defined(__FreeBSD__) || defined(__OpenBSD__)
-#define VMM_HAVE_PIPE2 1
 static inline int vmm_pipe2(int *_Nonnull fds, int flags) { return pipe2(fds, flags); }
 #endif
 

@@ -7,6 +7,14 @@ import Glibc
 import Musl
 #endif
 
+/// An epoll flag as the UInt32 `epoll_event.events` holds: glibc declares the flags as an enum,
+/// musl as plain macros.
+#if canImport(Glibc)
+private func bits(_ flag: EPOLL_EVENTS) -> UInt32 { flag.rawValue }
+#else
+private func bits(_ flag: Int32) -> UInt32 { UInt32(bitPattern: flag) }
+#endif
+
 let epollBackendIsAvailable = true
 let epollKernelEventStride = MemoryLayout<epoll_event>.stride
 
@@ -25,7 +33,7 @@ final class EpollPoller: PollerImplementation, @unchecked Sendable {
         let notifier = try EventNotifier(backend: .native, nonBlockingWait: true)
         let fd = try systemCall("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
         var event = epoll_event()
-        event.events = EPOLLIN.rawValue
+        event.events = bits(EPOLLIN)
         event.data.u64 = EpollPoller.userData(notifier.waitDescriptor, generation: wakeGeneration)
         do {
             _ = try systemCall("epoll_ctl") { epoll_ctl(fd, EPOLL_CTL_ADD, notifier.waitDescriptor, &event) }
@@ -45,8 +53,8 @@ final class EpollPoller: PollerImplementation, @unchecked Sendable {
 
     private static func events(for interest: PollInterest) -> UInt32 {
         var events: UInt32 = 0
-        if interest.contains(.readable) { events |= EPOLLIN.rawValue | EPOLLRDHUP.rawValue }
-        if interest.contains(.writable) { events |= EPOLLOUT.rawValue }
+        if interest.contains(.readable) { events |= bits(EPOLLIN) | bits(EPOLLRDHUP) }
+        if interest.contains(.writable) { events |= bits(EPOLLOUT) }
         return events
     }
 
@@ -109,9 +117,9 @@ final class EpollPoller: PollerImplementation, @unchecked Sendable {
                 let flags = report.events
                 if let event = state.resolve(
                     fd, generation: generation,
-                    readable: flags & (EPOLLIN.rawValue | EPOLLPRI.rawValue | EPOLLRDHUP.rawValue) != 0,
-                    writable: flags & EPOLLOUT.rawValue != 0,
-                    hangup: flags & (EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0)
+                    readable: flags & (bits(EPOLLIN) | bits(EPOLLPRI) | bits(EPOLLRDHUP)) != 0,
+                    writable: flags & bits(EPOLLOUT) != 0,
+                    hangup: flags & (bits(EPOLLHUP) | bits(EPOLLERR)) != 0)
                 {
                     events.append(event)
                 }
