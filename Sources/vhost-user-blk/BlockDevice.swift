@@ -28,8 +28,9 @@ final class BlockDevice: VhostUserDevice, @unchecked Sendable {
         maxQueueSize = queueSize
         // Header and status take two descriptors of a chain that is not indirect.
         let segmentMax = UInt32(max(1, min(126, queueSize - 2)))
-        configuration = BlockConfiguration(capacity: file.capacity, blockSize: file.logicalBlockSize,
-                                           queueCount: UInt16(queueCount), segmentMax: segmentMax)
+        let configuration = BlockConfiguration(capacity: file.capacity, blockSize: file.logicalBlockSize,
+                                               queueCount: UInt16(queueCount), segmentMax: segmentMax)
+        self.configuration = configuration
         deviceFeatures = configuration.features(readOnly: file.isReadOnly)
         processors = (0..<queueCount).map { _ in BlockRequestProcessor(file: file, configuration: configuration) }
     }
