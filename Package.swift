@@ -24,12 +24,12 @@ let package = Package(
         .target(name: "Virtio", dependencies: ["VMMSysUtil", "CVMMPlatform"]),
         // The vhost-user wire protocol: header, requests, payloads, message codec. No I/O.
         .target(name: "VhostUser", dependencies: ["VMMSysUtil"]),
-        // virtio-blk: request parsing and execution against a raw image file.
-        .target(name: "VirtioBlock", dependencies: ["Virtio", "VMMSysUtil", "CVMMPlatform"]),
         // Shared by the test targets: fd counting, locating the peer executable.
         .target(name: "VMMTestSupport", dependencies: ["VMMSysUtil"], path: "Tests/VMMTestSupport"),
         // Spawned by cross-process tests: receives fds, maps memory, answers notifications.
         .executableTarget(name: "vmm-test-peer", dependencies: ["VMMSysUtil"], path: "Tests/vmm-test-peer"),
+        // virtio-blk: request parsing and execution against a raw image file.
+        .target(name: "VirtioBlock", dependencies: ["Virtio", "VMMSysUtil", "CVMMPlatform"]),
         .testTarget(
             name: "VMMSysUtilTests",
             dependencies: ["VMMSysUtil", "CVMMPlatform", "VMMTestSupport", "vmm-test-peer"]
