@@ -16,6 +16,7 @@ extension BlockBackingFile {
     ///
     /// - Throws: `SystemCallError` for failures other than "not supported".
     func punchHole(offset: UInt64, length: UInt64) throws(SystemCallError) -> Bool {
+        guard usesSpaceCalls else { return false }
         #if os(Linux)
         return try fallocate(VMM_FALLOC_FL_PUNCH_HOLE | VMM_FALLOC_FL_KEEP_SIZE, offset: offset, length: length)
         #else
@@ -28,6 +29,7 @@ extension BlockBackingFile {
     ///
     /// - Throws: `SystemCallError` for failures other than "not supported".
     func zeroRange(offset: UInt64, length: UInt64) throws(SystemCallError) -> Bool {
+        guard usesSpaceCalls else { return false }
         #if os(Linux)
         return try fallocate(VMM_FALLOC_FL_ZERO_RANGE | VMM_FALLOC_FL_KEEP_SIZE, offset: offset, length: length)
         #else

@@ -39,12 +39,20 @@ public final class BlockBackingFile: Sendable {
     /// The 20-byte ASCII id `T_GET_ID` returns: hex of the file's device and inode numbers.
     public let identifier: [UInt8]
     let descriptor: FileDescriptor
+    /// Whether to try `fallocate`-style calls for discard and write-zeroes (tests turn it off to
+    /// exercise the zero-writing fallback every file system must support).
+    let usesSpaceCalls: Bool
 
     /// Opens `path` (`O_RDWR`, or `O_RDONLY` if `readOnly`; always `O_CLOEXEC`).
     ///
     /// - Throws: `BlockBackingFileError` if it cannot be opened or sized, or is not a regular file or
     ///   block device. No descriptor leaks on failure.
-    public init(path: String, readOnly: Bool = false) throws(BlockBackingFileError) {
+    public convenience init(path: String, readOnly: Bool = false) throws(BlockBackingFileError) {
+        try self.init(path: path, readOnly: readOnly, usesSpaceCalls: true)
+    }
+
+    init(path: String, readOnly: Bool, usesSpaceCalls: Bool) throws(BlockBackingFileError) {
+        self.usesSpaceCalls = usesSpaceCalls
         let flags = (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC
         let raw: Int32
         do {

@@ -1,6 +1,6 @@
 import Testing
 import Virtio
-import VirtioBlock
+@testable import VirtioBlock
 import VMMSysUtil
 
 @Suite("virtio-blk requests over real rings")
@@ -175,5 +175,31 @@ struct BlockRequestTests {
         #expect(try rig.ranges(13, [rangeSegment(sector: 3, sectors: 1)]).status == 0)
         let contents = try image.contents()
         #expect(sectorRange(contents, 2, 1) == data && sectorRange(contents, 3, 1).allSatisfy { $0 == 0 })
+    }
+}
+
+@Suite("virtio-blk zero-writing fallback")
+struct ZeroFallbackTests {
+    @Test("DISCARD and WRITE_ZEROES write zeroes where the file system cannot punch or zero ranges",
+          arguments: Layout.allCases)
+    func fallback(layout: Layout) throws {
+        // One pwritev batch is 16 × 64 KiB = 2048 sectors: 4100 sectors take two full batches and a
+        // partial one, whose last iovec is shorter than the zero page.
+        let image = try TestImage(sectors: 4200)
+        let file = try BlockBackingFile(path: image.path, readOnly: false, usesSpaceCalls: false)
+        var configuration = BlockConfiguration(capacity: file.capacity)
+        configuration.maxDiscardSectors = 4100
+        let rig = try BlockRig(layout: layout, file: file, configuration: configuration)
+        var expected = try image.contents()
+        func zero(_ sector: Int, _ count: Int) {
+            expected.replaceSubrange((sector * 512)..<((sector + count) * 512), with: [UInt8](repeating: 0, count: count * 512))
+        }
+        #expect(try rig.ranges(11, [rangeSegment(sector: 3, sectors: 4100), rangeSegment(sector: 4190, sectors: 1)]).status == 0)
+        zero(3, 4100); zero(4190, 1)
+        #expect(try image.contents() == expected)
+        #expect(try rig.ranges(13, [rangeSegment(sector: 4130, sectors: 7, flags: 1)]).status == 0)
+        #expect(try rig.ranges(13, [rangeSegment(sector: 4140, sectors: 9)]).status == 0)
+        zero(4130, 7); zero(4140, 9)
+        #expect(try image.contents() == expected)
     }
 }
