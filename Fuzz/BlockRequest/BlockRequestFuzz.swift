@@ -8,17 +8,14 @@
 //           +0, avail ring/driver event area at +0x1000, used ring/device event area at +0x2000)
 //   rest    up to 0x4000 bytes at guest-physical 0x20000: request headers, data, segments
 // Guest memory: 0x10000–0x20000 and 0x20000–0x30000 (adjacent), a gap, then 0x40000–0x41000.
-// The image is a 64-sector memfd; the device allows 8 segments of at most 4 KiB, 16-sector
-// discard / write-zeroes ranges, 4 ranges per request.
+// The image is a 64-sector shared-memory file (opened through /proc/self/fd); the device allows
+// 8 segments of at most 4 KiB, 16-sector discard / write-zeroes ranges, 4 ranges per request.
 // Invariants checked (a violation traps, which libFuzzer reports): every popped chain is completed
 // with at most its writable length, and the image never changes size (no I/O beyond capacity).
 import CVMMPlatform
 import Virtio
 import VirtioBlock
 import VMMSysUtil
-#if canImport(Glibc)
-import Glibc
-#endif
 
 private let regionLayout: [(gpa: UInt64, size: Int)] = [(0x10000, 0x10000), (0x20000, 0x10000), (0x40000, 0x1000)]
 private let imageSize = 64 * 512
@@ -26,28 +23,24 @@ private let imageSize = 64 * 512
 private let fuzzMemory: GuestMemory? = {
     var regions: [GuestMemoryRegion] = []
     for (gpa, size) in regionLayout {
-        let fd = vmm_memfd_create("fuzz", VMM_MFD_CLOEXEC)
-        guard fd >= 0, ftruncate(fd, off_t(size)) == 0 else { return nil }
-        defer { close(fd) }
-        guard let mapping = try? MemoryMapping(fd: fd, size: UInt64(size)) else { return nil }
-        regions.append(GuestMemoryRegion(guestPhysicalAddress: gpa, mapping: mapping))
+        guard let shared = try? SharedMemory(size: size) else { return nil }
+        regions.append(GuestMemoryRegion(guestPhysicalAddress: gpa, mapping: shared.mapping))
     }
     return try? GuestMemory(regions: regions)
 }()
 
-/// The image memfd (kept open for the process's life) and processors over it, writable and read-only.
+/// The image (kept for the process's life) and processors over it, writable and read-only.
 /// nonisolated(unsafe): libFuzzer calls the target from one thread.
-nonisolated(unsafe) private let fuzzImage: (fd: Int32, writable: BlockRequestProcessor, readOnly: BlockRequestProcessor)? = {
-    let fd = vmm_memfd_create("fuzz-image", VMM_MFD_CLOEXEC)
-    guard fd >= 0, ftruncate(fd, off_t(imageSize)) == 0,
-          let writable = try? BlockBackingFile(path: "/proc/self/fd/\(fd)"),
-          let readOnly = try? BlockBackingFile(path: "/proc/self/fd/\(fd)", readOnly: true) else { return nil }
+nonisolated(unsafe) private let fuzzImage: (image: SharedMemory, writable: BlockRequestProcessor, readOnly: BlockRequestProcessor)? = {
+    guard let image = try? SharedMemory(size: imageSize),
+          let writable = try? BlockBackingFile(path: "/proc/self/fd/\(image.descriptor)"),
+          let readOnly = try? BlockBackingFile(path: "/proc/self/fd/\(image.descriptor)", readOnly: true) else { return nil }
     var configuration = BlockConfiguration(capacity: writable.capacity, segmentMax: 8, sizeMax: 4096)
     configuration.maxDiscardSectors = 16
     configuration.maxWriteZeroesSectors = 16
     configuration.maxDiscardSegments = 4
     configuration.maxWriteZeroesSegments = 4
-    return (fd, BlockRequestProcessor(file: writable, configuration: configuration),
+    return (image, BlockRequestProcessor(file: writable, configuration: configuration),
             BlockRequestProcessor(file: readOnly, configuration: configuration))
 }()
 
@@ -64,8 +57,8 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
 
     let config = data[0]
     var features: VirtioFeatures = [.version1]
-    if config & 2 != 0 { features.insert(.indirectDescriptors) }
-    if config & 4 != 0 { features.insert(.eventIndex) }
+    if config & 2 != 0 { features.insert(.ringIndirectDescriptors) }
+    if config & 4 != 0 { features.insert(.ringEventIndex) }
     let queueSize = 1 << Int((config >> 3) & 7)
     let processor = config & 0x40 != 0 ? image.readOnly : image.writable
     processor.writeThrough = config & 0x80 != 0
@@ -81,8 +74,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         try? queue.setNextAvailIndex(base)
         exercise(&queue, processor)
     }
-    var status = stat()
-    if fstat(image.fd, &status) != 0 || Int(status.st_size) != imageSize { fatalError("image size changed") }
+    if lseek(image.image.descriptor, 0, SEEK_END) != off_t(imageSize) { fatalError("image size changed") }
     return 0
 }
 

@@ -1,11 +1,5 @@
 import Virtio
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import CVMMPlatform
 
 /// Scratch space for one request's data segments: `iovec`s pointing straight into guest memory,
 /// allocated once (per queue worker) so parsing and I/O allocate nothing per request.

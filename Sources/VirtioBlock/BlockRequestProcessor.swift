@@ -1,12 +1,6 @@
 import Virtio
 import VMMSysUtil
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import CVMMPlatform
 
 /// Executes virtio-blk requests against a backing file: one processor per queue worker.
 ///

@@ -63,6 +63,13 @@ final class TestImage {
     }
 }
 
+/// The inode number of `path`.
+func inodeNumber(_ path: String) throws -> UInt64 {
+    var status = stat()
+    guard stat(path, &status) == 0 else { throw SetupError(description: "stat failed") }
+    return UInt64(status.st_ino)
+}
+
 enum Layout: String, CaseIterable, Sendable {
     case split, packed
 }
@@ -125,7 +132,7 @@ final class BlockRig {
         memory = try GuestMemory(regions: [GuestMemoryRegion(guestPhysicalAddress: Self.base, mapping: shared.mapping)])
         let addresses = RingAddresses(descriptorTable: Self.base, driverArea: Self.base + 0x4000,
                                       deviceArea: Self.base + 0x8000)
-        var features: VirtioFeatures = [.indirectDescriptors, .eventIndex, .version1]
+        var features: VirtioFeatures = [.ringIndirectDescriptors, .ringEventIndex, .version1]
         switch layout {
         case .split:
             driver = try DriverSplitQueue(memory: memory, size: queueSize, addresses: addresses, features: features,
