@@ -26,7 +26,9 @@ public enum BlockFeature {
 ///
 /// Thread-safety: a value type, `Sendable`.
 public struct BlockRequestType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    /// The header's little-endian `type` value, decoded.
     public let rawValue: UInt32
+    /// Any value: unknown types are answered with UNSUPP, never rejected here.
     public init(rawValue: UInt32) { self.rawValue = rawValue }
 
     /// 0: read `data` from `sector`.
@@ -59,7 +61,9 @@ public struct BlockRequestType: RawRepresentable, Hashable, Sendable, CustomStri
 ///
 /// Thread-safety: a value type, `Sendable`.
 public struct BlockStatus: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    /// The byte written to the guest.
     public let rawValue: UInt8
+    /// Wraps a status byte.
     public init(rawValue: UInt8) { self.rawValue = rawValue }
 
     /// 0: success.
@@ -80,6 +84,8 @@ public struct BlockStatus: RawRepresentable, Hashable, Sendable, CustomStringCon
 }
 
 /// Fixed sizes of the virtio-blk protocol.
+///
+/// Thread-safety: constants.
 public enum BlockProtocol {
     /// The protocol's sector size: `sector` and lengths count 512-byte units whatever `blk_size` is.
     public static let sectorSize = 512
