@@ -9,10 +9,12 @@ let package = Package(
         .library(name: "VMMSysUtil", targets: ["VMMSysUtil"]),
         .library(name: "Virtio", targets: ["Virtio"]),
         .library(name: "VhostUser", targets: ["VhostUser"]),
+        .executable(name: "vhost-user-rng", targets: ["vhost-user-rng"]),
     ],
     dependencies: [
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // The only C in the package: what Swift cannot import (macros, inline atomics, raw syscalls).
@@ -23,8 +25,14 @@ let package = Package(
         ),
         .target(name: "VMMSysUtil", dependencies: ["CVMMPlatform"]),
         .target(name: "Virtio", dependencies: ["VMMSysUtil", "CVMMPlatform"]),
-        // The vhost-user wire protocol: header, requests, payloads, message codec. No I/O.
-        .target(name: "VhostUser", dependencies: ["VMMSysUtil", "Virtio"]),
+        // The vhost-user wire protocol (codec, no I/O) and the back-end framework (session, queue
+        // workers, server) built on it.
+        .target(
+            name: "VhostUser",
+            dependencies: ["VMMSysUtil", "Virtio", "CVMMPlatform", .product(name: "Logging", package: "swift-log")]
+        ),
+        // A virtio-rng vhost-user back-end: the one-page example device.
+        .executableTarget(name: "vhost-user-rng", dependencies: ["VhostUser", "Virtio"]),
         // Shared by the test targets: fd counting, locating the peer executable.
         .target(name: "VMMTestSupport", dependencies: ["VMMSysUtil"], path: "Tests/VMMTestSupport"),
         // Spawned by cross-process tests: receives fds, maps memory, answers notifications.
@@ -55,6 +63,10 @@ let package = Package(
         ),
         .testTarget(name: "VirtioBlockTests", dependencies: ["VirtioBlock", "Virtio", "VMMSysUtil", "CVMMPlatform", "VMMTestSupport"]),
         .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "Virtio", "VMMSysUtil", "VMMTestSupport"]),
+        .testTarget(
+            name: "VhostUserBackendTests",
+            dependencies: ["VhostUser", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng"]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
