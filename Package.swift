@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "Virtio", targets: ["Virtio"]),
         .library(name: "VhostUser", targets: ["VhostUser"]),
         .executable(name: "vhost-user-rng", targets: ["vhost-user-rng"]),
+        .executable(name: "vhost-user-blk", targets: ["vhost-user-blk"]),
     ],
     dependencies: [
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
@@ -37,6 +38,10 @@ let package = Package(
         .target(name: "VMMTestSupport", dependencies: ["VMMSysUtil"], path: "Tests/VMMTestSupport"),
         // Spawned by cross-process tests: receives fds, maps memory, answers notifications.
         .executableTarget(name: "vmm-test-peer", dependencies: ["VMMSysUtil"], path: "Tests/vmm-test-peer"),
+        // virtio-blk: request parsing and execution against a raw image file.
+        .target(name: "VirtioBlock", dependencies: ["Virtio", "VMMSysUtil", "CVMMPlatform"]),
+        // The virtio-blk vhost-user back-end program.
+        .executableTarget(name: "vhost-user-blk", dependencies: ["VhostUser", "Virtio", "VirtioBlock"]),
         // Benchmarks: each case and its raw-syscall twin, written once, run by vmm-bench and by
         // package-benchmark (`swift package benchmark`).
         .target(name: "VMMBenchCases", dependencies: ["VMMSysUtil", "Virtio", "CVMMPlatform"]),
@@ -58,6 +63,11 @@ let package = Package(
                 "Virtio", "VMMSysUtil", "VMMTestSupport",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
+        ),
+        .testTarget(name: "VirtioBlockTests", dependencies: ["VirtioBlock", "Virtio", "VMMSysUtil", "CVMMPlatform", "VMMTestSupport"]),
+        .testTarget(
+            name: "VhostUserBlockTests",
+            dependencies: ["VhostUser", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-blk"]
         ),
         .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "Virtio", "VMMSysUtil", "VMMTestSupport"]),
         .testTarget(
