@@ -20,10 +20,17 @@ final class BlockDevice: VhostUserDevice, @unchecked Sendable {
     let file: BlockBackingFile
     // @unchecked Sendable is sound: see the type's thread-safety note.
     private let processors: [BlockRequestProcessor]
+    /// Per queue, the chains a paced `process` call holds (capacity kept: no allocation per call);
+    /// each used only by its queue's worker.
+    private let heldChains: [HeldChains]
+    /// `--iops-limit`: one bucket shared by every queue (the limit is the device's).
+    let limiter: TokenBucket?
 
-    /// A device serving `file` on `queueCount` queues of at most `queueSize` descriptors.
-    init(file: BlockBackingFile, queueCount: Int, queueSize: Int) {
+    /// A device serving `file` on `queueCount` queues of at most `queueSize` descriptors, at most
+    /// `iopsLimit` requests per second in total when given.
+    init(file: BlockBackingFile, queueCount: Int, queueSize: Int, iopsLimit: Int? = nil) {
         self.file = file
+        limiter = iopsLimit.map { TokenBucket(rate: UInt64($0)) }
         self.queueCount = queueCount
         maxQueueSize = queueSize
         // Header and status take two descriptors of a chain that is not indirect.
@@ -33,6 +40,7 @@ final class BlockDevice: VhostUserDevice, @unchecked Sendable {
         self.configuration = configuration
         deviceFeatures = configuration.features(readOnly: file.isReadOnly)
         processors = (0..<queueCount).map { _ in BlockRequestProcessor(file: file, configuration: configuration) }
+        heldChains = (0..<queueCount).map { _ in HeldChains(capacity: iopsLimit == nil ? 0 : queueSize) }
     }
 
     func readConfig(offset: Int, into buffer: UnsafeMutableRawBufferPointer) {
@@ -45,9 +53,42 @@ final class BlockDevice: VhostUserDevice, @unchecked Sendable {
     func process(_ queue: inout VhostUserQueue) throws {
         guard queue.index >= 0, queue.index < processors.count else { return }
         let processor = processors[queue.index]
-        while let chain = try queue.pop() {
+        guard let limiter else {
+            while let chain = try queue.pop() {
+                let written = try processor.handle(chain)
+                try queue.complete(chain, written: written)
+            }
+            return
+        }
+        // Paced (--iops-limit). Whatever is available is popped at once, so it is recorded in
+        // flight (INFLIGHT_SHMFD: if this back-end is killed, its successor resubmits these), then
+        // served in order as tokens come, each completion published at once; chains the driver
+        // adds meanwhile join the line. Waiting happens here, on this queue's worker only. When
+        // the framework needs the worker (ring stop, new memory table, disconnect), nothing more
+        // is popped and the chains still held are served without waiting (every popped chain must
+        // be completed before `process` returns): the limit gives way for that one batch.
+        let held = heldChains[queue.index]
+        defer { held.chains.removeAll(keepingCapacity: true) }
+        var next = 0
+        while true {
+            if !queue.shouldYield {
+                // Completed chains are dropped from the front before the line can outgrow the
+                // ring (pop() refuses a head already in flight, so at most the ring size wait).
+                if next > 0 && held.chains.count >= queue.size {
+                    held.chains.removeFirst(next)
+                    next = 0
+                }
+                while held.chains.count < held.chains.capacity, let chain = try queue.pop() {
+                    held.chains.append(chain)
+                }
+            }
+            guard next < held.chains.count else { return }
+            let chain = held.chains[next]
+            next += 1
+            let paced = queue.acquire(limiter)
             let written = try processor.handle(chain)
             try queue.complete(chain, written: written)
+            if paced { queue.publish() }
         }
     }
 
@@ -61,4 +102,11 @@ final class BlockDevice: VhostUserDevice, @unchecked Sendable {
     func reset() {
         for processor in processors { processor.writeThrough = false }
     }
+}
+
+/// The chains one paced `process` call holds. Used by one queue worker at a time (the framework
+/// calls `process` for a queue from its worker only), hence `@unchecked Sendable`.
+final class HeldChains: @unchecked Sendable {
+    var chains: [Chain] = []
+    init(capacity: Int) { chains.reserveCapacity(capacity) }
 }

@@ -6,12 +6,15 @@ struct BlockOptions {
     var readOnly = false
     var queueCount = 1
     var queueSize = 128
+    /// Requests per second over all queues (token bucket, bursts of a tenth of a second); nil: none.
+    var iopsLimit: Int?
 
     static let usage = """
           --blk-file=PATH        raw disk image (regular file or block device) to serve (required)
           --read-only            open the image read-only; the guest sees a read-only disk
           --num-queues=N         request queues, 1...256 (default 1)
           --queue-size=N         largest queue size, a power of two 4...32768 (default 128)
+          --iops-limit=N         serve at most N requests per second, 1...1000000 (default: no limit)
         """
 
     /// Parses `arguments` (`--name VALUE` or `--name=VALUE`).
@@ -47,6 +50,7 @@ struct BlockOptions {
                 guard options.queueSize & (options.queueSize - 1) == 0 else {
                     throw BlockOptionsError("--queue-size: \(options.queueSize) is not a power of two")
                 }
+            case "--iops-limit": options.iopsLimit = try number(name, argument, 1...1_000_000)
             default: throw BlockOptionsError("unknown option '\(argument)' (see --help)")
             }
             index += 1

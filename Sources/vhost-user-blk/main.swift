@@ -7,5 +7,6 @@ VhostUserDaemon.main(name: "vhost-user-blk", deviceType: .block, capabilityFeatu
                      deviceUsage: BlockOptions.usage) { arguments in
     let options = try BlockOptions.parse(arguments.remaining)
     let file = try BlockBackingFile(path: options.file ?? "", readOnly: options.readOnly)
-    return BlockDevice(file: file, queueCount: options.queueCount, queueSize: options.queueSize)
+    return BlockDevice(file: file, queueCount: options.queueCount, queueSize: options.queueSize,
+                       iopsLimit: options.iopsLimit)
 }

@@ -72,6 +72,10 @@ final class QueueWorker: @unchecked Sendable {
         }
     }
 
+    /// True once the control thread asked the worker to park or exit: a device waiting inside
+    /// `process` (see `VhostUserQueue.shouldYield`) must then return promptly. Any thread.
+    var yieldRequested: Bool { state.withLock { command != .run } }
+
     /// Ends the thread and waits for it. Idempotent.
     func stop() {
         state.withLock {
@@ -159,15 +163,29 @@ final class QueueWorker: @unchecked Sendable {
     }
 
     /// Drains one ring: notification suppression around `process`, batch publication, call.
+    ///
+    /// The driver is signalled after every round that published something, not only when the
+    /// ring runs dry: a paced device (rate limit) may keep a ring busy for a long time, and its
+    /// completions must reach the driver meanwhile. When the control thread asks the worker to
+    /// park, the loop ends after the current round (notifications re-enabled); the worker serves
+    /// every ring again once resumed, so chains left available are not forgotten.
     private func serve(_ ring: Vring) {
         guard ring.enabled, !ring.broken, var queue = ring.queue.take() else { return }
-        defer { ring.queue = queue }
+        queue.worker = self
+        queue.call = ring.call
+        defer {
+            queue.worker = nil
+            queue.call = nil
+            ring.queue = queue
+        }
         do {
             while true {
                 queue.ring.disableNotifications()
                 try device.process(&queue)
                 queue.flush()
-                if !queue.ring.enableNotifications() { break }
+                let more = queue.ring.enableNotifications()
+                if !more || yieldRequested { break }
+                signal(ring, &queue)
             }
         } catch {
             queue.flush()
@@ -175,9 +193,10 @@ final class QueueWorker: @unchecked Sendable {
             logger.error("ring \(ring.index) broken: \(error)")
             try? ring.err?.notify()
         }
-        if queue.ring.needsNotification() {
-            // A call fd whose reader is gone is the front-end's problem; nothing to do about it.
-            try? ring.call?.notify()
-        }
+        signal(ring, &queue)
+    }
+
+    private func signal(_ ring: Vring, _ queue: inout VhostUserQueue) {
+        queue.signalIfNeeded()
     }
 }

@@ -1,3 +1,4 @@
+import VMMSysUtil
 import Virtio
 
 /// The framework's handle on one started queue, passed to `VhostUserDevice.process(_:)`.
@@ -10,6 +11,8 @@ import Virtio
 public struct VhostUserQueue {
     /// The ring index.
     public let index: Int
+    /// The ring size (`SET_VRING_NUM`): at most this many chains can be in flight.
+    public var size: Int { ring.size }
     /// The features the driver acked (`SET_FEATURES`).
     public let negotiatedFeatures: UInt64
     var ring: SplitQueue
@@ -20,6 +23,10 @@ public struct VhostUserQueue {
     /// Heads completed since the last publication (inflight bookkeeping only).
     var batch: [UInt16]
     var staged = 0
+    /// The worker serving the queue, set for the duration of each serve (for `shouldYield`).
+    var worker: QueueWorker?
+    /// The ring's call notifier, set for the duration of each serve (for `publish()`).
+    var call: EventNotifier?
 
     init(index: Int, negotiatedFeatures: UInt64, ring: SplitQueue, inflight: InflightSplitQueue?, resubmit: [UInt16]) {
         self.index = index
@@ -57,6 +64,42 @@ public struct VhostUserQueue {
         try ring.stage(chain, written: written)
         if inflight != nil { batch.append(chain.id) }
         staged += 1
+    }
+
+    /// True when the framework wants `process` to return: a ring is being stopped or reconfigured
+    /// (`GET_VRING_BASE`, new memory table, `RESET_DEVICE`) or the front-end went away. The control
+    /// thread waits for `process` to return before it answers, so a device that waits inside
+    /// `process` (pacing, back-pressure) must check this at least every few milliseconds and then
+    /// return without popping further chains (after completing the ones it popped). Chains left
+    /// available are served after the worker resumes. Cost: one uncontended mutex.
+    public var shouldYield: Bool { worker?.yieldRequested ?? false }
+
+    /// Waits on this worker thread until `bucket` grants one request, re-checking `shouldYield`
+    /// at least every `TokenBucket.maximumSleep`. Returns false, having taken nothing, when the
+    /// framework wants `process` to return; true with one token taken (give it back with
+    /// `TokenBucket.refund()` if `pop()` then finds no chain).
+    public func acquire(_ bucket: TokenBucket) -> Bool {
+        while true {
+            if shouldYield { return false }
+            let wait = bucket.tryTake()
+            if wait == 0 { return true }
+            TokenBucket.sleep(nanoseconds: min(wait, TokenBucket.maximumSleep))
+        }
+    }
+
+    /// Publishes the completions staged so far and signals the driver if it wants to hear, without
+    /// waiting for `process` to return. For devices that hold popped chains for a long time (a
+    /// paced device): each completion reaches the driver as soon as it is made.
+    public mutating func publish() {
+        flush()
+        signalIfNeeded()
+    }
+
+    mutating func signalIfNeeded() {
+        if ring.needsNotification() {
+            // A call fd whose reader is gone is the front-end's problem; nothing to do about it.
+            try? call?.notify()
+        }
     }
 
     /// Publishes the staged completions: inflight links, used index, inflight clear (in that order).
