@@ -55,6 +55,8 @@ struct DaemonTests {
             (["--socket-path", socket, "--blk-file", image.path, "--num-queues", "0"], "--num-queues"),
             (["--socket-path", socket, "--blk-file", image.path, "--num-queues"], "needs a value"),
             (["--socket-path", socket, "--blk-file", image.path, "--read-only=yes"], "--read-only"),
+            (["--socket-path", socket, "--blk-file", image.path, "--iops-limit", "0"], "--iops-limit"),
+            (["--socket-path", socket, "--blk-file", image.path, "--iops-limit=ten"], "--iops-limit"),
             (["--socket-path", socket, "--blk-file", "/nonexistent/image"], "No such file"),
             (["--socket-path", socket, "--blk-file", "/tmp", "--read-only"], "not a regular file or block device"),
             (["--socket-path", socket, "--blk-file", "/dev/null"], "not a regular file or block device"),

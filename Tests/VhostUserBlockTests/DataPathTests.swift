@@ -80,12 +80,14 @@ struct DataPathTests {
         }
     }
 
-    @Test("IN, OUT, FLUSH, GET_ID, WRITE_ZEROES and an unknown type through the daemon", arguments: [false, true])
-    func requests(readOnly: Bool) throws {
+    @Test("IN, OUT, FLUSH, GET_ID, WRITE_ZEROES and an unknown type through the daemon (paced: --iops-limit)",
+          arguments: [false, true], [false, true])
+    func requests(readOnly: Bool, paced: Bool) throws {
         var random = SystemRandomNumberGenerator()
         let initial = (0..<(1 << 20)).map { _ in UInt8.random(in: 0...255, using: &random) }
         let image = try TemporaryFile(size: 1 << 20, contents: initial)
-        let daemon = try Daemon(arguments: ["--blk-file", image.path] + (readOnly ? ["--read-only"] : []))
+        let daemon = try Daemon(arguments: ["--blk-file", image.path] + (readOnly ? ["--read-only"] : [])
+                                    + (paced ? ["--iops-limit", "1000"] : []))
         let frontEnd = daemon.frontEnd
         let offered = try frontEnd.requestU64(1)
         let protocolOffered = try frontEnd.requestU64(15)
