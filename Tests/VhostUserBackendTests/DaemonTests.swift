@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Testing
 import VMMSysUtil
 import VMMTestSupport
@@ -17,7 +22,12 @@ struct DaemonTests {
         // --print-capabilities ignores everything else.
         #expect(try VhostUserDaemonArguments.parse(["--print-capabilities"]).printCapabilities)
         #expect(try VhostUserDaemonArguments.parse(["--help"]).help)
-        for bad in [[], ["--socket-path"], ["--fd", "x"], ["--fd=-1"], ["--socket-path=a", "--fd=3"]] {
+        let restricted = try VhostUserDaemonArguments.parse(["--fd=3", "--allow-uid", "0", "--allow-uid=1000"])
+        #expect(restricted.allowedUIDs == [0, 1000])
+        #expect(restricted.allowedSet == [0, 1000])
+        #expect(joined.allowedSet == nil)
+        for bad in [[], ["--socket-path"], ["--fd", "x"], ["--fd=-1"], ["--socket-path=a", "--fd=3"],
+                    ["--fd=3", "--allow-uid"], ["--fd=3", "--allow-uid=-1"], ["--fd=3", "--allow-uid", "root"]] {
             #expect(throws: VhostUserDaemonError.self) { try VhostUserDaemonArguments.parse(bad) }
         }
     }
@@ -50,6 +60,75 @@ struct DaemonTests {
             #expect(bytes.filter { $0 == 0 }.count < 200)
         }
         #expect(child.waitForExit() == 0)
+        #expect(openFileDescriptorCount() == baseline)
+    }
+
+    /// `--allow-uid` with a connected `--fd`: a peer of another uid is refused before anything is
+    /// read (the program exits 1; the front-end sees end of stream, no reply); its own uid is served.
+    @Test func allowUIDRefusesOtherPeersOnAnInheritedConnection() throws {
+        let baseline = openFileDescriptorCount()
+        for (uid, served) in [(getuid() &+ 1, false), (getuid(), true)] {
+            let child: PeerProcess
+            do {
+                // The front-end's end lives in this scope (closed when it ends); our copy of the
+                // daemon's end is dropped at once, so the daemon's exit is seen as end of stream.
+                let frontendSide: ScmSocket
+                do {
+                    let (ours, theirs) = try ScmSocket.pair()
+                    child = try PeerProcess.spawn("vhost-user-rng", arguments: ["--fd", "3", "--allow-uid", "\(uid)"],
+                                                  mapping: [(theirs.descriptor, 3)])
+                    frontendSide = ours
+                }
+                let frontend = TestFrontend(socket: frontendSide)
+                if served {
+                    #expect(try frontend.u64(.getFeatures) & VirtioFeatures.version1.rawValue != 0)
+                } else {
+                    // The request may or may not be written before the peer closes; no reply comes.
+                    try? frontend.send(.getFeatures)
+                    #expect(throws: ScmSocketError.self) { _ = try frontend.reply() }
+                }
+            }
+            // The front-end's end is closed now: a served daemon sees end of stream and exits 0.
+            #expect(child.waitForExit() == (served ? 0 : 1))
+        }
+        #expect(openFileDescriptorCount() == baseline)
+    }
+
+    /// `--socket-path`: the socket file is mode 0600, and with `--allow-uid` a peer of another uid
+    /// is disconnected unanswered while the daemon stays up for the next one.
+    @Test func listeningSocketIsPrivateAndFiltersByUID() throws {
+        let baseline = openFileDescriptorCount()
+        let path = "/tmp/vhost-user-rng-allow-\(getpid()).sock"
+        for (uid, served) in [(getuid() &+ 1, false), (getuid(), true)] {
+            let child = try PeerProcess.spawn("vhost-user-rng", arguments: ["--socket-path", path, "--allow-uid", "\(uid)"],
+                                              mapping: [])
+            defer {
+                // SIGKILL: the test runner's threads may block SIGTERM, and spawned children
+                // inherit that mask.
+                kill(child.pid, SIGKILL)
+                _ = child.waitForExit()
+                unlink(path)
+            }
+            var info = stat()
+            var waited = 0
+            while stat(path, &info) != 0 && waited < 1000 {
+                usleep(10_000)
+                waited += 1
+            }
+            #expect(info.st_mode & S_IFMT == S_IFSOCK)
+            #expect(info.st_mode & 0o777 == 0o600)
+            for _ in 0..<2 {
+                let frontend = TestFrontend(socket: try ScmSocket.connect(path: path))
+                if served {
+                    #expect(try frontend.u64(.getFeatures) & VirtioFeatures.version1.rawValue != 0)
+                } else {
+                    try? frontend.send(.getFeatures)
+                    #expect(throws: ScmSocketError.self) { _ = try frontend.reply() }
+                }
+            }
+            // Still up after refusing twice: kill(pid, 0) finds it.
+            #expect(kill(child.pid, 0) == 0)
+        }
         #expect(openFileDescriptorCount() == baseline)
     }
 }

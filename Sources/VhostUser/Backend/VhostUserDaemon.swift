@@ -25,6 +25,10 @@ public struct VhostUserDaemonArguments: Sendable {
     public var printCapabilities = false
     /// Print usage and exit 0.
     public var help = false
+    /// `--allow-uid UID` (repeatable): only front-ends running as one of these users are served;
+    /// any other peer is disconnected (its uid from `getpeereid`) before a byte is read. Empty:
+    /// no uid check (the socket's 0600 mode still limits who can connect to its owner and root).
+    public var allowedUIDs: [uid_t] = []
     /// Arguments not recognised here, in order (with their values), for the device to parse.
     public var remaining: [String] = []
 
@@ -50,6 +54,10 @@ public struct VhostUserDaemonArguments: Sendable {
                 let text = try value(name, argument)
                 guard let fd = Int32(text), fd >= 0 else { throw .usage("--fd: '\(text)' is not a descriptor number") }
                 parsed.fd = fd
+            case "--allow-uid":
+                let text = try value(name, argument)
+                guard let uid = uid_t(text) else { throw .usage("--allow-uid: '\(text)' is not a user id") }
+                parsed.allowedUIDs.append(uid)
             case "--print-capabilities": parsed.printCapabilities = true
             case "--help", "-h": parsed.help = true
             default: parsed.remaining.append(argument)
@@ -63,10 +71,15 @@ public struct VhostUserDaemonArguments: Sendable {
         return parsed
     }
 
+    /// `allowedUIDs` as the listener's filter: nil when no `--allow-uid` was given.
+    var allowedSet: Set<uid_t>? { allowedUIDs.isEmpty ? nil : Set(allowedUIDs) }
+
     /// Usage lines for the common options, to embed in a program's `--help`.
     public static let usage = """
           --socket-path=PATH     listen on a new UNIX socket at PATH (mode 0600)
           --fd=N                 use inherited socket N (listening: accept; connected: serve it)
+          --allow-uid=UID        serve only front-ends running as UID (repeatable; default: any
+                                 peer that can open the socket)
           --print-capabilities   print the capabilities JSON and exit
           -h, --help             show this help
         """
@@ -153,7 +166,7 @@ public enum VhostUserDaemon {
         if let path = arguments.socketPath {
             let listener: ScmListener
             do {
-                listener = try ScmListener(path: path, mode: 0o600, backlog: 1)
+                listener = try ScmListener(path: path, mode: 0o600, allowedUIDs: arguments.allowedSet, backlog: 1)
             } catch {
                 throw .socket("cannot listen on \(path): \(error)")
             }
@@ -173,12 +186,25 @@ public enum VhostUserDaemon {
         }
         if listening != 0 {
             do {
-                try server.run(listener: ScmListener(adopting: FileDescriptor(adopting: fd)))
+                try server.run(listener: ScmListener(adopting: FileDescriptor(adopting: fd), allowedUIDs: arguments.allowedSet))
             } catch {
                 throw .socket("accept on fd \(fd) failed: \(error)")
             }
         }
-        let reason = server.serve(ScmSocket(adopting: FileDescriptor(adopting: fd)))
+        let connection = ScmSocket(adopting: FileDescriptor(adopting: fd))
+        if let allowed = arguments.allowedSet {
+            // A connected --fd is checked like an accepted one, before anything is read.
+            let credentials: PeerCredentials
+            do {
+                credentials = try connection.peerCredentials()
+            } catch {
+                throw .socket("--fd \(fd): cannot read the peer's credentials: \(error)")
+            }
+            guard allowed.contains(credentials.uid) else {
+                throw .socket("--fd \(fd): peer uid \(credentials.uid) is not allowed (--allow-uid)")
+            }
+        }
+        let reason = server.serve(connection)
         server.logger.info("connection ended: \(reason)")
         exit(0)
     }
