@@ -23,7 +23,7 @@ let package = Package(
         .target(name: "VMMSysUtil", dependencies: ["CVMMPlatform"]),
         .target(name: "Virtio", dependencies: ["VMMSysUtil", "CVMMPlatform"]),
         // The vhost-user wire protocol: header, requests, payloads, message codec. No I/O.
-        .target(name: "VhostUser", dependencies: ["VMMSysUtil"]),
+        .target(name: "VhostUser", dependencies: ["VMMSysUtil", "Virtio", "CVMMPlatform"]),
         // Shared by the test targets: fd counting, locating the peer executable.
         .target(name: "VMMTestSupport", dependencies: ["VMMSysUtil"], path: "Tests/VMMTestSupport"),
         // Spawned by cross-process tests: receives fds, maps memory, answers notifications.
