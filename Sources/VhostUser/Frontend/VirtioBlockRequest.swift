@@ -82,11 +82,12 @@ public struct VirtioBlockRequest: Hashable, Sendable {
             chain = (header, DriverBuffer(address: dataAddress, length: dataLength, isWritable: true), status)
             count = 3
         }
-        return try withUnsafeBytes(of: &chain) { (raw) throws(FrontendError) -> UInt16 in
-            // Safe: a homogeneous tuple of three DriverBuffers is laid out like an array of three;
-            // `count` <= 3 and the memory outlives the call.
-            let buffers = raw.bindMemory(to: DriverBuffer.self)
-            return try queue.post(UnsafeBufferPointer(rebasing: buffers[0..<count]))
+        return try withUnsafeMutablePointer(to: &chain) { (tuple) throws(FrontendError) -> UInt16 in
+            // Safe: a homogeneous tuple lays its three DriverBuffers out at stride offsets, like an
+            // array of three; `count` <= 3 and the tuple outlives the call.
+            try tuple.withMemoryRebound(to: DriverBuffer.self, capacity: 3) { (first) throws(FrontendError) -> UInt16 in
+                try queue.post(UnsafeBufferPointer(start: first, count: count))
+            }
         }
     }
 
