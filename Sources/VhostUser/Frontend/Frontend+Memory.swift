@@ -49,6 +49,13 @@ extension VhostUserFrontend {
         do {
             memory = try GuestMemory(regions: regions.map(\.guestRegion))
         } catch { throw .guestMemory(error) }
+        try share(regions, negotiated: negotiated)
+        guestMemory = memory
+        return memory
+    }
+
+    /// Sends `regions` to the back-end (removing the ones it has, if they were added one by one).
+    func share(_ regions: [FrontendMemoryRegion], negotiated: NegotiatedFeatures) throws(FrontendError) {
         if negotiated.protocolFeatures.contains(.configureMemorySlots) {
             let limit = min(negotiated.memorySlots ?? 0, 512)
             guard regions.count <= limit else { throw .tooManyRegions(count: regions.count, limit: limit) }
@@ -73,8 +80,6 @@ extension VhostUserFrontend {
             memoryRegions = regions
             memoryAddedBySlots = false
         }
-        guestMemory = memory
-        return memory
     }
 
     /// Our (user) address of guest-physical `address`, as `SET_VRING_ADDR` carries it.

@@ -51,6 +51,7 @@ extension VhostUserFrontend {
         features: VirtioFeatures, protocolFeatures: ProtocolFeatures = VhostUserFrontend.supportedProtocolFeatures
     ) throws(FrontendError) -> NegotiatedFeatures {
         guard negotiated == nil else { throw .negotiationState(negotiated: true) }
+        wantedFeatures = (features, protocolFeatures)
         let offered = VirtioFeatures(rawValue: try channel.requestU64(.getFeatures))
         var result = NegotiatedFeatures(
             offeredFeatures: offered, features: [], offeredProtocolFeatures: [], protocolFeatures: [],

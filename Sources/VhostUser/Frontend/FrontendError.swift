@@ -35,6 +35,11 @@ public enum FrontendError: Error, Hashable, Sendable, CustomStringConvertible {
     case queueIndexOutOfRange(index: Int, queueCount: Int)
     /// The queue index is already started.
     case queueAlreadyStarted(Int)
+    /// `reconnect`: the new back-end acked other features than the old one, so the rings in
+    /// memory cannot be resumed.
+    case featuresChanged(before: VirtioFeatures, after: VirtioFeatures)
+    /// `reconnect`: a packed ring can only be resumed once every posted chain was reaped.
+    case packedRingBusy(index: Int)
     /// No guest memory: `setMemory` was not called (rings need it) or was given no region.
     case noGuestMemory
     /// More memory regions than one `SET_MEM_TABLE` or the back-end's slots allow.
@@ -69,6 +74,10 @@ public enum FrontendError: Error, Hashable, Sendable, CustomStringConvertible {
         case .featuresRejected(let status): "back-end rejected the features (status 0x\(String(status, radix: 16)))"
         case .queueIndexOutOfRange(let index, let count): "queue \(index) out of range: back-end has \(count)"
         case .queueAlreadyStarted(let index): "queue \(index) is already started"
+        case .featuresChanged(let before, let after):
+            "the new back-end acked features 0x\(String(after.rawValue, radix: 16)), " +
+                "not 0x\(String(before.rawValue, radix: 16)) as before"
+        case .packedRingBusy(let index): "packed queue \(index) has chains in flight; reap them before reconnecting"
         case .noGuestMemory: "no guest memory shared (setMemory not called, or given no region)"
         case .tooManyRegions(let count, let limit): "\(count) memory regions, at most \(limit) allowed"
         case .guestMemory(let error): error.description

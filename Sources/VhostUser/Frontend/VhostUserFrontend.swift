@@ -24,7 +24,10 @@ import VMMSysUtil
 /// object may move between threads). Each started `FrontendQueue` is independent and may be
 /// driven from its own thread while no control request touches that queue.
 public final class VhostUserFrontend: @unchecked Sendable {
-    let channel: FrontendChannel
+    /// The current connection (replaced by `reconnect`).
+    var channel: FrontendChannel
+    /// What the caller asked `negotiate` for, asked again on `reconnect`.
+    var wantedFeatures: (features: VirtioFeatures, protocolFeatures: ProtocolFeatures)?
     /// What negotiation produced; nil before `negotiate`.
     public internal(set) var negotiated: NegotiatedFeatures?
     /// The shared guest memory; nil before `setMemory`.

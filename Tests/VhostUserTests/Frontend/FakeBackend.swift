@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import VMMSysUtil
 import VhostUser
 
@@ -21,7 +26,8 @@ struct SeenRequest: Sendable {
 }
 
 /// A scripted back-end on its own thread, serving one end of a socket pair until the front-end
-/// closes it (or `respond` says `.hangUp`). `seen` and `failure` may be read after `join()`.
+/// closes it, `respond` says `.hangUp`, or the front-end stays silent for 10 s (a failure).
+/// `seen` and `failure` may be read after `join()`.
 final class FakeBackend: @unchecked Sendable {
     private(set) var seen: [SeenRequest] = []
     private(set) var failure: String?
@@ -44,6 +50,12 @@ final class FakeBackend: @unchecked Sendable {
     private func serve(_ box: SocketBox, _ respond: (inout Message) -> FakeReply) {
         guard let socket = box.take() else { return }
         while true {
+            // Bounded: a front-end that neither sends nor closes within 10 s fails the test
+            // instead of hanging it in `join()`.
+            guard Self.becomesReadable(socket.descriptor) else {
+                failure = "the front-end sent nothing and did not close the connection for 10 s"
+                return
+            }
             var message: Message
             do {
                 message = try Self.receive(on: socket)
@@ -65,6 +77,16 @@ final class FakeBackend: @unchecked Sendable {
                     return
                 }
             }
+        }
+    }
+
+    /// Whether `fd` becomes readable (or hangs up) within `milliseconds`.
+    static func becomesReadable(_ fd: Int32, within milliseconds: Int32 = 10_000) -> Bool {
+        var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        while true {
+            let n = poll(&entry, 1, milliseconds)
+            if n == -1 && errno == EINTR { continue }
+            return n == 1
         }
     }
 

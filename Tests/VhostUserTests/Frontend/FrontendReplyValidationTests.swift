@@ -27,6 +27,7 @@ import VhostUser
             withExtendedLifetime(frontend) {}
             _ = consume frontend
             fake.join()
+            #expect(fake.failure == nil, "fake back-end: \(fake.failure ?? "")", sourceLocation: sourceLocation)
         }
         #expect(openFileDescriptorCount() == before, "descriptors leaked", sourceLocation: sourceLocation)
     }
