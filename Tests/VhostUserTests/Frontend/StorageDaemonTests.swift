@@ -136,3 +136,64 @@ struct StorageDaemonTests {
         #expect(onDisk == expected, "image on disk differs from what was written")
     }
 }
+
+extension StorageDaemonTests {
+    @Test func resumesAfterTheDaemonIsRestarted() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove(["disk.img", "qsd.sock", "qsd.log"]) }
+        let image = directory.createFile("disk.img", [UInt8](repeating: 0, count: 1 << 20))
+        let socket = directory.path + "/qsd.sock"
+        var daemon = try StorageDaemon.start(socket: socket, image: image, log: directory.path + "/qsd.log")
+        defer { daemon.stop() }
+
+        let baseline = openFileDescriptorCount()
+        do {
+            let frontend = try VhostUserFrontend(connectingTo: socket, timeout: Self.wait)
+            try frontend.negotiate(features: [.version1, .ringEventIndex])
+            let memory = try frontend.setMemory([FrontendMemoryRegion(try SharedMemory(size: 1 << 20))])
+            let queue = try frontend.startQueue(index: 0, size: 64, ringAddress: 0)
+            let slot = VirtioBlockRequest(at: 0x1_0000, dataLength: UInt32(Self.blockSize))
+
+            func run(_ kind: VirtioBlockRequest.Kind, sector: UInt64) throws {
+                let id = try slot.post(kind, sector: sector, on: queue, memory: memory)
+                try queue.kickIfNeeded()
+                let used = try #require(try queue.waitForUsed(timeout: Self.wait), "no completion within the bound")
+                #expect(used.id == id)
+                #expect(try slot.status(in: memory) == VirtioBlockRequest.Status.ok)
+            }
+            func data() throws -> [UInt8] {
+                var bytes = [UInt8](repeating: 0, count: Self.blockSize)
+                try bytes.withUnsafeMutableBytes { try memory.read(guestPhysical: slot.dataAddress, into: $0) }
+                return bytes
+            }
+            func fill(_ bytes: [UInt8]) throws {
+                try bytes.withUnsafeBytes { try memory.write(guestPhysical: slot.dataAddress, bytes: $0) }
+            }
+
+            let first = Self.pattern(sector: 16, round: 3)
+            try fill(first)
+            try run(.write, sector: 16)
+            try run(.flush, sector: 0)
+
+            // The daemon goes away; a new one serves the same image on the same path.
+            daemon.stop()
+            unlink(socket)
+            daemon = try StorageDaemon.start(socket: socket, image: image, log: directory.path + "/qsd.log")
+            try frontend.reconnect(to: socket)
+
+            try fill([UInt8](repeating: 0, count: Self.blockSize))
+            try run(.read, sector: 16)
+            #expect(try data() == first, "data written before the restart reads back after it")
+            let second = Self.pattern(sector: 24, round: 4)
+            try fill(second)
+            try run(.write, sector: 24)
+            try fill([UInt8](repeating: 0, count: Self.blockSize))
+            try run(.read, sector: 24)
+            #expect(try data() == second)
+            // The new daemon resumed at the used index (2) and consumed 3 more chains.
+            #expect(try frontend.stopQueue(queue) == 5)
+            try frontend.disconnect()
+        }
+        #expect(openFileDescriptorCount() == baseline, "descriptors leaked")
+    }
+}
