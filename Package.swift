@@ -12,6 +12,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
         // The only C in the package: what Swift cannot import (macros, inline atomics, raw syscalls).
@@ -22,12 +23,23 @@ let package = Package(
         ),
         .target(name: "VMMSysUtil", dependencies: ["CVMMPlatform"]),
         .target(name: "Virtio", dependencies: ["VMMSysUtil", "CVMMPlatform"]),
-        // The vhost-user wire protocol: header, requests, payloads, message codec. No I/O.
+        // The vhost-user wire protocol (header, requests, payloads, message codec) and the front-end.
         .target(name: "VhostUser", dependencies: ["VMMSysUtil", "Virtio", "CVMMPlatform"]),
         // Shared by the test targets: fd counting, locating the peer executable.
         .target(name: "VMMTestSupport", dependencies: ["VMMSysUtil"], path: "Tests/VMMTestSupport"),
         // Spawned by cross-process tests: receives fds, maps memory, answers notifications.
         .executableTarget(name: "vmm-test-peer", dependencies: ["VMMSysUtil"], path: "Tests/vmm-test-peer"),
+        // Benchmarks: each case and its raw-syscall twin, written once, run by vmm-bench and by
+        // package-benchmark (`swift package benchmark`).
+        .target(name: "VMMBenchCases", dependencies: ["VMMSysUtil", "Virtio", "CVMMPlatform"]),
+        .executableTarget(name: "vmm-bench", dependencies: ["VMMBenchCases"]),
+        .executableTarget(
+            name: "VMMBenchmarks",
+            dependencies: [.product(name: "Benchmark", package: "benchmark"), "VMMBenchCases", "vmm-bench"],
+            path: "Benchmarks/VMMBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        .testTarget(name: "VMMBenchCasesTests", dependencies: ["VMMBenchCases", "VMMTestSupport", "vmm-bench"]),
         .testTarget(
             name: "VMMSysUtilTests",
             dependencies: ["VMMSysUtil", "CVMMPlatform", "VMMTestSupport", "vmm-test-peer"]
@@ -39,7 +51,7 @@ let package = Package(
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),
-        .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "VMMSysUtil", "VMMTestSupport"]),
+        .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "Virtio", "VMMSysUtil", "VMMTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

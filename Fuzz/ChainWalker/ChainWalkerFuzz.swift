@@ -1,30 +1,24 @@
 // libFuzzer target: the split and packed chain walkers and guest-memory translation.
 //
 // Input layout:
-//   [0]     bit 0: packed; bit 1: INDIRECT_DESC; bit 2: EVENT_IDX; bits 3–5: log2 queue size (1…128)
+//   [0]     bit 0: packed; bit 1: INDIRECT_DESC; bit 2: EVENT_IDX; bits 3–5: log2 queue size (1…128);
+//           bit 6: packed size one less (not a power of two); bit 7: NOTIFY_ON_EMPTY
 //   [1..2]  vring base (split: next avail index; packed: slot | wrap << 15), little-endian
 //   [3..]   up to 0x3000 bytes: the ring image at guest-physical 0x10000 (descriptor table/ring at
 //           +0, avail ring/driver event area at +0x1000, used ring/device event area at +0x2000)
 //   rest    up to 0x800 bytes written over the descriptor table after the first pop (a guest
 //           rewriting descriptors under the device)
 // Guest memory: 0x10000–0x20000 and 0x20000–0x30000 (adjacent), a gap, then 0x40000–0x41000.
-import CVMMPlatform
 import Virtio
 import VMMSysUtil
-#if canImport(Glibc)
-import Glibc
-#endif
 
 private let regionLayout: [(gpa: UInt64, size: Int)] = [(0x10000, 0x10000), (0x20000, 0x10000), (0x40000, 0x1000)]
 
 private let fuzzMemory: GuestMemory? = {
     var regions: [GuestMemoryRegion] = []
     for (gpa, size) in regionLayout {
-        let fd = vmm_memfd_create("fuzz", VMM_MFD_CLOEXEC)
-        guard fd >= 0, ftruncate(fd, off_t(size)) == 0 else { return nil }
-        defer { close(fd) }
-        guard let mapping = try? MemoryMapping(fd: fd, size: UInt64(size)) else { return nil }
-        regions.append(GuestMemoryRegion(guestPhysicalAddress: gpa, mapping: mapping))
+        guard let shared = try? SharedMemory(size: size) else { return nil }
+        regions.append(GuestMemoryRegion(guestPhysicalAddress: gpa, mapping: shared.mapping))
     }
     return try? GuestMemory(regions: regions)
 }()
@@ -41,9 +35,11 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
 
     let config = data[0]
     var features: VirtioFeatures = [.version1]
-    if config & 2 != 0 { features.insert(.indirectDescriptors) }
-    if config & 4 != 0 { features.insert(.eventIndex) }
-    let queueSize = 1 << Int((config >> 3) & 7)
+    if config & 2 != 0 { features.insert(.ringIndirectDescriptors) }
+    if config & 4 != 0 { features.insert(.ringEventIndex) }
+    if config & 0x80 != 0 { features.insert(.notifyOnEmpty) }
+    var queueSize = 1 << Int((config >> 3) & 7)
+    if config & 1 != 0, config & 0x40 != 0 { queueSize = max(1, queueSize - 1) }
     let base = UInt32(data[1]) | UInt32(data[2]) << 8
     let addresses = RingAddresses(descriptorTable: 0x10000, driverArea: 0x11000, deviceArea: 0x12000)
     if config & 1 == 0 {

@@ -105,9 +105,17 @@ public final class EventNotifier: @unchecked Sendable {
         try self.init(backend: backend, nonBlockingWait: false)
     }
 
-    /// Creates a notifier; `nonBlockingWait` makes the read side non-blocking, for notifiers that
-    /// several threads may consume concurrently with `tryConsume` (the Poller's wake-up).
-    package init(backend: EventNotifierBackend?, nonBlockingWait: Bool) throws {
+    /// Creates a notifier, choosing how its read side behaves.
+    ///
+    /// With `nonBlockingWait: false` (the default) the read side blocks, so `wait()` is a single
+    /// `read`, and `tryConsume()` asks `poll` first (two system calls). With `true` the read side is
+    /// non-blocking: `tryConsume()` is a single `read` — pick this when the consumer waits in a
+    /// `Poller` and consumes after readiness, or when several threads may call `tryConsume` — and
+    /// `wait()` with nothing pending costs `read`, `poll`, `read`.
+    ///
+    /// - Parameter backend: the backend, or `nil` for `defaultBackend`.
+    /// - Throws: as `init(backend:)`.
+    public init(backend: EventNotifierBackend?, nonBlockingWait: Bool) throws {
         let chosen = try backend ?? EventNotifier.defaultBackend
         try chosen.checkAvailable()
         let pair: (read: Int32, write: Int32)
@@ -140,7 +148,12 @@ public final class EventNotifier: @unchecked Sendable {
         self.readFD = received.release()
         self.writeFD = -1
         self.isCounter = kind == .counter
-        self.readIsKnownNonBlocking = false
+        // A peer that made its descriptor non-blocking (QEMU's eventfds are EFD_NONBLOCK) lets
+        // `tryConsume` read without asking `poll` first. Should the peer clear the flag later, a
+        // read after readiness still returns at once unless the peer itself consumed meanwhile,
+        // which only stalls the peer's own queue.
+        let statusFlags = fcntl(readFD, F_GETFL)
+        self.readIsKnownNonBlocking = statusFlags >= 0 && statusFlags & O_NONBLOCK != 0
     }
 
     /// Adopts a descriptor we will notify for a peer (a vhost-user call): an eventfd, or a pipe's

@@ -160,7 +160,7 @@ final class PollPoller: PollerImplementation, @unchecked Sendable {
         descriptors[0] = pollfd(fd: wakeNotifier.waitDescriptor, events: Int16(POLLIN), revents: 0)
         generations[0] = wakeGeneration
         var slot = 1
-        for (fd, registration) in state.entries {
+        state.entries.forEach { fd, registration in
             var wanted: Int32 = 0
             if registration.interest.contains(.readable) { wanted |= Int32(POLLIN) }
             if registration.interest.contains(.writable) { wanted |= Int32(POLLOUT) }

@@ -24,7 +24,7 @@ let wakeGeneration: UInt32 = 0
 /// changing a registration, so the table and the kernel always agree.
 final class RegistrationTable: @unchecked Sendable {
     struct State {
-        var entries: [Int32: Registration] = [:]
+        var entries = RegistrationSlots()
         private var lastGeneration: UInt32 = wakeGeneration
         /// Bumped on every change, so the poll backend knows when to rebuild its pollfd array.
         var version: UInt64 = 0

@@ -3,14 +3,22 @@
 /// `BackendChannelMessage` pairs it with the fds that arrived on the back-end channel.
 /// Thread-safety: a value type; freely shareable.
 public enum BackendMessage: Hashable, Sendable {
+    /// Reports an IOTLB miss or access failure (IOTLB message).
     case iotlbMessage(IOTLBMessage)
+    /// Config space changed; the front-end re-reads it.
     case configChange
+    /// Maps or removes a ring's host notifier.
     /// Carries one fd unless `file.hasFile` is false (which removes the notifier).
     case vringHostNotifier(VringArea)
+    /// In-band used-buffer notification (vring state).
     case vringCall(VringState)
+    /// In-band ring error (vring state).
     case vringErr(VringState)
+    /// Registers as exporter of a UUID (shared object).
     case sharedObjectAdd(SharedObject)
+    /// Unregisters a UUID (shared object).
     case sharedObjectRemove(SharedObject)
+    /// Imports an object by UUID (shared object; reply: `u64` + fd).
     case sharedObjectLookup(SharedObject)
 
     /// The request code.

@@ -4,13 +4,21 @@
 /// to `ProtocolError.unknownRequest`.
 /// Thread-safety: a value type; freely shareable.
 public enum BackendRequest: UInt32, CaseIterable, Hashable, Sendable, CustomStringConvertible {
+    /// Reports an IOTLB miss or access failure (IOTLB message).
     case iotlbMessage = 1
+    /// Config space changed; the front-end re-reads it.
     case configChange = 2
+    /// Maps (or, without fd, removes) a ring's host notifier (vring area).
     case vringHostNotifier = 3
+    /// In-band used-buffer notification (vring state).
     case vringCall = 4
+    /// In-band ring error (vring state).
     case vringErr = 5
+    /// Registers as exporter of a UUID (shared object).
     case sharedObjectAdd = 6
+    /// Unregisters a UUID (shared object).
     case sharedObjectRemove = 7
+    /// Imports an object by UUID (shared object; reply: `u64` + fd).
     case sharedObjectLookup = 8
 
     /// The name used by the vhost-user document, without the `VHOST_USER_` prefix.

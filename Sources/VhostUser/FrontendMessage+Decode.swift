@@ -1,3 +1,5 @@
+import Virtio
+
 extension FrontendMessage {
     /// Decodes the payload of a front-end request whose header already passed validation.
     ///

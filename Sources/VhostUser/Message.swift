@@ -22,6 +22,18 @@ public struct Message: ~Copyable, Sendable {
         self.descriptors = descriptors
     }
 
+    /// Builds a message directly, e.g. to drive a session state machine without a socket.
+    ///
+    /// - Throws: `ProtocolError.unexpectedDescriptors` / `.missingDescriptors` unless exactly
+    ///   `body.descriptorCount` fds are given (they are closed then).
+    public init(
+        _ body: FrontendMessage, needsReply: Bool = false,
+        descriptors: consuming MessageDescriptors = MessageDescriptors()
+    ) throws(ProtocolError) {
+        try checkDescriptorCount(.frontend(body.request), expected: body.descriptorCount, received: descriptors.count)
+        self.init(body: body, needsReply: needsReply, descriptors: descriptors)
+    }
+
     /// The request code.
     public var request: FrontendRequest { body.request }
 

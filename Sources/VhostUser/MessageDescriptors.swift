@@ -22,6 +22,18 @@ public struct MessageDescriptors: ~Copyable, Sendable {
         raw = descriptors
     }
 
+    /// Takes over the fds that arrived with a message (`ScmSocket.receive`/`receiveExactly`),
+    /// keeping their order and indices.
+    public init(_ received: consuming ReceivedFileDescriptors) {
+        var raw: [Int32] = []
+        raw.reserveCapacity(received.count)
+        for index in 0..<received.count {
+            // A slot taken before the hand-over stays a gap, so indices keep their meaning.
+            raw.append(received.take(at: index)?.release() ?? -1)
+        }
+        self.raw = raw
+    }
+
     deinit {
         for fd in raw where fd >= 0 {
             // Nothing to report: the fd is released either way.

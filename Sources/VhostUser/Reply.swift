@@ -82,6 +82,24 @@ public enum Reply {
         return InflightReply(description: description, descriptor: descriptors.take(at: 0))
     }
 
+    /// The `SET_DEVICE_STATE_FD` reply: a `u64` whose bits 0-7 are an error code (0 = success)
+    /// and bit 8 says that no fd follows; without bit 8 the back-end sends the fd the front-end
+    /// must use instead of its own. Other bits are reserved.
+    ///
+    /// - Throws: `ProtocolError`, e.g. `reservedBits`, or a wrong fd count for bit 8.
+    public static func deviceState(
+        header: MessageHeader, payload: UnsafeRawBufferPointer, descriptors: consuming MessageDescriptors
+    ) throws(ProtocolError) -> DeviceStateReply {
+        let any = try check(header, .backendReply, awaiting: .frontend(.setDeviceStateFD), payload)
+        try requirePayloadSize(payload, 8, any)
+        var reader = WireReader(payload)
+        let value: UInt64 = reader.read()
+        guard value & ~0x1FF == 0 else { throw .reservedBits(request: any, value: value) }
+        let hasFile = value & 0x100 == 0
+        try checkDescriptorCount(any, expected: hasFile ? 1 : 0, received: descriptors.count)
+        return DeviceStateReply(error: UInt8(truncatingIfNeeded: value), descriptor: descriptors.take(at: 0))
+    }
+
     /// Validates `header` as a reply in `direction` to `awaiting`, with `payload` of its size.
     private static func check(
         _ header: MessageHeader, _ direction: MessageDirection, awaiting: AnyRequest,
@@ -109,6 +127,27 @@ public struct InflightReply: ~Copyable, Sendable {
 
     init(description: InflightDescription, descriptor: consuming FileDescriptor?) {
         self.description = description
+        self.descriptor = descriptor
+    }
+
+    /// Moves the fd out; nil when there is none (or it was taken).
+    public mutating func takeDescriptor() -> FileDescriptor? {
+        descriptor.take()
+    }
+}
+
+/// A decoded `SET_DEVICE_STATE_FD` reply: the back-end's error code and the fd it wants used for
+/// the transfer (nil when it keeps the front-end's).
+///
+/// Thread-safety: not synchronized; one owner at a time.
+public struct DeviceStateReply: ~Copyable, Sendable {
+    /// 0 = success; anything else is a back-end failure.
+    public let error: UInt8
+    /// The back-end's own transfer fd, owned by this value until taken.
+    var descriptor: FileDescriptor?
+
+    init(error: UInt8, descriptor: consuming FileDescriptor?) {
+        self.error = error
         self.descriptor = descriptor
     }
 

@@ -6,6 +6,8 @@ struct Descriptor {
     var flags: UInt16
     /// Split: index of the next descriptor. Packed: buffer id.
     var next: UInt16
+    /// Set by validation: the local address of the buffer if it lies in one region, else nil.
+    var host: UnsafeMutableRawPointer? = nil
 
     /// Copies the 16 bytes at `pointer` field by field (unaligned-safe loads, each byte read once).
     /// Split layout: addr, len, flags @12, next @14. Packed layout: addr, len, id @12, flags @14.

@@ -4,56 +4,48 @@
 /// Checks: index < queue size (or table size), chain length ≤ queue size (loops end there),
 /// indirect only if negotiated, never with NEXT, never nested, table length a non-zero multiple of
 /// 16 and fully mapped, descriptor length non-zero, `addr + len` no overflow, buffer fully mapped.
+@usableFromInline
 struct DescriptorWalker {
-    enum Layout { case split, packed }
+    enum Layout: UInt8 { case split, packed }
 
-    let regions: RegionTable
-    /// Split descriptor table or packed descriptor ring (16 × queueSize bytes, validated at configure).
-    let ring: UnsafeMutableRawPointer
-    let queueSize: Int
-    let layout: Layout
-    let indirectAllowed: Bool
-
+    let start: WalkStart
     /// Next ring index (split) or slot (packed) to read, while `directMore`.
     var index: UInt16
     var directMore = true
-    /// Descriptors read from the ring itself (= slots a packed chain occupies).
-    var directCount = 0
-    /// Buffer id of the last ring descriptor read (packed).
-    var lastID: UInt16 = 0
-
     var inTable = false
     var tableMore = false
-    var tableAddress: UInt64 = 0
-    var tableCount = 0
+    /// Descriptors read from the ring itself (= slots a packed chain occupies).
+    var directCount: UInt16 = 0
+    /// Buffer id of the last ring descriptor read (packed).
+    var lastID: UInt16 = 0
     var tableIndex: UInt16 = 0
-    var tableSteps = 0
+    var tableCount: UInt16 = 0
+    var tableSteps: UInt16 = 0
+    var tableAddress: UInt64 = 0
 
     @inline(__always)
-    init(regions: RegionTable, ring: UnsafeMutableRawPointer, queueSize: Int, layout: Layout,
-         indirectAllowed: Bool, start: UInt16) {
-        self.regions = regions
-        self.ring = ring
-        self.queueSize = queueSize
-        self.layout = layout
-        self.indirectAllowed = indirectAllowed
-        self.index = start
+    init(_ start: WalkStart) {
+        self.start = start
+        self.index = start.head
     }
+
+    @inline(__always) var regions: RegionTable { start.regions }
+    @inline(__always) var queueSize: Int { Int(start.queueSize) }
 
     /// The next validated data descriptor, or nil at the end of the chain.
     @inline(__always)
     mutating func next() throws(VirtqueueError) -> Descriptor? {
         if inTable { return try nextInTable() }
         guard directMore else { return nil }
-        guard directCount < queueSize else { throw .chainTooLong(limit: queueSize) }
+        guard Int(directCount) < queueSize else { throw .chainTooLong(limit: queueSize) }
         // Safe: `index < queueSize` (checked by the caller for the start, below for links) and the
         // ring holds 16 × queueSize bytes.
-        let d = Descriptor(loading: ring + Int(index) &* 16, packed: layout == .packed)
+        let d = Descriptor(loading: start.ring + Int(index) &* 16, packed: start.layout == .packed)
         directCount += 1
         lastID = d.next
         if d.isIndirect {
-            guard indirectAllowed else { throw .indirectNotNegotiated }
-            guard !d.hasNext, layout == .split || directCount == 1 else { throw .misplacedIndirect }
+            guard start.indirectAllowed else { throw .indirectNotNegotiated }
+            guard !d.hasNext, start.layout == .split || directCount == 1 else { throw .misplacedIndirect }
             let count = Int(d.length / 16)
             guard d.length != 0, d.length % 16 == 0, count <= indirectEntryLimit(queueSize: queueSize) else {
                 throw .invalidIndirectLength(d.length)
@@ -65,11 +57,11 @@ struct DescriptorWalker {
             inTable = true
             tableMore = true
             tableAddress = d.address
-            tableCount = count
+            tableCount = UInt16(truncatingIfNeeded: count)
             return try nextInTable()
         }
         if d.hasNext {
-            switch layout {
+            switch start.layout {
             case .split:
                 guard Int(d.next) < queueSize else {
                     throw .descriptorIndexOutOfRange(index: d.next, limit: queueSize)
@@ -87,18 +79,18 @@ struct DescriptorWalker {
     @inline(__always)
     private mutating func nextInTable() throws(VirtqueueError) -> Descriptor? {
         guard tableMore else { return nil }
-        guard tableSteps < tableCount else { throw .chainTooLong(limit: tableCount) }
+        guard tableSteps < tableCount else { throw .chainTooLong(limit: Int(tableCount)) }
         // Table bounds: tableIndex < tableCount, and the whole table was checked to be memory.
-        guard let d = regions.loadDescriptor(at: tableAddress &+ UInt64(tableIndex) &* 16, packed: layout == .packed) else {
-            throw .bufferOutsideMemory(address: tableAddress, length: UInt64(tableCount) * 16)
+        guard let d = regions.loadDescriptor(at: tableAddress &+ UInt64(tableIndex) &* 16, packed: start.layout == .packed) else {
+            throw .bufferOutsideMemory(address: tableAddress, length: UInt64(tableCount) &* 16)
         }
         tableSteps += 1
         guard !d.isIndirect else { throw .nestedIndirect }
-        switch layout {
+        switch start.layout {
         case .split:
             if d.hasNext {
-                guard Int(d.next) < tableCount else {
-                    throw .descriptorIndexOutOfRange(index: d.next, limit: tableCount)
+                guard d.next < tableCount else {
+                    throw .descriptorIndexOutOfRange(index: d.next, limit: Int(tableCount))
                 }
                 tableIndex = d.next
             } else {
@@ -113,21 +105,28 @@ struct DescriptorWalker {
     }
 
     @inline(__always)
-    private func validated(_ d: Descriptor) throws(VirtqueueError) -> Descriptor {
+    private func validated(_ descriptor: Descriptor) throws(VirtqueueError) -> Descriptor {
+        var d = descriptor
         guard d.length != 0 else { throw .zeroLengthDescriptor }
         guard !d.address.addingReportingOverflow(UInt64(d.length)).overflow else {
             throw .addressOverflow(address: d.address, length: d.length)
         }
-        guard regions.contains(d.address, length: UInt64(d.length)) else {
+        // Common case: one region, and the pointer comes for free. Otherwise adjacent regions.
+        d.host = regions.contiguous(d.address, length: UInt64(d.length))
+        guard d.host != nil || regions.contains(d.address, length: UInt64(d.length)) else {
             throw .bufferOutsideMemory(address: d.address, length: UInt64(d.length))
         }
         return d
     }
 
-    /// Walks the rest of the chain and sums it up, enforcing readable-before-writable and 32-bit totals.
+    /// Walks the rest of the chain and sums it up, enforcing readable-before-writable and 32-bit
+    /// totals. The first `chainCacheCapacity` buffers are kept, translated, in `cache` when each
+    /// lies in one region and the chain is no longer than that, so iteration need not re-read them.
     @inline(__always)
-    mutating func summarize() throws(VirtqueueError) -> ChainSummary {
+    mutating func summarize(into cache: UnsafeMutablePointer<CachedBuffer>) throws(VirtqueueError) -> ChainSummary {
         var summary = ChainSummary()
+        var cached = 0
+        var cacheable = true
         while let d = try next() {
             if d.isWritable {
                 let (sum, overflow) = summary.writableLength.addingReportingOverflow(d.length)
@@ -139,13 +138,17 @@ struct DescriptorWalker {
                 guard !overflow else { throw .chainLengthOverflow }
                 summary.readableLength = sum
             }
+            if cacheable {
+                if cached < chainCacheCapacity, let pointer = d.host {
+                    // Safe: `cache` has chainCacheCapacity entries for this id.
+                    cache[cached] = CachedBuffer(pointer: pointer, length: d.length, isWritable: d.isWritable)
+                    cached += 1
+                } else {
+                    cacheable = false
+                }
+            }
         }
+        summary.cachedCount = cacheable ? Int8(cached) : -1
         return summary
     }
-}
-
-/// Byte totals of a validated chain.
-struct ChainSummary {
-    var readableLength: UInt32 = 0
-    var writableLength: UInt32 = 0
 }

@@ -1,10 +1,13 @@
 /// One buffer a driver puts in a chain: guest-physical address, length and direction.
 public struct DriverBuffer: Hashable, Sendable {
+    /// Guest-physical address of the first byte.
     public var address: UInt64
+    /// Length in bytes.
     public var length: UInt32
     /// Device-writable (the device fills it) rather than device-readable.
     public var isWritable: Bool
 
+    /// Describes a buffer; nothing is validated (tests post invalid ones on purpose).
     public init(address: UInt64, length: UInt32, isWritable: Bool) {
         self.address = address
         self.length = length
@@ -18,6 +21,12 @@ public struct UsedBuffer: Hashable, Sendable {
     public var id: UInt16
     /// Bytes the device reports written.
     public var length: UInt32
+
+    /// A used entry (for comparisons in tests).
+    public init(id: UInt16, length: UInt32) {
+        self.id = id
+        self.length = length
+    }
 }
 
 /// Why a driver-side queue could not post or reap.

@@ -5,8 +5,11 @@ import CVMMPlatform
 ///
 /// Thread-safety: not thread-safe; one owner thread.
 public final class DriverPackedQueue {
+    /// Queue size (descriptors).
     public let size: Int
+    /// The memory the rings and buffers live in.
     public let memory: GuestMemory
+    /// Where the rings are (guest-physical).
     public let addresses: RingAddresses
     let eventIndex: Bool
     let ring: UnsafeMutableRawPointer
@@ -36,7 +39,7 @@ public final class DriverPackedQueue {
         self.size = size
         self.memory = memory
         self.addresses = addresses
-        eventIndex = features.contains(.eventIndex)
+        eventIndex = features.contains(.ringEventIndex)
         freeIDs = .allocate(capacity: size)
         for i in 0..<size { (freeIDs + i).initialize(to: UInt16(size - 1 - i)) }
         freeIDCount = size

@@ -6,19 +6,25 @@ import CVMMPlatform
 ///
 /// Thread-safety: not thread-safe; one owner thread.
 public final class DriverSplitQueue {
+    /// Queue size (descriptors).
     public let size: Int
+    /// The memory the rings and buffers live in.
     public let memory: GuestMemory
+    /// Where the rings are (guest-physical).
     public let addresses: RingAddresses
     let eventIndex: Bool
     let descriptors: UnsafeMutableRawPointer
     let avail: UnsafeMutableRawPointer
     let used: UnsafeMutableRawPointer
     let mask: UInt16
-    let freeStack: UnsafeMutablePointer<UInt16>
+    /// Free descriptors form a list linked through `shadowNext` (as in Linux): a chain taken from
+    /// it is already linked, and a completed chain goes back in O(1) by its tail.
+    var freeHead: UInt16 = 0
     var freeCount: Int
     /// Our own copy of each descriptor's `next` link and each head's descriptor count.
     let shadowNext: UnsafeMutablePointer<UInt16>
     let chainCount: UnsafeMutablePointer<UInt16>
+    let chainTail: UnsafeMutablePointer<UInt16>
     var availIndex: UInt16
     var lastUsed: UInt16
     var kickedAt: UInt16
@@ -41,15 +47,15 @@ public final class DriverSplitQueue {
         self.size = size
         self.memory = memory
         self.addresses = addresses
-        eventIndex = features.contains(.eventIndex)
+        eventIndex = features.contains(.ringEventIndex)
         mask = UInt16(truncatingIfNeeded: size - 1)
-        freeStack = .allocate(capacity: size)
-        for i in 0..<size { (freeStack + i).initialize(to: UInt16(size - 1 - i)) }
         freeCount = size
         shadowNext = .allocate(capacity: size)
-        shadowNext.initialize(repeating: 0, count: size)
+        for i in 0..<size { (shadowNext + i).initialize(to: UInt16(truncatingIfNeeded: i + 1)) }
         chainCount = .allocate(capacity: size)
         chainCount.initialize(repeating: 0, count: size)
+        chainTail = .allocate(capacity: size)
+        chainTail.initialize(repeating: 0, count: size)
         availIndex = startIndex
         lastUsed = startIndex
         kickedAt = startIndex
@@ -61,9 +67,9 @@ public final class DriverSplitQueue {
     }
 
     deinit {
-        freeStack.deallocate()
         shadowNext.deallocate()
         chainCount.deallocate()
+        chainTail.deallocate()
     }
 
     /// Free descriptors left.
@@ -93,21 +99,31 @@ public final class DriverSplitQueue {
                     }
                 } catch { throw .outsideMemory(address: table) }
             }
-            head = takeFree()
+            head = freeHead
+            freeHead = shadowNext[Int(head)]
+            freeCount -= 1
+            chainTail[Int(head)] = head
             write(head, DescriptorBytes(address: table, length: UInt32(truncatingIfNeeded: buffers.count * 16),
                                         flags: DescriptorFlag.indirect, next: 0))
             chainCount[Int(head)] = 1
         } else {
-            head = takeFree()
+            head = freeHead
             var current = head
             for (i, buffer) in buffers.enumerated() {
                 let last = i + 1 == buffers.count
-                let next = last ? 0 : takeFree()
+                // The free list is already linked: the next free descriptor is the chain's next.
+                let next = shadowNext[Int(current)]
                 let flags = (buffer.isWritable ? DescriptorFlag.write : 0) | (last ? 0 : DescriptorFlag.next)
-                write(current, DescriptorBytes(address: buffer.address, length: buffer.length, flags: flags, next: next))
-                shadowNext[Int(current)] = next
-                current = next
+                write(current, DescriptorBytes(address: buffer.address, length: buffer.length, flags: flags,
+                                               next: last ? 0 : next))
+                if last {
+                    chainTail[Int(head)] = current
+                    freeHead = next
+                } else {
+                    current = next
+                }
             }
+            freeCount -= buffers.count
             chainCount[Int(head)] = UInt16(truncatingIfNeeded: buffers.count)
         }
         (avail + 4 + Int(availIndex & mask) * 2).storeBytes(of: head.littleEndian, as: UInt16.self)
@@ -136,12 +152,10 @@ public final class DriverSplitQueue {
             throw .unknownUsedID(UInt16(truncatingIfNeeded: rawID))
         }
         let id = UInt16(rawID)
-        var current = id
-        for _ in 0..<Int(chainCount[Int(id)]) {
-            freeStack[freeCount] = current
-            freeCount += 1
-            current = shadowNext[Int(current)]
-        }
+        // The chain is still linked through shadowNext: splice it onto the free list by its tail.
+        shadowNext[Int(chainTail[Int(id)])] = freeHead
+        freeHead = id
+        freeCount += Int(chainCount[Int(id)])
         chainCount[Int(id)] = 0
         lastUsed &+= 1
         return UsedBuffer(id: id, length: length)
@@ -167,12 +181,6 @@ public final class DriverSplitQueue {
     /// Sets or clears `VRING_AVAIL_F_NO_INTERRUPT` (without EVENT_IDX).
     public func suppressInterrupts(_ suppress: Bool) {
         vmm_store_relaxed_u16(avail, (suppress ? SplitRingFlag.noInterrupt : 0).littleEndian)
-    }
-
-    @inline(__always)
-    private func takeFree() -> UInt16 {
-        freeCount -= 1
-        return freeStack[freeCount]
     }
 
     @inline(__always)

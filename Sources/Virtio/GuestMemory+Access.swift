@@ -1,11 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 extension GuestMemory {
     /// Copies `buffer.count` bytes starting at guest-physical `address` into `buffer` (memcpy, so
     /// alignment does not matter; each byte is read once). The range may cross adjacent regions.
@@ -14,7 +6,7 @@ extension GuestMemory {
     public func read(guestPhysical address: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(GuestMemoryError) {
         try copy(address, count: buffer.count) { host, offset, count in
             // Safe: `host` is checked to hold `count` bytes; `offset + count <= buffer.count`.
-            memcpy(buffer.baseAddress! + offset, host, count)
+            (buffer.baseAddress! + offset).copyMemory(from: host, byteCount: count)
         }
     }
 
@@ -24,7 +16,7 @@ extension GuestMemory {
     public func write(guestPhysical address: UInt64, bytes: UnsafeRawBufferPointer) throws(GuestMemoryError) {
         try copy(address, count: bytes.count) { host, offset, count in
             // Safe: as in `read`.
-            memcpy(host, bytes.baseAddress! + offset, count)
+            host.copyMemory(from: bytes.baseAddress! + offset, byteCount: count)
         }
     }
 

@@ -1,18 +1,28 @@
 /// Per-buffer-id bookkeeping a queue keeps in its own memory (never in guest memory): whether an id
-/// is in flight, how many ring slots it occupies and how many bytes the device may write into it.
+/// is in flight, how many ring slots it occupies, how many bytes the device may write into it, and
+/// the buffers pop translated for it.
 /// Allocated once at configure; the queue caches the raw pointers so pop/push touch no ARC.
 final class InFlightTable {
     /// 0 = not in flight; otherwise the chain's descriptor (slot) count.
     let slots: UnsafeMutablePointer<UInt16>
     let writable: UnsafeMutablePointer<UInt32>
+    /// `chainCacheCapacity` translated buffers per id, written by pop; one extra set of entries
+    /// after the last id is scratch space for a packed pop that does not know its id yet.
+    let cache: UnsafeMutablePointer<CachedBuffer>
     let count: Int
+    /// The queue's walk context (see `QueueContext`).
+    let context: UnsafeMutablePointer<QueueContext>
 
-    init(count: Int) {
+    init(count: Int, context: QueueContext) {
         self.count = count
+        self.context = .allocate(capacity: 1)
+        self.context.initialize(to: context)
         slots = .allocate(capacity: count)
         slots.initialize(repeating: 0, count: count)
         writable = .allocate(capacity: count)
         writable.initialize(repeating: 0, count: count)
+        cache = .allocate(capacity: (count + 1) * chainCacheCapacity)
+        cache.initialize(repeating: CachedBuffer(), count: (count + 1) * chainCacheCapacity)
     }
 
     func reset() {
@@ -22,5 +32,7 @@ final class InFlightTable {
     deinit {
         slots.deallocate()
         writable.deallocate()
+        cache.deallocate()
+        context.deallocate()
     }
 }

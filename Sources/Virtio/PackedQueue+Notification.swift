@@ -14,6 +14,8 @@ extension PackedQueue {
     public mutating func needsNotification() -> Bool {
         // Full fence: used flags must be visible before reading the driver's event suppression.
         vmm_fence_seq_cst()
+        // NOTIFY_ON_EMPTY: the driver wants to hear when we run dry, suppression or not.
+        if notifyOnEmpty && inFlightCount == 0 && !isAvailable(nextAvailFlags()) { return true }
         let flags = UInt16(littleEndian: vmm_load_acquire_u16(driverEvent + 2)) & 3
         guard eventIndex else { return flags != PackedEventFlag.disable }
         let old = signalledUsed
@@ -40,8 +42,14 @@ extension PackedQueue {
         writeDeviceEvent(eventIndex ? PackedEventFlag.desc : PackedEventFlag.enable)
         // Full fence: the driver must see the request before we re-check the ring.
         vmm_fence_seq_cst()
-        let flags = UInt16(littleEndian: vmm_load_acquire_u16(ring + Int(nextAvail) &* 16 + 14))
-        return isAvailable(flags)
+        return isAvailable(nextAvailFlags())
+    }
+
+    /// The flags of the next slot to pop (acquire: the rest of the descriptor is read after).
+    @inline(__always)
+    func nextAvailFlags() -> UInt16 {
+        // Safe: nextAvail < size; the ring holds 16 × size bytes.
+        UInt16(littleEndian: vmm_load_acquire_u16(ring + Int(nextAvail) &* 16 + 14))
     }
 
     public mutating func disableNotifications() {
@@ -49,10 +57,4 @@ extension PackedQueue {
         writeDeviceEvent(PackedEventFlag.disable)
     }
 
-    /// Chains popped and not yet pushed.
-    public var inFlightCount: Int {
-        var count = 0
-        for i in 0..<size where slots[i] != 0 { count += 1 }
-        return count
-    }
 }

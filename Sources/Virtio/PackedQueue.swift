@@ -5,8 +5,11 @@ import CVMMPlatform
 /// Buffer ids are checked against the queue size and against the queue's own in-flight table before
 /// any use; completions are matched by that table, never by trusting guest data.
 ///
-/// Thread-safety: a value type; one owner thread at a time.
-public struct PackedQueue: DeviceQueue {
+/// Thread-safety: a value type owned by one thread at a time; it may be handed to another thread
+/// (hence `Sendable`), but two copies must never be used (the in-flight table is shared between
+/// copies).
+public struct PackedQueue: DeviceQueue, @unchecked Sendable {
+    /// Queue size (descriptors).
     public let size: Int
     /// Where the descriptor ring and the two event-suppression areas are.
     public let addresses: RingAddresses
@@ -14,11 +17,14 @@ public struct PackedQueue: DeviceQueue {
     public let features: VirtioFeatures
     /// The memory the cached pointers point into.
     public let memory: GuestMemory
+    /// The first error a `pop()` threw; the queue is unusable from then on.
     public private(set) var brokenReason: VirtqueueError?
 
     let inFlight: InFlightTable
     let slots: UnsafeMutablePointer<UInt16>
     let writable: UnsafeMutablePointer<UInt32>
+    let cacheBase: UnsafeMutablePointer<CachedBuffer>
+    let context: UnsafeMutablePointer<QueueContext>
     let regions: RegionTable
     let ring: UnsafeMutableRawPointer
     /// Driver event suppression (the device reads it).
@@ -26,6 +32,7 @@ public struct PackedQueue: DeviceQueue {
     /// Device event suppression (the device writes it).
     let deviceEvent: UnsafeMutableRawPointer
     let eventIndex: Bool
+    let notifyOnEmpty: Bool
     let indirect: Bool
 
     var nextAvail: UInt16 = 0
@@ -38,6 +45,8 @@ public struct PackedQueue: DeviceQueue {
     var signalledUsed: UInt16 = 0
     var signalledValid = false
     var notificationsEnabled = true
+    /// Chains popped and not yet staged for completion.
+    public private(set) var inFlightCount = 0
 
     /// Configures a packed queue of `size` descriptors (1…32768) at `addresses` in `memory`.
     /// Positions start at 0 with both wrap counters 1.
@@ -53,13 +62,20 @@ public struct PackedQueue: DeviceQueue {
         driverEvent = try addresses.translate(.driverArea, in: memory, alignment: 4, length: 4)
         deviceEvent = try addresses.translate(.deviceArea, in: memory, alignment: 4, length: 4)
         regions = memory.table
-        inFlight = InFlightTable(count: size)
+        let indirectAllowed = features.contains(.ringIndirectDescriptors)
+        inFlight = InFlightTable(count: size, context: QueueContext(
+            regions: regions, ring: ring, queueSize: UInt16(truncatingIfNeeded: size), layout: .packed,
+            indirectAllowed: indirectAllowed))
+        context = inFlight.context
         slots = inFlight.slots
         writable = inFlight.writable
-        eventIndex = features.contains(.eventIndex)
-        indirect = features.contains(.indirectDescriptors)
+        cacheBase = inFlight.cache
+        eventIndex = features.contains(.ringEventIndex)
+        notifyOnEmpty = features.contains(.notifyOnEmpty)
+        indirect = features.contains(.ringIndirectDescriptors)
     }
 
+    @inline(__always)
     public mutating func pop() throws(VirtqueueError) -> Chain? {
         if let brokenReason { throw brokenReason }
         do {
@@ -77,20 +93,35 @@ public struct PackedQueue: DeviceQueue {
         // Acquire: the rest of the descriptor is read only after its flags say it is available.
         let flags = UInt16(littleEndian: vmm_load_acquire_u16(head + 14))
         guard isAvailable(flags) else { return nil }
-        let start = DescriptorWalker(regions: regions, ring: ring, queueSize: size, layout: .packed,
-                                     indirectAllowed: indirect, start: nextAvail)
-        var walker = start
-        let summary = try walker.summarize()
-        // The spec puts the buffer id in the last descriptor of the chain.
-        let id = walker.lastID
+        let start = WalkStart(context: context, head: nextAvail)
+        // The id is known only at the end of the walk: translate into the scratch entries, then
+        // move them to the id's entries once the id is validated.
+        let scratch = cacheBase + size &* chainCacheCapacity
+        let summary: ChainSummary
+        let count: UInt16
+        let id: UInt16
+        if let direct = try summarizeDirect(cache: scratch) {
+            (summary, count, id) = direct
+        } else {
+            var walker = DescriptorWalker(start)
+            summary = try walker.summarize(into: scratch)
+            count = walker.directCount
+            // The spec puts the buffer id in the last descriptor of the chain.
+            id = walker.lastID
+        }
         guard Int(id) < size else { throw .bufferIDOutOfRange(id: id, queueSize: size) }
         guard slots[Int(id)] == 0 else { throw .bufferInUse(id: id) }
-        let count = walker.directCount
-        slots[Int(id)] = UInt16(truncatingIfNeeded: count)
+        slots[Int(id)] = count
+        inFlightCount &+= 1
+        let cache = cacheBase + Int(id) &* chainCacheCapacity
+        if summary.cachedCount > 0 {
+            // Safe: both ranges hold chainCacheCapacity entries and do not overlap (id < size).
+            cache.update(from: scratch, count: Int(summary.cachedCount))
+        }
         writable[Int(id)] = summary.writableLength
-        advance(&nextAvail, &availWrap, by: count)
+        advance(&nextAvail, &availWrap, by: Int(count))
         if eventIndex && notificationsEnabled { writeDeviceEvent(PackedEventFlag.desc) }
-        return Chain(id: id, descriptorCount: count, summary: summary, walkerStart: start)
+        return Chain(id: id, slots: count, summary: summary, start: start, cache: cache)
     }
 
     @inline(__always)
@@ -111,11 +142,13 @@ public struct PackedQueue: DeviceQueue {
         position = UInt16(truncatingIfNeeded: next)
     }
 
+    @inline(__always)
     public mutating func push(_ chain: Chain, written: UInt32) throws(VirtqueueError) {
         try stage(id: chain.id, written: written)
         publishUsed()
     }
 
+    @inline(__always)
     public mutating func stage(_ chain: Chain, written: UInt32) throws(VirtqueueError) {
         try stage(id: chain.id, written: written)
     }
@@ -124,6 +157,7 @@ public struct PackedQueue: DeviceQueue {
     /// descriptor's flags are written last, by `publishUsed()`, so the driver never sees half a batch.
     ///
     /// - Throws: `.notInFlight` if `id` was not popped (or already pushed), `.writtenExceedsWritable`.
+    @inline(__always)
     public mutating func stage(id: UInt16, written: UInt32) throws(VirtqueueError) {
         guard Int(id) < size, slots[Int(id)] != 0 else { throw .notInFlight(id: id) }
         guard written <= writable[Int(id)] else {
@@ -131,6 +165,7 @@ public struct PackedQueue: DeviceQueue {
         }
         let count = Int(slots[Int(id)])
         slots[Int(id)] = 0
+        inFlightCount &-= 1
         // Safe: nextUsed < size; the ring holds 16 × size bytes.
         let descriptor = ring + Int(nextUsed) &* 16
         descriptor.storeBytes(of: written.littleEndian, toByteOffset: 8, as: UInt32.self)
@@ -148,6 +183,7 @@ public struct PackedQueue: DeviceQueue {
         advance(&nextUsed, &usedWrap, by: count)
     }
 
+    @inline(__always)
     public mutating func publishUsed() {
         guard stagedCount != 0, let first = stagedFirst else { return }
         vmm_store_release_u16(first + 14, stagedFirstFlags.littleEndian)
@@ -178,5 +214,6 @@ public struct PackedQueue: DeviceQueue {
         stagedFirst = nil
         signalledValid = false
         inFlight.reset()
+        inFlightCount = 0
     }
 }

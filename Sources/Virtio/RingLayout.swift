@@ -52,11 +52,16 @@ public struct RingAddresses: Hashable, Sendable {
         case frontendUser
     }
 
+    /// Descriptor table (split) or descriptor ring (packed); 16-aligned.
     public var descriptorTable: UInt64
+    /// Available ring (split, 2-aligned) or driver event-suppression area (packed, 4-aligned).
     public var driverArea: UInt64
+    /// Used ring (split, 4-aligned) or device event-suppression area (packed, 4-aligned).
     public var deviceArea: UInt64
+    /// The address space of the three addresses.
     public var space: Space
 
+    /// Collects the three addresses; they are validated when a queue is configured.
     public init(descriptorTable: UInt64, driverArea: UInt64, deviceArea: UInt64, space: Space = .guestPhysical) {
         self.descriptorTable = descriptorTable
         self.driverArea = driverArea

@@ -10,6 +10,11 @@ extension SplitQueue {
     public mutating func needsNotification() -> Bool {
         // Full fence: the used index store must be visible before reading the driver's wishes.
         vmm_fence_seq_cst()
+        // NOTIFY_ON_EMPTY: the driver wants to hear when we run dry, suppression or not.
+        if notifyOnEmpty && inFlightCount == 0
+            && UInt16(littleEndian: vmm_load_acquire_u16(avail + 2)) == lastAvail {
+            return true
+        }
         guard eventIndex else {
             return UInt16(littleEndian: vmm_load_relaxed_u16(avail)) & SplitRingFlag.noInterrupt == 0
         }

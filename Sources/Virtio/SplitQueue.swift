@@ -6,9 +6,12 @@ import CVMMPlatform
 /// configure and cached; pop and push then touch only cached raw pointers and the queue's own state.
 /// Indices in guest memory are read with acquire and published with release, per the spec.
 ///
-/// Thread-safety: a value type; one owner thread at a time. The guest writes the rings concurrently,
-/// which is what the atomics and the copy-then-validate rules are for.
-public struct SplitQueue: DeviceQueue {
+/// Thread-safety: a value type owned by one thread at a time; it may be handed to another thread
+/// (hence `Sendable`), but two copies must never be used (the in-flight table is shared between
+/// copies). The guest writes the rings concurrently, which is what the atomics and the
+/// copy-then-validate rules are for.
+public struct SplitQueue: DeviceQueue, @unchecked Sendable {
+    /// Queue size (descriptors).
     public let size: Int
     /// Where the rings are.
     public let addresses: RingAddresses
@@ -16,17 +19,21 @@ public struct SplitQueue: DeviceQueue {
     public let features: VirtioFeatures
     /// The memory the cached pointers point into; held so they stay valid.
     public let memory: GuestMemory
+    /// The first error a `pop()` threw; the queue is unusable from then on.
     public private(set) var brokenReason: VirtqueueError?
 
     let inFlight: InFlightTable
     let slots: UnsafeMutablePointer<UInt16>
     let writable: UnsafeMutablePointer<UInt32>
+    let cacheBase: UnsafeMutablePointer<CachedBuffer>
+    let context: UnsafeMutablePointer<QueueContext>
     let regions: RegionTable
     let descriptors: UnsafeMutableRawPointer
     let avail: UnsafeMutableRawPointer
     let used: UnsafeMutableRawPointer
     let mask: UInt16
     let eventIndex: Bool
+    let notifyOnEmpty: Bool
     let indirect: Bool
 
     var lastAvail: UInt16 = 0
@@ -37,6 +44,8 @@ public struct SplitQueue: DeviceQueue {
     var signalledUsed: UInt16 = 0
     var signalledValid = false
     var notificationsEnabled = true
+    /// Chains popped and not yet staged for completion.
+    public private(set) var inFlightCount = 0
 
     /// Configures a split queue of `size` descriptors at `addresses` in `memory`.
     ///
@@ -56,16 +65,23 @@ public struct SplitQueue: DeviceQueue {
         avail = try addresses.translate(.driverArea, in: memory, alignment: 2, length: 6 + 2 * q)
         used = try addresses.translate(.deviceArea, in: memory, alignment: 4, length: 6 + 8 * q)
         regions = memory.table
-        inFlight = InFlightTable(count: size)
+        let indirectAllowed = features.contains(.ringIndirectDescriptors)
+        inFlight = InFlightTable(count: size, context: QueueContext(
+            regions: regions, ring: descriptors, queueSize: UInt16(truncatingIfNeeded: size), layout: .split,
+            indirectAllowed: indirectAllowed))
+        context = inFlight.context
         slots = inFlight.slots
         writable = inFlight.writable
+        cacheBase = inFlight.cache
         mask = UInt16(truncatingIfNeeded: size - 1)
-        eventIndex = features.contains(.eventIndex)
-        indirect = features.contains(.indirectDescriptors)
+        eventIndex = features.contains(.ringEventIndex)
+        notifyOnEmpty = features.contains(.notifyOnEmpty)
+        indirect = features.contains(.ringIndirectDescriptors)
         usedIndex = UInt16(littleEndian: vmm_load_acquire_u16(used + 2))
         signalledUsed = usedIndex
     }
 
+    @inline(__always)
     public mutating func pop() throws(VirtqueueError) -> Chain? {
         if let brokenReason { throw brokenReason }
         do {
@@ -93,22 +109,33 @@ public struct SplitQueue: DeviceQueue {
         let head = UInt16(littleEndian: (avail + 4 + slot &* 2).load(as: UInt16.self))
         guard Int(head) < size else { throw .descriptorIndexOutOfRange(index: head, limit: size) }
         guard slots[Int(head)] == 0 else { throw .bufferInUse(id: head) }
-        let start = DescriptorWalker(regions: regions, ring: descriptors, queueSize: size, layout: .split,
-                                     indirectAllowed: indirect, start: head)
-        var walker = start
-        let summary = try walker.summarize()
-        slots[Int(head)] = UInt16(truncatingIfNeeded: walker.directCount)
+        let start = WalkStart(context: context, head: head)
+        // Cache entries by head: unique while in flight.
+        let cache = cacheBase + Int(head) &* chainCacheCapacity
+        let summary: ChainSummary
+        let count: UInt16
+        if let direct = try summarizeDirect(head: head, cache: cache) {
+            (summary, count) = direct
+        } else {
+            var walker = DescriptorWalker(start)
+            summary = try walker.summarize(into: cache)
+            count = walker.directCount
+        }
+        slots[Int(head)] = count
+        inFlightCount &+= 1
         writable[Int(head)] = summary.writableLength
         lastAvail &+= 1
         if eventIndex && notificationsEnabled { writeAvailEvent() }
-        return Chain(id: head, descriptorCount: walker.directCount, summary: summary, walkerStart: start)
+        return Chain(id: head, slots: count, summary: summary, start: start, cache: cache)
     }
 
+    @inline(__always)
     public mutating func push(_ chain: Chain, written: UInt32) throws(VirtqueueError) {
         try stage(id: chain.id, written: written)
         publishUsed()
     }
 
+    @inline(__always)
     public mutating func stage(_ chain: Chain, written: UInt32) throws(VirtqueueError) {
         try stage(id: chain.id, written: written)
     }
@@ -116,12 +143,14 @@ public struct SplitQueue: DeviceQueue {
     /// Stages completion of the chain whose head is `id` (for devices that keep only the id).
     ///
     /// - Throws: `.notInFlight` if `id` was not popped (or already pushed), `.writtenExceedsWritable`.
+    @inline(__always)
     public mutating func stage(id: UInt16, written: UInt32) throws(VirtqueueError) {
         guard Int(id) < size, slots[Int(id)] != 0 else { throw .notInFlight(id: id) }
         guard written <= writable[Int(id)] else {
             throw .writtenExceedsWritable(written: written, writable: writable[Int(id)])
         }
         slots[Int(id)] = 0
+        inFlightCount &-= 1
         // Safe: slot < size; the used ring holds 4 + 8 × size bytes, 4-aligned.
         let element = used + 4 + Int((usedIndex &+ staged) & mask) &* 8
         element.storeBytes(of: UInt32(id).littleEndian, as: UInt32.self)
@@ -129,6 +158,7 @@ public struct SplitQueue: DeviceQueue {
         staged &+= 1
     }
 
+    @inline(__always)
     public mutating func publishUsed() {
         guard staged != 0 else { return }
         usedIndex &+= staged
@@ -150,12 +180,7 @@ public struct SplitQueue: DeviceQueue {
         signalledUsed = usedIndex
         signalledValid = false
         inFlight.reset()
+        inFlightCount = 0
     }
 
-    /// Chains popped and not yet pushed.
-    public var inFlightCount: Int {
-        var count = 0
-        for i in 0..<size where slots[i] != 0 { count += 1 }
-        return count
-    }
 }

@@ -9,6 +9,7 @@ public struct VringLoopbackBenchmark {
         case split, packed
     }
 
+    /// The ring layout exercised.
     public let layout: Layout
     /// Descriptors per chain (the last one device-writable when more than one).
     public let descriptorsPerChain: Int
@@ -21,9 +22,12 @@ public struct VringLoopbackBenchmark {
     /// Lays out a queue of `queueSize` at the start of `memory`'s first region (which needs
     /// 16 × queueSize + 8 × queueSize + 64 KiB or so) and buffers after it.
     ///
-    /// - Throws: `VirtqueueError` or `DriverQueueError` if the memory is too small.
+    /// - Throws: `VirtqueueError` or `DriverQueueError` if the memory is too small;
+    ///   `VirtqueueError.invalidQueueSize` also if `memory` has no region (or one above 2^62),
+    ///   `descriptorsPerChain` is not in 1…16 or `queueSize` not in 1…32768.
     public init(memory: GuestMemory, layout: Layout, descriptorsPerChain: Int, queueSize: Int = 256) throws {
-        guard let region = memory.regions.first, (1...16).contains(descriptorsPerChain) else {
+        guard let region = memory.regions.first, (1...16).contains(descriptorsPerChain),
+              (1...maximumQueueSize).contains(queueSize), region.guestPhysicalAddress < 1 << 62 else {
             throw VirtqueueError.invalidQueueSize(queueSize)
         }
         self.layout = layout
@@ -39,7 +43,7 @@ public struct VringLoopbackBenchmark {
             buffers.append(DriverBuffer(address: data + UInt64(i) * 512, length: writable ? 1 : 64, isWritable: writable))
         }
         self.buffers = buffers
-        let features: VirtioFeatures = [.eventIndex, .indirectDescriptors, .version1]
+        let features: VirtioFeatures = [.ringEventIndex, .ringIndirectDescriptors, .version1]
         switch layout {
         case .split:
             let driver = try DriverSplitQueue(memory: memory, size: queueSize, addresses: addresses, features: features)

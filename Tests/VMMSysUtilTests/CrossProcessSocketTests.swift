@@ -108,4 +108,33 @@ private func childPattern(_ index: Int) -> UInt8 { UInt8(truncatingIfNeeded: ind
         }
         #expect(status == 1)
     }
+
+    /// Kick and call notifiers cross the socket; the peer waits on the kick and answers on the call.
+    @Test(arguments: EventNotifierBackend.availableBackends)
+    func notifiersCrossTheSocket(backend: EventNotifierBackend) throws {
+        let rounds = 200
+        let leaked = try descriptorsLeaked {
+            let kick = try EventNotifier(backend: backend)
+            let call = try EventNotifier(backend: backend)
+            let status = try withSocketPeer(["notifiers", String(rounds)]) { socket in
+                // For pipes the peer needs the kick's read end and the call's write end; for an
+                // eventfd both are the same descriptor.
+                try socket.send([0x4E], fds: [kick.waitDescriptor, call.notifyDescriptor])
+                for round in 0..<rounds {
+                    try kick.notify()
+                    // Bounded: a peer that stopped answering fails the test instead of hanging it.
+                    var ready = pollfd(fd: call.waitDescriptor, events: Int16(POLLIN), revents: 0)
+                    guard poll(&ready, 1, 10_000) == 1 else {
+                        Issue.record("no call from the peer in round \(round)")
+                        return
+                    }
+                    try call.wait()
+                }
+                let flags = try SocketTesting.receiveBytes(socket, count: 2).bytes
+                #expect(flags == [1, 1], "received notifier fds were not close-on-exec in the peer")
+            }
+            #expect(status == 0)
+        }
+        #expect(leaked.leaked == 0)
+    }
 }

@@ -36,8 +36,17 @@ public struct PeerProcess: Sendable {
         #endif
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        for (parent, child) in descriptors {
-            posix_spawn_file_actions_adddup2(&actions, parent, child)
+        // dup2(fd, fd) is a no-op that would leave FD_CLOEXEC set, and a later pair could
+        // overwrite an earlier source: first copy every source above the children's numbers.
+        var staged: [Int32] = []
+        defer { staged.forEach { close($0) } }
+        for (parent, _) in descriptors {
+            let copy = fcntl(parent, F_DUPFD_CLOEXEC, 64)
+            guard copy >= 0 else { throw SpawnError.spawnFailed(errno) }
+            staged.append(copy)
+        }
+        for (copy, (_, child)) in zip(staged, descriptors) {
+            posix_spawn_file_actions_adddup2(&actions, copy, child)
         }
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }

@@ -1,5 +1,6 @@
 import Testing
 import VhostUser
+import Virtio
 
 /// Feature bit numbers against the digest (§4.1, §4.2).
 @Suite struct FeatureTests {

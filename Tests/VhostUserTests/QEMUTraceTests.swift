@@ -1,6 +1,7 @@
 import Testing
 import VMMTestSupport
 import VhostUser
+import Virtio
 
 /// The QEMU 7.2 vhost-user-blk session recorded in peers/qemu-7.2-blk-handshake.txt (section C,
 /// plus section D's SET_MEM_TABLE), rebuilt field by field from the trace, must decode message by

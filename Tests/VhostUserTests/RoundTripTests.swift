@@ -120,6 +120,37 @@ import VhostUser
         #expect(openFileDescriptorCount() == before)
     }
 
+    @Test func deviceStateReplyCarriesAnFdUnlessBitEight() throws {
+        let before = openFileDescriptorCount()
+        for (value, count) in [(UInt64(0), 1), (0x100, 0), (0x101, 0)] {
+            var bytes: [UInt8] = []
+            try Message.encodeReply(to: .setDeviceStateFD, .u64(value), into: &bytes)
+            let (header, payload) = try split(bytes)
+            let fds = openDescriptors(count)
+            var reply = try withBytes(payload) { raw throws(ProtocolError) in
+                try Reply.deviceState(header: header, payload: raw, descriptors: MessageDescriptors(adopting: fds))
+            }
+            let error = reply.error
+            let fd = reply.takeDescriptor()
+            #expect(error == UInt8(value & 0xff))
+            #expect(number(of: fd) == fds.first)
+        }
+        #expect(openFileDescriptorCount() == before)
+    }
+
+    @Test func messagesCanBeBuiltDirectlyWithTheirDescriptors() throws {
+        let before = openFileDescriptorCount()
+        let message = try Message(
+            .setVringCall(VringFileIndex(index: 0, hasFile: true)),
+            descriptors: MessageDescriptors(adopting: openDescriptors(1)))
+        #expect(message.descriptors.count == 1)
+        _ = consume message
+        #expect(throws: ProtocolError.missingDescriptors(request: .frontend(.setMemTable), expected: 1, received: 0)) {
+            _ = try Message(.setMemTable(MemoryTable(regions: [traceRegion])))
+        }
+        #expect(openFileDescriptorCount() == before)
+    }
+
     @Test func backendChannelAckRoundTrips() throws {
         var bytes: [UInt8] = []
         try Message.encodeReply(to: BackendRequest.sharedObjectLookup, .u64(0), into: &bytes)

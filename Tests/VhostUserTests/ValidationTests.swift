@@ -246,6 +246,25 @@ import VhostUser
         #expect(openFileDescriptorCount() == before)
     }
 
+    @Test func deviceStateReplyRules() throws {
+        let before = openFileDescriptorCount()
+        let cases: [(UInt64, Int, ProtocolError)] = [
+            (0, 0, .missingDescriptors(request: .frontend(.setDeviceStateFD), expected: 1, received: 0)),
+            (0x100, 1, .unexpectedDescriptors(request: .frontend(.setDeviceStateFD), expected: 0, received: 1)),
+            (0x200, 1, .reservedBits(request: .frontend(.setDeviceStateFD), value: 0x200)),
+        ]
+        for (value, count, error) in cases {
+            let (header, payload) = try split(wire(42, flags: 0x5, Bytes().u64(value)))
+            let fds = openDescriptors(count)
+            #expect(throws: error) {
+                try withBytes(payload) { raw throws(ProtocolError) in
+                    _ = try Reply.deviceState(header: header, payload: raw, descriptors: MessageDescriptors(adopting: fds))
+                }
+            }
+        }
+        #expect(openFileDescriptorCount() == before)
+    }
+
     @Test func encoderRefusesMoreThanEightRegions() {
         var buffer: [UInt8] = []
         let table = MemoryTable(regions: Array(repeating: traceRegion, count: 9))

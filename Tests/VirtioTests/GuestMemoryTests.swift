@@ -107,7 +107,7 @@ import Virtio
     }
 
     func makeDevice(_ layout: VringLoopbackBenchmark.Layout, _ memory: GuestMemory) throws -> any DeviceQueue {
-        let features: VirtioFeatures = [.indirectDescriptors]
+        let features: VirtioFeatures = [.ringIndirectDescriptors]
         switch layout {
         case .split: return try SplitQueue(memory: memory, size: 8, addresses: standardAddresses(), features: features)
         case .packed: return try PackedQueue(memory: memory, size: 8, addresses: standardAddresses(), features: features)
@@ -115,7 +115,7 @@ import Virtio
     }
 
     func makeDriver(_ layout: VringLoopbackBenchmark.Layout, _ memory: GuestMemory) throws -> any DriverQueue {
-        let features: VirtioFeatures = [.indirectDescriptors]
+        let features: VirtioFeatures = [.ringIndirectDescriptors]
         switch layout {
         case .split: return try DriverSplitQueue(memory: memory, size: 8, addresses: standardAddresses(), features: features)
         case .packed: return try DriverPackedQueue(memory: memory, size: 8, addresses: standardAddresses(), features: features)

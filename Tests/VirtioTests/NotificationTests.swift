@@ -51,7 +51,7 @@ import Virtio
     }
 
     @Test func splitEventIndex() throws {
-        var (device, driver) = try split([.eventIndex])
+        var (device, driver) = try split([.ringEventIndex])
         try roundTrip(&device, driver)
         let decision6 = device.needsNotification()         // first decision: always
         #expect(decision6)
@@ -85,7 +85,7 @@ import Virtio
     }
 
     @Test func splitAvailEventSuppressesKicks() throws {
-        var (device, driver) = try split([.eventIndex])
+        var (device, driver) = try split([.ringEventIndex])
         try driver.post(buffer, indirectTable: nil)
         #expect(driver.needsKick())                  // avail_event = 0 initially: first post crosses it
         _ = try #require(try device.pop())           // device writes avail_event = 1
@@ -129,7 +129,7 @@ import Virtio
     }
 
     @Test func packedEventIndex() throws {
-        var (device, driver) = try packed([.eventIndex])
+        var (device, driver) = try packed([.ringEventIndex])
         driver.setDriverEvent(flags: 2, offWrap: 0x8000 | 3)  // notify when used slot 3 (lap 1) is written
         try roundTrip(&device, driver)               // next used 0 -> 1
         let decision19 = device.needsNotification()          // first decision: always
@@ -165,7 +165,7 @@ import Virtio
     }
 
     @Test func packedDeviceEventDescMode() throws {
-        var (device, driver) = try packed([.eventIndex])
+        var (device, driver) = try packed([.ringEventIndex])
         let decision28 = device.enableNotifications()       // writes DESC with our next slot (0, wrap 1)
         #expect(!decision28)
         try driver.post(buffer, indirectTable: nil)

@@ -7,7 +7,7 @@ struct SplitRig {
     var availIndex: UInt16 = 0
     var queue: SplitQueue
 
-    init(features: VirtioFeatures = [.indirectDescriptors, .eventIndex], memory: GuestMemory? = nil) throws {
+    init(features: VirtioFeatures = [.ringIndirectDescriptors, .ringEventIndex], memory: GuestMemory? = nil) throws {
         let memory = try memory ?? standardMemory()
         self.memory = memory
         queue = try SplitQueue(memory: memory, size: size, addresses: standardAddresses(), features: features)
@@ -43,7 +43,7 @@ struct PackedRig {
     static let avail: UInt16 = 1 << 7
     static let used: UInt16 = 1 << 15
 
-    init(features: VirtioFeatures = [.indirectDescriptors, .eventIndex, .ringPacked]) throws {
+    init(features: VirtioFeatures = [.ringIndirectDescriptors, .ringEventIndex, .ringPacked]) throws {
         let memory = try standardMemory()
         self.memory = memory
         queue = try PackedQueue(memory: memory, size: size, addresses: standardAddresses(), features: features)

@@ -4,7 +4,7 @@ import Virtio
 
 /// Driver → device → driver round trips with random chains, both layouts.
 @Suite struct RoundTripTests {
-    static let features: VirtioFeatures = [.indirectDescriptors, .eventIndex, .version1]
+    static let features: VirtioFeatures = [.ringIndirectDescriptors, .ringEventIndex, .version1]
 
     @Test(arguments: VringLoopbackBenchmark.Layout.allCases)
     func randomChainsRoundTrip(layout: VringLoopbackBenchmark.Layout) async throws {
@@ -98,3 +98,18 @@ import Virtio
     }
 }
 
+
+@Suite struct LoopbackBenchmarkTests {
+    @Test(arguments: VringLoopbackBenchmark.Layout.allCases, [1, 3])
+    func completesEveryRoundTrip(layout: VringLoopbackBenchmark.Layout, descriptors: Int) throws {
+        var bench = try VringLoopbackBenchmark(memory: try standardMemory(), layout: layout, descriptorsPerChain: descriptors)
+        try bench.runIterations(1000)   // four laps of a 256-entry ring
+        // Per chain: the buffers' bytes (64 per readable, 1 writable) plus 16 bytes read.
+        let perChain: UInt64 = descriptors == 1 ? 80 : 145
+        let expected: UInt64 = 1000 * perChain
+        #expect(bench.checksum == expected)
+        #expect(throws: VirtqueueError.invalidQueueSize(256)) {
+            try VringLoopbackBenchmark(memory: try standardMemory(), layout: layout, descriptorsPerChain: 0)
+        }
+    }
+}

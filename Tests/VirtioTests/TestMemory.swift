@@ -1,26 +1,10 @@
 import Virtio
 import VMMSysUtil
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
-struct TestSetupError: Error, CustomStringConvertible {
-    var description: String
-}
-
-/// A shared mapping of `size` bytes backed by an unlinked temporary file (portable, no memfd needed).
+/// A shared mapping of `size` bytes from the default `SharedMemory` backend (so the CI backend
+/// matrix covers it); the fd closes when the `SharedMemory` goes, the mapping stays.
 func makeMapping(size: Int) throws -> MemoryMapping {
-    var template = Array("/tmp/virtio-test-XXXXXX".utf8CString)
-    let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-    guard fd >= 0 else { throw TestSetupError(description: "mkstemp failed") }
-    defer { close(fd) }
-    template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
-    guard ftruncate(fd, off_t(size)) == 0 else { throw TestSetupError(description: "ftruncate failed") }
-    return try MemoryMapping(fd: fd, size: UInt64(size))
+    try SharedMemory(size: size).mapping
 }
 
 /// Guest memory made of regions `(guest-physical address, size)`, each in its own mapping.
@@ -54,7 +38,7 @@ func describe(_ chain: Chain, in memory: GuestMemory) throws -> [DriverBuffer] {
     var buffers = chain.buffers()
     while let piece = try buffers.next() {
         guard let base = piece.bytes.baseAddress, let address = guestAddress(of: base, in: memory) else {
-            throw TestSetupError(description: "piece outside memory")
+            throw GuestMemoryError.outsideMemory(address: 0, length: UInt64(piece.bytes.count))
         }
         result.append(DriverBuffer(address: address, length: UInt32(piece.bytes.count), isWritable: piece.isWritable))
     }

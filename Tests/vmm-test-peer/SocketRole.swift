@@ -11,6 +11,9 @@ import VMMSysUtil
 /// - `memory`: receive one message `[size: UInt64 LE][offset: UInt64 LE]` carrying one memory fd;
 ///   map `[offset, offset + size)`, check the parent's pattern, overwrite it with the reply pattern,
 ///   then send the ack `[ok, receivedFDWasCloseOnExec]` (two bytes, 1 or 0).
+/// - `notifiers ROUNDS`: receive one byte carrying a kick and a call descriptor (EventNotifier ends);
+///   ROUNDS times wait on the kick and notify the call; then send
+///   `[kickWasCloseOnExec, callWasCloseOnExec]`.
 ///
 /// Every wait is bounded by SO_RCVTIMEO, so a broken parent makes this exit rather than hang.
 func runSocketRole(_ arguments: [String]) -> Int32 {
@@ -23,6 +26,12 @@ func runSocketRole(_ arguments: [String]) -> Int32 {
     switch arguments.first {
     case "memory":
         return runMemoryScenario(socket)
+    case "notifiers":
+        guard arguments.count == 2, let rounds = Int(arguments[1]), rounds >= 0 else {
+            report("vmm-test-peer socket notifiers: expected a round count, got \(arguments)")
+            return 2
+        }
+        return runNotifierScenario(socket, rounds: rounds)
     default:
         report("vmm-test-peer socket: no scenario \(arguments)")
         return 2
@@ -69,4 +78,32 @@ private func runMemoryScenario(_ socket: ScmSocket) -> Int32 {
         return 1
     }
     return ok == 1 ? 0 : 1
+}
+
+/// `notifiers ROUNDS`: receive one byte carrying two fds, a kick (we wait on it) and a call (we
+/// notify it); then ROUNDS times: wait for a kick, notify the call. Finally send
+/// `[kickWasCloseOnExec, callWasCloseOnExec]`. SIGALRM bounds the whole scenario.
+private func runNotifierScenario(_ socket: ScmSocket, rounds: Int) -> Int32 {
+    alarm(60)
+    let header = UnsafeMutableRawBufferPointer.allocate(byteCount: 1, alignment: 1)
+    defer { header.deallocate() }
+    do {
+        var fds = try socket.receiveExactly(into: header, maxFDs: 2)
+        guard let kickFD = fds.take(at: 0), let callFD = fds.take(at: 1) else {
+            report("vmm-test-peer socket notifiers: expected two descriptors, got \(fds.count)")
+            return 1
+        }
+        let flags: [UInt8] = [try kickFD.isCloseOnExec() ? 1 : 0, try callFD.isCloseOnExec() ? 1 : 0]
+        let kick = try EventNotifier(waitingOn: kickFD)
+        let call = try EventNotifier(notifyingThrough: callFD)
+        for _ in 0..<rounds {
+            try kick.wait()
+            try call.notify()
+        }
+        try socket.send(flags)
+    } catch {
+        report("vmm-test-peer socket notifiers: \(error)")
+        return 1
+    }
+    return 0
 }

@@ -1,3 +1,5 @@
+import Virtio
+
 /// What a front-end and back-end agreed on.
 ///
 /// Thread-safety: a value type; freely shareable.

@@ -39,16 +39,15 @@ public final class FrontendQueue: @unchecked Sendable {
         self.index = index
         self.size = size
         self.addresses = addresses
-        let ringFeatures = Virtio.VirtioFeatures(rawValue: features.rawValue)
         let packedLayout = features.contains(.ringPacked)
         isPacked = packedLayout
         do {
             if packedLayout {
-                packed = try DriverPackedQueue(memory: memory, size: size, addresses: addresses, features: ringFeatures)
+                packed = try DriverPackedQueue(memory: memory, size: size, addresses: addresses, features: features)
                 split = nil
             } else {
                 split = try DriverSplitQueue(memory: memory, size: size, addresses: addresses,
-                                             features: ringFeatures, startIndex: startIndex)
+                                             features: features, startIndex: startIndex)
                 packed = nil
             }
         } catch { throw .driverQueue(error) }

@@ -17,6 +17,7 @@ public struct ConfigSpace: WirePayload {
     /// The config bytes (little-endian virtio layout); the wire `size` is their count.
     public var data: [UInt8]
 
+    /// Creates the payload from its fields.
     public init(offset: UInt32, flags: UInt32 = 0, data: [UInt8]) {
         self.offset = offset
         self.flags = flags

@@ -25,11 +25,13 @@ public struct DeviceStateTransfer: WirePayload {
     /// `phase` (offset 4).
     public var phase: UInt32
 
+    /// Creates the payload from its fields.
     public init(direction: UInt32, phase: UInt32) {
         self.direction = direction
         self.phase = phase
     }
 
+    /// Creates the payload from its fields.
     public init(direction: Direction, phase: Phase = .stopped) {
         self.init(direction: direction.rawValue, phase: phase.rawValue)
     }

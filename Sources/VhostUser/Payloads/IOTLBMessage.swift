@@ -29,6 +29,7 @@ public struct IOTLBMessage: WirePayload {
     /// `type` (offset 25).
     public var type: UInt8
 
+    /// Creates the payload from its fields.
     public init(iova: UInt64, size: UInt64, userAddress: UInt64, permissions: UInt8, type: UInt8) {
         self.iova = iova
         self.size = size

@@ -15,6 +15,7 @@ public struct InflightDescription: WirePayload {
     /// `queue_size` (offset 18).
     public var queueSize: UInt16
 
+    /// Creates the payload from its fields.
     public init(mmapSize: UInt64, mmapOffset: UInt64, queueCount: UInt16, queueSize: UInt16) {
         self.mmapSize = mmapSize
         self.mmapOffset = mmapOffset

@@ -10,6 +10,7 @@ public struct LogDescription: WirePayload {
     /// `mmap_offset`: where the bitmap starts in the fd (offset 8).
     public var offset: UInt64
 
+    /// Creates the payload from its fields.
     public init(size: UInt64, offset: UInt64) {
         self.size = size
         self.offset = offset

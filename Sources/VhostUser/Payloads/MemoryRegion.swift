@@ -16,6 +16,7 @@ public struct MemoryRegion: WirePayload {
     /// `mmap_offset`: where the region starts in the fd (offset 24).
     public var mmapOffset: UInt64
 
+    /// Creates the payload from its fields.
     public init(guestPhysicalAddress: UInt64, size: UInt64, userAddress: UInt64, mmapOffset: UInt64) {
         self.guestPhysicalAddress = guestPhysicalAddress
         self.size = size

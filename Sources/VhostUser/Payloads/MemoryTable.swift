@@ -12,6 +12,7 @@ public struct MemoryTable: WirePayload {
     /// The regions, in wire (and fd) order.
     public var regions: [MemoryRegion]
 
+    /// Creates the payload from its fields.
     public init(regions: [MemoryRegion]) {
         self.regions = regions
     }

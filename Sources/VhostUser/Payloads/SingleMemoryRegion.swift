@@ -8,6 +8,7 @@ public struct SingleMemoryRegion: WirePayload {
     /// The region (offset 8).
     public var region: MemoryRegion
 
+    /// Creates the payload from its fields.
     public init(region: MemoryRegion) {
         self.region = region
     }

@@ -27,6 +27,7 @@ public struct VringAddress: WirePayload {
     /// Guest-physical address for used-ring dirty logging (offset 32).
     public var logGuestAddress: UInt64
 
+    /// Creates the payload from its fields.
     public init(
         index: UInt32, flags: Flags = [], descriptorTable: UInt64, usedRing: UInt64,
         availableRing: UInt64, logGuestAddress: UInt64 = 0

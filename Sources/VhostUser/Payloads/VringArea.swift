@@ -13,6 +13,7 @@ public struct VringArea: WirePayload {
     /// mmap offset in the fd (offset 16).
     public var offset: UInt64
 
+    /// Creates the payload from its fields.
     public init(file: VringFileIndex, size: UInt64, offset: UInt64) {
         self.file = file
         self.size = size

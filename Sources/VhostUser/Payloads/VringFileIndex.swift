@@ -15,6 +15,7 @@ public struct VringFileIndex: WirePayload {
     /// Whether an fd accompanies the message (bit 8 clear).
     public var hasFile: Bool
 
+    /// Creates the payload from its fields.
     public init(index: UInt8, hasFile: Bool) {
         self.index = index
         self.hasFile = hasFile

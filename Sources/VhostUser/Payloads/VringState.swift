@@ -11,6 +11,7 @@ public struct VringState: WirePayload {
     /// Queue size, ring base (§3.3), enable flag or endianness, per request.
     public var num: UInt32
 
+    /// Creates the payload from its fields.
     public init(index: UInt32, num: UInt32) {
         self.index = index
         self.num = num

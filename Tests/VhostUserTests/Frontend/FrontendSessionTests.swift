@@ -11,7 +11,7 @@ import Virtio
 
 /// The requests a front-end sends, and how it reads the answers, checked against a fake back-end.
 @Suite struct FrontendSessionTests {
-    static let wanted: VhostUser.VirtioFeatures = [.version1, .ringEventIndex, .ringPacked]
+    static let wanted: VirtioFeatures = [.version1, .ringEventIndex, .ringPacked]
 
     /// Runs `body` against a fake with `backend`'s answers (overridden by `override` when it
     /// returns non-nil); returns what the fake saw. Checks no fd leaked.
@@ -48,7 +48,7 @@ import Virtio
         ])
         // Requests without a reply of their own carry NEED_REPLY once REPLY_ACK is on, and only they.
         #expect(seen.map(\.needsReply) == [false, false, false, false, true, true, true, false])
-        let acked: VhostUser.VirtioFeatures = [.version1, .ringEventIndex, .protocolFeatures]
+        let acked: VirtioFeatures = [.version1, .ringEventIndex, .protocolFeatures]
         #expect(seen[2].body == .setProtocolFeatures([.multiqueue, .replyAck, .config, .status]))
         #expect(seen[5].body == .setFeatures(acked))
         #expect(seen[6].body == .setStatus(0x0B))

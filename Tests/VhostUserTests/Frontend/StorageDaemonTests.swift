@@ -17,7 +17,7 @@ struct StorageDaemonTests {
     static let blockSize = 4096
     static let wait: Duration = .seconds(10)
     /// VIRTIO_BLK_F_FLUSH.
-    static let flushFeature = VhostUser.VirtioFeatures(bit: 9)
+    static let flushFeature = VirtioFeatures(bit: 9)
 
     /// A recognisable 4 KiB block for `sector` in round `round`.
     static func pattern(sector: UInt64, round: UInt8) -> [UInt8] {

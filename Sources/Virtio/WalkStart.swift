@@ -1,0 +1,26 @@
+/// What every walk on one queue shares. Written once at configure into queue-owned memory, so chains
+/// and walkers carry a pointer to it instead of copies.
+struct QueueContext {
+    let regions: RegionTable
+    /// Split descriptor table or packed descriptor ring (16 × queueSize bytes, validated at configure).
+    let ring: UnsafeMutableRawPointer
+    let queueSize: UInt16
+    let layout: DescriptorWalker.Layout
+    let indirectAllowed: Bool
+}
+
+/// Where a chain starts: the queue's context and the head. Ten bytes, no references.
+@usableFromInline
+struct WalkStart {
+    let context: UnsafePointer<QueueContext>
+    /// Head descriptor index (split) or slot (packed); < queueSize.
+    let head: UInt16
+
+    // Safe: the context lives in the queue's in-flight table, alive while the queue (and so any
+    // chain in flight on it) is.
+    @inline(__always) var regions: RegionTable { context.pointee.regions }
+    @inline(__always) var ring: UnsafeMutableRawPointer { context.pointee.ring }
+    @inline(__always) var queueSize: UInt16 { context.pointee.queueSize }
+    @inline(__always) var layout: DescriptorWalker.Layout { context.pointee.layout }
+    @inline(__always) var indirectAllowed: Bool { context.pointee.indirectAllowed }
+}
