@@ -5,7 +5,7 @@ import VMMSysUtil
 /// the next back-end with `SET_INFLIGHT_FD`, so requests in flight at a crash can be resubmitted.
 ///
 /// Thread-safety: immutable; the mapped bytes belong to the back-end's protocol.
-public final class InflightBuffer: @unchecked Sendable {
+public final class InflightRegion: @unchecked Sendable {
     /// Size, offset, queue count and queue size, as the back-end described them.
     public let description: InflightDescription
     /// The buffer, mapped here (`[mmapOffset, mmapOffset + mmapSize)` of the fd).
@@ -31,7 +31,7 @@ extension VhostUserFrontend {
     ///   describes no buffer; `.protocolViolation` for a malformed reply (e.g. a missing fd);
     ///   `.mapping` when the fd cannot back the described range.
     @discardableResult
-    public func getInflight(queueCount: Int, queueSize: Int) throws(FrontendError) -> InflightBuffer {
+    public func getInflight(queueCount: Int, queueSize: Int) throws(FrontendError) -> InflightRegion {
         try require(.inflightSharedMemory)
         let request = InflightDescription(
             mmapSize: 0, mmapOffset: 0, queueCount: UInt16(clamping: queueCount), queueSize: UInt16(clamping: queueSize))
@@ -47,7 +47,7 @@ extension VhostUserFrontend {
         do {
             mapping = try SharedMemory.map(received: file, size: description.mmapSize, offset: description.mmapOffset)
         } catch { throw .mapping(error) }
-        let buffer = InflightBuffer(description: description, file: file, mapping: mapping)
+        let buffer = InflightRegion(description: description, file: file, mapping: mapping)
         inflight = buffer
         return buffer
     }
@@ -56,7 +56,7 @@ extension VhostUserFrontend {
     /// `SET_INFLIGHT_FD` and keeps it in `inflight`.
     ///
     /// - Throws: `.notNegotiated(.inflightSharedMemory)`, or a transport/ack error.
-    public func setInflight(_ buffer: InflightBuffer) throws(FrontendError) {
+    public func setInflight(_ buffer: InflightRegion) throws(FrontendError) {
         try require(.inflightSharedMemory)
         try sendAcknowledged(.setInflightFD(buffer.description), fds: [buffer.descriptor])
         inflight = buffer

@@ -38,7 +38,7 @@ public final class VhostUserFrontend: @unchecked Sendable {
     var memoryAddedBySlots = false
     /// The inflight buffer from `GET_INFLIGHT_FD` (or given to `setInflight`), kept so it can be
     /// handed to a back-end again after a reconnect.
-    public internal(set) var inflight: InflightBuffer?
+    public internal(set) var inflight: InflightRegion?
     /// Started queues by index.
     var queues: [Int: FrontendQueue] = [:]
     /// The last status sent with `SET_STATUS`.
