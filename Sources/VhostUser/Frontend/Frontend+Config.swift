@@ -35,6 +35,7 @@ extension VhostUserFrontend {
         try require(.resetDevice)
         for queue in queues.values { queue.isStarted = false }
         queues = [:]
+        driverReady = false
         try sendAcknowledged(.resetDevice)
     }
 }

@@ -34,7 +34,8 @@ extension VhostUserFrontend {
     public func getInflight(queueCount: Int, queueSize: Int) throws(FrontendError) -> InflightRegion {
         try require(.inflightSharedMemory)
         let request = InflightDescription(
-            mmapSize: 0, mmapOffset: 0, queueCount: UInt16(clamping: queueCount), queueSize: UInt16(clamping: queueSize))
+            mmapSize: 0, mmapOffset: 0, queueCount: UInt16(clamping: queueCount),
+            queueSize: UInt16(clamping: queueSize))
         try channel.send(.getInflightFD(request))
         var reply = try channel.receiveReply(to: .getInflightFD) { (header, payload, fds) throws(ProtocolError) in
             try Reply.inflight(header: header, payload: payload, descriptors: fds)

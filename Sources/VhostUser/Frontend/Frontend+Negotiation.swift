@@ -46,7 +46,8 @@ extension VhostUserFrontend {
     /// PROTOCOL_FEATURES when offered); with STATUS, `SET_STATUS` (ACKNOWLEDGE | DRIVER |
     /// FEATURES_OK) and `GET_STATUS` to check FEATURES_OK stuck.
     ///
-    /// Check the result for the features you need: nothing is refused for being missing.
+    /// Check the result for the features you need: nothing is refused for being missing. After a
+    /// failure `negotiated` stays nil; reconnect before trying again.
     /// - Throws: `FrontendError` (`.negotiationState` when called twice, `.featuresRejected`).
     @discardableResult
     public func negotiate(
@@ -54,6 +55,20 @@ extension VhostUserFrontend {
     ) throws(FrontendError) -> NegotiatedFeatures {
         guard negotiated == nil else { throw .negotiationState(negotiated: true) }
         wantedFeatures = (features, protocolFeatures)
+        do {
+            let result = try exchangeFeatures(features: features, protocolFeatures: protocolFeatures)
+            if sessionFeatures == nil { sessionFeatures = result.features }
+            return result
+        } catch {
+            // `negotiated` is set only by a complete negotiation.
+            negotiated = nil
+            throw error
+        }
+    }
+
+    private func exchangeFeatures(
+        features: VirtioFeatures, protocolFeatures: ProtocolFeatures
+    ) throws(FrontendError) -> NegotiatedFeatures {
         let offered = VirtioFeatures(rawValue: try channel.requestU64(.getFeatures))
         var result = NegotiatedFeatures(
             offeredFeatures: offered, features: [], offeredProtocolFeatures: [], protocolFeatures: [],
@@ -119,5 +134,6 @@ extension VhostUserFrontend {
     public func setDriverReady() throws(FrontendError) {
         guard try requireNegotiated().protocolFeatures.contains(.status) else { return }
         try setStatus(status | VirtioDeviceStatus.driverOK)
+        driverReady = true
     }
 }

@@ -24,18 +24,19 @@ extension VhostUserFrontend {
     /// inflight buffer the new back-end also resubmits what it had in flight). Packed rings resume
     /// only when everything posted was reaped (`.packedRingBusy` otherwise).
     ///
-    /// The old connection is dropped first; the queues keep their state and stay usable.
+    /// The old connection is dropped first; the queues keep their state and stay usable. A failed
+    /// reconnect may simply be tried again.
     /// - Throws: `.featuresChanged`, `.packedRingBusy`, or any error of the requests involved.
     public func reconnect(socket: ScmSocket) throws(FrontendError) {
         channel.poison()
         channel = FrontendChannel(socket: socket, timeout: channel.timeout)
-        guard let before = negotiated, let wanted = wantedFeatures else { return }
-        let statusBefore = status
+        guard let expected = sessionFeatures, let wanted = wantedFeatures else { return }
         negotiated = nil
         let after = try negotiate(features: wanted.features, protocolFeatures: wanted.protocolFeatures)
-        guard after.features == before.features else {
+        guard after.features == expected else {
+            negotiated = nil
             channel.poison()
-            throw .featuresChanged(before: before.features, after: after.features)
+            throw .featuresChanged(before: expected, after: after.features)
         }
         if !memoryRegions.isEmpty {
             // The new back-end has no region yet: nothing to remove.
@@ -50,7 +51,7 @@ extension VhostUserFrontend {
             try configure(queue, base: try resumeBase(of: queue))
             try queue.kick()
         }
-        if statusBefore & VirtioDeviceStatus.driverOK != 0 { try setDriverReady() }
+        if driverReady { try setDriverReady() }
     }
 
     /// Where the new back-end continues on `queue`.

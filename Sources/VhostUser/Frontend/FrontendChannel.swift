@@ -6,13 +6,15 @@ import VMMSysUtil
 /// Each reply is read in two steps, header then payload, so nothing past the reply is consumed;
 /// the header is checked (request code echoed, flags exactly 0x5, size within the request's reply
 /// limit) before a single payload byte is read. Any failure poisons the channel: the byte stream
-/// may be out of step, so later requests throw `.connectionUnusable`.
+/// may be out of step, so the socket is released (closed unless someone else holds it) and later
+/// requests throw `.connectionUnusable`.
 /// Thread-safety: not synchronized; one thread at a time.
 final class FrontendChannel {
-    let socket: ScmSocket
+    /// The connection; nil once poisoned.
+    private var connection: ScmSocket?
     /// How long to wait for each part of a reply; nil waits forever.
     let timeout: Duration?
-    private(set) var isUsable = true
+    var isUsable: Bool { connection != nil }
     private var sendBuffer: [UInt8] = []
     /// Header and payload of the reply being read; large enough for any reply `validate` accepts.
     private let receiveBuffer: UnsafeMutableRawBufferPointer
@@ -21,7 +23,7 @@ final class FrontendChannel {
     private static let payloadCapacity = 512
 
     init(socket: ScmSocket, timeout: Duration?) {
-        self.socket = socket
+        connection = socket
         self.timeout = timeout
         receiveBuffer = .allocate(byteCount: MessageHeader.byteCount + Self.payloadCapacity, alignment: 16)
         sendBuffer.reserveCapacity(MessageHeader.byteCount + Self.payloadCapacity)
@@ -31,14 +33,15 @@ final class FrontendChannel {
         receiveBuffer.deallocate()
     }
 
-    /// Marks the channel unusable (after a disconnect, or an error the caller detected).
+    /// Marks the channel unusable and releases the socket (after a disconnect, or an error the
+    /// caller detected in a reply).
     func poison() {
-        isUsable = false
+        connection = nil
     }
 
     /// Sends `message` with `fds` (borrowed: the caller keeps and closes its copies).
     func send(_ message: FrontendMessage, needsReply: Bool = false, fds: [Int32] = []) throws(FrontendError) {
-        guard isUsable else { throw .connectionUnusable }
+        guard let socket = connection else { throw .connectionUnusable }
         do {
             try Message.encodeRequest(message, needsReply: needsReply, into: &sendBuffer)
         } catch {
@@ -48,7 +51,7 @@ final class FrontendChannel {
         do {
             try socket.send(sendBuffer, fds: fds)
         } catch {
-            isUsable = false
+            poison()
             throw .socket(error)
         }
     }
@@ -59,11 +62,11 @@ final class FrontendChannel {
         to request: FrontendRequest,
         _ decode: (MessageHeader, UnsafeRawBufferPointer, consuming MessageDescriptors) throws(ProtocolError) -> Result
     ) throws(FrontendError) -> Result {
-        guard isUsable else { throw .connectionUnusable }
+        guard let socket = connection else { throw .connectionUnusable }
         do {
-            return try readReply(to: request, decode)
+            return try readReply(from: socket, to: request, decode)
         } catch {
-            isUsable = false
+            poison()
             throw error
         }
     }
@@ -86,13 +89,13 @@ final class FrontendChannel {
     }
 
     private func readReply<Result: ~Copyable>(
-        to request: FrontendRequest,
+        from socket: ScmSocket, to request: FrontendRequest,
         _ decode: (MessageHeader, UnsafeRawBufferPointer, consuming MessageDescriptors) throws(ProtocolError) -> Result
     ) throws(FrontendError) -> Result {
         let deadline = timeout.map { ContinuousClock.now + $0 }
         var descriptors: [Int32] = []
         let headerBytes = UnsafeMutableRawBufferPointer(rebasing: receiveBuffer[0..<MessageHeader.byteCount])
-        try fill(headerBytes, request: request, deadline: deadline, descriptors: &descriptors)
+        try fill(headerBytes, from: socket, request: request, deadline: deadline, descriptors: &descriptors)
         let header: MessageHeader
         do throws(ProtocolError) {
             header = try MessageHeader(decoding: UnsafeRawBufferPointer(headerBytes))
@@ -114,7 +117,7 @@ final class FrontendChannel {
         }
         let payload = UnsafeMutableRawBufferPointer(
             rebasing: receiveBuffer[MessageHeader.byteCount..<(MessageHeader.byteCount + size)])
-        try fill(payload, request: request, deadline: deadline, descriptors: &descriptors)
+        try fill(payload, from: socket, request: request, deadline: deadline, descriptors: &descriptors)
         do {
             return try decode(header, UnsafeRawBufferPointer(payload), MessageDescriptors(adopting: descriptors))
         } catch {
@@ -125,13 +128,13 @@ final class FrontendChannel {
     /// Fills `buffer` completely, one `recvmsg` at a time, each preceded by a bounded wait;
     /// appends the fds that arrive (at most 8 per reply). Closes them all on error.
     private func fill(
-        _ buffer: UnsafeMutableRawBufferPointer, request: FrontendRequest, deadline: ContinuousClock.Instant?,
-        descriptors: inout [Int32]
+        _ buffer: UnsafeMutableRawBufferPointer, from socket: ScmSocket, request: FrontendRequest,
+        deadline: ContinuousClock.Instant?, descriptors: inout [Int32]
     ) throws(FrontendError) {
         var filled = 0
         while filled < buffer.count {
             do throws(FrontendError) {
-                try waitReadable(request: request, deadline: deadline)
+                try waitReadable(socket, request: request, deadline: deadline)
                 let rest = UnsafeMutableRawBufferPointer(rebasing: buffer[filled...])
                 var received: ReceivedMessage
                 do {
@@ -151,7 +154,9 @@ final class FrontendChannel {
     }
 
     /// Waits until the socket is readable, or throws `.timedOut` at the deadline.
-    private func waitReadable(request: FrontendRequest, deadline: ContinuousClock.Instant?) throws(FrontendError) {
+    private func waitReadable(
+        _ socket: ScmSocket, request: FrontendRequest, deadline: ContinuousClock.Instant?
+    ) throws(FrontendError) {
         guard let deadline else { return }
         let remaining = deadline - ContinuousClock.now
         let milliseconds = remaining <= .zero ? 0 : Int32(clamping: milliseconds(rounding: remaining))

@@ -28,8 +28,11 @@ public final class VhostUserFrontend: @unchecked Sendable {
     var channel: FrontendChannel
     /// What the caller asked `negotiate` for, asked again on `reconnect`.
     var wantedFeatures: (features: VirtioFeatures, protocolFeatures: ProtocolFeatures)?
-    /// What negotiation produced; nil before `negotiate`.
+    /// What negotiation on the current connection produced; nil before `negotiate` completes.
     public internal(set) var negotiated: NegotiatedFeatures?
+    /// The features of the first completed negotiation: the rings were laid out for them, so a
+    /// `reconnect` must get the same.
+    var sessionFeatures: VirtioFeatures?
     /// The shared guest memory; nil before `setMemory`.
     public internal(set) var guestMemory: GuestMemory?
     /// The regions behind `guestMemory` (they own the fds re-sent when the table changes).
@@ -43,6 +46,8 @@ public final class VhostUserFrontend: @unchecked Sendable {
     var queues: [Int: FrontendQueue] = [:]
     /// The last status sent with `SET_STATUS`.
     var status: UInt8 = 0
+    /// `setDriverReady` set DRIVER_OK; `reconnect` sets it again.
+    var driverReady = false
 
     /// Connects to a back-end listening on the Unix socket at `path`.
     ///
@@ -58,8 +63,8 @@ public final class VhostUserFrontend: @unchecked Sendable {
 
     /// Uses an already connected socket (e.g. one end of `ScmSocket.pair()` or an inherited fd).
     ///
-    /// The socket is closed when the frontend goes away (or on `disconnect()`) unless the caller
-    /// keeps its own reference to it.
+    /// The socket is closed on `disconnect()`, on a transport or reply error, or when the frontend
+    /// goes away, unless the caller keeps its own reference to it.
     /// - Parameter timeout: the longest wait for each reply; nil waits forever.
     public init(socket: ScmSocket, timeout: Duration? = .seconds(10)) {
         channel = FrontendChannel(socket: socket, timeout: timeout)
@@ -74,8 +79,8 @@ public final class VhostUserFrontend: @unchecked Sendable {
     }
 
     /// Stops every started queue (`SET_VRING_ENABLE` 0 and `GET_VRING_BASE`, so the back-end no
-    /// longer touches our memory), then stops using the socket; it is closed when the last
-    /// reference to it goes. The queues and memory stay valid for inspection.
+    /// longer touches our memory), then releases the socket, which closes it unless the caller
+    /// holds another reference. The queues and memory stay valid for inspection.
     ///
     /// - Throws: `FrontendError` from stopping a queue; the connection is closed anyway.
     public func disconnect() throws(FrontendError) {

@@ -32,7 +32,7 @@ import Virtio
             // The old back-end completed 3 chains, then died.
             try guest.store(UInt16(3), guestPhysical: queue.addresses.deviceArea + 2)
             let (front, back) = try ScmSocket.pair()
-            let second = FakeBackend(socket: back) { message in backend.reply(&message) }
+            let second = FakeBackend(socket: consume back) { message in backend.reply(&message) }
             try frontend.reconnect(socket: consume front)
             #expect(frontend.isConnected)
             #expect(frontend.queue(0) === queue)
@@ -61,7 +61,7 @@ import Virtio
         configured.features = (1 << 32) | (1 << 30)
         let fewer = configured
         let (front, back) = try ScmSocket.pair()
-        let second = FakeBackend(socket: back) { message in fewer.reply(&message) }
+        let second = FakeBackend(socket: consume back) { message in fewer.reply(&message) }
         // Not inside #expect's closure: `front` must really be consumed, or the new connection
         // would stay open and the second fake would never stop.
         var thrown: FrontendError?
@@ -77,5 +77,42 @@ import Virtio
         _ = consume frontend
         second.join()
         #expect(first.failure == nil && second.failure == nil)
+    }
+}
+
+extension FrontendReconnectTests {
+    @Test func failedReconnectCanBeRetried() throws {
+        let before = openFileDescriptorCount()
+        do {
+            let memory = try SharedMemory(size: 65536)
+            let (frontend, first) = try connectedToFake { message in WellBehaved().reply(&message) }
+            try frontend.negotiate(features: [.version1, .ringEventIndex])
+            try frontend.setMemory([FrontendMemoryRegion(memory)])
+            let queue = try frontend.startQueue(index: 0, size: 8, ringAddress: 0)
+            // A back-end that dies during the handshake.
+            let (deadFront, deadBack) = try ScmSocket.pair()
+            let dead = FakeBackend(socket: consume deadBack) { _ in .hangUp }
+            var thrown: FrontendError?
+            do {
+                try frontend.reconnect(socket: consume deadFront)
+            } catch {
+                thrown = error
+            }
+            #expect(thrown == .socket(.peerClosed))
+            #expect(frontend.negotiated == nil)
+            let (front, back) = try ScmSocket.pair()
+            let second = FakeBackend(socket: consume back) { message in WellBehaved().reply(&message) }
+            try frontend.reconnect(socket: consume front)
+            #expect(frontend.negotiated?.features == [.version1, .ringEventIndex, .protocolFeatures])
+            #expect(frontend.queue(0) === queue)
+            _ = consume frontend
+            for fake in [first, dead, second] { fake.join() }
+            #expect(first.failure == nil && dead.failure == nil && second.failure == nil)
+            #expect(second.seen.map(\.request).suffix(8) == [
+                .setMemTable, .setVringNum, .setVringBase, .setVringAddr, .setVringCall, .setVringErr, .setVringKick,
+                .setVringEnable,
+            ])
+        }
+        #expect(openFileDescriptorCount() == before, "descriptors leaked")
     }
 }
