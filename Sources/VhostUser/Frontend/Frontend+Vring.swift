@@ -16,8 +16,9 @@ extension VhostUserFrontend {
     /// - Parameter startIndex: split rings: the available/used index to start at (e.g. the base a
     ///   previous `stopQueue` returned). Packed rings always start at slot 0.
     /// - Throws: `.negotiationState`, `.noGuestMemory`, `.queueIndexOutOfRange` (beyond
-    ///   `GET_QUEUE_NUM`, or above 255), `.queueAlreadyStarted`, `.driverQueue` (bad size or
-    ///   placement), notifier errors, or a transport/ack error.
+    ///   `GET_QUEUE_NUM`, or above 255), `.queueAlreadyStarted`, `.driverQueue` (size not 1-32768,
+    ///   or not a power of two for split rings; placement outside memory or misaligned), notifier
+    ///   errors, or a transport/ack error.
     public func startQueue(index: Int, size: Int, ringAddress: UInt64, startIndex: UInt16 = 0)
         throws(FrontendError) -> FrontendQueue
     {
@@ -27,6 +28,10 @@ extension VhostUserFrontend {
         guard index >= 0, index < limit else { throw .queueIndexOutOfRange(index: index, queueCount: limit) }
         guard queues[index] == nil else { throw .queueAlreadyStarted(index) }
         let packed = negotiated.features.contains(.ringPacked)
+        // Virtio's limits (split: a power of two); checked here so nothing is sent for a bad size.
+        guard size >= 1, size <= 32768, packed || size & (size - 1) == 0 else {
+            throw .driverQueue(.configuration(.invalidQueueSize(size)))
+        }
         guard ringAddress & 63 == 0 else {
             throw .driverQueue(.configuration(.misalignedRing(.descriptorTable, address: ringAddress)))
         }

@@ -168,9 +168,13 @@ final class FrontendChannel {
     }
 }
 
-/// `duration` in whole milliseconds, rounded up (so a short wait is not a busy poll).
+/// `duration` in whole milliseconds, rounded up (so a short wait is not a busy poll), clamped to
+/// `0...Int64.max`.
 func milliseconds(rounding duration: Duration) -> Int64 {
     let (seconds, attoseconds) = duration.components
+    guard seconds >= 0, attoseconds >= 0 else { return 0 }
     let fraction = (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
-    return seconds.multipliedReportingOverflow(by: 1000).overflow ? Int64.max : seconds * 1000 + fraction
+    let (whole, overflow) = seconds.multipliedReportingOverflow(by: 1000)
+    guard !overflow, whole <= Int64.max - fraction else { return Int64.max }
+    return whole + fraction
 }

@@ -72,13 +72,15 @@ public final class FrontendQueue: @unchecked Sendable {
     /// Where each part of a ring at `address` (64-byte aligned) goes, in the layout `ringBytes`
     /// sizes.
     static func layout(at address: UInt64, size: Int, packed: Bool) -> RingAddresses {
-        let q = UInt64(size)
+        // Wrapping: an address near the top of the space yields parts that fail translation
+        // (a typed error) instead of trapping here.
+        let q = UInt64(max(size, 0))
         if packed {
-            return RingAddresses(descriptorTable: address, driverArea: address + 16 * q,
-                                 deviceArea: address + 16 * q + 4)
+            return RingAddresses(descriptorTable: address, driverArea: address &+ 16 &* q,
+                                 deviceArea: address &+ 16 &* q &+ 4)
         }
-        return RingAddresses(descriptorTable: address, driverArea: address + 16 * q,
-                             deviceArea: address + align64(16 * q + 6 + 2 * q))
+        return RingAddresses(descriptorTable: address, driverArea: address &+ 16 &* q,
+                             deviceArea: address &+ align64(16 &* q &+ 6 &+ 2 &* q))
     }
 
     /// Free descriptors (split) or ring slots (packed) left for `post`.

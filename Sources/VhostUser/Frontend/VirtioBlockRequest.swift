@@ -40,10 +40,11 @@ public struct VirtioBlockRequest: Hashable, Sendable {
 
     /// Lays a request out at guest-physical `address`; see `footprint(dataLength:)` for its size.
     public init(at address: UInt64, dataLength: UInt32) {
+        // Wrapping: a slot that does not fit fails in `post` (outside memory), not here.
         headerAddress = address
-        dataAddress = address + Self.dataOffset
+        dataAddress = address &+ Self.dataOffset
         self.dataLength = dataLength
-        statusAddress = address + Self.dataOffset + UInt64(dataLength)
+        statusAddress = address &+ Self.dataOffset &+ UInt64(dataLength)
     }
 
     /// Bytes of guest memory a request with `dataLength` bytes of data occupies.

@@ -306,4 +306,30 @@ import Virtio
             }
         }
     }
+
+    @Test func badRingSizeOrPlacementIsRefusedBeforeAnythingIsSent() throws {
+        let memory = try SharedMemory(size: 65536)
+        let seen = try session { frontend in
+            try frontend.negotiate(features: Self.wanted)
+            try frontend.setMemory([FrontendMemoryRegion(memory)])
+            for size in [0, 3, 65536] {
+                #expect(throws: FrontendError.driverQueue(.configuration(.invalidQueueSize(size)))) {
+                    try frontend.startQueue(index: 0, size: size, ringAddress: 0)
+                }
+            }
+            #expect(throws: FrontendError.driverQueue(.configuration(.misalignedRing(.descriptorTable, address: 32)))) {
+                try frontend.startQueue(index: 0, size: 8, ringAddress: 32)
+            }
+            #expect(throws: FrontendError.driverQueue(
+                .configuration(.ringOutsideMemory(.descriptorTable, address: 0x1_0000, length: 128)))) {
+                try frontend.startQueue(index: 0, size: 8, ringAddress: 0x1_0000)
+            }
+            #expect(throws: FrontendError.driverQueue(
+                .configuration(.ringOutsideMemory(.descriptorTable, address: UInt64.max & ~63, length: 128)))) {
+                try frontend.startQueue(index: 0, size: 8, ringAddress: UInt64.max & ~63)
+            }
+            #expect(frontend.isConnected)
+        }
+        #expect(seen.last?.request == .setMemTable)
+    }
 }
