@@ -4,13 +4,10 @@ import Glibc
 import Darwin
 #endif
 
-/// Debian's qemu-storage-daemon (QEMU 7.2) serving an image as a vhost-user-blk export, started
-/// the way /work/shared/peers/reference-blk.sh starts it, under `timeout` so it cannot outlive a
-/// crashed test run. Only the process started here is ever signalled.
-struct StorageDaemon {
-    static let path = "/usr/bin/qemu-storage-daemon"
+/// A vhost-user back-end process serving a Unix socket, started under `timeout` (so it cannot
+/// outlive a crashed test run) in its own process group. Only that group is ever signalled.
+struct SocketDaemon {
     static let timeoutPath = "/usr/bin/timeout"
-    static var isInstalled: Bool { access(path, X_OK) == 0 && access(timeoutPath, X_OK) == 0 }
 
     enum Failure: Error, CustomStringConvertible {
         case spawn(Int32)
@@ -18,22 +15,17 @@ struct StorageDaemon {
         var description: String {
             switch self {
             case .spawn(let code): "posix_spawn failed: errno \(code)"
-            case .noSocket(let log): "qemu-storage-daemon did not create its socket; log: \(log)"
+            case .noSocket(let log): "the back-end did not create its socket; log: \(log)"
             }
         }
     }
 
     let pid: pid_t
-    let logPath: String
 
-    /// Starts the daemon on `socket` serving `image` (writable), logging to `log`; waits (at most
-    /// 10 s) until the socket exists.
-    static func start(socket: String, image: String, log: String) throws -> StorageDaemon {
-        let arguments = [
-            timeoutPath, "--kill-after=5", "120", path,
-            "--blockdev", "driver=file,node-name=file,filename=\(image),cache.direct=off",
-            "--export", "type=vhost-user-blk,id=exp0,node-name=file,addr.type=unix,addr.path=\(socket),writable=on,num-queues=1",
-        ]
+    /// Runs `arguments` (the first is the executable's path) for at most 120 s, output to `log`;
+    /// waits (at most 10 s) until a socket exists at `socket`.
+    static func start(_ arguments: [String], socket: String, log: String) throws -> SocketDaemon {
+        let command = [timeoutPath, "--kill-after=5", "120"] + arguments
         #if os(Linux)
         var actions = posix_spawn_file_actions_t()
         #else
@@ -44,7 +36,7 @@ struct StorageDaemon {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        let argv = arguments.map { strdup($0) } + [nil]
+        let argv = command.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         // The test runner's threads may block or ignore signals, and a child inherits both: give
         // the daemon a clean signal state, and its own process group so `stop` reaches `timeout`
@@ -64,11 +56,12 @@ struct StorageDaemon {
         for signal in [SIGTERM, SIGINT, SIGHUP, SIGPIPE] { sigaddset(&defaults, signal) }
         posix_spawnattr_setsigdefault(&attributes, &defaults)
         posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
+        posix_spawnattr_setflags(
+            &attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, timeoutPath, &actions, &attributes, argv, environ)
         guard rc == 0 else { throw Failure.spawn(rc) }
-        let daemon = StorageDaemon(pid: pid, logPath: log)
+        let daemon = SocketDaemon(pid: pid)
         for _ in 0..<200 {
             var info = stat()
             if stat(socket, &info) == 0 && info.st_mode & S_IFMT == S_IFSOCK { return daemon }
@@ -92,6 +85,23 @@ struct StorageDaemon {
         }
         kill(-pid, SIGKILL)
         while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+    }
+}
+
+/// Debian's qemu-storage-daemon (QEMU 7.2) serving an image as a vhost-user-blk export, started
+/// the way /work/shared/peers/reference-blk.sh starts it.
+enum StorageDaemon {
+    static let path = "/usr/bin/qemu-storage-daemon"
+    static var isInstalled: Bool { access(path, X_OK) == 0 && access(SocketDaemon.timeoutPath, X_OK) == 0 }
+
+    /// Serves `image` (writable) on `socket`, logging to `log`.
+    static func start(socket: String, image: String, log: String) throws -> SocketDaemon {
+        try SocketDaemon.start([
+            path,
+            "--blockdev", "driver=file,node-name=file,filename=\(image),cache.direct=off",
+            "--export",
+            "type=vhost-user-blk,id=exp0,node-name=file,addr.type=unix,addr.path=\(socket),writable=on,num-queues=1",
+        ], socket: socket, log: log)
     }
 }
 
@@ -121,7 +131,7 @@ struct TemporaryDirectory {
             return mkdtemp(base)
         }
         guard let made else {
-            throw StorageDaemon.Failure.spawn(errno)
+            throw SocketDaemon.Failure.spawn(errno)
         }
         path = String(cString: made)
     }
