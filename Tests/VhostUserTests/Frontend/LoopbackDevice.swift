@@ -76,8 +76,8 @@ final class LoopbackDevice: @unchecked Sendable {
             try queue.setNextAvailIndex(base)
             let box = QueueBox(queue)
             let stop = stop
-            worker = startThread { [self] in
-                box.queue = Self.serve(box.queue, kick: kick, call: call, stop: stop, failure: &failure)
+            worker = startThread {
+                (box.queue, box.failure) = Self.serve(box.queue, kick: kick, call: call, stop: stop)
             }
             pendingBox = box
         } catch {
@@ -94,13 +94,14 @@ final class LoopbackDevice: @unchecked Sendable {
         worker.join()
         self.worker = nil
         pendingBox = nil
+        if let problem = box.failure { failure = problem }
         return box.queue.nextAvailIndex
     }
 
     /// The worker: wait for a kick (or the stop signal, at most 20 s in all), drain, signal.
     private static func serve(
-        _ start: any DeviceQueue, kick: EventNotifier, call: EventNotifier, stop: EventNotifier, failure: inout String?
-    ) -> any DeviceQueue {
+        _ start: any DeviceQueue, kick: EventNotifier, call: EventNotifier, stop: EventNotifier
+    ) -> (any DeviceQueue, String?) {
         var queue = start
         var scratch = [UInt8](repeating: 0, count: 4096)
         let clock = ContinuousClock()
@@ -108,8 +109,8 @@ final class LoopbackDevice: @unchecked Sendable {
         while clock.now < deadline {
             var fds = [pollfd(fd: kick.waitDescriptor, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: stop.waitDescriptor, events: Int16(POLLIN), revents: 0)]
-            guard poll(&fds, 2, 100) >= 0 || errno == EINTR else { failure = "poll failed"; return queue }
-            if fds[1].revents != 0 { return queue }
+            guard poll(&fds, 2, 100) >= 0 || errno == EINTR else { return (queue, "poll failed") }
+            if fds[1].revents != 0 { return (queue, nil) }
             guard fds[0].revents != 0 else { continue }
             do {
                 try kick.wait()
@@ -128,17 +129,17 @@ final class LoopbackDevice: @unchecked Sendable {
                 } while queue.enableNotifications()
                 if queue.needsNotification() { try call.notify() }
             } catch {
-                failure = "device: \(error)"
-                return queue
+                return (queue, "device: \(error)")
             }
         }
-        failure = "device worker ran out of time"
-        return queue
+        return (queue, "device worker ran out of time")
     }
 }
 
-/// Moves a device queue to the worker thread and back.
+/// Moves a device queue to the worker thread and back (with what went wrong there); read only
+/// after the worker was joined.
 private final class QueueBox: @unchecked Sendable {
     var queue: any DeviceQueue
+    var failure: String?
     init(_ queue: any DeviceQueue) { self.queue = queue }
 }
