@@ -14,6 +14,9 @@ import VMMSysUtil
 /// session is torn down completely (workers stopped, memory unmapped, every fd closed) and the
 /// next front-end is served.
 ///
+/// Call fds may be pipes (front-ends without eventfd): a process embedding the server should
+/// ignore SIGPIPE, as `VhostUserDaemon` does, so a front-end that went away cannot kill it.
+///
 /// Thread-safety: `run` and `serve` block the calling thread (the control thread); call one at a
 /// time per server. The device's `process` runs on the sessions' worker threads.
 public final class VhostUserServer: Sendable {
