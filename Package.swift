@@ -9,10 +9,13 @@ let package = Package(
         .library(name: "VMMSysUtil", targets: ["VMMSysUtil"]),
         .library(name: "Virtio", targets: ["Virtio"]),
         .library(name: "VhostUser", targets: ["VhostUser"]),
+        .executable(name: "vhost-user-rng", targets: ["vhost-user-rng"]),
+        .executable(name: "vhost-user-blk", targets: ["vhost-user-blk"]),
     ],
     dependencies: [
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // The only C in the package: what Swift cannot import (macros, inline atomics, raw syscalls).
@@ -23,12 +26,22 @@ let package = Package(
         ),
         .target(name: "VMMSysUtil", dependencies: ["CVMMPlatform"]),
         .target(name: "Virtio", dependencies: ["VMMSysUtil", "CVMMPlatform"]),
-        // The vhost-user wire protocol (header, requests, payloads, message codec) and the front-end.
-        .target(name: "VhostUser", dependencies: ["VMMSysUtil", "Virtio", "CVMMPlatform"]),
+        // The vhost-user wire protocol (codec, no I/O), the back-end framework (session, queue
+        // workers, server) and the front-end built on it.
+        .target(
+            name: "VhostUser",
+            dependencies: ["VMMSysUtil", "Virtio", "CVMMPlatform", .product(name: "Logging", package: "swift-log")]
+        ),
+        // A virtio-rng vhost-user back-end: the one-page example device.
+        .executableTarget(name: "vhost-user-rng", dependencies: ["VhostUser", "Virtio"]),
         // Shared by the test targets: fd counting, locating the peer executable.
         .target(name: "VMMTestSupport", dependencies: ["VMMSysUtil"], path: "Tests/VMMTestSupport"),
         // Spawned by cross-process tests: receives fds, maps memory, answers notifications.
         .executableTarget(name: "vmm-test-peer", dependencies: ["VMMSysUtil"], path: "Tests/vmm-test-peer"),
+        // virtio-blk: request parsing and execution against a raw image file.
+        .target(name: "VirtioBlock", dependencies: ["Virtio", "VMMSysUtil", "CVMMPlatform"]),
+        // The virtio-blk vhost-user back-end program.
+        .executableTarget(name: "vhost-user-blk", dependencies: ["VhostUser", "Virtio", "VirtioBlock"]),
         // Benchmarks: each case and its raw-syscall twin, written once, run by vmm-bench and by
         // package-benchmark (`swift package benchmark`).
         .target(name: "VMMBenchCases", dependencies: ["VMMSysUtil", "Virtio", "CVMMPlatform"]),
@@ -51,7 +64,20 @@ let package = Package(
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),
-        .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "Virtio", "VMMSysUtil", "VMMTestSupport"]),
+        .testTarget(name: "VirtioBlockTests", dependencies: ["VirtioBlock", "Virtio", "VMMSysUtil", "CVMMPlatform", "VMMTestSupport"]),
+        .testTarget(
+            name: "VhostUserBlockTests",
+            dependencies: ["VhostUser", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-blk"]
+        ),
+        // The daemons are dependencies so the front-end tests can run them in their own processes.
+        .testTarget(
+            name: "VhostUserTests",
+            dependencies: ["VhostUser", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng", "vhost-user-blk"]
+        ),
+        .testTarget(
+            name: "VhostUserBackendTests",
+            dependencies: ["VhostUser", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng"]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -104,6 +104,22 @@ static inline int vmm_memfd_create(const char *_Nonnull name, unsigned int flags
 }
 #endif
 
+// ---- Block backing files (Linux): fallocate and its mode bits are hidden behind _GNU_SOURCE in the
+// ---- prebuilt Glibc module; BLKSSZGET is an _IO() macro. Raw syscall / ioctl wrappers instead.
+#if defined(__linux__)
+#include <sys/ioctl.h>
+#define VMM_FALLOC_FL_KEEP_SIZE 0x01
+#define VMM_FALLOC_FL_PUNCH_HOLE 0x02
+#define VMM_FALLOC_FL_ZERO_RANGE 0x10
+static inline int vmm_fallocate(int fd, int mode, int64_t offset, int64_t length) {
+    return (int)syscall(SYS_fallocate, fd, mode, (off_t)offset, (off_t)length);
+}
+/// The logical block size of a block device (ioctl BLKSSZGET = _IO(0x12, 104)).
+static inline int vmm_block_logical_size(int fd, int *_Nonnull size) {
+    return ioctl(fd, _IO(0x12, 104), size);
+}
+#endif
+
 // ---- pipe2: Glibc declares it only under _GNU_SOURCE, which the prebuilt Glibc module lacks, so
 // ---- Linux makes the raw syscall; the BSDs declare it by default. Absent on Darwin.
 #if defined(__linux__)

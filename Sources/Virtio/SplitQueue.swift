@@ -45,7 +45,7 @@ public struct SplitQueue: DeviceQueue, @unchecked Sendable {
     var signalledValid = false
     var notificationsEnabled = true
     /// Chains popped and not yet staged for completion.
-    public private(set) var inFlightCount = 0
+    public internal(set) var inFlightCount = 0
 
     /// Configures a split queue of `size` descriptors at `addresses` in `memory`.
     ///

@@ -1,0 +1,205 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Logging
+import VMMSysUtil
+
+/// The socket file the signal handler removes; written once before the handler is installed.
+nonisolated(unsafe) private var terminationSocketPath: UnsafeMutablePointer<CChar>?
+
+/// The options every vhost-user back-end program takes (QEMU's "vhost-user back-end program
+/// conventions"): `--socket-path PATH` (or `=PATH`), `--fd N` (or `=N`), `--print-capabilities`,
+/// `--help`. Anything else is left in `remaining` for the device's own options.
+///
+/// Thread-safety: a value type.
+public struct VhostUserDaemonArguments: Sendable {
+    /// UNIX socket to create and listen on (mode 0600).
+    public var socketPath: String?
+    /// An inherited socket: listening (then accepted on) or connected (then served once).
+    public var fd: Int32?
+    /// Print the capabilities JSON and exit 0, ignoring everything else.
+    public var printCapabilities = false
+    /// Print usage and exit 0.
+    public var help = false
+    /// Arguments not recognised here, in order (with their values), for the device to parse.
+    public var remaining: [String] = []
+
+    /// Parses `arguments` (without the program name).
+    ///
+    /// - Throws: `VhostUserDaemonError.usage` for a missing or malformed value, or when both or
+    ///   neither of `--socket-path` and `--fd` are given (unless printing capabilities or help).
+    public static func parse(_ arguments: [String]) throws(VhostUserDaemonError) -> VhostUserDaemonArguments {
+        var parsed = VhostUserDaemonArguments()
+        var index = 0
+        func value(_ name: String, _ argument: String) throws(VhostUserDaemonError) -> String {
+            if let equals = argument.firstIndex(of: "=") { return String(argument[argument.index(after: equals)...]) }
+            index += 1
+            guard index < arguments.count else { throw .usage("\(name) needs a value") }
+            return arguments[index]
+        }
+        while index < arguments.count {
+            let argument = arguments[index]
+            let name = argument.split(separator: "=", maxSplits: 1).first.map(String.init) ?? argument
+            switch name {
+            case "--socket-path": parsed.socketPath = try value(name, argument)
+            case "--fd":
+                let text = try value(name, argument)
+                guard let fd = Int32(text), fd >= 0 else { throw .usage("--fd: '\(text)' is not a descriptor number") }
+                parsed.fd = fd
+            case "--print-capabilities": parsed.printCapabilities = true
+            case "--help", "-h": parsed.help = true
+            default: parsed.remaining.append(argument)
+            }
+            index += 1
+        }
+        if !parsed.printCapabilities && !parsed.help {
+            if parsed.socketPath != nil && parsed.fd != nil { throw .usage("--socket-path and --fd exclude each other") }
+            if parsed.socketPath == nil && parsed.fd == nil { throw .usage("--socket-path or --fd is required") }
+        }
+        return parsed
+    }
+
+    /// Usage lines for the common options, to embed in a program's `--help`.
+    public static let usage = """
+          --socket-path=PATH     listen on a new UNIX socket at PATH (mode 0600)
+          --fd=N                 use inherited socket N (listening: accept; connected: serve it)
+          --print-capabilities   print the capabilities JSON and exit
+          -h, --help             show this help
+        """
+}
+
+/// Why a back-end program cannot start.
+///
+/// Thread-safety: a value type.
+public enum VhostUserDaemonError: Error, Sendable, CustomStringConvertible {
+    /// Bad command line.
+    case usage(String)
+    /// The socket could not be created, adopted or accepted on.
+    case socket(String)
+
+    public var description: String {
+        switch self {
+        case .usage(let text): text
+        case .socket(let text): text
+        }
+    }
+}
+
+/// Runs a back-end program: parses the common options, prints help or capabilities, builds the
+/// device, and serves front-ends until killed. A program's `main.swift` is a call to `main`.
+///
+/// Thread-safety: call once, from the main thread.
+public enum VhostUserDaemon {
+    /// Runs the program and never returns (exits 0 after `--help` / `--print-capabilities`, 1 on a
+    /// bad command line or setup failure, with a message on stderr).
+    ///
+    /// - Parameters:
+    ///   - name: the program name for messages.
+    ///   - deviceType: its `capabilityTypeName` is the capabilities JSON `type`.
+    ///   - capabilityFeatures: the capabilities JSON `features` (e.g. blk: `read-only`, `blk-file`).
+    ///   - deviceUsage: extra `--help` lines for the device's options.
+    ///   - arguments: the command line without the program name.
+    ///   - options: session tuning.
+    ///   - makeDevice: builds the device from the parsed arguments (`remaining` holds its options);
+    ///     throw to exit 1 with the error's description.
+    public static func main(
+        name: String, deviceType: VirtioDeviceType, capabilityFeatures: [String] = [], deviceUsage: String = "",
+        arguments: [String] = Array(CommandLine.arguments.dropFirst()), options: VhostUserSessionOptions = .init(),
+        makeDevice: (VhostUserDaemonArguments) throws -> any VhostUserDevice
+    ) -> Never {
+        let parsed: VhostUserDaemonArguments
+        do {
+            parsed = try VhostUserDaemonArguments.parse(arguments)
+        } catch {
+            fail(name, "\(error) (see --help)")
+        }
+        if parsed.printCapabilities {
+            let features = capabilityFeatures.map { "\"\($0)\"" }.joined(separator: ", ")
+            print("{\"type\": \"\(deviceType.capabilityTypeName ?? "\(deviceType.rawValue)")\", \"features\": [\(features)]}")
+            exit(0)
+        }
+        if parsed.help {
+            print("usage: \(name) (--socket-path=PATH | --fd=N) [options]\n\(VhostUserDaemonArguments.usage)")
+            if !deviceUsage.isEmpty { print(deviceUsage) }
+            exit(0)
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = getenv("VHOST_USER_LOG").flatMap { Logger.Level(rawValue: String(cString: $0)) } ?? .info
+            return handler
+        }
+        // Notifying a pipe whose reader (the front-end) is gone must be an error, not a signal.
+        signal(SIGPIPE, SIG_IGN)
+        let device: any VhostUserDevice
+        do {
+            device = try makeDevice(parsed)
+        } catch {
+            fail(name, "\(error)")
+        }
+        let server = VhostUserServer(device: device, options: options, logger: Logger(label: name))
+        do {
+            try serve(server, parsed)
+        } catch {
+            fail(name, "\(error)")
+        }
+    }
+
+    /// Serves on the socket the arguments name.
+    static func serve(_ server: VhostUserServer, _ arguments: VhostUserDaemonArguments) throws(VhostUserDaemonError) -> Never {
+        if let path = arguments.socketPath {
+            let listener: ScmListener
+            do {
+                listener = try ScmListener(path: path, mode: 0o600, backlog: 1)
+            } catch {
+                throw .socket("cannot listen on \(path): \(error)")
+            }
+            removeOnTermination(path)
+            server.logger.info("listening on \(path)")
+            do {
+                try server.run(listener: listener)
+            } catch {
+                throw .socket("accept on \(path) failed: \(error)")
+            }
+        }
+        let fd = arguments.fd ?? -1
+        var listening: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        guard getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &length) == 0 else {
+            throw .socket("--fd \(fd) is not a socket: \(SystemCallError("getsockopt", .current))")
+        }
+        if listening != 0 {
+            do {
+                try server.run(listener: ScmListener(adopting: FileDescriptor(adopting: fd)))
+            } catch {
+                throw .socket("accept on fd \(fd) failed: \(error)")
+            }
+        }
+        let reason = server.serve(ScmSocket(adopting: FileDescriptor(adopting: fd)))
+        server.logger.info("connection ended: \(reason)")
+        exit(0)
+    }
+
+    /// On SIGTERM or SIGINT: remove the socket file and exit 0 at once (QEMU's conventions ask for
+    /// a prompt, clean exit; the kernel reclaims memory, mappings and fds).
+    private static func removeOnTermination(_ path: String) {
+        terminationSocketPath = strdup(path)
+        let handler: @convention(c) (Int32) -> Void = { _ in
+            // Only async-signal-safe calls here.
+            if let path = terminationSocketPath { unlink(path) }
+            _exit(0)
+        }
+        signal(SIGTERM, handler)
+        signal(SIGINT, handler)
+    }
+
+    private static func fail(_ name: String, _ message: String) -> Never {
+        var line = "\(name): \(message)\n"
+        // write(2) rather than stderr's FILE: nothing else is buffered there, and no global state.
+        line.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }
+        exit(1)
+    }
+}

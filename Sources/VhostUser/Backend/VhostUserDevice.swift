@@ -1,0 +1,55 @@
+/// A virtio device served over vhost-user: what a device author implements. The framework
+/// (`VhostUserSession`, `VhostUserServer`) does the protocol, memory, rings and notifications.
+///
+/// Thread-safety: `process(_:)` is called on queue worker threads, one call per queue at a time but
+/// different queues concurrently (one worker per queue by default). Every other requirement is
+/// called on the connection's control thread while no worker is inside `process(_:)`.
+public protocol VhostUserDevice: AnyObject, Sendable {
+    /// The virtio device ID (for logs and `--print-capabilities`).
+    var deviceType: VirtioDeviceType { get }
+    /// Device-specific feature bits plus any transport bits the device wants (e.g. VERSION_1).
+    /// The framework adds PROTOCOL_FEATURES, RING_EVENT_IDX and RING_INDIRECT_DESC itself.
+    var deviceFeatures: UInt64 { get }
+    /// Protocol features the device needs beyond the framework's own (blk: `.config`). Default [].
+    var requiredProtocolFeatures: ProtocolFeatures { get }
+    /// Number of queues (answers `GET_QUEUE_NUM`; ring indices at or above it are refused).
+    var queueCount: Int { get }
+    /// Largest queue size accepted in `SET_VRING_NUM` (a power of two, at most 32768).
+    var maxQueueSize: Int { get }
+    /// Bytes of config space; `GET/SET_CONFIG` beyond it are refused. 0: no CONFIG protocol feature.
+    var configSize: Int { get }
+    /// Copies config space bytes `[offset, offset + buffer.count)` (little-endian virtio layout)
+    /// into `buffer`. The framework has checked the range lies within `configSize`.
+    /// Default: zeros.
+    func readConfig(offset: Int, into buffer: UnsafeMutableRawBufferPointer)
+    /// Applies a `SET_CONFIG` write of `bytes` at `offset` (range within `configSize`).
+    /// Default: throws `VhostUserError.configWriteRefused`.
+    ///
+    /// - Throws: any error to refuse the write (the connection is then closed).
+    func writeConfig(offset: Int, bytes: UnsafeRawBufferPointer) throws
+    /// Called on the queue's worker thread after a kick (and after the ring (re)starts): drain the
+    /// queue with `queue.pop()` / `queue.complete(_:written:)`, completing every chain popped before
+    /// returning. The framework wraps this in the notification disable/drain/enable/re-check loop,
+    /// records in-flight chains (INFLIGHT_SHMFD), publishes used entries in one batch per call and
+    /// signals the call fd when the driver wants it.
+    ///
+    /// - Throws: any error to mark the queue broken: it is no longer served and its err fd (if any)
+    ///   is signalled.
+    func process(_ queue: inout VhostUserQueue) throws
+    /// The driver acked these features (`SET_FEATURES`); called before queues start.
+    func featuresNegotiated(_ features: UInt64)
+    /// `RESET_DEVICE` or the end of a session: forget per-session state.
+    func reset()
+}
+
+extension VhostUserDevice {
+    public var requiredProtocolFeatures: ProtocolFeatures { [] }
+    public func readConfig(offset: Int, into buffer: UnsafeMutableRawBufferPointer) {
+        if !buffer.isEmpty { buffer.initializeMemory(as: UInt8.self, repeating: 0) }
+    }
+    public func writeConfig(offset: Int, bytes: UnsafeRawBufferPointer) throws {
+        throw VhostUserError.configWriteRefused(offset: offset, size: bytes.count)
+    }
+    public func featuresNegotiated(_ features: UInt64) {}
+    public func reset() {}
+}

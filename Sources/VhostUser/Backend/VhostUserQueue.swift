@@ -1,0 +1,78 @@
+import Virtio
+
+/// The framework's handle on one started queue, passed to `VhostUserDevice.process(_:)`.
+///
+/// Valid only during that call, on that thread. Completions are staged and published to the driver
+/// in one batch when `process` returns; in-flight chains are recorded in the inflight buffer when
+/// the front-end set one (INFLIGHT_SHMFD), and chains a previous back-end left in flight come out of
+/// `pop()` first, in their original order.
+/// Thread-safety: not shared; owned by the queue's worker thread.
+public struct VhostUserQueue {
+    /// The ring index.
+    public let index: Int
+    /// The features the driver acked (`SET_FEATURES`).
+    public let negotiatedFeatures: UInt64
+    var ring: SplitQueue
+    var inflight: InflightSplitQueue?
+    /// Heads to resubmit before popping new chains (inflight recovery), and how many were.
+    var resubmit: [UInt16]
+    var resubmitted = 0
+    /// Heads completed since the last publication (inflight bookkeeping only).
+    var batch: [UInt16]
+    var staged = 0
+
+    init(index: Int, negotiatedFeatures: UInt64, ring: SplitQueue, inflight: InflightSplitQueue?, resubmit: [UInt16]) {
+        self.index = index
+        self.negotiatedFeatures = negotiatedFeatures
+        self.ring = ring
+        self.inflight = inflight
+        self.resubmit = resubmit
+        // Reserved once, so appends on the data path never allocate.
+        self.batch = []
+        if inflight != nil { batch.reserveCapacity(ring.size) }
+    }
+
+    /// The next available chain (validated by Virtio), or nil when the driver has made none
+    /// available.
+    ///
+    /// - Throws: `VirtqueueError` for an invalid ring or chain: the framework then marks the
+    ///   queue broken, stops serving it and signals the err fd if one was set.
+    public mutating func pop() throws(VirtqueueError) -> Chain? {
+        if resubmitted < resubmit.count {
+            let head = resubmit[resubmitted]
+            resubmitted += 1
+            // Already recorded in flight (with its original order); not recorded again.
+            return try ring.resubmit(head: head)
+        }
+        guard let chain = try ring.pop() else { return nil }
+        inflight?.recordPop(chain.id)
+        return chain
+    }
+
+    /// Completes a popped chain with `written` bytes in its writable part. The driver sees it when
+    /// the current `process` call returns.
+    ///
+    /// - Throws: `VirtqueueError.notInFlight` / `.writtenExceedsWritable` (device bugs).
+    public mutating func complete(_ chain: Chain, written: UInt32) throws(VirtqueueError) {
+        try ring.stage(chain, written: written)
+        if inflight != nil { batch.append(chain.id) }
+        staged += 1
+    }
+
+    /// Publishes the staged completions: inflight links, used index, inflight clear (in that order).
+    mutating func flush() {
+        guard staged > 0 else { return }
+        if let inflight {
+            inflight.beginBatch(batch)
+            ring.publishUsed()
+            inflight.endBatch(batch, deviceUsedIndex: ring.publishedUsedIndex)
+            batch.removeAll(keepingCapacity: true)
+        } else {
+            ring.publishUsed()
+        }
+        staged = 0
+    }
+
+    /// Resubmissions still pending (carried over when the ring is rebuilt for new memory).
+    var pendingResubmissions: [UInt16] { Array(resubmit[resubmitted...]) }
+}

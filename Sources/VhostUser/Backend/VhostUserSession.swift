@@ -1,0 +1,317 @@
+import Logging
+import VMMSysUtil
+import Virtio
+
+/// What a session answers to one request: the reply payload and, for `GET_INFLIGHT_FD`, an fd to
+/// send with it.
+///
+/// Thread-safety: a value type; `descriptor` is only borrowed (see below).
+public struct VhostUserResponse: Sendable {
+    /// The request this answers (the reply echoes its code).
+    public let request: FrontendRequest
+    /// The reply payload: the request's own reply, or a REPLY_ACK `u64` (0 = success).
+    public let payload: ReplyPayload
+    /// An fd to attach to the reply, owned by the session: valid until its next `handle` or
+    /// `close`; send it (SCM_RIGHTS copies it), never close it.
+    public let descriptor: Int32?
+}
+
+/// Tuning of a session.
+///
+/// Thread-safety: a value type.
+public struct VhostUserSessionOptions: Sendable {
+    /// Rings served by one worker thread (consecutive ring indices share a thread). At least 1.
+    public var queuesPerThread: Int
+    /// Answer to `GET_MAX_MEM_SLOTS`, and the most regions mapped at once (1...509).
+    public var maxMemorySlots: Int
+
+    /// - Parameters: see the properties; values are clamped into their ranges.
+    public init(queuesPerThread: Int = 1, maxMemorySlots: Int = 32) {
+        self.queuesPerThread = max(1, queuesPerThread)
+        self.maxMemorySlots = min(max(1, maxMemorySlots), 509)
+    }
+}
+
+/// The back-end side of one vhost-user connection: a state machine that takes decoded requests and
+/// returns replies. It does no socket I/O (the server, or a test, feeds it), but it owns the
+/// connection's resources: guest memory mappings, kick/call/err notifiers, the inflight buffer, and
+/// the queue worker threads that run the device's `process`.
+///
+/// Every value from the peer is validated before use: ring indices against the device's queue
+/// count, sizes against `maxQueueSize`, memory regions against their fds' sizes, config accesses
+/// against `configSize`, inflight geometry against the device. A refused request throws a typed
+/// `VhostUserError`; the caller should close the connection (and `close()` the session).
+///
+/// Thread-safety: `handle` and `close` are called from one thread at a time (the connection's
+/// control thread). Ring changes happen while the queue workers are parked, so a worker sees
+/// either the old or the new memory and ring configuration, never a mix.
+public final class VhostUserSession {
+    /// The device served.
+    public let device: any VhostUserDevice
+    /// Feature bits offered in `GET_FEATURES`.
+    public let offeredFeatures: UInt64
+    /// Protocol features offered in `GET_PROTOCOL_FEATURES`.
+    public let offeredProtocolFeatures: ProtocolFeatures
+    /// Features acked with `SET_FEATURES`, nil before.
+    public private(set) var ackedFeatures: UInt64?
+    /// Protocol features acked with `SET_PROTOCOL_FEATURES`.
+    public private(set) var protocolFeatures: ProtocolFeatures = []
+    /// `SET_OWNER` was received.
+    public private(set) var hasOwner = false
+    /// The virtio status byte (`SET_STATUS`).
+    public private(set) var status: UInt8 = 0
+
+    let logger: Logger
+    let options: VhostUserSessionOptions
+    let rings: [Vring]
+    private var workers: [QueueWorker] = []
+    var memory: GuestMemory?
+    var inflight: InflightBuffer?
+    private var closed = false
+
+    /// Ring-format bits QEMU 7.2 acks even when they were not offered (vhost-user-rng); honoured.
+    static let toleratedFeatures = VirtioFeatures.ringEventIndex.rawValue | VirtioFeatures.ringIndirectDescriptors.rawValue
+    /// Bits whose change would reinterpret a started ring.
+    static let ringFormatFeatures = toleratedFeatures | VirtioFeatures.ringPacked.rawValue
+
+    /// Creates a session for `device` and its (parked) queue worker threads.
+    ///
+    /// - Throws: `VhostUserError.worker` if a worker thread, poller or notifier cannot be created.
+    public init(device: any VhostUserDevice, options: VhostUserSessionOptions = .init(),
+                logger: Logger = Logger(label: "vhost-user")) throws(VhostUserError) {
+        self.device = device
+        self.options = options
+        self.logger = logger
+        let queueCount = min(max(device.queueCount, 0), 256)
+        rings = (0..<queueCount).map { Vring(index: $0) }
+        offeredFeatures = device.deviceFeatures | VirtioFeatures.protocolFeatures.rawValue | Self.toleratedFeatures
+        var offered: ProtocolFeatures = [
+            .multiqueue, .replyAck, .configureMemorySlots, .inflightSharedMemory, .resetDevice, .status,
+        ]
+        if device.configSize > 0 { offered.insert(.config) }
+        offered.formUnion(device.requiredProtocolFeatures)
+        offeredProtocolFeatures = offered
+        var start = 0
+        while start < rings.count {
+            let group = Array(rings[start..<min(start + options.queuesPerThread, rings.count)])
+            do {
+                workers.append(try QueueWorker(rings: group, device: device, logger: logger))
+            } catch {
+                for worker in workers { worker.stop() }
+                throw error
+            }
+            start += options.queuesPerThread
+        }
+    }
+
+    deinit { close() }
+
+    /// Whether REPLY_ACK was negotiated (a failed NEED_REPLY request then gets a non-zero ack).
+    public var replyAckNegotiated: Bool { protocolFeatures.contains(.replyAck) }
+
+    /// Whether ring `index` is started (kick set, addresses valid, memory mapped).
+    public func isStarted(ring index: Int) -> Bool {
+        rings.indices.contains(index) && rings[index].isStarted
+    }
+
+    /// Whether ring `index` is enabled.
+    public func isEnabled(ring index: Int) -> Bool {
+        rings.indices.contains(index) && rings[index].enabled
+    }
+
+    /// Stops the workers, unmaps guest memory and the inflight buffer, closes every fd of the
+    /// session and resets the device. Idempotent; later `handle` calls throw.
+    public func close() {
+        guard !closed else { return }
+        closed = true
+        for worker in workers { worker.stop() }
+        workers.removeAll()
+        for ring in rings {
+            ring.reset()
+            ring.call = nil
+            ring.err = nil
+        }
+        memory = nil
+        inflight = nil
+        device.reset()
+    }
+
+    /// Handles one decoded request.
+    ///
+    /// - Returns: the reply to send, or nil when the request has none (and no ack was asked for).
+    /// - Throws: `VhostUserError` naming what was refused; nothing was half-applied that a worker
+    ///   could observe. The message's fds not taken are closed.
+    public func handle(_ message: consuming Message) throws(VhostUserError) -> VhostUserResponse? {
+        guard !closed else { throw .worker("session closed") }
+        let body = message.body
+        let request = body.request
+        if let gate = Self.gate(request), !protocolFeatures.contains(gate) { throw .notNegotiated(request) }
+        var descriptor: Int32?
+        let reply: ReplyPayload?
+        switch body {
+        case .getFeatures: reply = .u64(offeredFeatures)
+        case .setFeatures(let features):
+            try quiesced { () throws(VhostUserError) in try setFeatures(features.rawValue) }
+            reply = nil
+        case .getProtocolFeatures: reply = .u64(offeredProtocolFeatures.rawValue)
+        case .setProtocolFeatures(let features):
+            guard features.isSubset(of: offeredProtocolFeatures) else {
+                throw .unofferedProtocolFeatures(acked: features.rawValue, offered: offeredProtocolFeatures.rawValue)
+            }
+            protocolFeatures = features
+            reply = nil
+        case .setOwner:
+            hasOwner = true
+            reply = nil
+        case .resetOwner:
+            withWorkersParked { for ring in rings { ring.enabled = false } }
+            reply = nil
+        case .getQueueNum: reply = .u64(UInt64(rings.count))
+        case .getMaxMemSlots: reply = .u64(UInt64(options.maxMemorySlots))
+        case .setMemTable(let table):
+            try setMemoryTable(table.regions, descriptors: message.descriptors)
+            reply = nil
+        case .addMemReg(let single):
+            guard let fd = message.takeDescriptor() else {
+                throw .protocolViolation(.missingDescriptors(request: .frontend(request), expected: 1, received: 0))
+            }
+            try addMemoryRegion(single.region, fd: fd)
+            reply = nil
+        case .remMemReg(let single):
+            try removeMemoryRegion(single.region)
+            reply = nil
+        case .setVringNum(let state):
+            try setVringNum(state)
+            reply = nil
+        case .setVringBase(let state):
+            try setVringBase(state)
+            reply = nil
+        case .setVringAddr(let address):
+            try setVringAddress(address)
+            reply = nil
+        case .getVringBase(let state):
+            reply = .vringState(try getVringBase(state))
+        case .setVringKick(let file):
+            try setVringKick(file, fd: file.hasFile ? message.takeDescriptor() : nil)
+            reply = nil
+        case .setVringCall(let file):
+            try setVringCall(file, fd: file.hasFile ? message.takeDescriptor() : nil)
+            reply = nil
+        case .setVringErr(let file):
+            try setVringErr(file, fd: file.hasFile ? message.takeDescriptor() : nil)
+            reply = nil
+        case .setVringEnable(let state):
+            try setVringEnable(state)
+            reply = nil
+        case .getConfig(let config):
+            reply = .config(try getConfig(config))
+        case .setConfig(let config):
+            try quiesced { () throws(VhostUserError) in try setConfig(config) }
+            reply = nil
+        case .setStatus(let value):
+            let known: UInt64 = 1 | 2 | 4 | 8 | 64 | 128
+            guard value & ~known == 0 else { throw .invalidStatus(value) }
+            status = UInt8(value)
+            reply = nil
+        case .getStatus: reply = .u64(UInt64(status))
+        case .resetDevice:
+            withWorkersParked {
+                for ring in rings { ring.reset() }
+                status = 0
+                device.reset()
+            }
+            reply = nil
+        case .getInflightFD(let description):
+            let (answer, fd) = try getInflight(description)
+            descriptor = fd
+            reply = .inflight(answer)
+        case .setInflightFD(let description):
+            guard let fd = message.takeDescriptor() else {
+                throw .protocolViolation(.missingDescriptors(request: .frontend(request), expected: 1, received: 0))
+            }
+            try setInflight(description, fd: fd)
+            reply = nil
+        case .setLogBase, .setLogFD, .sendRARP, .netSetMTU, .setBackendRequestFD, .iotlbMessage, .setVringEndian,
+            .closeCryptoSession, .postcopyAdvise, .postcopyListen, .postcopyEnd, .gpuSetSocket, .vringKick,
+            .getSharedObject, .setDeviceStateFD, .checkDeviceState:
+            throw .notNegotiated(request)
+        }
+        if let reply { return VhostUserResponse(request: request, payload: reply, descriptor: descriptor) }
+        if message.needsReply && replyAckNegotiated {
+            return VhostUserResponse(request: request, payload: .u64(0), descriptor: nil)
+        }
+        return nil
+    }
+
+    /// The protocol feature a request needs, if any.
+    static func gate(_ request: FrontendRequest) -> ProtocolFeatures? {
+        switch request {
+        case .getQueueNum: .multiqueue
+        case .getConfig, .setConfig: .config
+        case .getMaxMemSlots, .addMemReg, .remMemReg: .configureMemorySlots
+        case .getInflightFD, .setInflightFD: .inflightSharedMemory
+        case .resetDevice: .resetDevice
+        case .setStatus, .getStatus: .status
+        default: nil
+        }
+    }
+
+    /// Runs `body` with every queue worker parked.
+    func quiesced<T>(_ body: () throws(VhostUserError) -> T) throws(VhostUserError) -> T {
+        for worker in workers { worker.pause() }
+        for worker in workers { worker.waitUntilParked() }
+        defer { for worker in workers { worker.resume() } }
+        return try body()
+    }
+
+    /// Runs `body` (which cannot fail) with every queue worker parked.
+    @discardableResult
+    func withWorkersParked<T>(_ body: () -> T) -> T {
+        for worker in workers { worker.pause() }
+        for worker in workers { worker.waitUntilParked() }
+        defer { for worker in workers { worker.resume() } }
+        return body()
+    }
+
+    private func setFeatures(_ features: UInt64) throws(VhostUserError) {
+        guard features & ~offeredFeatures == 0 else {
+            throw .unofferedFeatures(acked: features, offered: offeredFeatures)
+        }
+        let old = ackedFeatures ?? 0
+        if rings.contains(where: \.isStarted), (old ^ features) & Self.ringFormatFeatures != 0 {
+            throw .featuresChangedWhileStarted(old: old, new: features)
+        }
+        ackedFeatures = features
+        if features & VirtioFeatures.protocolFeatures.rawValue == 0 {
+            for ring in rings { ring.enabled = true }
+        }
+        device.featuresNegotiated(features)
+    }
+
+    private func getConfig(_ config: ConfigSpace) throws(VhostUserError) -> ConfigSpace {
+        try checkConfigRange(config)
+        var data = [UInt8](repeating: 0, count: config.data.count)
+        data.withUnsafeMutableBytes { device.readConfig(offset: Int(config.offset), into: $0) }
+        return ConfigSpace(offset: config.offset, flags: config.flags, data: data)
+    }
+
+    private func setConfig(_ config: ConfigSpace) throws(VhostUserError) {
+        try checkConfigRange(config)
+        do {
+            try config.data.withUnsafeBytes { try device.writeConfig(offset: Int(config.offset), bytes: $0) }
+        } catch let error as VhostUserError {
+            throw error
+        } catch {
+            logger.warning("SET_CONFIG refused by the device: \(error)")
+            throw .configWriteRefused(offset: Int(config.offset), size: config.data.count)
+        }
+    }
+
+    private func checkConfigRange(_ config: ConfigSpace) throws(VhostUserError) {
+        let size = device.configSize
+        // offset is a u32 and data ≤ 256 bytes: no overflow in Int.
+        guard config.flags <= 1, Int(config.offset) + config.data.count <= size else {
+            throw .configOutOfRange(offset: config.offset, size: config.data.count, flags: config.flags, configSize: size)
+        }
+    }
+}

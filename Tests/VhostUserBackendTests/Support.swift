@@ -1,0 +1,192 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Testing
+import VMMSysUtil
+import VMMTestSupport
+import Virtio
+@testable import VhostUser
+
+/// A test device: fills every writable byte with `pattern`, records the ids it completes, and can
+/// be told to "crash" (pop some chains, complete one, throw) to leave requests in flight.
+final class PatternDevice: VhostUserDevice, @unchecked Sendable {
+    let deviceType = VirtioDeviceType.entropy
+    let deviceFeatures = VirtioFeatures.version1.rawValue
+    let queueCount: Int
+    let maxQueueSize = 256
+    let configSize: Int
+    let pattern: UInt8
+    private let lock = ConditionLock()
+    private var completedIDs: [UInt16] = []
+    private var crashPlan: (pop: Int, complete: Int)?
+    private var resets = 0
+
+    struct Crash: Error {}
+
+    init(queueCount: Int = 1, configSize: Int = 0, pattern: UInt8 = 0xA5) {
+        self.queueCount = queueCount
+        self.configSize = configSize
+        self.pattern = pattern
+    }
+
+    /// Next `process`: pop `pop` chains, complete only the `complete`th (0-based), then throw.
+    func crashNextTime(pop: Int, complete: Int) { lock.withLock { crashPlan = (pop, complete) } }
+    var completed: [UInt16] { lock.withLock { completedIDs } }
+    var resetCount: Int { lock.withLock { resets } }
+
+    func readConfig(offset: Int, into buffer: UnsafeMutableRawBufferPointer) {
+        for i in buffer.indices { buffer[i] = UInt8(truncatingIfNeeded: offset + i) }
+    }
+
+    func reset() { lock.withLock { resets += 1 } }
+
+    func process(_ queue: inout VhostUserQueue) throws {
+        if let plan = lock.withLock({ crashPlan }) {
+            lock.withLock { crashPlan = nil }
+            var popped: [Chain] = []
+            while popped.count < plan.pop, let chain = try queue.pop() { popped.append(chain) }
+            if popped.indices.contains(plan.complete) { try fill(popped[plan.complete], &queue) }
+            throw Crash()
+        }
+        while let chain = try queue.pop() { try fill(chain, &queue) }
+    }
+
+    private func fill(_ chain: Chain, _ queue: inout VhostUserQueue) throws {
+        var written: UInt32 = 0
+        var buffers = chain.buffers()
+        while let buffer = try buffers.next() {
+            guard buffer.isWritable else { continue }
+            buffer.bytes.initializeMemory(as: UInt8.self, repeating: pattern)
+            written += UInt32(buffer.bytes.count)
+        }
+        try queue.complete(chain, written: written)
+        lock.withLock { completedIDs.append(chain.id) }
+    }
+}
+
+/// Encodes `body` as a front-end would and decodes it as the back-end does; `fds` are duplicated
+/// so the message owns its own copies.
+func message(_ body: FrontendMessage, needsReply: Bool = false, fds: [Int32] = []) throws -> Message {
+    var bytes: [UInt8] = []
+    try Message.encodeRequest(body, needsReply: needsReply, into: &bytes)
+    let owned = fds.map { fcntl($0, F_DUPFD_CLOEXEC, 0) }
+    let raw = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 8)
+    defer { raw.deallocate() }
+    raw.copyBytes(from: bytes)
+    return try Message.decode(bytes: UnsafeRawBufferPointer(raw), descriptors: MessageDescriptors(adopting: owned))
+}
+
+/// Waits (bounded, 10 s) for `notifier` to be signalled and consumes it.
+func waitForSignal(_ notifier: EventNotifier, milliseconds: Int32 = 10_000) -> Bool {
+    var entry = pollfd(fd: notifier.waitDescriptor, events: Int16(POLLIN), revents: 0)
+    while true {
+        let n = poll(&entry, 1, milliseconds)
+        if n == -1 && errno == EINTR { continue }
+        guard n == 1 else { return false }
+        return (try? notifier.tryConsume()) == true
+    }
+}
+
+/// The next used entry, waiting (bounded) for call signals until one is there. Signals that come
+/// without a used entry (the back-end signals a newly installed call fd once) are skipped.
+/// Like a guest driver with EVENT_IDX, it asks (`used_event`) for a call at the next used entry
+/// before it sleeps, then looks again so a completion published meanwhile is not missed.
+func reapWaiting(_ rig: GuestRig) throws -> UsedBuffer? {
+    for _ in 0..<10 {
+        if let used = try rig.reap() { return used }
+        rig.driver.setUsedEvent(rig.reaped)
+        if let used = try rig.reap() { return used }
+        guard waitForSignal(rig.call) else { return try rig.reap() }
+    }
+    return try rig.reap()
+}
+
+/// The front-end's view of one guest: shared memory, a driver-side split queue, kick and call.
+final class GuestRig {
+    static let userBase: UInt64 = 0x7f00_0000_0000
+    static let memorySize = 1 << 20
+    static let queueSize = 8
+    static let addresses = RingAddresses(descriptorTable: 0x1000, driverArea: 0x2000, deviceArea: 0x3000)
+    static let bufferBase: UInt64 = 0x10000
+
+    let memory: SharedMemory
+    let guest: GuestMemory
+    let driver: DriverSplitQueue
+    let kick: EventNotifier
+    let call: EventNotifier
+    /// Used entries reaped so far (the driver's free-running used index).
+    private(set) var reaped: UInt16 = 0
+
+    func reap() throws -> UsedBuffer? {
+        guard let used = try driver.reap() else { return nil }
+        reaped &+= 1
+        return used
+    }
+
+    init(features: VirtioFeatures = [.ringEventIndex, .ringIndirectDescriptors], freshRings: Bool = true,
+         reuse: SharedMemory? = nil) throws {
+        memory = try reuse ?? SharedMemory(size: Self.memorySize)
+        guest = try GuestMemory(regions: [GuestMemoryRegion(guestPhysicalAddress: 0, size: UInt64(Self.memorySize),
+                                                            userAddress: Self.userBase, mapping: memory.mapping)])
+        driver = try DriverSplitQueue(memory: guest, size: Self.queueSize, addresses: Self.addresses, features: features)
+        kick = try EventNotifier()
+        call = try EventNotifier()
+    }
+
+    var region: MemoryRegion {
+        MemoryRegion(guestPhysicalAddress: 0, size: UInt64(Self.memorySize), userAddress: Self.userBase, mmapOffset: 0)
+    }
+
+    func vringAddress(index: UInt32 = 0) -> VringAddress {
+        VringAddress(index: index, descriptorTable: Self.userBase + Self.addresses.descriptorTable,
+                     usedRing: Self.userBase + Self.addresses.deviceArea,
+                     availableRing: Self.userBase + Self.addresses.driverArea)
+    }
+
+    /// Posts one writable buffer of `length` bytes in slot `slot` of the buffer area.
+    @discardableResult
+    func postWritable(slot: Int, length: UInt32 = 64) throws -> UInt16 {
+        try driver.post([DriverBuffer(address: Self.bufferBase + UInt64(slot) * 0x1000, length: length, isWritable: true)])
+    }
+
+    func bytes(slot: Int, count: Int) -> [UInt8] {
+        let start = memory.mapping.base + Int(Self.bufferBase) + slot * 0x1000
+        return Array(UnsafeRawBufferPointer(start: start, count: count))
+    }
+
+    /// Every request a QEMU-like front-end sends to start ring 0, with the fds each carries.
+    func startRequests(features: UInt64, protocolFeatures: ProtocolFeatures, base: UInt32 = 0,
+                       inflight: (InflightDescription, Int32)? = nil) -> [(FrontendMessage, [Int32])] {
+        var requests: [(FrontendMessage, [Int32])] = [
+            (.setProtocolFeatures(protocolFeatures), []),
+            (.setOwner, []),
+            (.setFeatures(VirtioFeatures(rawValue: features)), []),
+            (.setMemTable(MemoryTable(regions: [region])), [memory.descriptor]),
+        ]
+        if let inflight { requests.append((.setInflightFD(inflight.0), [inflight.1])) }
+        requests += [
+            (.setVringNum(VringState(index: 0, num: UInt32(Self.queueSize))), []),
+            (.setVringBase(VringState(index: 0, num: base)), []),
+            (.setVringAddr(vringAddress()), []),
+            (.setVringKick(VringFileIndex(index: 0, hasFile: true)), [kick.waitDescriptor]),
+            (.setVringCall(VringFileIndex(index: 0, hasFile: true)), [call.notifyDescriptor]),
+            (.setVringEnable(VringState(index: 0, num: 1)), []),
+        ]
+        return requests
+    }
+
+    /// Feeds the start sequence to `session` directly.
+    func start(_ session: VhostUserSession, protocolFeatures: ProtocolFeatures? = nil, base: UInt32 = 0,
+               inflight: (InflightDescription, Int32)? = nil) throws {
+        let features = protocolFeatures ?? session.offeredProtocolFeatures
+        for (body, fds) in startRequests(features: drivenFeatures, protocolFeatures: features, base: base, inflight: inflight) {
+            _ = try session.handle(message(body, fds: fds))
+        }
+    }
+}
+
+/// Features a QEMU-like driver acks.
+let drivenFeatures = VirtioFeatures([.version1, .protocolFeatures, .ringEventIndex, .ringIndirectDescriptors]).rawValue
+

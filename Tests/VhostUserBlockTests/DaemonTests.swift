@@ -1,0 +1,99 @@
+import Testing
+import VMMSysUtil
+import VMMTestSupport
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The `vhost-user-blk` program, run as a separate process: command line, capabilities, and what a
+/// front-end sees at connect time (features, protocol features, queue count, config space).
+@Suite("vhost-user-blk daemon", .serialized)
+struct DaemonTests {
+    /// Runs the daemon with `arguments` to completion; returns (exit status, stdout, stderr).
+    func run(_ arguments: [String]) throws -> (Int32, String, String) {
+        var out: [Int32] = [0, 0]
+        var err: [Int32] = [0, 0]
+        guard pipe(&out) == 0, pipe(&err) == 0 else { throw Failure(description: "pipe failed") }
+        let process = try PeerProcess.spawn("vhost-user-blk", arguments: arguments, mapping: [(out[1], 1), (err[1], 2)])
+        close(out[1]); close(err[1])
+        defer { close(out[0]); close(err[0]) }
+        let status = process.waitForExit()
+        return (status, drain(out[0]), drain(err[0]))
+    }
+
+    func drain(_ fd: Int32) -> String {
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            bytes += chunk[0..<n]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    @Test("--print-capabilities prints QEMU's block capabilities and exits 0")
+    func capabilities() throws {
+        let (status, out, _) = try run(["--print-capabilities"])
+        #expect(status == 0)
+        #expect(out == "{\"type\": \"block\", \"features\": [\"read-only\", \"blk-file\"]}\n")
+        let (helpStatus, help, _) = try run(["--help"])
+        #expect(helpStatus == 0 && help.contains("--blk-file") && help.contains("--num-queues") && help.contains("--socket-path"))
+    }
+
+    @Test("bad command lines exit 1 with a message and create no socket")
+    func badArguments() throws {
+        let image = try TemporaryFile(size: 4096)
+        let socket = "/tmp/vhost-user-blk-test-\(getpid()).sock"
+        let cases: [([String], String)] = [
+            (["--socket-path", socket], "--blk-file is required"),
+            (["--socket-path", socket, "--blk-file", image.path, "--bogus"], "unknown option"),
+            (["--socket-path", socket, "--blk-file", image.path, "--queue-size", "100"], "power of two"),
+            (["--socket-path", socket, "--blk-file", image.path, "--queue-size=2"], "--queue-size"),
+            (["--socket-path", socket, "--blk-file", image.path, "--num-queues", "0"], "--num-queues"),
+            (["--socket-path", socket, "--blk-file", image.path, "--num-queues"], "needs a value"),
+            (["--socket-path", socket, "--blk-file", image.path, "--read-only=yes"], "--read-only"),
+            (["--socket-path", socket, "--blk-file", "/nonexistent/image"], "No such file"),
+            (["--socket-path", socket, "--blk-file", "/tmp", "--read-only"], "not a regular file or block device"),
+            (["--socket-path", socket, "--blk-file", "/dev/null"], "not a regular file or block device"),
+            (["--blk-file", image.path], "--socket-path or --fd"),
+        ]
+        for (arguments, message) in cases {
+            let (status, _, err) = try run(arguments)
+            #expect(status == 1, "\(arguments)")
+            #expect(err.contains(message), "\(arguments): \(err)")
+            #expect(access(socket, F_OK) != 0, "\(arguments) created the socket")
+        }
+    }
+
+    @Test("a front-end sees the device's features, CONFIG, queue count and config space", arguments: [false, true])
+    func handshake(readOnly: Bool) throws {
+        let image = try TemporaryFile(size: 1 << 20)
+        var arguments = ["--blk-file=\(image.path)", "--num-queues", "3", "--queue-size", "64"]
+        if readOnly { arguments.append("--read-only") }
+        let daemon = try Daemon(arguments: arguments)
+        let frontEnd = daemon.frontEnd
+
+        let features = try frontEnd.requestU64(1)
+        let device: UInt64 = 1 << 1 | 1 << 2 | 1 << 6 | 1 << 9 | 1 << 12 | 1 << 32
+        let expected = device | (readOnly ? 1 << 5 : 1 << 13 | 1 << 14)
+        #expect(features & 0xFF_FFFF == expected & 0xFF_FFFF)
+        #expect(features & (1 << 32) != 0 && features & (1 << 30) != 0)
+        let protocolFeatures = try frontEnd.requestU64(15)
+        #expect(protocolFeatures & (1 << 9) != 0, "CONFIG must be offered")
+        #expect(protocolFeatures & 1 != 0, "MQ must be offered")
+        try frontEnd.send(16, payload: le(protocolFeatures & (1 << 9 | 1)))
+        #expect(try frontEnd.requestU64(17) == 3)
+
+        // GET_CONFIG as QEMU 7.2 asks: offset 0, 57 bytes, flags 0.
+        let config = try frontEnd.getConfig(offset: 0, size: 57)
+        #expect(config.count == 57)
+        #expect(value(config, 0, 8) == 2048)  // 1 MiB in sectors
+        #expect(value(config, 12, 4) == 62)   // seg_max: queue size - 2
+        #expect(value(config, 20, 4) == 512)
+        #expect(value(config, 34, 2) == 3)
+        #expect(try frontEnd.getConfig(offset: 34, size: 2) == Array(config[34..<36]))
+    }
+}

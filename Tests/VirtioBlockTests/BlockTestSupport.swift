@@ -1,0 +1,236 @@
+import Testing
+import Virtio
+import VirtioBlock
+import VMMSysUtil
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+struct SetupError: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// Deterministic pseudo-random bytes (SplitMix64), so failures reproduce.
+struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func bytes(_ count: Int) -> [UInt8] {
+        (0..<count).map { _ in UInt8(truncatingIfNeeded: next()) }
+    }
+}
+
+/// A raw image in a temporary file, removed when released.
+final class TestImage {
+    let path: String
+
+    init(bytes: [UInt8]) throws {
+        var template = Array("/tmp/virtio-blk-test-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else { throw SetupError(description: "mkstemp failed") }
+        defer { close(fd) }
+        path = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard written == bytes.count else { throw SetupError(description: "write failed") }
+    }
+
+    convenience init(sectors: Int, seed: UInt64 = 1) throws {
+        var random = SplitMix(seed: seed)
+        try self.init(bytes: random.bytes(sectors * 512))
+    }
+
+    deinit { unlink(path) }
+
+    func contents() throws -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SetupError(description: "open failed") }
+        defer { close(fd) }
+        let size = Int(lseek(fd, 0, SEEK_END))
+        var bytes = [UInt8](repeating: 0, count: size)
+        let got = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, size, 0) }
+        guard got == size else { throw SetupError(description: "pread failed") }
+        return bytes
+    }
+}
+
+/// The inode number of `path`.
+func inodeNumber(_ path: String) throws -> UInt64 {
+    var status = stat()
+    guard stat(path, &status) == 0 else { throw SetupError(description: "stat failed") }
+    return UInt64(status.st_ino)
+}
+
+enum Layout: String, CaseIterable, Sendable {
+    case split, packed
+}
+
+/// A request header's bytes.
+func header(_ type: UInt32, sector: UInt64 = 0, reserved: UInt32 = 0) -> [UInt8] {
+    withUnsafeBytes(of: type.littleEndian) { Array($0) } + withUnsafeBytes(of: reserved.littleEndian) { Array($0) }
+        + withUnsafeBytes(of: sector.littleEndian) { Array($0) }
+}
+
+/// A discard / write-zeroes segment's bytes.
+func rangeSegment(sector: UInt64, sectors: UInt32, flags: UInt32 = 0) -> [UInt8] {
+    withUnsafeBytes(of: sector.littleEndian) { Array($0) } + withUnsafeBytes(of: sectors.littleEndian) { Array($0) }
+        + withUnsafeBytes(of: flags.littleEndian) { Array($0) }
+}
+
+/// Splits `total` bytes at the given cut sizes (the remainder is the last piece; empty cuts skipped).
+func pieces(_ total: Int, _ cuts: [Int] = []) -> [Int] {
+    var result: [Int] = []
+    var left = total
+    for cut in cuts where cut > 0 && cut < left {
+        result.append(cut)
+        left -= cut
+    }
+    if left > 0 { result.append(left) }
+    return result
+}
+
+/// What the driver saw when a request completed.
+struct Completion {
+    /// The used length the device reported.
+    var used: UInt32
+    /// The whole writable part after completion (data, then the status byte last).
+    var writable: [UInt8]
+    var status: UInt8? { writable.last }
+    var data: [UInt8] { Array(writable.dropLast()) }
+}
+
+/// A driver queue and a device queue over shared guest memory, and a block processor between them:
+/// each `submit` posts one request the way a guest would, lets the device pop and handle it, reaps
+/// the completion and checks that no byte outside the chain's writable buffers changed.
+final class BlockRig {
+    static let base: UInt64 = 0x10_0000
+    static let ringsSize: UInt64 = 0x1_0000
+    static let indirectTable: UInt64 = base + 0xC000
+    static let dataStart: UInt64 = base + ringsSize
+    static let memorySize = 8 << 20
+    static let canary: UInt8 = 0xEE
+    static let gap: UInt64 = 40
+
+    let shared: SharedMemory
+    let memory: GuestMemory
+    let driver: any DriverQueue
+    var device: any DeviceQueue
+    let processor: BlockRequestProcessor
+
+    init(layout: Layout, file: BlockBackingFile, configuration: BlockConfiguration? = nil, queueSize: Int = 16,
+         startIndex: UInt16 = 0) throws {
+        shared = try SharedMemory(size: Self.memorySize)
+        memory = try GuestMemory(regions: [GuestMemoryRegion(guestPhysicalAddress: Self.base, mapping: shared.mapping)])
+        let addresses = RingAddresses(descriptorTable: Self.base, driverArea: Self.base + 0x4000,
+                                      deviceArea: Self.base + 0x8000)
+        var features: VirtioFeatures = [.ringIndirectDescriptors, .ringEventIndex, .version1]
+        switch layout {
+        case .split:
+            driver = try DriverSplitQueue(memory: memory, size: queueSize, addresses: addresses, features: features,
+                                          startIndex: startIndex)
+            var queue = try SplitQueue(memory: memory, size: queueSize, addresses: addresses, features: features)
+            try queue.setNextAvailIndex(UInt32(startIndex))
+            device = queue
+        case .packed:
+            features.insert(.ringPacked)
+            driver = try DriverPackedQueue(memory: memory, size: queueSize, addresses: addresses, features: features)
+            device = try PackedQueue(memory: memory, size: queueSize, addresses: addresses, features: features)
+        }
+        processor = BlockRequestProcessor(file: file, configuration: configuration ?? BlockConfiguration(capacity: file.capacity))
+    }
+
+    /// Posts `readable` (split into `readableSplit` pieces) and `writableSplit` writable pieces,
+    /// in separate, non-adjacent buffers (as an indirect table if `indirect`).
+    func submit(readable: [UInt8], readableSplit: [Int]? = nil, writableSplit: [Int], indirect: Bool = false,
+                sourceLocation: SourceLocation = #_sourceLocation) throws -> Completion {
+        let readablePieces = readableSplit ?? pieces(readable.count)
+        guard readablePieces.reduce(0, +) == readable.count else { throw SetupError(description: "bad readable split") }
+        // Fill the data area with a canary so stray writes show.
+        let extent = readable.count + writableSplit.reduce(0, +) + (readablePieces.count + writableSplit.count + 1) * Int(Self.gap)
+        guard Int(Self.dataStart - Self.base) + extent <= Self.memorySize else { throw SetupError(description: "request too big") }
+        let area = shared.mapping.base + Int(Self.dataStart - Self.base)
+        area.initializeMemory(as: UInt8.self, repeating: Self.canary, count: extent)
+
+        var buffers: [DriverBuffer] = []
+        var address = Self.dataStart
+        var offset = 0
+        for size in readablePieces {
+            try readable[offset..<(offset + size)].withUnsafeBytes { try memory.write(guestPhysical: address, bytes: $0) }
+            buffers.append(DriverBuffer(address: address, length: UInt32(size), isWritable: false))
+            address += UInt64(size) + Self.gap
+            offset += size
+        }
+        var writableBuffers: [DriverBuffer] = []
+        for size in writableSplit {
+            writableBuffers.append(DriverBuffer(address: address, length: UInt32(size), isWritable: true))
+            address += UInt64(size) + Self.gap
+        }
+        buffers += writableBuffers
+        let id = try driver.post(buffers, indirectTable: indirect ? Self.indirectTable : nil)
+
+        guard let chain = try device.pop() else { throw SetupError(description: "device saw no chain") }
+        #expect(chain.id == id, sourceLocation: sourceLocation)
+        let written = try processor.handle(chain)
+        try device.push(chain, written: written)
+        #expect(try device.pop() == nil, sourceLocation: sourceLocation)
+        guard let used = try driver.reap() else { throw SetupError(description: "driver reaped nothing") }
+        #expect(used.id == id, sourceLocation: sourceLocation)
+
+        var writable: [UInt8] = []
+        for buffer in writableBuffers { writable += try readGuest(buffer.address, Int(buffer.length)) }
+        // Readable buffers unchanged, gaps untouched.
+        var position = Self.dataStart
+        offset = 0
+        for size in readablePieces {
+            #expect(try readGuest(position, size) == Array(readable[offset..<(offset + size)]), "readable buffer modified",
+                    sourceLocation: sourceLocation)
+            #expect(try readGuest(position + UInt64(size), Int(Self.gap)).allSatisfy { $0 == Self.canary },
+                    "write outside the chain", sourceLocation: sourceLocation)
+            position += UInt64(size) + Self.gap
+            offset += size
+        }
+        for size in writableSplit {
+            #expect(try readGuest(position + UInt64(size), Int(Self.gap)).allSatisfy { $0 == Self.canary },
+                    "write outside the chain", sourceLocation: sourceLocation)
+            position += UInt64(size) + Self.gap
+        }
+        return Completion(used: used.length, writable: writable)
+    }
+
+    func readGuest(_ address: UInt64, _ count: Int) throws -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        try bytes.withUnsafeMutableBytes { try memory.read(guestPhysical: address, into: $0) }
+        return bytes
+    }
+
+    // Convenience requests.
+
+    func read(sector: UInt64, bytes: Int, split: [Int]? = nil, indirect: Bool = false,
+              sourceLocation: SourceLocation = #_sourceLocation) throws -> Completion {
+        try submit(readable: header(0, sector: sector), writableSplit: split ?? [bytes, 1], indirect: indirect,
+                   sourceLocation: sourceLocation)
+    }
+
+    func write(sector: UInt64, data: [UInt8], split: [Int]? = nil, indirect: Bool = false,
+               sourceLocation: SourceLocation = #_sourceLocation) throws -> Completion {
+        try submit(readable: header(1, sector: sector) + data, readableSplit: split ?? [16, data.count].filter { $0 > 0 },
+                   writableSplit: [1], indirect: indirect, sourceLocation: sourceLocation)
+    }
+
+    func ranges(_ type: UInt32, _ segments: [[UInt8]], sourceLocation: SourceLocation = #_sourceLocation) throws -> Completion {
+        try submit(readable: header(type) + segments.flatMap { $0 }, writableSplit: [1], sourceLocation: sourceLocation)
+    }
+}
+
+func sectorRange(_ image: [UInt8], _ sector: Int, _ count: Int) -> [UInt8] {
+    Array(image[(sector * 512)..<((sector + count) * 512)])
+}
