@@ -196,8 +196,17 @@ extension BlockDaemonTests {
         let baseline = openFileDescriptorCount()
         do {
             let frontend = try VhostUserFrontend(connectingTo: socket, timeout: Self.wait)
-            try frontend.negotiate(features: [.version1, .ringEventIndex])
+            let negotiated = try frontend.negotiate(features: [.version1, .ringEventIndex])
             let memory = try frontend.setMemory([FrontendMemoryRegion(try SharedMemory(size: 1 << 20))])
+            // QEMU 7.2's daemon offers no INFLIGHT_SHMFD; ours does: then the buffer is fetched,
+            // handed back, and handed to the restarted daemon by `reconnect`.
+            #expect(negotiated.protocolFeatures.contains(.inflightSharedMemory) == (backend == .ours))
+            if negotiated.protocolFeatures.contains(.inflightSharedMemory) {
+                let inflight = try frontend.getInflight(queueCount: 1, queueSize: 64)
+                #expect(inflight.description.queueCount == 1 && inflight.description.queueSize == 64)
+                #expect(inflight.mapping.size > 0)
+                try frontend.setInflight(inflight)
+            }
             let queue = try frontend.startQueue(index: 0, size: 64, ringAddress: 0)
             let slot = VirtioBlockRequest(at: 0x1_0000, dataLength: UInt32(Self.blockSize))
 
@@ -226,7 +235,9 @@ extension BlockDaemonTests {
             daemon.stop()
             unlink(socket)
             daemon = try backend.start(socket: socket, image: image, log: directory.path + "/qsd.log")
+            let inflightBefore = frontend.inflight
             try frontend.reconnect(to: socket)
+            #expect(frontend.inflight === inflightBefore)
 
             try fill([UInt8](repeating: 0, count: Self.blockSize))
             try run(.read, sector: 16)
