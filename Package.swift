@@ -75,6 +75,13 @@ let package = Package(
             dependencies: ["VhostUser", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng", "vhost-user-blk"]
         ),
         .testTarget(
+            name: "HostileFrontendTests",
+            dependencies: [
+                "VhostUser", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng", "vhost-user-blk",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
             name: "VhostUserBackendTests",
             dependencies: ["VhostUser", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng"]
         ),

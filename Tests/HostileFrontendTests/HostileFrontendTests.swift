@@ -1,0 +1,190 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Logging
+import Testing
+import VMMSysUtil
+import VMMTestSupport
+import Virtio
+@testable import VhostUser
+
+/// An entropy device like vhost-user-rng's (the executable's own type cannot be imported): every
+/// writable byte becomes 0x5A.
+final class FillDevice: VhostUserDevice, @unchecked Sendable {
+    let deviceType = VirtioDeviceType.entropy
+    let deviceFeatures = VirtioFeatures.version1.rawValue
+    let queueCount = 1
+    let maxQueueSize = 1024
+    let configSize = 8
+
+    func readConfig(offset: Int, into buffer: UnsafeMutableRawBufferPointer) {
+        buffer.initializeMemory(as: UInt8.self, repeating: 0)
+    }
+
+    func process(_ queue: inout VhostUserQueue) throws {
+        while let chain = try queue.pop() {
+            var written: UInt32 = 0
+            var buffers = chain.buffers()
+            while let buffer = try buffers.next() {
+                guard buffer.isWritable else { continue }
+                buffer.bytes.initializeMemory(as: UInt8.self, repeating: 0x5A)
+                written += UInt32(buffer.bytes.count)
+            }
+            try queue.complete(chain, written: written)
+        }
+    }
+}
+
+/// Which device the well-formed session after each attack talks to.
+enum Served {
+    /// `FillDevice` (0x5A bytes), vhost-user-rng (random bytes: only the length is checked), vhost-user-blk.
+    case entropy, randomEntropy, block
+
+    /// Posts one well-formed request and checks the completion (rng: 64 bytes; blk: read sector 0).
+    func roundTrip(_ guest: Guest) throws -> Bool {
+        switch self {
+        case .entropy, .randomEntropy:
+            try guest.driver.post([DriverBuffer(address: Guest.bufferBase, length: 64, isWritable: true)])
+        case .block:
+            let header = guest.pointer(Guest.bufferBase)
+            header.storeBytes(of: UInt32(0).littleEndian, toByteOffset: 0, as: UInt32.self)  // IN
+            header.storeBytes(of: UInt32(0), toByteOffset: 4, as: UInt32.self)
+            header.storeBytes(of: UInt64(0).littleEndian, toByteOffset: 8, as: UInt64.self)  // sector 0
+            guest.pointer(Guest.bufferBase + 0x2000).storeBytes(of: UInt8(0xFF), as: UInt8.self)
+            try guest.driver.post([
+                DriverBuffer(address: Guest.bufferBase, length: 16, isWritable: false),
+                DriverBuffer(address: Guest.bufferBase + 0x1000, length: 512, isWritable: true),
+                DriverBuffer(address: Guest.bufferBase + 0x2000, length: 1, isWritable: true),
+            ])
+        }
+        try guest.kick.notify()
+        guard let used = try guest.reap() else { return false }
+        switch self {
+        case .entropy:
+            return used.length == 64 && guest.pointer(Guest.bufferBase).load(as: UInt8.self) == 0x5A
+        case .randomEntropy:
+            return used.length == 64
+        case .block:
+            return used.length == 513 && guest.pointer(Guest.bufferBase + 0x2000).load(as: UInt8.self) == 0
+        }
+    }
+}
+
+/// A well-formed front-end session: negotiate, start ring 0, one request served.
+func wellFormedSession(_ wire: Wire, _ served: Served) throws -> Bool {
+    let guest = try Guest()
+    guard try guest.start(wire) else { return false }
+    return try served.roundTrip(guest)
+}
+
+@Suite("Hostile front-end: every class of bad input over a real socket")
+struct HostileFrontendTests {
+    /// In process: a `VhostUserServer` serving `FillDevice` on one end of a socket pair. After the
+    /// attack the server's session ends or answers, no fd is left open, and a well-formed session
+    /// on a new connection is served by the same server.
+    @Test(arguments: HostileClass.allCases)
+    func inProcessServerSurvives(_ hostile: HostileClass) throws {
+        var logger = Logger(label: "hostile")
+        logger.logLevel = .critical
+        let server = VhostUserServer(device: FillDevice(), logger: logger)
+        let baseline = openFileDescriptorCount()
+        for round in 0..<2 {
+            let box = EndBox()
+            let thread: JoinableThread
+            do {
+                let (ours, theirs) = try ScmSocket.pair()
+                thread = try JoinableThread { box.set(server.serve(theirs)) }
+                let wire = Wire(ours)
+                if round == 0 {
+                    let guest = try Guest()
+                    try hostile.attack(wire, guest)
+                    _ = wire.drain()
+                } else {
+                    #expect(try wellFormedSession(wire, .entropy), "a well-formed session after \(hostile)")
+                }
+            }
+            // Our end is closed: the server sees end of stream (if it had not closed already).
+            thread.join()
+            #expect(box.reason != nil)
+            #expect(openFileDescriptorCount() == baseline, "fds after \(hostile), round \(round)")
+        }
+    }
+
+    /// Across processes: the real daemons (vhost-user-rng, vhost-user-blk) get every attack in
+    /// turn on their listening socket, stay up, keep their fd count, and serve a well-formed
+    /// session after each attack.
+    @Test(arguments: ["vhost-user-rng", "vhost-user-blk"])
+    func daemonSurvivesEveryClass(_ program: String) throws {
+        let directory = "/tmp/hostile-\(getpid())-\(program)"
+        #expect(mkdir(directory, 0o700) == 0)
+        defer { rmdir(directory) }
+        let path = directory + "/sock"
+        let image = directory + "/image"
+        var arguments = ["--socket-path", path]
+        if program == "vhost-user-blk" {
+            let fd = open(image, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+            #expect(ftruncate(fd, 1 << 20) == 0)
+            close(fd)
+            arguments += ["--blk-file", image]
+        }
+        defer { unlink(image) }
+        let served: Served = program == "vhost-user-blk" ? .block : .randomEntropy
+        let child = try PeerProcess.spawn(program, arguments: arguments, mapping: [])
+        defer {
+            // SIGKILL: spawned children inherit the test runner's signal mask (SIGTERM may be blocked).
+            kill(child.pid, SIGKILL)
+            _ = child.waitForExit()
+            unlink(path)
+        }
+        var waited = 0
+        while access(path, F_OK) != 0 && waited < 500 {
+            usleep(10_000)
+            waited += 1
+        }
+        // The daemon's open fds, counted while a fresh connection is open (so the previous session
+        // has been torn down: one front-end at a time).
+        func daemonDescriptors() throws -> Int? {
+            let wire = Wire(try ScmSocket.connect(path: path))
+            guard try wire.u64(.getFeatures) != nil else { return nil }
+            #if os(Linux)
+            return try? countEntries("/proc/\(child.pid)/fd")
+            #else
+            return 0
+            #endif
+        }
+        let before = try daemonDescriptors()
+        #expect(before != nil)
+        for hostile in HostileClass.allCases {
+            do {
+                let wire = Wire(try ScmSocket.connect(path: path))
+                try hostile.attack(wire, try Guest())
+                _ = wire.drain()
+            }
+            #expect(kill(child.pid, 0) == 0, "\(program) died on \(hostile)")
+            let wire = Wire(try ScmSocket.connect(path: path))
+            #expect(try wellFormedSession(wire, served), "\(program): a well-formed session after \(hostile)")
+        }
+        #expect(try daemonDescriptors() == before, "\(program)'s open fds after every class")
+    }
+}
+
+/// Entries of a directory (not . and ..).
+func countEntries(_ path: String) throws -> Int {
+    guard let directory = opendir(path) else { throw SystemCallError("opendir", .current) }
+    defer { closedir(directory) }
+    var count = 0
+    while let entry = readdir(directory) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        if name != "." && name != ".." { count += 1 }
+    }
+    return count
+}
+
+final class EndBox: @unchecked Sendable {
+    private let lock = ConditionLock()
+    private var stored: VhostUserServer.EndReason?
+    func set(_ reason: VhostUserServer.EndReason) { lock.withLock { stored = reason } }
+    var reason: VhostUserServer.EndReason? { lock.withLock { stored } }
+}
