@@ -42,6 +42,8 @@ let package = Package(
         .target(name: "VirtioBlock", dependencies: ["Virtio", "VMMSysUtil", "CVMMPlatform"]),
         // The virtio-blk vhost-user back-end program.
         .executableTarget(name: "vhost-user-blk", dependencies: ["VhostUser", "Virtio", "VirtioBlock"]),
+        // The front-end half of scripts/soak (connect/disconnect cycles and killed writers).
+        .executableTarget(name: "vhost-user-soak", dependencies: ["VhostUser", "Virtio", "VMMSysUtil"]),
         // Benchmarks: each case and its raw-syscall twin, written once, run by vmm-bench and by
         // package-benchmark (`swift package benchmark`).
         .target(name: "VMMBenchCases", dependencies: ["VMMSysUtil", "Virtio", "CVMMPlatform"]),
