@@ -26,8 +26,8 @@ let package = Package(
         ),
         .target(name: "VMMSysUtil", dependencies: ["CVMMPlatform"]),
         .target(name: "Virtio", dependencies: ["VMMSysUtil", "CVMMPlatform"]),
-        // The vhost-user wire protocol (codec, no I/O) and the back-end framework (session, queue
-        // workers, server) built on it.
+        // The vhost-user wire protocol (codec, no I/O), the back-end framework (session, queue
+        // workers, server) built on it, and the front-end.
         .target(
             name: "VhostUser",
             dependencies: ["VMMSysUtil", "Virtio", "CVMMPlatform", .product(name: "Logging", package: "swift-log")]

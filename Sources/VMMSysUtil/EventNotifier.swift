@@ -282,7 +282,7 @@ public final class EventNotifier: @unchecked Sendable {
 }
 
 /// Whether `fd` is readable (or hung up) within the timeout.
-func isReadable(_ fd: Int32, timeoutMilliseconds: Int32) throws(SystemCallError) -> Bool {
+package func isReadable(_ fd: Int32, timeoutMilliseconds: Int32) throws(SystemCallError) -> Bool {
     var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
     let n = try systemCall("poll") { poll(&entry, 1, timeoutMilliseconds) }
     if n == 0 { return false }

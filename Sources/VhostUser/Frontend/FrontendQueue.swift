@@ -1,0 +1,194 @@
+import CVMMPlatform
+import Virtio
+import VMMSysUtil
+
+/// One started virtqueue of a `VhostUserFrontend`: the driver side of a split or packed ring in
+/// shared guest memory, with its kick, call and error notifiers.
+///
+/// The data path (`post`, `kick`/`kickIfNeeded`, `reap`, `waitForUsed`) allocates nothing and makes
+/// no socket request: a kick is one `write`, a wait one `read` (plus one `poll` with a timeout).
+///
+/// Thread-safety: not synchronized; one thread at a time drives a queue (it may move between
+/// threads). Different queues are independent.
+public final class FrontendQueue: @unchecked Sendable {
+    /// The ring index.
+    public let index: Int
+    /// The queue size (descriptors).
+    public let size: Int
+    /// Whether the ring uses the packed layout (RING_PACKED negotiated).
+    public let isPacked: Bool
+    /// Guest-physical addresses of the ring's three parts.
+    public let addresses: RingAddresses
+    let split: DriverSplitQueue?
+    let packed: DriverPackedQueue?
+    /// We notify it; the back-end waits on it.
+    let kickNotifier: EventNotifier
+    /// The back-end notifies it; we wait on it.
+    let callNotifier: EventNotifier
+    /// The back-end notifies it when the ring broke.
+    let errorNotifier: EventNotifier
+    /// EVENT_IDX on a split ring: `used_event` must follow what we reaped.
+    let tracksUsedEvent: Bool
+    /// The used index we expect next (split), mirroring the driver's own.
+    var nextUsed: UInt16
+    /// Whether the back-end was told to run this ring (cleared by `stopQueue`).
+    public internal(set) var isStarted = false
+
+    init(index: Int, size: Int, addresses: RingAddresses, memory: GuestMemory, features: VirtioFeatures,
+         startIndex: UInt16) throws(FrontendError) {
+        self.index = index
+        self.size = size
+        self.addresses = addresses
+        let packedLayout = features.contains(.ringPacked)
+        isPacked = packedLayout
+        do {
+            if packedLayout {
+                packed = try DriverPackedQueue(memory: memory, size: size, addresses: addresses, features: features)
+                split = nil
+            } else {
+                split = try DriverSplitQueue(memory: memory, size: size, addresses: addresses,
+                                             features: features, startIndex: startIndex)
+                packed = nil
+            }
+        } catch { throw .driverQueue(error) }
+        tracksUsedEvent = !packedLayout && features.contains(.ringEventIndex)
+        nextUsed = startIndex
+        do {
+            kickNotifier = try EventNotifier()
+            callNotifier = try EventNotifier()
+            errorNotifier = try EventNotifier()
+        } catch { throw frontendError(error) }
+    }
+
+    /// Bytes a ring of `size` descriptors needs from a 64-byte aligned start: split = descriptor
+    /// table, available ring (with `used_event`), used ring (64-byte aligned, with `avail_event`);
+    /// packed = descriptor ring and the two 4-byte event-suppression areas.
+    public static func ringBytes(size: Int, packed: Bool) -> UInt64 {
+        let q = UInt64(max(size, 0))
+        if packed { return 16 * q + 8 }
+        return align64(16 * q + 6 + 2 * q) + 6 + 8 * q
+    }
+
+    /// Where each part of a ring at `address` (64-byte aligned) goes, in the layout `ringBytes`
+    /// sizes.
+    static func layout(at address: UInt64, size: Int, packed: Bool) -> RingAddresses {
+        // Wrapping: an address near the top of the space yields parts that fail translation
+        // (a typed error) instead of trapping here.
+        let q = UInt64(max(size, 0))
+        if packed {
+            return RingAddresses(descriptorTable: address, driverArea: address &+ 16 &* q,
+                                 deviceArea: address &+ 16 &* q &+ 4)
+        }
+        return RingAddresses(descriptorTable: address, driverArea: address &+ 16 &* q,
+                             deviceArea: address &+ align64(16 &* q &+ 6 &+ 2 &* q))
+    }
+
+    /// Free descriptors (split) or ring slots (packed) left for `post`.
+    public var freeDescriptors: Int {
+        split?.freeDescriptors ?? packed?.freeDescriptors ?? 0
+    }
+
+    /// Posts a chain of buffers (device-readable ones first) without notifying the back-end.
+    /// Allocates nothing.
+    ///
+    /// - Returns: the id `reap` will report for it (split head index or packed buffer id).
+    /// - Throws: `.driverQueue` (`.queueFull`, `.emptyChain`).
+    @discardableResult
+    public func post(_ buffers: UnsafeBufferPointer<DriverBuffer>) throws(FrontendError) -> UInt16 {
+        do {
+            if let split { return try split.post(buffers, indirectTable: nil) }
+            if let packed { return try packed.post(buffers, indirectTable: nil) }
+        } catch { throw .driverQueue(error) }
+        throw .driverQueue(.emptyChain)
+    }
+
+    /// Array convenience for `post(_:)` (allocates; not for hot loops).
+    @discardableResult
+    public func post(_ buffers: [DriverBuffer]) throws(FrontendError) -> UInt16 {
+        try buffers.withUnsafeBufferPointer { (pointer) throws(FrontendError) in try post(pointer) }
+    }
+
+    /// Notifies the back-end unconditionally (one `write`).
+    ///
+    /// - Throws: `.system` from the write.
+    public func kick() throws(FrontendError) {
+        do {
+            try kickNotifier.notify()
+        } catch { throw .system(error) }
+    }
+
+    /// Notifies the back-end if its event suppression asks for it (EVENT_IDX or NO_NOTIFY).
+    ///
+    /// - Returns: whether a kick was sent.
+    /// - Throws: `.system` from the write.
+    @discardableResult
+    public func kickIfNeeded() throws(FrontendError) -> Bool {
+        let needed = split?.needsKick() ?? packed?.needsKick() ?? false
+        if needed { try kick() }
+        return needed
+    }
+
+    /// The next completed chain, or nil if the back-end has published none. Allocates nothing.
+    ///
+    /// - Throws: `.driverQueue(.unknownUsedID)` if the back-end completed an id not in flight.
+    public func reap() throws(FrontendError) -> UsedBuffer? {
+        do {
+            if let split {
+                let used = try split.reap()
+                if used != nil { nextUsed &+= 1 }
+                return used
+            }
+            return try packed?.reap()
+        } catch { throw .driverQueue(error) }
+    }
+
+    /// Returns the next completed chain, waiting for the back-end's call if there is none yet.
+    ///
+    /// Before blocking it asks for a call (EVENT_IDX: `used_event` = the next used index) and looks
+    /// again, so a completion published meanwhile is not missed. Allocates nothing.
+    /// - Parameter timeout: the longest wait; nil waits forever.
+    /// - Returns: the completion, or nil if none came within `timeout`.
+    /// - Throws: `.driverQueue(.unknownUsedID)`, `.system` from waiting.
+    public func waitForUsed(timeout: Duration?) throws(FrontendError) -> UsedBuffer? {
+        let deadline = timeout.map { ContinuousClock.now + $0 }
+        while true {
+            if let used = try reap() { return used }
+            if tracksUsedEvent, let split {
+                split.setUsedEvent(nextUsed)
+                // The used_event store must be visible before we look at used->idx again (a
+                // store-load order, hence a full fence), or a completion could slip between.
+                vmm_fence_seq_cst()
+            }
+            if let used = try reap() { return used }
+            if let deadline {
+                let remaining = deadline - ContinuousClock.now
+                let wait = remaining <= .zero ? 0 : Int32(clamping: milliseconds(rounding: remaining))
+                let ready: Bool
+                do {
+                    ready = try isReadable(callNotifier.waitDescriptor, timeoutMilliseconds: wait)
+                } catch { throw .system(error) }
+                guard ready else { return try reap() }
+            }
+            do {
+                try callNotifier.wait()
+            } catch { throw .system(error) }
+        }
+    }
+
+    /// Whether the back-end signalled an error on this ring since the last call (consumes it).
+    ///
+    /// - Throws: `.system` from reading the error notifier.
+    public func consumeError() throws(FrontendError) -> Bool {
+        do {
+            return try errorNotifier.tryConsume()
+        } catch { throw .system(error) }
+    }
+
+    /// The split driver (for event-suppression control in tests and benchmarks); nil if packed.
+    public var splitDriver: DriverSplitQueue? { split }
+    /// The packed driver; nil if split.
+    public var packedDriver: DriverPackedQueue? { packed }
+}
+
+@inline(__always)
+func align64(_ value: UInt64) -> UInt64 { (value + 63) & ~63 }

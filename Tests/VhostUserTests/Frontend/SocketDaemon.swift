@@ -1,0 +1,155 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A vhost-user back-end process serving a Unix socket, started under `timeout` (so it cannot
+/// outlive a crashed test run) in its own process group. Only that group is ever signalled.
+struct SocketDaemon {
+    static let timeoutPath = "/usr/bin/timeout"
+
+    enum Failure: Error, CustomStringConvertible {
+        case spawn(Int32)
+        case noSocket(String)
+        var description: String {
+            switch self {
+            case .spawn(let code): "posix_spawn failed: errno \(code)"
+            case .noSocket(let log): "the back-end did not create its socket; log: \(log)"
+            }
+        }
+    }
+
+    let pid: pid_t
+
+    /// Runs `arguments` (the first is the executable's path) for at most 120 s, output to `log`;
+    /// waits (at most 10 s) until a socket exists at `socket`.
+    static func start(_ arguments: [String], socket: String, log: String) throws -> SocketDaemon {
+        let command = [timeoutPath, "--kill-after=5", "120"] + arguments
+        #if os(Linux)
+        var actions = posix_spawn_file_actions_t()
+        #else
+        var actions: posix_spawn_file_actions_t? = nil
+        #endif
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let argv = command.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        // The test runner's threads may block or ignore signals, and a child inherits both: give
+        // the daemon a clean signal state, and its own process group so `stop` reaches `timeout`
+        // and the daemon together (and nothing else).
+        #if os(Linux)
+        var attributes = posix_spawnattr_t()
+        #else
+        var attributes: posix_spawnattr_t? = nil
+        #endif
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGTERM, SIGINT, SIGHUP, SIGPIPE] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setpgroup(&attributes, 0)
+        posix_spawnattr_setflags(
+            &attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, timeoutPath, &actions, &attributes, argv, environ)
+        guard rc == 0 else { throw Failure.spawn(rc) }
+        let daemon = SocketDaemon(pid: pid)
+        for _ in 0..<200 {
+            var info = stat()
+            if stat(socket, &info) == 0 && info.st_mode & S_IFMT == S_IFSOCK { return daemon }
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid { break }
+            usleep(50_000)
+        }
+        daemon.stop()
+        throw Failure.noSocket(readFile(log))
+    }
+
+    /// SIGTERM to the process group of our `timeout` and daemon, then reaps `timeout`; SIGKILL to
+    /// the group after 5 s.
+    func stop() {
+        kill(-pid, SIGTERM)
+        var status: Int32 = 0
+        for _ in 0..<100 {
+            let result = waitpid(pid, &status, WNOHANG)
+            if result == pid || (result == -1 && errno == ECHILD) { return }
+            usleep(50_000)
+        }
+        kill(-pid, SIGKILL)
+        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+    }
+}
+
+/// Debian's qemu-storage-daemon (QEMU 7.2) serving an image as a vhost-user-blk export, started
+/// the way /work/shared/peers/reference-blk.sh starts it.
+enum StorageDaemon {
+    static let path = "/usr/bin/qemu-storage-daemon"
+    static var isInstalled: Bool { access(path, X_OK) == 0 && access(SocketDaemon.timeoutPath, X_OK) == 0 }
+
+    /// Serves `image` (writable) on `socket`, logging to `log`.
+    static func start(socket: String, image: String, log: String) throws -> SocketDaemon {
+        try SocketDaemon.start([
+            path,
+            "--blockdev", "driver=file,node-name=file,filename=\(image),cache.direct=off",
+            "--export",
+            "type=vhost-user-blk,id=exp0,node-name=file,addr.type=unix,addr.path=\(socket),writable=on,num-queues=1",
+        ], socket: socket, log: log)
+    }
+}
+
+/// A file's contents as text (for failure messages).
+func readFile(_ path: String) -> String {
+    String(decoding: readBytes(path, offset: 0, count: 4096), as: UTF8.self)
+}
+
+/// Up to `count` bytes of a file from `offset` (fewer at its end; none if it cannot be opened).
+func readBytes(_ path: String, offset: Int, count: Int) -> [UInt8] {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return [] }
+    defer { close(fd) }
+    var bytes = [UInt8](repeating: 0, count: count)
+    let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(offset)) }
+    return Array(bytes.prefix(max(0, n)))
+}
+
+/// A temporary directory (mkdtemp) removed with everything in it by `remove()`.
+struct TemporaryDirectory {
+    let path: String
+
+    init() throws {
+        var template = Array("/tmp/vhost-frontend-XXXXXX".utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { buffer -> UnsafeMutablePointer<CChar>? in
+            guard let base = buffer.baseAddress else { return nil }
+            return mkdtemp(base)
+        }
+        guard let made else {
+            throw SocketDaemon.Failure.spawn(errno)
+        }
+        path = String(cString: made)
+    }
+
+    /// Writes `bytes` to a new file `name` in the directory and returns its path.
+    func createFile(_ name: String, _ bytes: [UInt8]) -> String {
+        let file = path + "/" + name
+        let fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        if fd >= 0 {
+            _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            close(fd)
+        }
+        return file
+    }
+
+    /// Removes the files this test created and the directory.
+    func remove(_ names: [String]) {
+        for name in names { unlink(path + "/" + name) }
+        rmdir(path)
+    }
+}
