@@ -12,8 +12,8 @@ let blkUsage = """
     usage: vmm-bench blk [--backend ours|qsd|both] [--json|--markdown] [--spread] [--cpu N]
                          [--time-ms MS] [--queues N] [--filter TEXT]
 
-      Serves a 1 GiB raw image (in the page cache, in a temp dir) with each back-end in turn and
-      drives it over vhost-user with this package's front-end (guest memory shared with
+      Serves a 1 GiB raw image (in the page cache, in a temp dir) with each back-end (both daemons
+      run side by side on the same image; each case alternates them in 3 slices) and drives them over vhost-user with this package's front-end (guest memory shared with
       SET_MEM_TABLE, EVENT_IDX): 4 KiB random reads and writes at queue depth 1 and 32 per queue,
       on one queue and on as many as the back-end offers (at most --queues, default 4). Prints
       IOPS, p50/p99 latency, kicks and calls per request, and each daemon's peak RSS without guest
@@ -22,7 +22,7 @@ let blkUsage = """
       --backend B   ours, qsd or both (default both: side by side, with ours/qsd IOPS ratio)
       --spread      back-end daemon on the CPU after the front-end's (default: same CPU)
       --cpu N       CPU for the front-end (default 0)
-      --time-ms MS  measured time per case and back-end (default 1000; plus 20% warm-up)
+      --time-ms MS  measured time per case and back-end (default 1000; plus 15% warm-up)
       --queues N    most queues to use, 1...4 (default 4)
       --filter TEXT only cases whose name contains TEXT
 
@@ -132,10 +132,8 @@ enum BlkBench {
         do {
             writeError("vmm-bench blk: creating a 1 GiB image in \(scratch.path)\n")
             try scratch.createImage(size: imageSize)
-            for backend in backends {
-                runs.append(try run(backend, scratch: scratch, context: context, maxQueues: maxQueues,
-                                    duration: milliseconds * 1_000_000, filters: filters))
-            }
+            runs = try run(backends, scratch: scratch, context: context, maxQueues: maxQueues,
+                           duration: milliseconds * 1_000_000, filters: filters)
         } catch {
             writeError("vmm-bench blk: \(error)\n")
             return 1
@@ -162,31 +160,49 @@ enum BlkBench {
         return out
     }
 
-    /// Starts `backend` on the image, runs every case, records its memory, stops it.
-    static func run(_ backend: BlkBackendKind, scratch: BlkScratch, context: BenchContext, maxQueues: Int,
-                    duration: UInt64, filters: [String]) throws -> BlkBackendRun {
-        let socket = scratch.file("\(backend.rawValue).sock")
-        let log = scratch.file("\(backend.rawValue).log")
-        let daemon = try BlkDaemon(try backend.command(image: scratch.image, socket: socket, queues: maxQueues),
-                                   socket: socket, log: log, cpu: context.peerCPU, restoreCPU: context.mainCPU)
-        defer { daemon.stop() }
-        let session = try BlkSession(socket: socket, maxQueues: maxQueues)
-        defer { session.close() }
-        var run = BlkBackendRun(backend: backend)
-        run.queueCount = session.queues.count
-        for (index, blkCase) in cases(queues: session.queues.count).enumerated()
+    /// Starts every back-end on the image, then measures each case in `slices` alternating slices
+    /// per back-end (so both see the same machine noise), records each daemon's memory, stops them.
+    static func run(_ backends: [BlkBackendKind], scratch: BlkScratch, context: BenchContext, maxQueues: Int,
+                    duration: UInt64, filters: [String]) throws -> [BlkBackendRun] {
+        var daemons: [BlkDaemon] = []
+        defer { for daemon in daemons { daemon.stop() } }
+        var sessions: [BlkSession] = []
+        defer { for session in sessions { session.close() } }
+        var runs: [BlkBackendRun] = []
+        for backend in backends {
+            let socket = scratch.file("\(backend.rawValue).sock")
+            let log = scratch.file("\(backend.rawValue).log")
+            daemons.append(try BlkDaemon(try backend.command(image: scratch.image, socket: socket, queues: maxQueues),
+                                         socket: socket, log: log, cpu: context.peerCPU, restoreCPU: context.mainCPU))
+            sessions.append(try BlkSession(socket: socket, maxQueues: maxQueues))
+            var run = BlkBackendRun(backend: backend)
+            run.queueCount = sessions[sessions.count - 1].queues.count
+            runs.append(run)
+        }
+        let slices = 3
+        let warmup = duration / 20
+        for (index, blkCase) in cases(queues: runs.map(\.queueCount).max() ?? 1).enumerated()
             where filters.isEmpty || filters.contains(where: { blkCase.name.contains($0) }) {
-            writeError("vmm-bench blk: \(backend.rawValue) \(blkCase.name)\n")
-            let result = try session.run(blkCase.kind == .read ? .read : .write, depth: blkCase.depth,
-                                         queueCount: blkCase.queues, warmup: duration / 5, duration: duration,
-                                         seed: 0x9E37_79B9_7F4A_7C15 &+ UInt64(index))
-            run.results[blkCase.name] = result
+            writeError("vmm-bench blk: \(blkCase.name)\n")
+            for session in sessions where session.queues.count >= blkCase.queues { session.beginCase() }
+            for slice in 0..<slices {
+                for session in sessions where session.queues.count >= blkCase.queues {
+                    try session.run(blkCase.kind == .read ? .read : .write, depth: blkCase.depth,
+                                    queueCount: blkCase.queues, warmup: warmup, duration: duration / UInt64(slices),
+                                    seed: 0x9E37_79B9_7F4A_7C15 &+ UInt64(index * slices + slice))
+                }
+            }
+            for (i, session) in sessions.enumerated() where session.queues.count >= blkCase.queues {
+                runs[i].results[blkCase.name] = session.finishCase()
+            }
         }
-        if let usage = daemon.memoryUsage(guestMappingName: BlkSession.guestMappingName) {
-            run.peakKiB = usage.peakKiB
-            run.guestKiB = usage.guestKiB
+        for (i, daemon) in daemons.enumerated() {
+            if let usage = daemon.memoryUsage(guestMappingName: BlkSession.guestMappingName) {
+                runs[i].peakKiB = usage.peakKiB
+                runs[i].guestKiB = usage.guestKiB
+            }
         }
-        return run
+        return runs
     }
 }
 

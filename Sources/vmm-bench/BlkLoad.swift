@@ -63,6 +63,9 @@ final class BlkSession {
     /// Calls are eventfd counters (exact count) or 8-byte pipe writes.
     private let callsAreCounters: Bool
     private let shared: SharedMemory
+    /// The current case's totals and sample count (see `beginCase`).
+    private var total = BlkLoadResult()
+    private var sampleCount = 0
 
     init(socket: String, maxQueues: Int) throws {
         frontend = try VhostUserFrontend(connectingTo: socket, timeout: .seconds(10))
@@ -114,16 +117,16 @@ final class BlkSession {
         try? frontend.disconnect()
     }
 
-    /// Keeps `depth` random 4 KiB requests of `kind` in flight on each of the first `queueCount`
-    /// queues: `warmup` ns unrecorded, then `duration` ns measured; then waits for what is left.
+    /// One slice of a case: keeps `depth` random 4 KiB requests of `kind` in flight on each of the
+    /// first `queueCount` queues, `warmup` ns unrecorded, then `duration` ns measured (added to the
+    /// case's figures); then waits for what is left in flight.
     func run(_ kind: VirtioBlockRequest.Kind, depth: Int, queueCount: Int, warmup: UInt64, duration: UInt64,
-             seed: UInt64) throws -> BlkLoadResult {
+             seed: UInt64) throws {
         let active = min(queueCount, queues.count)
         let depth = min(max(depth, 1), Self.maxDepth)
         var random = seed | 1
         var result = BlkLoadResult()
         var recording = false
-        var sampleCount = 0
         var posting = true
         var inFlight = 0
         /// Calls were requested (used_event set) since the last completion.
@@ -206,6 +209,21 @@ final class BlkSession {
                 }
             }
         }
+        total.requests += result.requests
+        total.seconds += result.seconds
+        total.kicks += result.kicks
+        total.calls += result.calls
+    }
+
+    /// Starts accumulating a case's slices.
+    func beginCase() {
+        total = BlkLoadResult()
+        sampleCount = 0
+    }
+
+    /// The case's figures over every slice since `beginCase()`.
+    func finishCase() -> BlkLoadResult {
+        var result = total
         if sampleCount > 0 {
             var sorted = UnsafeMutableBufferPointer(start: samples, count: sampleCount)
             sorted.sort()
