@@ -54,7 +54,9 @@ public final class FrontendQueue: @unchecked Sendable {
         tracksUsedEvent = !packedLayout && features.contains(.ringEventIndex)
         nextUsed = startIndex
         do {
-            kickNotifier = try EventNotifier()
+            // Non-blocking read side, as QEMU makes its kick eventfds: the back-end consumes a kick
+            // with one `read` after its poller reports it, instead of `poll` + `read`.
+            kickNotifier = try EventNotifier(backend: nil, nonBlockingWait: true)
             callNotifier = try EventNotifier()
             errorNotifier = try EventNotifier()
         } catch { throw frontendError(error) }
