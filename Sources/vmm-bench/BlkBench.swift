@@ -254,7 +254,7 @@ func renderBlkTable(_ runs: [BlkBackendRun], placement: String, markdown: Bool) 
         out += line(rows[0]) + "\n" + widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ") + "\n"
         for row in rows.dropFirst() { out += line(row) + "\n" }
     }
-    out += (markdown ? "\n" : "") + "Placement: \(placement). Ratios: ours / qsd.\n"
+    out += (markdown ? "\n" : "") + "Placement: \(placement)." + (pair ? " Ratios: \(runs[0].backend.rawValue) / \(runs[1].backend.rawValue)." : "") + "\n"
     for run in runs {
         if let peak = run.peakKiB, let guest = run.guestKiB {
             out += "\(run.backend.rawValue): \(run.queueCount) queues; peak RSS (VmHWM) \(peak) KiB, guest memory resident "
