@@ -197,7 +197,7 @@ enum BlkBench {
             }
         }
         for (i, daemon) in daemons.enumerated() {
-            if let usage = daemon.memoryUsage(guestMappingName: BlkSession.guestMappingName) {
+            if let usage = daemon.memoryUsage(guestInodes: [sessions[i].guestInode]) {
                 runs[i].peakKiB = usage.peakKiB
                 runs[i].guestKiB = usage.guestKiB
             }

@@ -107,9 +107,9 @@ final class BlkDaemon {
     deinit { stop() }
 
     /// Peak resident memory (VmHWM) and the resident part of guest memory mappings (Rss of every
-    /// mapping whose name contains `guestMappingName`, summed from /proc/PID/smaps), in KiB.
+    /// mapping of the file with inode `guestInodes`, summed from /proc/PID/smaps), in KiB.
     /// Read while the guest memory is still mapped. Nil where /proc is not available.
-    func memoryUsage(guestMappingName: String) -> (peakKiB: Int, guestKiB: Int)? {
+    func memoryUsage(guestInodes: [UInt64]) -> (peakKiB: Int, guestKiB: Int)? {
         guard let status = readTextFile("/proc/\(pid)/status"),
               let smaps = readTextFile("/proc/\(pid)/smaps") else { return nil }
         var peak: Int?
@@ -123,7 +123,9 @@ final class BlkDaemon {
             // A mapping's header line starts with its address range ("7f..-7f.. rw-s ...").
             let token = line.prefix { $0 != " " }
             if token.contains("-") && !token.hasSuffix(":") {
-                inGuestMapping = line.contains(guestMappingName)
+                // "start-end perms offset dev inode path": the 5th field is the inode.
+                let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+                inGuestMapping = fields.count >= 5 && UInt64(fields[4]).map { $0 != 0 && guestInodes.contains($0) } == true
             } else if inGuestMapping, line.hasPrefix("Rss:") {
                 guest += line.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
             }

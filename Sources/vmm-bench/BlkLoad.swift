@@ -43,8 +43,6 @@ final class BlkSession {
     /// VIRTIO_BLK_F_MQ.
     static let flushFeature = VirtioFeatures(bit: 9)
     static let multiqueueFeature = VirtioFeatures(bit: 12)
-    /// The name of the memfd backing guest memory, as it appears in /proc/PID/smaps.
-    static let guestMappingName = "vmm-shared-memory"
 
     let frontend: VhostUserFrontend
     let memory: GuestMemory
@@ -66,6 +64,14 @@ final class BlkSession {
     /// The current case's totals and sample count (see `beginCase`).
     private var total = BlkLoadResult()
     private var sampleCount = 0
+
+    /// The inode of the file behind guest memory (memfd, shm object or file): how its mappings
+    /// are found in the daemon's /proc/PID/smaps.
+    var guestInode: UInt64 {
+        var info = stat()
+        guard fstat(shared.descriptor, &info) == 0 else { return 0 }
+        return UInt64(info.st_ino)
+    }
 
     init(socket: String, maxQueues: Int) throws {
         frontend = try VhostUserFrontend(connectingTo: socket, timeout: .seconds(10))
