@@ -37,8 +37,8 @@ enum BlkBackendKind: String, CaseIterable {
     }
 }
 
-/// A back-end daemon process we started (stdout and stderr to `log`), in its own process group.
-/// Only its pid is ever signalled.
+/// A back-end daemon process we started (stdout and stderr to `log`). Only its pid is ever
+/// signalled.
 ///
 /// Thread-safety: owned by the benchmark's thread.
 final class BlkDaemon {
@@ -67,20 +67,22 @@ final class BlkDaemon {
         var noSignals = sigset_t()
         sigemptyset(&noSignals)
         posix_spawnattr_setsigmask(&attributes, &noSignals)
-        posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP))
+        // Same process group as vmm-bench: Ctrl-C at the terminal stops the daemons too.
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
         let argv = arguments.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var child: pid_t = 0
         let rc = posix_spawn(&child, arguments[0], &actions, &attributes, argv, environ)
         guard rc == 0 else { throw SystemCallError("posix_spawn", Errno(rawValue: rc)) }
         pid = child
+        BlkCleanup.add(pid: child)
         for _ in 0..<200 {
             var info = stat()
             if stat(socket, &info) == 0 && info.st_mode & S_IFMT == S_IFSOCK { return }
             var status: Int32 = 0
             if waitpid(pid, &status, WNOHANG) == pid {
                 reaped = true
+                BlkCleanup.remove(pid: pid)
                 break
             }
             usleep(50_000)
@@ -93,6 +95,7 @@ final class BlkDaemon {
     func stop() {
         guard !reaped else { return }
         reaped = true
+        defer { BlkCleanup.remove(pid: pid) }
         kill(pid, SIGTERM)
         var status: Int32 = 0
         for _ in 0..<100 {
@@ -166,12 +169,14 @@ final class BlkScratch {
         }
         guard let made else { throw SystemCallError("mkdtemp", Errno.current) }
         path = String(cString: made)
+        BlkCleanup.install(directory: path)
     }
 
     /// A path in the directory, removed by `remove()`.
     func file(_ name: String) -> String {
         let full = path + "/" + name
         files.append(full)
+        BlkCleanup.add(path: full)
         return full
     }
 
@@ -203,5 +208,65 @@ final class BlkScratch {
         for name in files { unlink(name) }
         files.removeAll()
         rmdir(path)
+    }
+}
+
+/// What SIGINT, SIGTERM or SIGHUP must undo before vmm-bench dies: stop the daemons and remove the
+/// temp dir with its 1 GiB image. The handler only reads fixed C arrays filled in beforehand, and
+/// only calls `kill`, `unlink`, `rmdir` and `_exit` (all async-signal-safe).
+///
+/// Thread-safety: registration from the benchmark's thread only.
+enum BlkCleanup {
+    private static let pidCapacity = 4
+    private static let pathCapacity = 16
+    nonisolated(unsafe) private static var pids: UnsafeMutablePointer<pid_t>?
+    nonisolated(unsafe) private static var paths: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+    nonisolated(unsafe) private static var directory: UnsafeMutablePointer<CChar>?
+
+    /// Allocates the tables for `directory` and installs the handler.
+    static func install(directory path: String) {
+        let pidTable = UnsafeMutablePointer<pid_t>.allocate(capacity: pidCapacity)
+        pidTable.initialize(repeating: 0, count: pidCapacity)
+        let pathTable = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: pathCapacity)
+        pathTable.initialize(repeating: nil, count: pathCapacity)
+        pids = pidTable
+        paths = pathTable
+        directory = strdup(path)
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
+            signal(sig) { sig in
+                if let pids = BlkCleanup.pids {
+                    for i in 0..<BlkCleanup.pidCapacity where pids[i] > 0 { kill(pids[i], SIGTERM) }
+                }
+                if let paths = BlkCleanup.paths {
+                    for i in 0..<BlkCleanup.pathCapacity { if let path = paths[i] { unlink(path) } }
+                }
+                if let directory = BlkCleanup.directory { rmdir(directory) }
+                _exit(128 + sig)
+            }
+        }
+    }
+
+    /// A daemon to stop (SIGTERM) if we are killed.
+    static func add(pid: pid_t) {
+        guard let pids else { return }
+        for i in 0..<pidCapacity where pids[i] == 0 {
+            pids[i] = pid
+            return
+        }
+    }
+
+    /// The daemon was stopped and reaped: its pid may be reused, never signal it.
+    static func remove(pid: pid_t) {
+        guard let pids else { return }
+        for i in 0..<pidCapacity where pids[i] == pid { pids[i] = 0 }
+    }
+
+    /// A file to remove if we are killed.
+    static func add(path: String) {
+        guard let paths else { return }
+        for i in 0..<pathCapacity where paths[i] == nil {
+            paths[i] = strdup(path)
+            return
+        }
     }
 }
