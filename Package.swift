@@ -27,7 +27,7 @@ let package = Package(
         .target(name: "VMMSysUtil", dependencies: ["CVMMPlatform"]),
         .target(name: "Virtio", dependencies: ["VMMSysUtil", "CVMMPlatform"]),
         // The vhost-user wire protocol (codec, no I/O), the back-end framework (session, queue
-        // workers, server) built on it, and the front-end.
+        // workers, server) and the front-end built on it.
         .target(
             name: "VhostUser",
             dependencies: ["VMMSysUtil", "Virtio", "CVMMPlatform", .product(name: "Logging", package: "swift-log")]
@@ -69,7 +69,11 @@ let package = Package(
             name: "VhostUserBlockTests",
             dependencies: ["VhostUser", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-blk"]
         ),
-        .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "Virtio", "VMMSysUtil", "VMMTestSupport"]),
+        // The daemons are dependencies so the front-end tests can run them in their own processes.
+        .testTarget(
+            name: "VhostUserTests",
+            dependencies: ["VhostUser", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng", "vhost-user-blk"]
+        ),
         .testTarget(
             name: "VhostUserBackendTests",
             dependencies: ["VhostUser", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng"]
