@@ -47,7 +47,7 @@ let package = Package(
         // Benchmarks: each case and its raw-syscall twin, written once, run by vmm-bench and by
         // package-benchmark (`swift package benchmark`).
         .target(name: "VMMBenchCases", dependencies: ["VMMSysUtil", "Virtio", "CVMMPlatform"]),
-        .executableTarget(name: "vmm-bench", dependencies: ["VMMBenchCases"]),
+        .executableTarget(name: "vmm-bench", dependencies: ["VMMBenchCases", "VhostUser", "Virtio", "VMMSysUtil"]),
         .executableTarget(
             name: "VMMBenchmarks",
             dependencies: [.product(name: "Benchmark", package: "benchmark"), "VMMBenchCases", "vmm-bench"],

@@ -152,6 +152,22 @@ static inline int vmm_pin_current_thread(int cpu) {
 #endif
 }
 
+/// How many CPUs the calling thread may run on (its affinity mask on Linux; the online CPUs
+/// elsewhere). At least 1.
+static inline int vmm_usable_cpu_count(void) {
+#if defined(__linux__)
+    unsigned long mask[1024 / (8 * sizeof(unsigned long))] = {0};
+    long bytes = syscall(SYS_sched_getaffinity, 0, sizeof(mask), mask);
+    if (bytes > 0) {
+        int count = 0;
+        for (size_t i = 0; i < (size_t)bytes / sizeof(unsigned long); i++) count += __builtin_popcountl(mask[i]);
+        if (count > 0) return count;
+    }
+#endif
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    return online > 0 ? (int)online : 1;
+}
+
 // ---- Atomics on memory shared with another process (guest rings). Static inline: Swift inlines them.
 static inline uint16_t vmm_load_acquire_u16(const void *_Nonnull p) {
     return __atomic_load_n((const uint16_t *)p, __ATOMIC_ACQUIRE);

@@ -11,6 +11,7 @@ import VMMBenchCases
 let usage = """
     usage: vmm-bench [notify|poller|scm|shm|vring ...] [--json|--markdown] [--spread] [--cpu N]
                      [--time-ms MS] [--filter TEXT] [--list]
+           vmm-bench blk [--backend ours|qsd|both] ...   (see vmm-bench blk --help)
 
       Runs each case and its raw-syscall twin alternately and prints median, p99, the twin's
       median and the ratio. Cross-thread and cross-process cases run with both sides pinned to
@@ -29,6 +30,10 @@ let usage = """
 var arguments = Array(CommandLine.arguments.dropFirst())
 if arguments.first == "--child", arguments.count >= 2 {
     exit(ChildRole.run(arguments[1], Array(arguments.dropFirst(2))))
+}
+// The blk group needs back-end daemons and a 1 GiB image, so it runs only when named, alone.
+if arguments.first == "blk" {
+    exit(BlkBench.main(Array(arguments.dropFirst())))
 }
 
 var json = false

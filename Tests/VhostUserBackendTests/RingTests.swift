@@ -264,9 +264,22 @@ struct RingModeTests {
         #expect(try reapWaiting(rig) != nil)
     }
 
-    @Test func twoQueuesOnOneWorkerThread() throws {
+    /// Rings per thread: `queuesPerThread`, raised so the threads stay within `maxThreads`.
+    @Test func threadCapSpreadsRingsOverTheAllowedThreads() {
+        #expect(VhostUserSessionOptions().ringsPerThread(ringCount: 4) == 1)
+        #expect(VhostUserSessionOptions(maxThreads: 1).ringsPerThread(ringCount: 4) == 4)
+        #expect(VhostUserSessionOptions(maxThreads: 2).ringsPerThread(ringCount: 4) == 2)
+        #expect(VhostUserSessionOptions(maxThreads: 3).ringsPerThread(ringCount: 4) == 2)
+        #expect(VhostUserSessionOptions(maxThreads: 8).ringsPerThread(ringCount: 4) == 1)
+        #expect(VhostUserSessionOptions(queuesPerThread: 3, maxThreads: 8).ringsPerThread(ringCount: 4) == 3)
+        #expect(VhostUserSessionOptions(maxThreads: 0).ringsPerThread(ringCount: 4) == 4)
+        #expect(VhostUserSessionOptions.daemon.maxThreads ?? 0 >= 1)
+    }
+
+    @Test(arguments: [VhostUserSessionOptions(queuesPerThread: 2), VhostUserSessionOptions(maxThreads: 1)])
+    func twoQueuesOnOneWorkerThread(options: VhostUserSessionOptions) throws {
         let device = PatternDevice(queueCount: 2)
-        let session = try VhostUserSession(device: device, options: VhostUserSessionOptions(queuesPerThread: 2))
+        let session = try VhostUserSession(device: device, options: options)
         defer { session.close() }
         let first = try GuestRig()
         try first.start(session)

@@ -116,12 +116,12 @@ public enum VhostUserDaemon {
     ///   - capabilityFeatures: the capabilities JSON `features` (e.g. blk: `read-only`, `blk-file`).
     ///   - deviceUsage: extra `--help` lines for the device's options.
     ///   - arguments: the command line without the program name.
-    ///   - options: session tuning.
+    ///   - options: session tuning (default `.daemon`: no more worker threads than usable CPUs).
     ///   - makeDevice: builds the device from the parsed arguments (`remaining` holds its options);
     ///     throw to exit 1 with the error's description.
     public static func main(
         name: String, deviceType: VirtioDeviceType, capabilityFeatures: [String] = [], deviceUsage: String = "",
-        arguments: [String] = Array(CommandLine.arguments.dropFirst()), options: VhostUserSessionOptions = .init(),
+        arguments: [String] = Array(CommandLine.arguments.dropFirst()), options: VhostUserSessionOptions = .daemon,
         makeDevice: (VhostUserDaemonArguments) throws -> any VhostUserDevice
     ) -> Never {
         let parsed: VhostUserDaemonArguments

@@ -1,3 +1,4 @@
+import CVMMPlatform
 import Logging
 import VMMSysUtil
 import Virtio
@@ -24,11 +25,29 @@ public struct VhostUserSessionOptions: Sendable {
     public var queuesPerThread: Int
     /// Answer to `GET_MAX_MEM_SLOTS`, and the most regions mapped at once (1...509).
     public var maxMemorySlots: Int
+    /// At most this many worker threads: more rings then share a thread (consecutive indices
+    /// together). nil: `queuesPerThread` alone decides. At least 1.
+    public var maxThreads: Int?
 
     /// - Parameters: see the properties; values are clamped into their ranges.
-    public init(queuesPerThread: Int = 1, maxMemorySlots: Int = 32) {
+    public init(queuesPerThread: Int = 1, maxMemorySlots: Int = 32, maxThreads: Int? = nil) {
         self.queuesPerThread = max(1, queuesPerThread)
         self.maxMemorySlots = min(max(1, maxMemorySlots), 509)
+        self.maxThreads = maxThreads.map { max(1, $0) }
+    }
+
+    /// What back-end programs use: one ring per thread, but no more threads than CPUs the process
+    /// may run on (its affinity when started). Threads beyond that only add context switches and,
+    /// for a device writing one file, lock contention: measured with `vmm-bench blk`, one thread
+    /// serving 4 rings on one CPU beat 4 threads (p99 lower by 20-30%, IOPS up to 15% higher).
+    public static var daemon: VhostUserSessionOptions {
+        VhostUserSessionOptions(maxThreads: Int(vmm_usable_cpu_count()))
+    }
+
+    /// Rings per worker thread for `ringCount` rings under these options.
+    func ringsPerThread(ringCount: Int) -> Int {
+        guard let maxThreads, ringCount > 0 else { return queuesPerThread }
+        return max(queuesPerThread, (ringCount + maxThreads - 1) / maxThreads)
     }
 }
 
@@ -91,16 +110,17 @@ public final class VhostUserSession {
         if device.configSize > 0 { offered.insert(.config) }
         offered.formUnion(device.requiredProtocolFeatures)
         offeredProtocolFeatures = offered
+        let perThread = options.ringsPerThread(ringCount: rings.count)
         var start = 0
         while start < rings.count {
-            let group = Array(rings[start..<min(start + options.queuesPerThread, rings.count)])
+            let group = Array(rings[start..<min(start + perThread, rings.count)])
             do {
                 workers.append(try QueueWorker(rings: group, device: device, logger: logger))
             } catch {
                 for worker in workers { worker.stop() }
                 throw error
             }
-            start += options.queuesPerThread
+            start += perThread
         }
     }
 

@@ -54,7 +54,9 @@ public final class FrontendQueue: @unchecked Sendable {
         tracksUsedEvent = !packedLayout && features.contains(.ringEventIndex)
         nextUsed = startIndex
         do {
-            kickNotifier = try EventNotifier()
+            // Non-blocking read side, as QEMU makes its kick eventfds: the back-end consumes a kick
+            // with one `read` after its poller reports it, instead of `poll` + `read`.
+            kickNotifier = try EventNotifier(backend: nil, nonBlockingWait: true)
             callNotifier = try EventNotifier()
             errorNotifier = try EventNotifier()
         } catch { throw frontendError(error) }
@@ -153,12 +155,7 @@ public final class FrontendQueue: @unchecked Sendable {
         let deadline = timeout.map { ContinuousClock.now + $0 }
         while true {
             if let used = try reap() { return used }
-            if tracksUsedEvent, let split {
-                split.setUsedEvent(nextUsed)
-                // The used_event store must be visible before we look at used->idx again (a
-                // store-load order, hence a full fence), or a completion could slip between.
-                vmm_fence_seq_cst()
-            }
+            requestCall()
             if let used = try reap() { return used }
             if let deadline {
                 let remaining = deadline - ContinuousClock.now
@@ -174,6 +171,25 @@ public final class FrontendQueue: @unchecked Sendable {
             } catch { throw .system(error) }
         }
     }
+
+    /// Asks the back-end to call at its next completion (EVENT_IDX on a split ring: `used_event` =
+    /// the next used index we expect), ordered before any later look at the used ring. For a
+    /// front-end that waits on several queues itself: `requestCall()`, `reap()` once more, and only
+    /// then block on `callDescriptor`, so a completion published meanwhile is not missed.
+    /// Allocates nothing; makes no system call.
+    public func requestCall() {
+        if tracksUsedEvent, let split {
+            split.setUsedEvent(nextUsed)
+            // The used_event store must be visible before we look at used->idx again (a
+            // store-load order, hence a full fence), or a completion could slip between.
+            vmm_fence_seq_cst()
+        }
+    }
+
+    /// The descriptor the back-end's calls make readable (for `poll` over several queues). Owned
+    /// by this queue: never close it. Consume a call by reading it once it polls readable (an
+    /// eventfd's 8-byte counter, or a pipe's bytes), or with `waitForUsed`.
+    public var callDescriptor: Int32 { callNotifier.waitDescriptor }
 
     /// Whether the back-end signalled an error on this ring since the last call (consumes it).
     ///

@@ -1,0 +1,272 @@
+// The processes and files `vmm-bench blk` sets up: the backing image and the back-end daemons.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import VMMBenchCases
+import VMMSysUtil
+
+/// A vhost-user-blk back-end under test.
+enum BlkBackendKind: String, CaseIterable {
+    /// This package's `vhost-user-blk`, built beside vmm-bench.
+    case ours
+    /// Debian's qemu-storage-daemon, started as /work/shared/peers/reference-blk.sh starts it.
+    case qsd
+
+    static let qsdPath = "/usr/bin/qemu-storage-daemon"
+
+    /// The daemon's command line serving `image` on `socket` with `queues` request queues.
+    func command(image: String, socket: String, queues: Int) throws -> [String] {
+        switch self {
+        case .ours:
+            guard let path = siblingExecutable("vhost-user-blk") else {
+                throw BenchSkipped("vhost-user-blk is not built beside vmm-bench "
+                    + "(swift build -c release --product vhost-user-blk)")
+            }
+            return [path, "--socket-path", socket, "--blk-file", image, "--num-queues", String(queues)]
+        case .qsd:
+            guard access(Self.qsdPath, X_OK) == 0 else { throw BenchSkipped("\(Self.qsdPath) is not installed") }
+            return [Self.qsdPath,
+                    "--blockdev", "driver=file,node-name=file,filename=\(image),cache.direct=off",
+                    "--export", "type=vhost-user-blk,id=exp0,node-name=file,addr.type=unix,addr.path=\(socket),"
+                        + "writable=on,num-queues=\(queues)"]
+        }
+    }
+}
+
+/// A back-end daemon process we started (stdout and stderr to `log`). Only its pid is ever
+/// signalled.
+///
+/// Thread-safety: owned by the benchmark's thread.
+final class BlkDaemon {
+    let pid: pid_t
+    private var reaped = false
+
+    /// Spawns `arguments` pinned to `cpu` (the child inherits this thread's affinity, which is
+    /// restored to `restoreCPU` afterwards) and waits up to 10 s for `socket` to appear.
+    init(_ arguments: [String], socket: String, log: String, cpu: Int32?, restoreCPU: Int32?) throws {
+        try pinCurrentThread(cpu)
+        defer { try? pinCurrentThread(restoreCPU) }
+        #if os(Linux)
+        var actions = posix_spawn_file_actions_t()
+        var attributes = posix_spawnattr_t()
+        #else
+        var actions: posix_spawn_file_actions_t? = nil
+        var attributes: posix_spawnattr_t? = nil
+        #endif
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        // Same process group as vmm-bench: Ctrl-C at the terminal stops the daemons too.
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
+        let argv = arguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var child: pid_t = 0
+        let rc = posix_spawn(&child, arguments[0], &actions, &attributes, argv, environ)
+        guard rc == 0 else { throw SystemCallError("posix_spawn", Errno(rawValue: rc)) }
+        pid = child
+        BlkCleanup.add(pid: child)
+        for _ in 0..<200 {
+            var info = stat()
+            if stat(socket, &info) == 0 && info.st_mode & S_IFMT == S_IFSOCK { return }
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid {
+                reaped = true
+                BlkCleanup.remove(pid: pid)
+                break
+            }
+            usleep(50_000)
+        }
+        stop()
+        throw BenchSkipped("\(arguments[0]) did not create \(socket); see its log")
+    }
+
+    /// SIGTERM, then SIGKILL after 5 s; reaps the daemon. Idempotent.
+    func stop() {
+        guard !reaped else { return }
+        reaped = true
+        defer { BlkCleanup.remove(pid: pid) }
+        kill(pid, SIGTERM)
+        var status: Int32 = 0
+        for _ in 0..<100 {
+            let result = waitpid(pid, &status, WNOHANG)
+            if result == pid || (result == -1 && errno == ECHILD) { return }
+            usleep(50_000)
+        }
+        kill(pid, SIGKILL)
+        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+    }
+
+    deinit { stop() }
+
+    /// Peak resident memory (VmHWM) and the resident part of guest memory mappings (Rss of every
+    /// mapping of the file with inode `guestInodes`, summed from /proc/PID/smaps), in KiB.
+    /// Read while the guest memory is still mapped. Nil where /proc is not available.
+    func memoryUsage(guestInodes: [UInt64]) -> (peakKiB: Int, guestKiB: Int)? {
+        guard let status = readTextFile("/proc/\(pid)/status"),
+              let smaps = readTextFile("/proc/\(pid)/smaps") else { return nil }
+        var peak: Int?
+        for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            peak = line.split(separator: " ").dropFirst().first.flatMap { Int($0) }
+        }
+        guard let peak else { return nil }
+        var guest = 0
+        var inGuestMapping = false
+        for line in smaps.split(separator: "\n") {
+            // A mapping's header line starts with its address range ("7f..-7f.. rw-s ...").
+            let token = line.prefix { $0 != " " }
+            if token.contains("-") && !token.hasSuffix(":") {
+                // "start-end perms offset dev inode path": the 5th field is the inode.
+                let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+                inGuestMapping = fields.count >= 5 && UInt64(fields[4]).map { $0 != 0 && guestInodes.contains($0) } == true
+            } else if inGuestMapping, line.hasPrefix("Rss:") {
+                guest += line.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
+            }
+        }
+        return (peak, guest)
+    }
+}
+
+/// A file's whole contents as text, or nil if it cannot be read.
+func readTextFile(_ path: String) -> String? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        guard n > 0 else { break }
+        bytes += chunk[0..<n]
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+/// A temporary directory holding the image, the sockets and the daemons' logs; `remove()` deletes
+/// what it created.
+///
+/// Thread-safety: owned by the benchmark's thread.
+final class BlkScratch {
+    let path: String
+    var image: String { path + "/disk.img" }
+    private var files: [String] = []
+
+    init() throws {
+        var template = Array("/tmp/vmm-bench-blk-XXXXXX".utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { buffer -> UnsafeMutablePointer<CChar>? in
+            buffer.baseAddress.flatMap { mkdtemp($0) }
+        }
+        guard let made else { throw SystemCallError("mkdtemp", Errno.current) }
+        path = String(cString: made)
+        BlkCleanup.install(directory: path)
+    }
+
+    /// A path in the directory, removed by `remove()`.
+    func file(_ name: String) -> String {
+        let full = path + "/" + name
+        files.append(full)
+        BlkCleanup.add(path: full)
+        return full
+    }
+
+    /// Creates the image, `size` bytes of zeroes written out (not sparse, so writes do not
+    /// allocate blocks during the measurement), and reads it once so it sits in the page cache.
+    func createImage(size: Int) throws {
+        let name = file("disk.img")
+        let fd = try systemCall("open") { open(name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600) }
+        defer { close(fd) }
+        let chunk = 1 << 20
+        let zeroes = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 4096)
+        defer { zeroes.deallocate() }
+        zeroes.initializeMemory(as: UInt8.self, repeating: 0, count: chunk)
+        var offset = 0
+        while offset < size {
+            let n = try systemCall("pwrite") { pwrite(fd, zeroes, min(chunk, size - offset), off_t(offset)) }
+            offset += n
+        }
+        offset = 0
+        while offset < size {
+            let n = try systemCall("pread") { pread(fd, zeroes, chunk, off_t(offset)) }
+            guard n > 0 else { break }
+            offset += n
+        }
+    }
+
+    /// Deletes every file handed out and the directory.
+    func remove() {
+        for name in files { unlink(name) }
+        files.removeAll()
+        rmdir(path)
+    }
+}
+
+/// What SIGINT, SIGTERM or SIGHUP must undo before vmm-bench dies: stop the daemons and remove the
+/// temp dir with its 1 GiB image. The handler only reads fixed C arrays filled in beforehand, and
+/// only calls `kill`, `unlink`, `rmdir` and `_exit` (all async-signal-safe).
+///
+/// Thread-safety: registration from the benchmark's thread only.
+enum BlkCleanup {
+    private static let pidCapacity = 4
+    private static let pathCapacity = 16
+    nonisolated(unsafe) private static var pids: UnsafeMutablePointer<pid_t>?
+    nonisolated(unsafe) private static var paths: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+    nonisolated(unsafe) private static var directory: UnsafeMutablePointer<CChar>?
+
+    /// Allocates the tables for `directory` and installs the handler.
+    static func install(directory path: String) {
+        let pidTable = UnsafeMutablePointer<pid_t>.allocate(capacity: pidCapacity)
+        pidTable.initialize(repeating: 0, count: pidCapacity)
+        let pathTable = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: pathCapacity)
+        pathTable.initialize(repeating: nil, count: pathCapacity)
+        pids = pidTable
+        paths = pathTable
+        directory = strdup(path)
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
+            signal(sig) { sig in
+                if let pids = BlkCleanup.pids {
+                    for i in 0..<BlkCleanup.pidCapacity where pids[i] > 0 { kill(pids[i], SIGTERM) }
+                }
+                if let paths = BlkCleanup.paths {
+                    for i in 0..<BlkCleanup.pathCapacity { if let path = paths[i] { unlink(path) } }
+                }
+                if let directory = BlkCleanup.directory { rmdir(directory) }
+                _exit(128 + sig)
+            }
+        }
+    }
+
+    /// A daemon to stop (SIGTERM) if we are killed.
+    static func add(pid: pid_t) {
+        guard let pids else { return }
+        for i in 0..<pidCapacity where pids[i] == 0 {
+            pids[i] = pid
+            return
+        }
+    }
+
+    /// The daemon was stopped and reaped: its pid may be reused, never signal it.
+    static func remove(pid: pid_t) {
+        guard let pids else { return }
+        for i in 0..<pidCapacity where pids[i] == pid { pids[i] = 0 }
+    }
+
+    /// A file to remove if we are killed.
+    static func add(path: String) {
+        guard let paths else { return }
+        for i in 0..<pathCapacity where paths[i] == nil {
+            paths[i] = strdup(path)
+            return
+        }
+    }
+}

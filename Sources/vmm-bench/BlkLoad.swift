@@ -1,0 +1,273 @@
+// The front-end side of `vmm-bench blk`: one VhostUserFrontend connection to a vhost-user-blk
+// back-end, guest memory shared with SET_MEM_TABLE, and a closed loop of 4 KiB requests.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import VMMBenchCases
+import VMMSysUtil
+import VhostUser
+import Virtio
+
+/// What one load case produced.
+struct BlkLoadResult {
+    var requests = 0
+    var seconds = 0.0
+    var p50 = 0.0
+    var p99 = 0.0
+    /// Kicks we sent (event suppression honoured) and calls we received, in the measured period.
+    var kicks = 0
+    var calls = 0
+
+    var iops: Double { seconds > 0 ? Double(requests) / seconds : 0 }
+    var kicksPerRequest: Double { requests > 0 ? Double(kicks) / Double(requests) : 0 }
+    var callsPerRequest: Double { requests > 0 ? Double(calls) / Double(requests) : 0 }
+}
+
+/// Failures of the load loop that are the back-end's fault.
+struct BlkLoadError: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// A connected, negotiated front-end with `queues.count` started queues and request slots.
+///
+/// Thread-safety: driven by one thread.
+final class BlkSession {
+    static let blockSize = 4096
+    static let queueSize = 128
+    static let maxDepth = 32
+    /// VIRTIO_BLK_F_FLUSH (writes complete into the page cache, as with a write-back cache) and
+    /// VIRTIO_BLK_F_MQ.
+    static let flushFeature = VirtioFeatures(bit: 9)
+    static let multiqueueFeature = VirtioFeatures(bit: 12)
+
+    let frontend: VhostUserFrontend
+    let memory: GuestMemory
+    let queues: [FrontendQueue]
+    /// 4 KiB blocks in the image.
+    let blocks: UInt64
+    /// Slots by queue, `maxDepth` each; data 4 KiB aligned.
+    let slots: [[VirtioBlockRequest]]
+    /// Post time (ns) and slot of each id in flight, at `queue * queueSize + id`.
+    private let started: UnsafeMutablePointer<UInt64>
+    private let slotOfID: UnsafeMutablePointer<Int>
+    /// Latency samples (ns) of the measured period.
+    private let samples: UnsafeMutablePointer<UInt32>
+    private static let sampleCapacity = 1 << 22
+    private let pollfds: UnsafeMutablePointer<pollfd>
+    /// Calls are eventfd counters (exact count) or 8-byte pipe writes.
+    private let callsAreCounters: Bool
+    private let shared: SharedMemory
+    /// The current case's totals and sample count (see `beginCase`).
+    private var total = BlkLoadResult()
+    private var sampleCount = 0
+
+    /// The inode of the file behind guest memory (memfd, shm object or file): how its mappings
+    /// are found in the daemon's /proc/PID/smaps.
+    var guestInode: UInt64 {
+        var info = stat()
+        guard fstat(shared.descriptor, &info) == 0 else { return 0 }
+        return UInt64(info.st_ino)
+    }
+
+    init(socket: String, maxQueues: Int) throws {
+        frontend = try VhostUserFrontend(connectingTo: socket, timeout: .seconds(10))
+        let negotiated = try frontend.negotiate(
+            features: [.version1, .ringEventIndex, Self.flushFeature, Self.multiqueueFeature])
+        guard negotiated.features.contains(.ringEventIndex), negotiated.features.contains(Self.flushFeature) else {
+            throw BlkLoadError(description: "the back-end did not accept EVENT_IDX and FLUSH")
+        }
+        let offered = negotiated.features.contains(Self.multiqueueFeature) ? (negotiated.queueCount ?? 1) : 1
+        let queueCount = max(1, min(offered, maxQueues))
+        let config = try frontend.readConfig(size: 8)
+        let capacity = config.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+        blocks = capacity / UInt64(Self.blockSize / 512)
+        guard blocks > 0 else { throw BlkLoadError(description: "the disk is smaller than one block") }
+
+        shared = try SharedMemory(size: 4 << 20)
+        memory = try frontend.setMemory([FrontendMemoryRegion(shared)])
+        var queues: [FrontendQueue] = []
+        var slots: [[VirtioBlockRequest]] = []
+        for q in 0..<queueCount {
+            queues.append(try frontend.startQueue(index: q, size: Self.queueSize, ringAddress: UInt64(q) * 0x4000))
+            // Header 512 bytes before a 4 KiB boundary, so the data is page aligned.
+            slots.append((0..<Self.maxDepth).map {
+                VirtioBlockRequest(at: 0x10_0000 + UInt64(q) * 0x4_0000 + UInt64($0) * 0x2000 + 0xE00,
+                                   dataLength: UInt32(Self.blockSize))
+            })
+        }
+        self.queues = queues
+        self.slots = slots
+        started = .allocate(capacity: queueCount * Self.queueSize)
+        started.initialize(repeating: 0, count: queueCount * Self.queueSize)
+        slotOfID = .allocate(capacity: queueCount * Self.queueSize)
+        slotOfID.initialize(repeating: -1, count: queueCount * Self.queueSize)
+        samples = .allocate(capacity: Self.sampleCapacity)
+        pollfds = .allocate(capacity: queueCount)
+        pollfds.initialize(repeating: pollfd(fd: -1, events: 0, revents: 0), count: queueCount)
+        callsAreCounters = (try? EventNotifier.defaultBackend) == .eventfd
+    }
+
+    deinit {
+        started.deallocate()
+        slotOfID.deallocate()
+        samples.deallocate()
+        pollfds.deallocate()
+    }
+
+    /// Stops the queues and closes the connection.
+    func close() {
+        try? frontend.disconnect()
+    }
+
+    /// One slice of a case: keeps `depth` random 4 KiB requests of `kind` in flight on each of the
+    /// first `queueCount` queues, `warmup` ns unrecorded, then `duration` ns measured (added to the
+    /// case's figures); then waits for what is left in flight.
+    func run(_ kind: VirtioBlockRequest.Kind, depth: Int, queueCount: Int, warmup: UInt64, duration: UInt64,
+             seed: UInt64) throws {
+        let active = min(queueCount, queues.count)
+        let depth = min(max(depth, 1), Self.maxDepth)
+        var random = seed | 1
+        var result = BlkLoadResult()
+        var recording = false
+        var posting = true
+        var inFlight = 0
+        /// Calls were requested (used_event set) since the last completion.
+        var armed = false
+        try drainCalls(active)
+
+        func next() -> UInt64 {
+            random ^= random << 13
+            random ^= random >> 7
+            random ^= random << 17
+            return random % blocks
+        }
+        func post(queue q: Int, slot s: Int) throws {
+            let sector = next() * UInt64(Self.blockSize / 512)
+            let id = try slots[q][s].post(kind, sector: sector, on: queues[q], memory: memory)
+            guard Int(id) < Self.queueSize else { throw BlkLoadError(description: "id \(id) out of range") }
+            started[q * Self.queueSize + Int(id)] = monotonicNanoseconds()
+            slotOfID[q * Self.queueSize + Int(id)] = s
+            inFlight += 1
+        }
+
+        for q in 0..<active {
+            for s in 0..<depth { try post(queue: q, slot: s) }
+            if try queues[q].kickIfNeeded() { result.kicks += 1 }
+        }
+        var start = monotonicNanoseconds()
+        var end = start &+ warmup
+        while posting || inFlight > 0 {
+            var reaped = 0
+            for q in 0..<active {
+                let queue = queues[q]
+                while let used = try queue.reap() {
+                    let now = monotonicNanoseconds()
+                    let key = q * Self.queueSize + Int(used.id)
+                    let s = slotOfID[key]
+                    guard Int(used.id) < Self.queueSize, s >= 0 else {
+                        throw BlkLoadError(description: "completion of id \(used.id) not in flight")
+                    }
+                    slotOfID[key] = -1
+                    inFlight -= 1
+                    reaped += 1
+                    let status = try slots[q][s].status(in: memory)
+                    guard status == VirtioBlockRequest.Status.ok else {
+                        throw BlkLoadError(description: "request completed with status \(status)")
+                    }
+                    if recording && posting {
+                        result.requests += 1
+                        if sampleCount < Self.sampleCapacity {
+                            samples[sampleCount] = UInt32(clamping: now &- started[key])
+                            sampleCount += 1
+                        }
+                    }
+                    if posting { try post(queue: q, slot: s) }
+                }
+                if reaped > 0, try queue.kickIfNeeded(), recording { result.kicks += 1 }
+            }
+            if posting && monotonicNanoseconds() >= end {
+                if recording {
+                    posting = false
+                    result.seconds = Double(monotonicNanoseconds() &- start) / 1e9
+                } else {
+                    recording = true
+                    result.kicks = 0
+                    result.calls = 0
+                    start = monotonicNanoseconds()
+                    end = start &+ duration
+                }
+            }
+            if reaped > 0 {
+                armed = false
+            } else if inFlight > 0 {
+                if armed {
+                    // Asked for a call and looked once more: nothing yet, so block.
+                    let calls = try waitForCalls(active)
+                    if recording && posting { result.calls += calls }
+                    armed = false
+                } else {
+                    for q in 0..<active { queues[q].requestCall() }
+                    armed = true
+                }
+            }
+        }
+        total.requests += result.requests
+        total.seconds += result.seconds
+        total.kicks += result.kicks
+        total.calls += result.calls
+    }
+
+    /// Starts accumulating a case's slices.
+    func beginCase() {
+        total = BlkLoadResult()
+        sampleCount = 0
+    }
+
+    /// The case's figures over every slice since `beginCase()`.
+    func finishCase() -> BlkLoadResult {
+        var result = total
+        if sampleCount > 0 {
+            var sorted = UnsafeMutableBufferPointer(start: samples, count: sampleCount)
+            sorted.sort()
+            result.p50 = Double(sorted[(sampleCount - 1) / 2])
+            result.p99 = Double(sorted[min(sampleCount - 1, (sampleCount * 99 + 99) / 100 - 1)])
+        }
+        return result
+    }
+
+    /// Blocks (at most 10 s) until a call comes on an active queue (calls already requested), and
+    /// consumes the calls. Returns how many calls were consumed.
+    private func waitForCalls(_ active: Int) throws -> Int {
+        for q in 0..<active { pollfds[q] = pollfd(fd: queues[q].callDescriptor, events: Int16(POLLIN), revents: 0) }
+        let ready = try systemCall("poll") { poll(pollfds, nfds_t(active), 10_000) }
+        guard ready > 0 else { throw BlkLoadError(description: "no completion within 10 s") }
+        return try consumeCalls(active)
+    }
+
+    /// Consumes calls that are already pending (none blocks).
+    private func drainCalls(_ active: Int) throws {
+        for q in 0..<active { pollfds[q] = pollfd(fd: queues[q].callDescriptor, events: Int16(POLLIN), revents: 0) }
+        _ = try systemCall("poll") { poll(pollfds, nfds_t(active), 0) }
+        _ = try consumeCalls(active)
+    }
+
+    /// Reads every call descriptor `poll` reported readable: an eventfd's counter is the number of
+    /// calls; a pipe carries 8 bytes per call.
+    private func consumeCalls(_ active: Int) throws -> Int {
+        var calls = 0
+        for q in 0..<active where pollfds[q].revents & Int16(POLLIN) != 0 {
+            var value: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+            let fd = pollfds[q].fd
+            // Safe: reads at most the 32 bytes of `value`, which outlives the call.
+            let n = try withUnsafeMutableBytes(of: &value) { (bytes) throws(SystemCallError) -> Int in
+                try systemCall("read") { read(fd, bytes.baseAddress, callsAreCounters ? 8 : bytes.count) }
+            }
+            calls += callsAreCounters ? Int(truncatingIfNeeded: value.0) : n / 8
+        }
+        return calls
+    }
+}
