@@ -185,7 +185,7 @@ final class QueueWorker: @unchecked Sendable {
                 queue.flush()
                 let more = queue.ring.enableNotifications()
                 if !more || yieldRequested { break }
-                signal(ring, &queue)
+                queue.signalIfNeeded()
             }
         } catch {
             queue.flush()
@@ -193,10 +193,6 @@ final class QueueWorker: @unchecked Sendable {
             logger.error("ring \(ring.index) broken: \(error)")
             try? ring.err?.notify()
         }
-        signal(ring, &queue)
-    }
-
-    private func signal(_ ring: Vring, _ queue: inout VhostUserQueue) {
         queue.signalIfNeeded()
     }
 }

@@ -33,6 +33,11 @@ public protocol VhostUserDevice: AnyObject, Sendable {
     /// records in-flight chains (INFLIGHT_SHMFD), publishes used entries in one batch per call and
     /// signals the call fd when the driver wants it.
     ///
+    /// A device may wait inside `process` (pacing, back-pressure): it then publishes what it
+    /// completed with `queue.publish()`, and returns promptly once `queue.shouldYield` is set (the
+    /// control thread is waiting for it, e.g. to answer `GET_VRING_BASE`); `queue.acquire(_:)`
+    /// does both for a `TokenBucket`.
+    ///
     /// - Throws: any error to mark the queue broken: it is no longer served and its err fd (if any)
     ///   is signalled.
     func process(_ queue: inout VhostUserQueue) throws

@@ -4,7 +4,7 @@ import Virtio
 /// The framework's handle on one started queue, passed to `VhostUserDevice.process(_:)`.
 ///
 /// Valid only during that call, on that thread. Completions are staged and published to the driver
-/// in one batch when `process` returns; in-flight chains are recorded in the inflight buffer when
+/// in one batch when `process` returns (or earlier with `publish()`); in-flight chains are recorded in the inflight buffer when
 /// the front-end set one (INFLIGHT_SHMFD), and chains a previous back-end left in flight come out of
 /// `pop()` first, in their original order.
 /// Thread-safety: not shared; owned by the queue's worker thread.
