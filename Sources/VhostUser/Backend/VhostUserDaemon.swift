@@ -164,13 +164,15 @@ public enum VhostUserDaemon {
     /// Serves on the socket the arguments name.
     static func serve(_ server: VhostUserServer, _ arguments: VhostUserDaemonArguments) throws(VhostUserDaemonError) -> Never {
         if let path = arguments.socketPath {
+            // Before the socket exists: whoever sees the socket may stop us at once (SIGTERM),
+            // and a signal in between would otherwise meet the inherited disposition.
+            removeOnTermination(path)
             let listener: ScmListener
             do {
                 listener = try ScmListener(path: path, mode: 0o600, allowedUIDs: arguments.allowedSet, backlog: 1)
             } catch {
                 throw .socket("cannot listen on \(path): \(error)")
             }
-            removeOnTermination(path)
             server.logger.info("listening on \(path)")
             do {
                 try server.run(listener: listener)
@@ -220,6 +222,14 @@ public enum VhostUserDaemon {
         }
         signal(SIGTERM, handler)
         signal(SIGINT, handler)
+        // The signal mask is inherited across exec: a parent thread that blocks SIGTERM (seen with
+        // a test runner's threads: the daemon then ignored SIGTERM) must not make the program
+        // ignore the stop request QEMU's conventions rely on.
+        var termination = sigset_t()
+        sigemptyset(&termination)
+        sigaddset(&termination, SIGTERM)
+        sigaddset(&termination, SIGINT)
+        pthread_sigmask(SIG_UNBLOCK, &termination, nil)
     }
 
     private static func fail(_ name: String, _ message: String) -> Never {
