@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import VMMSysUtil
+import VMMTestSupport
 import VhostUser
 
 /// What a fake back-end sends in answer to one request.

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import VMMSysUtil
+import VMMTestSupport
 import VhostUser
 import Virtio
 

@@ -4,10 +4,10 @@ import Glibc
 import Darwin
 #endif
 
-/// A thread running a test body (a fake back-end). Tests join it only after the front-end side
-/// closed its socket, which ends the fake's blocking reads, so a bug fails a test rather than
-/// hanging it. (Same shape as VMMSysUtilTests' helper.)
-struct TestThread {
+/// A thread running a test body (shared by the test targets). Tests synchronise with it through notifiers and bounded polls;
+/// they join it only once it has signalled that it finished, so a bug fails the test instead of
+/// hanging it.
+public struct TestThread: Sendable {
     #if canImport(Darwin)
     fileprivate var thread: pthread_t?
     #else
@@ -15,8 +15,8 @@ struct TestThread {
     #endif
     fileprivate let started: Bool
 
-    /// Waits until the thread has exited.
-    func join() {
+    /// Waits until the thread has exited (and released what its body captured).
+    public func join() {
         guard started else { return }
         #if canImport(Darwin)
         if let thread { pthread_join(thread, nil) }
@@ -28,7 +28,7 @@ struct TestThread {
 
 /// Runs `body` on a new thread (or, if no thread can be created, right here).
 @discardableResult
-func startThread(_ body: @escaping @Sendable () -> Void) -> TestThread {
+public func startThread(_ body: @escaping @Sendable () -> Void) -> TestThread {
     let context = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
     #if canImport(Darwin)
     var thread: pthread_t? = nil
