@@ -34,8 +34,8 @@ let package = Package(
         ),
         // A virtio-rng vhost-user back-end: the one-page example device.
         .executableTarget(name: "vhost-user-rng", dependencies: ["VhostUser", "Virtio"]),
-        // Shared by the test targets: fd counting, locating the peer executable.
-        .target(name: "VMMTestSupport", dependencies: ["VMMSysUtil"], path: "Tests/VMMTestSupport"),
+        // Shared by the test targets: fd counting, locating the peer executable, spawning, a guest rig.
+        .target(name: "VMMTestSupport", dependencies: ["VMMSysUtil", "Virtio", "VhostUser"], path: "Tests/VMMTestSupport"),
         // Spawned by cross-process tests: receives fds, maps memory, answers notifications.
         .executableTarget(name: "vmm-test-peer", dependencies: ["VMMSysUtil"], path: "Tests/vmm-test-peer"),
         // virtio-blk: request parsing and execution against a raw image file.

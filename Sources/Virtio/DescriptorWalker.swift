@@ -107,15 +107,7 @@ struct DescriptorWalker {
     @inline(__always)
     private func validated(_ descriptor: Descriptor) throws(VirtqueueError) -> Descriptor {
         var d = descriptor
-        guard d.length != 0 else { throw .zeroLengthDescriptor }
-        guard !d.address.addingReportingOverflow(UInt64(d.length)).overflow else {
-            throw .addressOverflow(address: d.address, length: d.length)
-        }
-        // Common case: one region, and the pointer comes for free. Otherwise adjacent regions.
-        d.host = regions.contiguous(d.address, length: UInt64(d.length))
-        guard d.host != nil || regions.contains(d.address, length: UInt64(d.length)) else {
-            throw .bufferOutsideMemory(address: d.address, length: UInt64(d.length))
-        }
+        d.host = try regions.validatedBuffer(d)
         return d
     }
 
@@ -128,16 +120,7 @@ struct DescriptorWalker {
         var cached = 0
         var cacheable = true
         while let d = try next() {
-            if d.isWritable {
-                let (sum, overflow) = summary.writableLength.addingReportingOverflow(d.length)
-                guard !overflow else { throw .chainLengthOverflow }
-                summary.writableLength = sum
-            } else {
-                guard summary.writableLength == 0 else { throw .readableAfterWritable }
-                let (sum, overflow) = summary.readableLength.addingReportingOverflow(d.length)
-                guard !overflow else { throw .chainLengthOverflow }
-                summary.readableLength = sum
-            }
+            try summary.add(d)
             if cacheable {
                 if cached < chainCacheCapacity, let pointer = d.host {
                     // Safe: `cache` has chainCacheCapacity entries for this id.

@@ -13,23 +13,6 @@ extension SplitQueue {
     ///   `.bufferInUse` if it is in flight already, or any chain validation error.
     public mutating func resubmit(head: UInt16) throws(VirtqueueError) -> Chain {
         if let brokenReason { throw brokenReason }
-        guard Int(head) < size else { throw .descriptorIndexOutOfRange(index: head, limit: size) }
-        guard slots[Int(head)] == 0 else { throw .bufferInUse(id: head) }
-        // As in `popValidated`, without consuming an avail entry.
-        let start = WalkStart(context: context, head: head)
-        let cache = cacheBase + Int(head) &* chainCacheCapacity
-        let summary: ChainSummary
-        let count: UInt16
-        if let direct = try summarizeDirect(head: head, cache: cache) {
-            (summary, count) = direct
-        } else {
-            var walker = DescriptorWalker(start)
-            summary = try walker.summarize(into: cache)
-            count = walker.directCount
-        }
-        slots[Int(head)] = count
-        inFlightCount &+= 1
-        writable[Int(head)] = summary.writableLength
-        return Chain(id: head, slots: count, summary: summary, start: start, cache: cache)
+        return try takeInFlight(head: head)
     }
 }

@@ -107,6 +107,16 @@ public struct SplitQueue: DeviceQueue, @unchecked Sendable {
         // Safe: slot < size and the avail ring holds 4 + 2 × size bytes (checked at configure).
         let slot = Int(lastAvail & mask)
         let head = UInt16(littleEndian: (avail + 4 + slot &* 2).load(as: UInt16.self))
+        let chain = try takeInFlight(head: head)
+        lastAvail &+= 1
+        if eventIndex && notificationsEnabled { writeAvailEvent() }
+        return chain
+    }
+
+    /// Validates the chain at `head` and records it in flight: `pop` and `resubmit` share it.
+    /// - Throws: `.descriptorIndexOutOfRange`, `.bufferInUse`, or any chain validation error.
+    @inline(__always)
+    mutating func takeInFlight(head: UInt16) throws(VirtqueueError) -> Chain {
         guard Int(head) < size else { throw .descriptorIndexOutOfRange(index: head, limit: size) }
         guard slots[Int(head)] == 0 else { throw .bufferInUse(id: head) }
         let start = WalkStart(context: context, head: head)
@@ -124,8 +134,6 @@ public struct SplitQueue: DeviceQueue, @unchecked Sendable {
         slots[Int(head)] = count
         inFlightCount &+= 1
         writable[Int(head)] = summary.writableLength
-        lastAvail &+= 1
-        if eventIndex && notificationsEnabled { writeAvailEvent() }
         return Chain(id: head, slots: count, summary: summary, start: start, cache: cache)
     }
 

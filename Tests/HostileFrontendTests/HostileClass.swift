@@ -58,7 +58,7 @@ enum HostileClass: String, CaseIterable, Sendable, CustomStringConvertible {
             try wire.send(.setOwner, needsReply: true)
         case .outOfOrderRingSetup:
             try negotiate(wire)
-            try wire.send(.setVringAddr(guest.vringAddress), needsReply: true)
+            try wire.send(.setVringAddr(guest.vringAddress()), needsReply: true)
             try wire.send(.setVringKick(VringFileIndex(index: 0, hasFile: true)), needsReply: true, fds: [guest.kick.waitDescriptor])
             try wire.send(.setVringEnable(VringState(index: 0, num: 1)), needsReply: true)
         case .tooManyRegions:

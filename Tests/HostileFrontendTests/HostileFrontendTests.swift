@@ -60,7 +60,7 @@ enum Served {
             ])
         }
         try guest.kick.notify()
-        guard let used = try guest.reap() else { return false }
+        guard let used = try guest.awaitUsed() else { return false }
         switch self {
         case .entropy:
             return used.length == 64 && guest.pointer(Guest.bufferBase).load(as: UInt8.self) == 0x5A

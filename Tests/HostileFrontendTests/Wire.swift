@@ -5,6 +5,7 @@ import Darwin
 #endif
 import VMMSysUtil
 import Virtio
+import VMMTestSupport
 @testable import VhostUser
 
 /// The hostile front-end's end of a connection: well-formed requests through the codec, and raw
@@ -75,39 +76,14 @@ func regionBytes(gpa: UInt64, size: UInt64, uva: UInt64, offset: UInt64) -> [UIn
     le(gpa) + le(size) + le(uva) + le(offset)
 }
 
-/// The guest a well-formed front-end drives: shared memory, a driver-side split ring, kick, call.
-final class Guest {
-    static let userBase: UInt64 = 0x7f00_0000_0000
-    static let memorySize = 1 << 20
-    static let queueSize = 8
-    static let addresses = RingAddresses(descriptorTable: 0x1000, driverArea: 0x2000, deviceArea: 0x3000)
-    static let bufferBase: UInt64 = 0x10000
-
-    let memory: SharedMemory
-    let driver: DriverSplitQueue
-    let kick: EventNotifier
-    let call: EventNotifier
+/// The guest a well-formed front-end drives: `GuestRig` (shared memory, a driver-side split ring,
+/// kick, call) plus an error notifier.
+final class Guest: GuestRig {
     let err: EventNotifier
 
     init() throws {
-        memory = try SharedMemory(size: Self.memorySize)
-        let guest = try GuestMemory(regions: [GuestMemoryRegion(guestPhysicalAddress: 0, size: UInt64(Self.memorySize),
-                                                                userAddress: Self.userBase, mapping: memory.mapping)])
-        driver = try DriverSplitQueue(memory: guest, size: Self.queueSize, addresses: Self.addresses,
-                                      features: [.ringEventIndex, .ringIndirectDescriptors])
-        kick = try EventNotifier()
-        call = try EventNotifier()
         err = try EventNotifier()
-    }
-
-    var region: MemoryRegion {
-        MemoryRegion(guestPhysicalAddress: 0, size: UInt64(Self.memorySize), userAddress: Self.userBase, mmapOffset: 0)
-    }
-
-    var vringAddress: VringAddress {
-        VringAddress(index: 0, descriptorTable: Self.userBase + Self.addresses.descriptorTable,
-                     usedRing: Self.userBase + Self.addresses.deviceArea,
-                     availableRing: Self.userBase + Self.addresses.driverArea)
+        try super.init(features: [.ringEventIndex, .ringIndirectDescriptors])
     }
 
     /// Pointer to guest-physical `address` (the front-end's own view of guest memory).
@@ -127,7 +103,7 @@ final class Guest {
             (.setMemTable(MemoryTable(regions: [region])), [memory.descriptor]),
             (.setVringNum(VringState(index: 0, num: UInt32(Self.queueSize))), []),
             (.setVringBase(VringState(index: 0, num: 0)), []),
-            (.setVringAddr(vringAddress), []),
+            (.setVringAddr(vringAddress()), []),
             (.setVringKick(VringFileIndex(index: 0, hasFile: true)), [kick.waitDescriptor]),
             (.setVringCall(VringFileIndex(index: 0, hasFile: true)), [call.notifyDescriptor]),
             (.setVringErr(VringFileIndex(index: 0, hasFile: true)), [err.notifyDescriptor]),
@@ -140,7 +116,7 @@ final class Guest {
     }
 
     /// Waits (bounded) for a used entry.
-    func reap() throws -> UsedBuffer? {
+    func awaitUsed() throws -> UsedBuffer? {
         for _ in 0..<50 {
             if let used = try driver.reap() { return used }
             var entry = pollfd(fd: call.waitDescriptor, events: Int16(POLLIN), revents: 0)

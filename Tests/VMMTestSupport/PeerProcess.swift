@@ -29,13 +29,6 @@ public struct PeerProcess: Sendable {
         mapping descriptors: [(parent: Int32, child: Int32)] = []
     ) throws -> PeerProcess {
         guard let path = builtProductPath(product) else { throw SpawnError.productNotFound(product) }
-        #if os(Linux)
-        var actions = posix_spawn_file_actions_t()
-        #else
-        var actions: posix_spawn_file_actions_t? = nil
-        #endif
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
         // dup2(fd, fd) is a no-op that would leave FD_CLOEXEC set, and a later pair could
         // overwrite an earlier source: first copy every source above the children's numbers.
         var staged: [Int32] = []
@@ -45,28 +38,15 @@ public struct PeerProcess: Sendable {
             guard copy >= 0 else { throw SpawnError.spawnFailed(errno) }
             staged.append(copy)
         }
-        for (copy, (_, child)) in zip(staged, descriptors) {
-            posix_spawn_file_actions_adddup2(&actions, copy, child)
-        }
-        // The child starts with no signal blocked and default dispositions: test threads may
-        // block SIGTERM, and a mask is inherited across exec.
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var emptyMask = sigset_t()
-        sigemptyset(&emptyMask)
-        var defaultSignals = sigset_t()
-        sigemptyset(&defaultSignals)
-        sigaddset(&defaultSignals, SIGTERM)
-        sigaddset(&defaultSignals, SIGINT)
-        sigaddset(&defaultSignals, SIGPIPE)
-        posix_spawnattr_setsigmask(&attributes, &emptyMask)
-        posix_spawnattr_setsigdefault(&attributes, &defaultSignals)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, path, &actions, &attributes, argv, environ)
+        let rc = withSpawnSetup(defaultSignals: [SIGTERM, SIGINT, SIGPIPE]) { actions, attributes in
+            for (copy, (_, child)) in zip(staged, descriptors) {
+                posix_spawn_file_actions_adddup2(&actions, copy, child)
+            }
+            return posix_spawn(&pid, path, &actions, &attributes, argv, environ)
+        }
         guard rc == 0 else { throw SpawnError.spawnFailed(rc) }
         return PeerProcess(pid: pid)
     }

@@ -103,48 +103,7 @@ func reapWaiting(_ rig: GuestRig) throws -> UsedBuffer? {
     return try rig.reap()
 }
 
-/// The front-end's view of one guest: shared memory, a driver-side split queue, kick and call.
-final class GuestRig {
-    static let userBase: UInt64 = 0x7f00_0000_0000
-    static let memorySize = 1 << 20
-    static let queueSize = 8
-    static let addresses = RingAddresses(descriptorTable: 0x1000, driverArea: 0x2000, deviceArea: 0x3000)
-    static let bufferBase: UInt64 = 0x10000
-
-    let memory: SharedMemory
-    let guest: GuestMemory
-    let driver: DriverSplitQueue
-    let kick: EventNotifier
-    let call: EventNotifier
-    /// Used entries reaped so far (the driver's free-running used index).
-    private(set) var reaped: UInt16 = 0
-
-    func reap() throws -> UsedBuffer? {
-        guard let used = try driver.reap() else { return nil }
-        reaped &+= 1
-        return used
-    }
-
-    init(features: VirtioFeatures = [.ringEventIndex, .ringIndirectDescriptors], freshRings: Bool = true,
-         reuse: SharedMemory? = nil) throws {
-        memory = try reuse ?? SharedMemory(size: Self.memorySize)
-        guest = try GuestMemory(regions: [GuestMemoryRegion(guestPhysicalAddress: 0, size: UInt64(Self.memorySize),
-                                                            userAddress: Self.userBase, mapping: memory.mapping)])
-        driver = try DriverSplitQueue(memory: guest, size: Self.queueSize, addresses: Self.addresses, features: features)
-        kick = try EventNotifier()
-        call = try EventNotifier()
-    }
-
-    var region: MemoryRegion {
-        MemoryRegion(guestPhysicalAddress: 0, size: UInt64(Self.memorySize), userAddress: Self.userBase, mmapOffset: 0)
-    }
-
-    func vringAddress(index: UInt32 = 0) -> VringAddress {
-        VringAddress(index: index, descriptorTable: Self.userBase + Self.addresses.descriptorTable,
-                     usedRing: Self.userBase + Self.addresses.deviceArea,
-                     availableRing: Self.userBase + Self.addresses.driverArea)
-    }
-
+extension GuestRig {
     /// Posts one writable buffer of `length` bytes in slot `slot` of the buffer area.
     @discardableResult
     func postWritable(slot: Int, length: UInt32 = 64) throws -> UInt16 {

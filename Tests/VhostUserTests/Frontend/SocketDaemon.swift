@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import VMMTestSupport
 
 /// A vhost-user back-end process serving a Unix socket, started under `timeout` (so it cannot
 /// outlive a crashed test run) in its own process group. Only that group is ever signalled.
@@ -26,40 +27,18 @@ struct SocketDaemon {
     /// waits (at most 10 s) until a socket exists at `socket`.
     static func start(_ arguments: [String], socket: String, log: String) throws -> SocketDaemon {
         let command = [timeoutPath, "--kill-after=5", "120"] + arguments
-        #if os(Linux)
-        var actions = posix_spawn_file_actions_t()
-        #else
-        var actions: posix_spawn_file_actions_t? = nil
-        #endif
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
         let argv = command.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
-        // The test runner's threads may block or ignore signals, and a child inherits both: give
-        // the daemon a clean signal state, and its own process group so `stop` reaches `timeout`
-        // and the daemon together (and nothing else).
-        #if os(Linux)
-        var attributes = posix_spawnattr_t()
-        #else
-        var attributes: posix_spawnattr_t? = nil
-        #endif
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for signal in [SIGTERM, SIGINT, SIGHUP, SIGPIPE] { sigaddset(&defaults, signal) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(
-            &attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
+        // Its own process group, so `stop` reaches `timeout` and the daemon together (and nothing
+        // else).
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, timeoutPath, &actions, &attributes, argv, environ)
+        let rc = withSpawnSetup(defaultSignals: [SIGTERM, SIGINT, SIGHUP, SIGPIPE], newProcessGroup: true) {
+            actions, attributes in
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+            posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+            return posix_spawn(&pid, timeoutPath, &actions, &attributes, argv, environ)
+        }
         guard rc == 0 else { throw Failure.spawn(rc) }
         let daemon = SocketDaemon(pid: pid)
         for _ in 0..<200 {
