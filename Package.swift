@@ -8,7 +8,9 @@ let package = Package(
     products: [
         .library(name: "VMMSysUtil", targets: ["VMMSysUtil"]),
         .library(name: "Virtio", targets: ["Virtio"]),
-        .library(name: "VhostUser", targets: ["VhostUser"]),
+        .library(name: "VhostUserProtocol", targets: ["VhostUserProtocol"]),
+        .library(name: "VhostUserBackend", targets: ["VhostUserBackend"]),
+        .library(name: "VhostUserFrontend", targets: ["VhostUserFrontend"]),
         .executable(name: "vhost-user-rng", targets: ["vhost-user-rng"]),
         .executable(name: "vhost-user-blk", targets: ["vhost-user-blk"]),
     ],
@@ -26,28 +28,35 @@ let package = Package(
         ),
         .target(name: "VMMSysUtil", dependencies: ["CVMMPlatform"]),
         .target(name: "Virtio", dependencies: ["VMMSysUtil", "CVMMPlatform"]),
-        // The vhost-user wire protocol (codec, no I/O), the back-end framework (session, queue
-        // workers, server) and the front-end built on it.
+        // The vhost-user wire protocol: header, request codes, typed payloads; decoding that owns
+        // the received fds. No I/O (that is what makes it fuzzable).
+        .target(name: "VhostUserProtocol", dependencies: ["VMMSysUtil", "Virtio", "CVMMPlatform"]),
+        // The back-end framework: devices, sessions, queue workers, the server and daemon helpers.
         .target(
-            name: "VhostUser",
-            dependencies: ["VMMSysUtil", "Virtio", "CVMMPlatform", .product(name: "Logging", package: "swift-log")]
+            name: "VhostUserBackend",
+            dependencies: [
+                "VhostUserProtocol", "VMMSysUtil", "Virtio", "CVMMPlatform",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
+        // The front-end: negotiation, shared guest memory, driver rings, config, inflight, reconnect.
+        .target(name: "VhostUserFrontend", dependencies: ["VhostUserProtocol", "VMMSysUtil", "Virtio", "CVMMPlatform"]),
         // A virtio-rng vhost-user back-end: the one-page example device.
-        .executableTarget(name: "vhost-user-rng", dependencies: ["VhostUser", "Virtio"]),
+        .executableTarget(name: "vhost-user-rng", dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio"]),
         // Shared by the test targets: fd counting, locating the peer executable, spawning, a guest rig.
-        .target(name: "VMMTestSupport", dependencies: ["VMMSysUtil", "Virtio", "VhostUser"], path: "Tests/VMMTestSupport"),
+        .target(name: "VMMTestSupport", dependencies: ["VMMSysUtil", "Virtio", "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend"], path: "Tests/VMMTestSupport"),
         // Spawned by cross-process tests: receives fds, maps memory, answers notifications.
         .executableTarget(name: "vmm-test-peer", dependencies: ["VMMSysUtil"], path: "Tests/vmm-test-peer"),
         // virtio-blk: request parsing and execution against a raw image file.
         .target(name: "VirtioBlock", dependencies: ["Virtio", "VMMSysUtil", "CVMMPlatform"]),
         // The virtio-blk vhost-user back-end program.
-        .executableTarget(name: "vhost-user-blk", dependencies: ["VhostUser", "Virtio", "VirtioBlock"]),
+        .executableTarget(name: "vhost-user-blk", dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VirtioBlock"]),
         // The front-end half of scripts/soak (connect/disconnect cycles and killed writers).
-        .executableTarget(name: "vhost-user-soak", dependencies: ["VhostUser", "Virtio", "VMMSysUtil"]),
+        .executableTarget(name: "vhost-user-soak", dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil"]),
         // Benchmarks: each case and its raw-syscall twin, written once, run by vmm-bench and by
         // package-benchmark (`swift package benchmark`).
         .target(name: "VMMBenchCases", dependencies: ["VMMSysUtil", "Virtio", "CVMMPlatform"]),
-        .executableTarget(name: "vmm-bench", dependencies: ["VMMBenchCases", "VhostUser", "Virtio", "VMMSysUtil"]),
+        .executableTarget(name: "vmm-bench", dependencies: ["VMMBenchCases", "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil"]),
         .executableTarget(
             name: "VMMBenchmarks",
             dependencies: [.product(name: "Benchmark", package: "benchmark"), "VMMBenchCases", "vmm-bench"],
@@ -69,23 +78,23 @@ let package = Package(
         .testTarget(name: "VirtioBlockTests", dependencies: ["VirtioBlock", "Virtio", "VMMSysUtil", "CVMMPlatform", "VMMTestSupport"]),
         .testTarget(
             name: "VhostUserBlockTests",
-            dependencies: ["VhostUser", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-blk"]
+            dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-blk"]
         ),
         // The daemons are dependencies so the front-end tests can run them in their own processes.
         .testTarget(
             name: "VhostUserTests",
-            dependencies: ["VhostUser", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng", "vhost-user-blk"]
+            dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng", "vhost-user-blk"]
         ),
         .testTarget(
             name: "HostileFrontendTests",
             dependencies: [
-                "VhostUser", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng", "vhost-user-blk",
+                "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng", "vhost-user-blk",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(
             name: "VhostUserBackendTests",
-            dependencies: ["VhostUser", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng"]
+            dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng"]
         ),
     ],
     swiftLanguageModes: [.v6]

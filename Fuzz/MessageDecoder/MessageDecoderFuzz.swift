@@ -1,4 +1,4 @@
-// Fuzz target for the vhost-user message codec (VhostUser).
+// Fuzz target for the vhost-user message codec (VhostUserProtocol).
 //
 // Input: byte 0 chooses the decoder (high nibble, mod 4) and how many /dev/null fds arrive with
 // the message (low nibble, mod 10: 0-9, so counts above the 8-fd maximum are tried too); the rest
@@ -14,7 +14,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import VhostUser
+import VhostUserProtocol
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {

@@ -1,4 +1,4 @@
-// Fuzz target for the back-end session state machine (VhostUser.VhostUserSession) and, through
+// Fuzz target for the back-end session state machine (VhostUserBackend.VhostUserSession) and, through
 // its queue worker, the ring code under a hostile driver.
 //
 // Input: u16 length L, then L bytes copied into a 64 KiB guest memory (rings and buffers), then a
@@ -16,7 +16,8 @@ import Darwin
 import Logging
 import VMMSysUtil
 import Virtio
-import VhostUser
+import VhostUserProtocol
+import VhostUserBackend
 
 /// Fills writable buffers with a pattern, like an entropy device.
 final class FillDevice: VhostUserDevice {

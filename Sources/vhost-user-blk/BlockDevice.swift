@@ -1,4 +1,5 @@
-import VhostUser
+import VhostUserProtocol
+import VhostUserBackend
 import Virtio
 import VirtioBlock
 

@@ -1,4 +1,4 @@
-import VhostUser
+import VhostUserBackend
 import VirtioBlock
 
 // vhost-user-blk: serves a raw disk image to one front-end at a time (QEMU's back-end program

@@ -1,4 +1,4 @@
-import VhostUser
+import VhostUserBackend
 import Virtio
 
 /// virtio-rng (entropy device, ID 4): one queue of device-writable buffers, filled with random bytes.

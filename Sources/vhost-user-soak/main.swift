@@ -4,7 +4,7 @@ import Glibc
 import Darwin
 #endif
 import VMMSysUtil
-import VhostUser
+import VhostUserFrontend
 import Virtio
 
 // vhost-user-soak: the front-end half of scripts/soak, against a vhost-user-blk daemon.

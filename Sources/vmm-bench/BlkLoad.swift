@@ -9,7 +9,7 @@ import Darwin
 #endif
 import VMMBenchCases
 import VMMSysUtil
-import VhostUser
+import VhostUserFrontend
 import Virtio
 
 /// What one load case produced.

@@ -5,7 +5,8 @@ import Darwin
 #endif
 import VMMSysUtil
 import Virtio
-@testable import VhostUser
+@testable import VhostUserProtocol
+@testable import VhostUserBackend
 
 /// One class of bad input from the vhost-user digest's "hostile front-end" section (§11), sent
 /// over a real socket. Each attack may first negotiate well-formed (so the bad message reaches

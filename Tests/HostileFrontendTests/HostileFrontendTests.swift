@@ -8,7 +8,8 @@ import Testing
 import VMMSysUtil
 import VMMTestSupport
 import Virtio
-@testable import VhostUser
+@testable import VhostUserProtocol
+@testable import VhostUserBackend
 
 /// An entropy device like vhost-user-rng's (the executable's own type cannot be imported): every
 /// writable byte becomes 0x5A.

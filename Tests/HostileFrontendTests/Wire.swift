@@ -6,7 +6,8 @@ import Darwin
 import VMMSysUtil
 import Virtio
 import VMMTestSupport
-@testable import VhostUser
+@testable import VhostUserProtocol
+@testable import VhostUserBackend
 
 /// The hostile front-end's end of a connection: well-formed requests through the codec, and raw
 /// bytes (any header, any payload, any fds) that bypass it.

@@ -1,6 +1,6 @@
 import VMMSysUtil
 import Virtio
-import VhostUser
+import VhostUserProtocol
 
 /// The front-end's view of one guest in vhost-user tests: `memorySize` bytes of shared memory at
 /// guest-physical 0 (front-end address `userBase`), a driver-side split queue of `queueSize` at

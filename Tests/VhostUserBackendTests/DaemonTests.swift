@@ -7,7 +7,8 @@ import Testing
 import VMMSysUtil
 import VMMTestSupport
 import Virtio
-@testable import VhostUser
+@testable import VhostUserProtocol
+@testable import VhostUserBackend
 
 @Suite("Back-end programs: options, and vhost-user-rng across processes")
 struct DaemonTests {

@@ -7,7 +7,8 @@ import Testing
 import VMMSysUtil
 import VMMTestSupport
 import Virtio
-@testable import VhostUser
+@testable import VhostUserProtocol
+@testable import VhostUserBackend
 
 /// A device that holds what it pops inside `process`, as a paced device does: it completes and
 /// publishes the first chain at once, then waits until the framework asks it to yield (bounded:

@@ -7,7 +7,8 @@ import Testing
 import VMMSysUtil
 import VMMTestSupport
 import Virtio
-@testable import VhostUser
+@testable import VhostUserProtocol
+@testable import VhostUserBackend
 
 @Suite("VhostUserSession: rings, data path, inflight recovery")
 struct RingTests {

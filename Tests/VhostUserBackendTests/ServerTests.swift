@@ -2,7 +2,8 @@ import Testing
 import VMMSysUtil
 import VMMTestSupport
 import Virtio
-@testable import VhostUser
+@testable import VhostUserProtocol
+@testable import VhostUserBackend
 
 /// A minimal front-end over a socket: encodes requests with the codec, reads replies.
 final class TestFrontend {

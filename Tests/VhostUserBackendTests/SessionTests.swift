@@ -2,7 +2,8 @@ import Testing
 import VMMSysUtil
 import VMMTestSupport
 import Virtio
-@testable import VhostUser
+@testable import VhostUserProtocol
+@testable import VhostUserBackend
 
 @Suite("VhostUserSession: negotiation and validation")
 struct SessionNegotiationTests {

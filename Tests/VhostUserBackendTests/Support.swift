@@ -7,7 +7,8 @@ import Testing
 import VMMSysUtil
 import VMMTestSupport
 import Virtio
-@testable import VhostUser
+@testable import VhostUserProtocol
+@testable import VhostUserBackend
 
 /// A test device: fills every writable byte with `pattern`, records the ids it completes, and can
 /// be told to "crash" (pop some chains, complete one, throw) to leave requests in flight.

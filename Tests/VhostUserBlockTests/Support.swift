@@ -1,5 +1,5 @@
 import Testing
-import VhostUser
+import VhostUserProtocol
 import Virtio
 import VMMSysUtil
 import VMMTestSupport

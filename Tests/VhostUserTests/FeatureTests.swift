@@ -1,5 +1,5 @@
 import Testing
-import VhostUser
+import VhostUserProtocol
 import Virtio
 
 /// Feature bit numbers against the digest (§4.1, §4.2).

@@ -1,5 +1,5 @@
 import Testing
-import VhostUser
+import VhostUserProtocol
 
 /// Exact bytes of encoded messages against the layouts in the digest (§1.1, §3), built field by
 /// field without the codec.

@@ -1,6 +1,6 @@
 import Testing
 import VMMTestSupport
-import VhostUser
+import VhostUserProtocol
 import Virtio
 
 /// The QEMU 7.2 vhost-user-blk session recorded in peers/qemu-7.2-blk-handshake.txt (section C,

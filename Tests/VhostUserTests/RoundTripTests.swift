@@ -1,7 +1,7 @@
 import Testing
 import VMMSysUtil
 import VMMTestSupport
-import VhostUser
+import VhostUserProtocol
 
 @Suite struct RoundTripTests {
     @Test func samplesCoverEveryRequest() {

@@ -1,4 +1,4 @@
-import VhostUser
+import VhostUserProtocol
 
 /// One region as QEMU 7.2 sent it in the blk trace.
 let traceRegion = MemoryRegion(

@@ -1,7 +1,7 @@
 import Testing
 import VMMSysUtil
 import VMMTestSupport
-import VhostUser
+import VhostUserProtocol
 
 /// The codec over a real socket: a request and its fds sent with one `sendmsg`, received the way a
 /// back-end reads (header first, validated, then exactly the payload), then decoded.

@@ -1,6 +1,6 @@
 import Testing
 import VMMTestSupport
-import VhostUser
+import VhostUserProtocol
 import VMMSysUtil
 
 #if canImport(Glibc)

@@ -1,6 +1,6 @@
 import Testing
 import VMMTestSupport
-import VhostUser
+import VhostUserProtocol
 
 /// One test per header, payload and fd-count rule; each also checks that no fd leaked.
 @Suite struct ValidationTests {

@@ -6,7 +6,7 @@ import Darwin
 import Testing
 import VMMSysUtil
 import VMMTestSupport
-import VhostUser
+import VhostUserFrontend
 import Virtio
 
 /// A vhost-user-blk back-end to run in its own process.

@@ -6,7 +6,7 @@ import Darwin
 import Testing
 import VMMSysUtil
 import VMMTestSupport
-import VhostUser
+import VhostUserFrontend
 import Virtio
 
 /// The front-end against this package's own back-end: the `vhost-user-rng` daemon, in its own

@@ -5,7 +5,8 @@ import Darwin
 #endif
 import VMMSysUtil
 import VMMTestSupport
-import VhostUser
+import VhostUserProtocol
+import VhostUserFrontend
 
 /// What a fake back-end sends in answer to one request.
 enum FakeReply {

@@ -1,7 +1,7 @@
 import Testing
 import VMMSysUtil
 import VMMTestSupport
-import VhostUser
+import VhostUserFrontend
 import Virtio
 
 /// The front-end's queues against a device built from Virtio's device-side queues, in another

@@ -6,7 +6,8 @@ import Darwin
 import Testing
 import VMMSysUtil
 import VMMTestSupport
-import VhostUser
+import VhostUserProtocol
+import VhostUserFrontend
 import Virtio
 
 /// Resuming on a restarted back-end.

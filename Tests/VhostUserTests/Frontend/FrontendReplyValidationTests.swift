@@ -1,7 +1,7 @@
 import Testing
 import VMMSysUtil
 import VMMTestSupport
-import VhostUser
+import VhostUserFrontend
 
 /// Every malformed reply a back-end can send becomes a typed `FrontendError` (never a crash or a
 /// hang), no fd leaks, and the connection is unusable afterwards.

@@ -6,7 +6,8 @@ import Darwin
 import Testing
 import VMMSysUtil
 import VMMTestSupport
-import VhostUser
+import VhostUserProtocol
+import VhostUserFrontend
 import Virtio
 
 /// The requests a front-end sends, and how it reads the answers, checked against a fake back-end.

@@ -5,7 +5,7 @@ import Darwin
 #endif
 import VMMSysUtil
 import VMMTestSupport
-import VhostUser
+import VhostUserProtocol
 import Virtio
 
 /// A minimal vhost-user device for one queue, built from Virtio's device-side queues and driven by

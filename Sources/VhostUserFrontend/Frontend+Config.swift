@@ -1,3 +1,6 @@
+import VhostUserProtocol
+import Virtio
+
 extension VhostUserFrontend {
     /// Reads `size` bytes (at most 256) of device config space at `offset` with `GET_CONFIG`.
     ///

@@ -1,3 +1,4 @@
+import VhostUserProtocol
 import Virtio
 
 /// One virtio-blk request slot in guest memory, for front-end tests and benchmarks: the 16-byte

@@ -1,3 +1,6 @@
+import VhostUserProtocol
+import Virtio
+
 /// A virtio device served over vhost-user: what a device author implements. The framework
 /// (`VhostUserSession`, `VhostUserServer`) does the protocol, memory, rings and notifications.
 ///

@@ -1,3 +1,4 @@
+import VhostUserProtocol
 import Virtio
 import VMMSysUtil
 

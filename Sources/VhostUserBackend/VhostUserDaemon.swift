@@ -1,4 +1,6 @@
 #if canImport(Glibc)
+import Virtio
+import VhostUserProtocol
 import Glibc
 #elseif canImport(Musl)
 import Musl

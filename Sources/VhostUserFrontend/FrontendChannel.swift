@@ -1,3 +1,4 @@
+import VhostUserProtocol
 import VMMSysUtil
 
 /// The request/reply transport of a front-end: encodes requests into a reused buffer, sends them

@@ -1,3 +1,4 @@
+import VhostUserProtocol
 import VMMSysUtil
 
 /// The shared buffer in which a back-end records in-flight requests (INFLIGHT_SHMFD), as

@@ -1,3 +1,4 @@
+import VhostUserProtocol
 import CVMMPlatform
 import VMMSysUtil
 
