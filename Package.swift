@@ -1,5 +1,16 @@
 // swift-tools-version: 6.1
 import PackageDescription
+import Foundation
+
+// io_uring for the block back-end: on Linux only, and only where liburing's header is installed
+// (Debian: liburing-dev), so the package builds everywhere without it. The C side checks again
+// with __has_include; VMM_NO_LIBURING=1 builds without it on purpose (the threads engine only).
+#if os(Linux)
+let liburingFound = ProcessInfo.processInfo.environment["VMM_NO_LIBURING"] == nil
+    && ["/usr/include/liburing.h", "/usr/local/include/liburing.h"].contains { FileManager.default.fileExists(atPath: $0) }
+#else
+let liburingFound = false
+#endif
 
 let package = Package(
     name: "swift-vhost-user",
@@ -24,9 +35,18 @@ let package = Package(
         .target(
             name: "CVMMPlatform",
             path: "Platform",
+            exclude: ["fileio"],
             linkerSettings: [.linkedLibrary("bsd", .when(platforms: [.linux]))]
         ),
-        .target(name: "VMMSysUtil", dependencies: ["CVMMPlatform"]),
+        // O_DIRECT / F_NOCACHE, direct-I/O alignment and io_uring (liburing, linked as a system
+        // library only where found): the C half of VMMSysUtil's asynchronous file I/O.
+        .target(
+            name: "CVMMFileIO",
+            path: "Platform/fileio",
+            cSettings: liburingFound ? [.define("VMM_HAVE_LIBURING")] : [],
+            linkerSettings: liburingFound ? [.linkedLibrary("uring", .when(platforms: [.linux]))] : []
+        ),
+        .target(name: "VMMSysUtil", dependencies: ["CVMMPlatform", "CVMMFileIO"]),
         .target(name: "Virtio", dependencies: ["VMMSysUtil", "CVMMPlatform"]),
         // The vhost-user wire protocol: header, request codes, typed payloads; decoding that owns
         // the received fds. No I/O (that is what makes it fuzzable).
@@ -48,7 +68,7 @@ let package = Package(
         // Spawned by cross-process tests: receives fds, maps memory, answers notifications.
         .executableTarget(name: "vmm-test-peer", dependencies: ["VMMSysUtil"], path: "Tests/vmm-test-peer"),
         // virtio-blk: request parsing and execution against a raw image file.
-        .target(name: "VirtioBlock", dependencies: ["Virtio", "VMMSysUtil", "CVMMPlatform"]),
+        .target(name: "VirtioBlock", dependencies: ["Virtio", "VMMSysUtil", "CVMMPlatform", "CVMMFileIO"]),
         // The virtio-blk vhost-user back-end program.
         .executableTarget(name: "vhost-user-blk", dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VirtioBlock"]),
         // The front-end half of scripts/soak (connect/disconnect cycles and killed writers).

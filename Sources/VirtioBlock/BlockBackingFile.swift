@@ -1,4 +1,5 @@
 import VMMSysUtil
+import CVMMFileIO
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -13,19 +14,36 @@ public enum BlockBackingFileError: Error, Hashable, Sendable, CustomStringConver
     case system(path: String, SystemCallError)
     /// Neither a regular file nor a block device.
     case unsupportedFileType(path: String)
+    /// `--cache none` asked for, but this system cannot bypass the page cache (OpenBSD).
+    case directIOUnsupported(path: String)
 
     public var description: String {
         switch self {
         case let .system(path, error): return "\(path): \(error)"
         case let .unsupportedFileType(path): return "\(path): not a regular file or block device"
+        case let .directIOUnsupported(path): return "\(path): this system cannot bypass the page cache (no O_DIRECT or F_NOCACHE)"
         }
     }
+}
+
+/// How a backing file uses the host's page cache (QEMU's `cache=` names).
+///
+/// Thread-safety: a value type.
+public enum BlockCacheMode: String, Sendable, CaseIterable {
+    /// Through the page cache (writes are durable after FLUSH, i.e. `fdatasync`).
+    case writeback
+    /// Bypassing it: Linux and FreeBSD open with `O_DIRECT` (buffers, offsets and lengths must be
+    /// aligned; see `BlockBackingFile.directMemoryAlignment`), macOS sets `F_NOCACHE` (no
+    /// alignment rule; the cache is avoided, not forbidden). FLUSH still `fdatasync`s, which
+    /// also flushes the disk's own write cache. OpenBSD has neither: refused there.
+    case none
 }
 
 /// A raw disk image (regular file or block device) that requests read and write directly, with
 /// positioned vector I/O between guest memory and the file (no intermediate copy).
 ///
-/// Capacity is fixed at open (whole 512-byte sectors; a trailing partial sector is not exposed).
+/// Capacity is fixed at open (whole 512-byte sectors; a trailing partial sector is not exposed;
+/// with `cache: .none`, whole direct-I/O blocks).
 ///
 /// Thread-safety: immutable and `Sendable`; every I/O call is positioned (`preadv`/`pwritev`,
 /// `fallocate`), so queue workers may use one file concurrently.
@@ -39,26 +57,42 @@ public final class BlockBackingFile: Sendable {
     /// The 20-byte ASCII id `T_GET_ID` returns: hex of the file's device and inode numbers.
     public let identifier: [UInt8]
     let descriptor: FileDescriptor
+    /// How the file uses the page cache.
+    public let cacheMode: BlockCacheMode
+    /// With `cache: .none`: the alignment direct I/O needs of buffer addresses (1 otherwise).
+    public let directMemoryAlignment: Int
+    /// With `cache: .none`: the alignment direct I/O needs of file offsets and lengths, which is
+    /// also the `logicalBlockSize` offered to the driver (1 otherwise).
+    public let directOffsetAlignment: Int
+    /// The raw descriptor, for asynchronous I/O engines (valid as long as this object lives).
+    public var rawDescriptor: Int32 { descriptor.rawValue }
     /// Whether to try `fallocate`-style calls for discard and write-zeroes (tests turn it off to
     /// exercise the zero-writing fallback every file system must support).
     let usesSpaceCalls: Bool
 
-    /// Opens `path` (`O_RDWR`, or `O_RDONLY` if `readOnly`; always `O_CLOEXEC`).
+    /// Opens `path` (`O_RDWR`, or `O_RDONLY` if `readOnly`; always `O_CLOEXEC`; see
+    /// `BlockCacheMode` for what `cache: .none` adds).
     ///
     /// - Throws: `BlockBackingFileError` if it cannot be opened or sized, or is not a regular file or
-    ///   block device. No descriptor leaks on failure.
-    public convenience init(path: String, readOnly: Bool = false) throws(BlockBackingFileError) {
-        try self.init(path: path, readOnly: readOnly, usesSpaceCalls: true)
+    ///   block device, or the cache cannot be bypassed. No descriptor leaks on failure.
+    public convenience init(path: String, readOnly: Bool = false, cache: BlockCacheMode = .writeback) throws(BlockBackingFileError) {
+        try self.init(path: path, readOnly: readOnly, cache: cache, usesSpaceCalls: true)
     }
 
-    init(path: String, readOnly: Bool, usesSpaceCalls: Bool) throws(BlockBackingFileError) {
+    init(path: String, readOnly: Bool, cache: BlockCacheMode = .writeback, usesSpaceCalls: Bool) throws(BlockBackingFileError) {
         self.usesSpaceCalls = usesSpaceCalls
-        let flags = (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC
+        var flags = (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC
+        let directFlag = vmm_open_direct_flag()
+        if cache == .none { flags |= directFlag }
         let raw: Int32
         do {
             raw = try systemCall("open") { open(path, flags) }
         } catch { throw .system(path: path, error) }
         let file = FileDescriptor(adopting: raw)
+        if cache == .none && directFlag == 0 {
+            // No O_DIRECT: Darwin's per-descriptor F_NOCACHE, or nothing at all.
+            guard vmm_disable_file_cache(file.rawValue) == 0 else { throw .directIOUnsupported(path: path) }
+        }
         var status = stat()
         do {
             _ = try systemCall("fstat") { fstat(file.rawValue, &status) }
@@ -72,8 +106,17 @@ public final class BlockBackingFile: Sendable {
             end = try systemCall("lseek") { lseek(file.rawValue, 0, SEEK_END) }
         } catch { throw .system(path: path, error) }
         isReadOnly = readOnly
-        capacity = UInt64(max(0, end)) / UInt64(BlockProtocol.sectorSize)
-        logicalBlockSize = isBlockDevice ? Self.blockDeviceLogicalSize(file.rawValue) : 512
+        cacheMode = cache
+        let deviceBlockSize = isBlockDevice ? Self.blockDeviceLogicalSize(file.rawValue) : 512
+        let alignment = cache == .none && directFlag != 0
+            ? Self.directAlignment(file.rawValue, blockDevice: isBlockDevice ? deviceBlockSize : nil)
+            : (memory: 1, offset: 1)
+        directMemoryAlignment = alignment.memory
+        directOffsetAlignment = alignment.offset
+        // Direct I/O cannot reach a partial block at the end: expose whole blocks only.
+        let unit = UInt64(max(alignment.offset, BlockProtocol.sectorSize))
+        capacity = UInt64(max(0, end)) / unit * unit / UInt64(BlockProtocol.sectorSize)
+        logicalBlockSize = max(deviceBlockSize, UInt32(alignment.offset))
         identifier = Self.identifier(device: UInt64(truncatingIfNeeded: status.st_dev),
                                      inode: UInt64(truncatingIfNeeded: status.st_ino))
         descriptor = file

@@ -6,8 +6,12 @@ import CVMMPlatform
 ///
 /// Every chain is answered: a malformed or failed request gets IOERR or UNSUPP in its status byte,
 /// never silence (only a chain without any writable byte is completed with nothing written).
-/// Owns the per-worker scratch (segment iovecs, a zero page), so handling a request allocates
-/// nothing.
+/// Owns the per-worker scratch (segment iovecs per request slot, a zero page, a bounce buffer),
+/// so handling a request allocates nothing.
+///
+/// Two ways to use it: `handle(_:)` performs a request synchronously; with an `AsyncFileQueue`,
+/// `start(_:)` submits reads, writes and flushes (up to `slotCount` in flight) and `reap(_:)`
+/// reports them finished (see BlockRequestProcessor+Async.swift).
 ///
 /// Thread-safety: not thread-safe; one owner (a queue worker) at a time. Several processors may
 /// share one `BlockBackingFile`.
@@ -19,38 +23,68 @@ public final class BlockRequestProcessor {
     /// Whether every completed write must already be durable (the driver acked neither FLUSH nor
     /// CONFIG_WCE): write-class requests are then followed by a flush before they complete.
     public var writeThrough = false
-    let segments: BlockSegments
+    /// The segments of the request being parsed or executed: `slots[slot]`'s for `start`,
+    /// `synchronousSegments` for `handle`.
+    var segments: BlockSegments
+    /// Per request slot: its own segments (an in-flight request's iovecs must stay put).
+    let slots: [BlockSegments]
+    let synchronousSegments: BlockSegments
     let zeroes: UnsafeMutableRawPointer
     /// iovecs for zero-filling, separate from `segments` (which still hold the request's ranges).
     let zeroVectors: UnsafeMutablePointer<iovec>
     static let zeroChunk = 64 << 10
     static let zeroVectorCount = 16
+    /// Aligned staging for direct I/O the guest's buffers cannot take (see +Direct).
+    let bounce: BlockBounceBuffer?
+    /// The asynchronous queue, if `start(_:)` is used, and the state of each slot.
+    let io: (any AsyncFileQueue)?
+    var slotState: [BlockSlotState]
+    var freeSlots: [Int]
+    /// Set while `perform` runs for `start`: the slot a read, write or flush is submitted under.
+    var submittingSlot: Int?
+    var submitted = false
+    let completions: UnsafeMutableBufferPointer<AsyncFileCompletion>
 
     /// A processor for `file` enforcing `configuration`'s limits (its `capacity` is replaced by the
-    /// file's).
-    public init(file: BlockBackingFile, configuration: BlockConfiguration) {
+    /// file's), executing synchronously, or through `io` with up to `slotCount` requests in flight
+    /// (at least 1; use the queue size: no more chains can be in flight).
+    public init(file: BlockBackingFile, configuration: BlockConfiguration, io: (any AsyncFileQueue)? = nil,
+                slotCount: Int = 1) {
         self.file = file
         var limits = configuration
         limits.capacity = file.capacity
         self.configuration = limits
-        segments = BlockSegments(limit: Int(configuration.segmentMax))
+        let count = io == nil ? 1 : max(1, min(slotCount, io?.capacity ?? 1))
+        slots = io == nil ? [] : (0..<count).map { _ in BlockSegments(limit: Int(configuration.segmentMax)) }
+        synchronousSegments = BlockSegments(limit: Int(configuration.segmentMax))
+        segments = synchronousSegments
+        self.io = io
+        slotState = Array(repeating: BlockSlotState(), count: slots.count)
+        freeSlots = Array((0..<slots.count).reversed())
+        completions = .allocate(capacity: count)
+        completions.initialize(repeating: AsyncFileCompletion(tag: 0, result: 0))
         zeroes = .allocate(byteCount: Self.zeroChunk, alignment: 4096)
         zeroes.initializeMemory(as: UInt8.self, repeating: 0, count: Self.zeroChunk)
         zeroVectors = .allocate(capacity: Self.zeroVectorCount)
         zeroVectors.initialize(repeating: iovec(iov_base: nil, iov_len: 0), count: Self.zeroVectorCount)
+        bounce = file.cacheMode == .none && (file.directMemoryAlignment > 1 || file.directOffsetAlignment > 1)
+            ? BlockBounceBuffer(alignment: max(file.directMemoryAlignment, file.directOffsetAlignment)) : nil
     }
 
     deinit {
         zeroes.deallocate()
         zeroVectors.deallocate()
+        completions.deallocate()
     }
 
-    /// Handles one popped chain: parses, executes and writes the status byte.
+    /// Handles one popped chain synchronously: parses, executes and writes the status byte. May be
+    /// mixed with `start(_:)` (it uses its own scratch).
     ///
     /// - Returns: the byte count to complete the chain with: its writable length (the status byte
     ///   is the last writable byte), or 0 if it has no writable byte.
     /// - Throws: a `VirtqueueError` only if the guest rewrote the chain since it was popped.
     public func handle(_ chain: Chain) throws(VirtqueueError) -> UInt32 {
+        segments = synchronousSegments
         let request = try BlockRequest.parse(chain, into: segments)
         guard let status = request.status else { return 0 }
         status.pointee = execute(request).rawValue
@@ -109,6 +143,13 @@ public final class BlockRequestProcessor {
         guard length % UInt32(BlockProtocol.sectorSize) == 0,
               let offset = byteRange(sector: request.sector, sectors: UInt64(length) / UInt64(BlockProtocol.sectorSize))
         else { return .ioError }
+        if let bounce, needsBounce(first: first, count: count, offset: offset, length: length) {
+            return transferBounced(bounce, write: write, first: first, count: count, offset: offset, length: Int(length))
+        }
+        if let slot = submittingSlot {
+            return submit(slot: slot, write ? (writeThrough ? .durableWrite : .write) : .read,
+                          first: first, count: count, offset: offset, length: Int(length))
+        }
         do {
             guard try file.transfer(write: write, segments.iovecs + first, count: count, offset: offset) else {
                 return .ioError
@@ -123,6 +164,7 @@ public final class BlockRequestProcessor {
     private func flush() -> BlockStatus {
         // A read-only image has nothing to make durable.
         guard !file.isReadOnly else { return .ok }
+        if let slot = submittingSlot { return submit(slot: slot, .dataSync, first: 0, count: 0, offset: 0, length: 0) }
         do { try file.flush() } catch { return .ioError }
         return .ok
     }

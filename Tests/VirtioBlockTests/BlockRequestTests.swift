@@ -7,11 +7,11 @@ import VMMSysUtil
 struct BlockRequestTests {
     static let sectors = 64
 
-    @Test("IN reads the image into the writable buffers", arguments: Layout.allCases)
-    func read(layout: Layout) throws {
+    @Test("IN reads the image into the writable buffers", arguments: Layout.allCases, BlockMode.allCases)
+    func read(layout: Layout, mode: BlockMode) throws {
         let image = try TestImage(sectors: Self.sectors)
-        let file = try BlockBackingFile(path: image.path)
-        let rig = try BlockRig(layout: layout, file: file)
+        let file = try mode.open(image)
+        guard let rig = try mode.rig(layout, file) else { return }
         let expected = try image.contents()
         // One buffer; data and status sharing a buffer; data spread over odd-sized buffers.
         let c1 = try rig.read(sector: 3, bytes: 4096)
@@ -31,11 +31,11 @@ struct BlockRequestTests {
         #expect(try image.contents() == expected)
     }
 
-    @Test("OUT writes the readable data into the image; the header may span buffers", arguments: Layout.allCases)
-    func write(layout: Layout) throws {
+    @Test("OUT writes the readable data into the image; the header may span buffers", arguments: Layout.allCases, BlockMode.allCases)
+    func write(layout: Layout, mode: BlockMode) throws {
         let image = try TestImage(sectors: Self.sectors)
-        let file = try BlockBackingFile(path: image.path)
-        let rig = try BlockRig(layout: layout, file: file)
+        let file = try mode.open(image)
+        guard let rig = try mode.rig(layout, file) else { return }
         var expected = try image.contents()
         var random = SplitMix(seed: 7)
         let splits: [[Int]] = [[16, 1024], [1040], [5, 11, 1024], [1, 2, 3, 4, 5, 1, 300, 212, 500, 12], [20, 1020]]
@@ -52,11 +52,11 @@ struct BlockRequestTests {
         #expect(back.data == sectorRange(expected, 1, 2))
     }
 
-    @Test("indirect descriptor tables", arguments: Layout.allCases)
-    func indirect(layout: Layout) throws {
+    @Test("indirect descriptor tables", arguments: Layout.allCases, BlockMode.allCases)
+    func indirect(layout: Layout, mode: BlockMode) throws {
         let image = try TestImage(sectors: Self.sectors)
-        let file = try BlockBackingFile(path: image.path)
-        let rig = try BlockRig(layout: layout, file: file)
+        let file = try mode.open(image)
+        guard let rig = try mode.rig(layout, file) else { return }
         var random = SplitMix(seed: 11)
         let data = random.bytes(3 * 512)
         let w = try rig.write(sector: 20, data: data, split: [9, 7, 512, 1, 1023], indirect: true)
@@ -66,11 +66,11 @@ struct BlockRequestTests {
         #expect(sectorRange(try image.contents(), 20, 3) == data)
     }
 
-    @Test("FLUSH and GET_ID", arguments: Layout.allCases)
-    func flushAndIdentifier(layout: Layout) throws {
+    @Test("FLUSH and GET_ID", arguments: Layout.allCases, BlockMode.allCases)
+    func flushAndIdentifier(layout: Layout, mode: BlockMode) throws {
         let image = try TestImage(sectors: Self.sectors)
-        let file = try BlockBackingFile(path: image.path)
-        let rig = try BlockRig(layout: layout, file: file)
+        let file = try mode.open(image)
+        guard let rig = try mode.rig(layout, file) else { return }
         let flush = try rig.submit(readable: header(4), writableSplit: [1])
         #expect(flush.status == 0 && flush.used == 1)
         let id = try rig.submit(readable: header(8), writableSplit: [20, 1])
@@ -84,11 +84,11 @@ struct BlockRequestTests {
         #expect(long.data.dropFirst(20).allSatisfy { $0 == BlockRig.canary })
     }
 
-    @Test("DISCARD and WRITE_ZEROES zero their ranges and nothing else", arguments: Layout.allCases)
-    func discardAndWriteZeroes(layout: Layout) throws {
+    @Test("DISCARD and WRITE_ZEROES zero their ranges and nothing else", arguments: Layout.allCases, BlockMode.allCases)
+    func discardAndWriteZeroes(layout: Layout, mode: BlockMode) throws {
         let image = try TestImage(sectors: Self.sectors)
-        let file = try BlockBackingFile(path: image.path)
-        let rig = try BlockRig(layout: layout, file: file)
+        let file = try mode.open(image)
+        guard let rig = try mode.rig(layout, file) else { return }
         var expected = try image.contents()
         func zero(_ sector: Int, _ count: Int) {
             expected.replaceSubrange((sector * 512)..<((sector + count) * 512), with: [UInt8](repeating: 0, count: count * 512))
@@ -137,11 +137,11 @@ struct BlockRequestTests {
         #expect(try image.contents() == expected)
     }
 
-    @Test("random reads and writes with random splits match a model", arguments: Layout.allCases)
-    func randomized(layout: Layout) throws {
+    @Test("random reads and writes with random splits match a model", arguments: Layout.allCases, BlockMode.allCases)
+    func randomized(layout: Layout, mode: BlockMode) throws {
         let image = try TestImage(sectors: Self.sectors, seed: 99)
-        let file = try BlockBackingFile(path: image.path)
-        let rig = try BlockRig(layout: layout, file: file, queueSize: 32)
+        let file = try mode.open(image)
+        guard let rig = try mode.rig(layout, file, queueSize: 32) else { return }
         var model = try image.contents()
         var random = SplitMix(seed: 2024)
         for _ in 0..<150 {

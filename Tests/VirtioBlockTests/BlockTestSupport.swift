@@ -1,6 +1,6 @@
 import Testing
 import Virtio
-import VirtioBlock
+@testable import VirtioBlock
 import VMMSysUtil
 #if canImport(Glibc)
 import Glibc
@@ -127,7 +127,7 @@ final class BlockRig {
     let processor: BlockRequestProcessor
 
     init(layout: Layout, file: BlockBackingFile, configuration: BlockConfiguration? = nil, queueSize: Int = 16,
-         startIndex: UInt16 = 0) throws {
+         startIndex: UInt16 = 0, io: (any AsyncFileQueue)? = nil) throws {
         shared = try SharedMemory(size: Self.memorySize)
         memory = try GuestMemory(regions: [GuestMemoryRegion(guestPhysicalAddress: Self.base, mapping: shared.mapping)])
         let addresses = RingAddresses(descriptorTable: Self.base, driverArea: Self.base + 0x4000,
@@ -145,7 +145,28 @@ final class BlockRig {
             driver = try DriverPackedQueue(memory: memory, size: queueSize, addresses: addresses, features: features)
             device = try PackedQueue(memory: memory, size: queueSize, addresses: addresses, features: features)
         }
-        processor = BlockRequestProcessor(file: file, configuration: configuration ?? BlockConfiguration(capacity: file.capacity))
+        processor = BlockRequestProcessor(file: file, configuration: configuration ?? BlockConfiguration(capacity: file.capacity),
+                                          io: io, slotCount: queueSize)
+    }
+
+    /// Starts `chain` on the processor and, if it went asynchronous, waits (at most 10 s) for it.
+    func finish(_ chain: Chain) throws -> UInt32 {
+        switch try processor.start(chain) {
+        case let .completed(written): return written
+        case .needsDrain: throw SetupError(description: "needsDrain with nothing in flight")
+        case let .submitted(slot):
+            #expect(processor.commit())
+            var written: UInt32?
+            for _ in 0..<1000 where written == nil {
+                _ = processor.waitForCompletions(milliseconds: 10)
+                processor.reap { done, bytes in
+                    #expect(done == slot)
+                    written = bytes
+                }
+            }
+            guard let written else { throw SetupError(description: "no completion within 10 s") }
+            return written
+        }
     }
 
     /// Posts `readable` (split into `readableSplit` pieces) and `writableSplit` writable pieces,
@@ -179,7 +200,7 @@ final class BlockRig {
 
         guard let chain = try device.pop() else { throw SetupError(description: "device saw no chain") }
         #expect(chain.id == id, sourceLocation: sourceLocation)
-        let written = try processor.handle(chain)
+        let written = try finish(chain)
         try device.push(chain, written: written)
         #expect(try device.pop() == nil, sourceLocation: sourceLocation)
         guard let used = try driver.reap() else { throw SetupError(description: "driver reaped nothing") }
@@ -233,4 +254,38 @@ final class BlockRig {
 
 func sectorRange(_ image: [UInt8], _ sector: Int, _ count: Int) -> [UInt8] {
     Array(image[(sector * 512)..<((sector + count) * 512)])
+}
+
+/// How a test's processor reaches the image: through the page cache synchronously (as before
+/// `--cache`), or bypassing it (O_DIRECT) synchronously, or through each asynchronous engine.
+enum BlockMode: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case buffered, direct, directThreads, directIOUring
+
+    var testDescription: String { rawValue }
+
+    /// Opens `image` for this mode.
+    func open(_ image: TestImage, readOnly: Bool = false, usesSpaceCalls: Bool = true) throws -> BlockBackingFile {
+        try BlockBackingFile(path: image.path, readOnly: readOnly, cache: self == .buffered ? .writeback : .none,
+                             usesSpaceCalls: usesSpaceCalls)
+    }
+
+    /// The asynchronous queue this mode uses (nil when synchronous, or io_uring when the kernel or
+    /// build has none: the caller then skips).
+    func queue(capacity: Int) throws -> (any AsyncFileQueue)? {
+        switch self {
+        case .buffered, .direct: return nil
+        case .directThreads: return try AsyncFileEngine(kind: .threads, threadCount: 3).makeQueue(capacity: capacity)
+        case .directIOUring:
+            guard AsyncFileEngineKind.preferred == .ioUring else { return nil }
+            return try AsyncFileEngine(kind: .ioUring).makeQueue(capacity: capacity)
+        }
+    }
+
+    /// A rig for `file` in this mode, or nil if this system cannot run the mode (io_uring absent).
+    func rig(_ layout: Layout, _ file: BlockBackingFile, configuration: BlockConfiguration? = nil,
+             queueSize: Int = 16) throws -> BlockRig? {
+        let io = try queue(capacity: queueSize)
+        if self == .directIOUring && io == nil { return nil }
+        return try BlockRig(layout: layout, file: file, configuration: configuration, queueSize: queueSize, io: io)
+    }
 }

@@ -1,0 +1,59 @@
+// CVMMFileIO: direct I/O flags and io_uring for block back-ends, compiled apart from CVMMPlatform
+// because it needs _GNU_SOURCE (O_DIRECT, statx) and, on Linux with liburing installed, links
+// liburing. Everything here has a "not available" answer, so callers need no #if.
+#ifndef CVMMFILEIO_H
+#define CVMMFILEIO_H
+
+#include <stdint.h>
+#include <stdbool.h>
+#include <sys/uio.h>
+
+/// The open(2) flag that bypasses the page cache (O_DIRECT; its value differs per architecture),
+/// or 0 where open has none (Darwin uses fcntl F_NOCACHE, OpenBSD has neither).
+int vmm_open_direct_flag(void);
+
+/// Turns the page cache off for an open file where that is an fcntl (Darwin: F_NOCACHE).
+/// Returns 0, -1 with errno set, or -1/ENOTSUP where there is no such call.
+int vmm_disable_file_cache(int fd);
+
+/// Direct I/O alignment of an open file: buffer address/length (`memory`) and file offset/length
+/// (`offset`), from statx(STATX_DIOALIGN) on Linux 6.1+. Returns 0 with both set, or -1 if the
+/// kernel or file system does not say (errno set).
+int vmm_direct_io_alignment(int fd, uint32_t *_Nonnull memory, uint32_t *_Nonnull offset);
+
+/// Whether this build has io_uring (Linux with liburing found at build time).
+bool vmm_uring_compiled(void);
+
+/// An io_uring instance (opaque). Not thread-safe: one submitter and reaper.
+typedef struct vmm_uring vmm_uring;
+
+/// Creates a ring of `entries` submission slots whose completions also signal `eventfd` (an
+/// eventfd(2), or -1 for none). Returns NULL with *error set to a positive errno (ENOSYS when not
+/// compiled in, EPERM/ENOSYS when the kernel refuses io_uring).
+vmm_uring *_Nullable vmm_uring_create(unsigned entries, int eventfd, int *_Nonnull error);
+void vmm_uring_destroy(vmm_uring *_Nonnull ring);
+
+/// Operations queued by vmm_uring_prepare (submitted by vmm_uring_submit).
+enum {
+    VMM_URING_READV = 0,
+    VMM_URING_WRITEV = 1,
+    /// writev with RWF_DSYNC: durable when it completes.
+    VMM_URING_WRITEV_DSYNC = 2,
+    /// fdatasync(fd).
+    VMM_URING_DATASYNC = 3,
+};
+
+/// Queues one operation tagged `tag`. Returns 0, or -EBUSY if the submission queue is full.
+/// `vectors` must stay valid until the operation completes.
+int vmm_uring_prepare(vmm_uring *_Nonnull ring, int operation, int fd, const struct iovec *_Nullable vectors,
+                      unsigned count, uint64_t offset, uint64_t tag);
+
+/// Submits everything queued. Returns how many, or -errno.
+int vmm_uring_submit(vmm_uring *_Nonnull ring);
+
+/// Copies up to `capacity` completions (tag, result: bytes or -errno) without waiting; returns
+/// how many.
+unsigned vmm_uring_reap(vmm_uring *_Nonnull ring, uint64_t *_Nonnull tags, int32_t *_Nonnull results,
+                        unsigned capacity);
+
+#endif

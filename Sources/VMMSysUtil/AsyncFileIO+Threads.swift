@@ -1,0 +1,296 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// One operation of a `ThreadPoolFileQueue`, at a stable address from the queue's creation to its
+/// end: the pool threads and the owner pass it between lists by pointer, so nothing allocates per
+/// operation.
+struct FileIOJob {
+    var operation: AsyncFileOperation = .read
+    var descriptor: Int32 = -1
+    var vectors: UnsafePointer<iovec>?
+    var count: Int32 = 0
+    var offset: UInt64 = 0
+    var tag: UInt64 = 0
+    var result: Int32 = 0
+    /// The queue that submitted it (unretained: a queue outlives its jobs, see its deinit).
+    var queue: Unmanaged<ThreadPoolFileQueue>?
+    /// The next job in whichever list holds this one (pool pending, queue done, queue free).
+    var next: UnsafeMutablePointer<FileIOJob>?
+}
+
+/// A pthread mutex and condition at stable addresses, for the pool's job lists.
+///
+/// Thread-safety: that is its purpose.
+final class FileIOLock: @unchecked Sendable {
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+
+    init() {
+        mutex.initialize(to: pthread_mutex_t())
+        condition.initialize(to: pthread_cond_t())
+        // Default attributes: neither call can fail on the supported systems.
+        _ = pthread_mutex_init(mutex, nil)
+        _ = pthread_cond_init(condition, nil)
+    }
+
+    deinit {
+        _ = pthread_cond_destroy(condition)
+        _ = pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+        condition.deallocate()
+    }
+
+    func lock() { _ = pthread_mutex_lock(mutex) }
+    func unlock() { _ = pthread_mutex_unlock(mutex) }
+    /// With the lock held: releases it until signalled (spurious wake-ups happen: loop).
+    func wait() { _ = pthread_cond_wait(condition, mutex) }
+    func signal() { _ = pthread_cond_signal(condition) }
+    func broadcast() { _ = pthread_cond_broadcast(condition) }
+}
+
+/// The threads of the `threads` engine, shared by every queue of a daemon: each takes the oldest
+/// pending job, runs its system call, and hands the job back to its queue.
+///
+/// Thread-safety: `submit` from any thread; `shutdown` once, from the owner.
+final class FileIOThreadPool: @unchecked Sendable {
+    private let lock = FileIOLock()
+    // Guarded by `lock`.
+    private var head: UnsafeMutablePointer<FileIOJob>?
+    private var tail: UnsafeMutablePointer<FileIOJob>?
+    private var stopping = false
+    private var threads: [pthread_t] = []
+
+    init(threadCount: Int) throws(AsyncFileEngineError) {
+        for _ in 0..<threadCount {
+            let context = Unmanaged.passRetained(self).toOpaque()
+            #if canImport(Darwin)
+            var thread: pthread_t?
+            #else
+            var thread = pthread_t()
+            #endif
+            let rc = pthread_create(&thread, nil, { raw in
+                // Safe: `raw` is the retained pool passed below; released when the loop ends.
+                #if canImport(Darwin)
+                let pool = Unmanaged<FileIOThreadPool>.fromOpaque(raw).takeRetainedValue()
+                #else
+                let pool = Unmanaged<FileIOThreadPool>.fromOpaque(raw!).takeRetainedValue()
+                #endif
+                pool.run()
+                return nil
+            }, context)
+            guard rc == 0 else {
+                Unmanaged<FileIOThreadPool>.fromOpaque(context).release()
+                shutdown()
+                throw .system(SystemCallError("pthread_create", Errno(rawValue: rc)))
+            }
+            #if canImport(Darwin)
+            if let thread { threads.append(thread) }
+            #else
+            threads.append(thread)
+            #endif
+        }
+    }
+
+    /// Appends jobs `first...last` (linked through `next`) to the pending list.
+    func enqueue(first: UnsafeMutablePointer<FileIOJob>, last: UnsafeMutablePointer<FileIOJob>, count: Int) {
+        lock.lock()
+        if let tail { tail.pointee.next = first } else { head = first }
+        tail = last
+        if count > 1 { lock.broadcast() } else { lock.signal() }
+        lock.unlock()
+    }
+
+    /// Lets the threads finish the pending jobs, then joins them. Idempotent.
+    func shutdown() {
+        lock.lock()
+        stopping = true
+        lock.broadcast()
+        let joining = threads
+        threads.removeAll()
+        lock.unlock()
+        for thread in joining { pthread_join(thread, nil) }
+    }
+
+    private func run() {
+        while true {
+            lock.lock()
+            while head == nil && !stopping { lock.wait() }
+            guard let job = head else {
+                lock.unlock()
+                return
+            }
+            head = job.pointee.next
+            if head == nil { tail = nil }
+            lock.unlock()
+            job.pointee.next = nil
+            job.pointee.result = Self.perform(job.pointee)
+            job.pointee.queue?.takeUnretainedValue().finished(job)
+        }
+    }
+
+    /// Runs one job's system call: the byte count, or a negated errno.
+    static func perform(_ job: FileIOJob) -> Int32 {
+        var done: Int
+        repeat {
+            switch job.operation {
+            case .read:
+                done = preadv(job.descriptor, job.vectors, job.count, off_t(job.offset))
+            case .write, .durableWrite:
+                done = pwritev(job.descriptor, job.vectors, job.count, off_t(job.offset))
+            case .dataSync:
+                done = Int(dataSync(job.descriptor))
+            }
+        } while done < 0 && errno == EINTR
+        if done < 0 { return -errno }
+        if job.operation == .durableWrite {
+            var synced: Int32
+            repeat { synced = dataSync(job.descriptor) } while synced < 0 && errno == EINTR
+            if synced < 0 { return -errno }
+        }
+        return Int32(clamping: done)
+    }
+
+    /// `fdatasync` where it exists (Darwin declares none; `fsync` is the portable equivalent).
+    static func dataSync(_ fd: Int32) -> Int32 {
+        #if canImport(Darwin)
+        return fsync(fd)
+        #else
+        return fdatasync(fd)
+        #endif
+    }
+}
+
+/// An `AsyncFileQueue` served by a `FileIOThreadPool`: `capacity` preallocated jobs; finished jobs
+/// come back on a locked list and wake `completionDescriptor` (an `EventNotifier`).
+///
+/// Thread-safety: as `AsyncFileQueue` (one owner thread; pool threads only call `finished`).
+final class ThreadPoolFileQueue: AsyncFileQueue, @unchecked Sendable {
+    let capacity: Int
+    private let pool: FileIOThreadPool
+    private let notifier: EventNotifier
+    private let jobs: UnsafeMutablePointer<FileIOJob>
+    /// Free jobs (owner thread only).
+    private var free: UnsafeMutablePointer<FileIOJob>?
+    /// Jobs submitted since the last commit, oldest first (owner thread only).
+    private var batchHead: UnsafeMutablePointer<FileIOJob>?
+    private var batchTail: UnsafeMutablePointer<FileIOJob>?
+    private var batchCount = 0
+    private var inFlight = 0
+    private let doneLock = FileIOLock()
+    /// Finished jobs, newest first (guarded by `doneLock`).
+    private var done: UnsafeMutablePointer<FileIOJob>?
+
+    var completionDescriptor: Int32 { notifier.waitDescriptor }
+
+    init(pool: FileIOThreadPool, capacity: Int) throws(AsyncFileEngineError) {
+        self.pool = pool
+        self.capacity = max(1, capacity)
+        do {
+            notifier = try EventNotifier(backend: nil, nonBlockingWait: true)
+        } catch let error as SystemCallError {
+            throw .system(error)
+        } catch {
+            throw .system(SystemCallError("eventfd", Errno(rawValue: EINVAL)))
+        }
+        jobs = .allocate(capacity: self.capacity)
+        jobs.initialize(repeating: FileIOJob(), count: self.capacity)
+        for i in 0..<self.capacity {
+            jobs[i].queue = Unmanaged.passUnretained(self)
+            jobs[i].next = i + 1 < self.capacity ? jobs + (i + 1) : nil
+        }
+        free = jobs
+    }
+
+    deinit {
+        // Jobs still pending in the pool point at this queue: wait until every one came back.
+        while inFlight > 0 {
+            doneLock.lock()
+            var job = done
+            done = nil
+            doneLock.unlock()
+            while let current = job {
+                job = current.pointee.next
+                inFlight -= 1
+            }
+            if inFlight > 0 { usleep(100) }
+        }
+        jobs.deinitialize(count: capacity)
+        jobs.deallocate()
+    }
+
+    func submit(_ operation: AsyncFileOperation, descriptor: Int32, vectors: UnsafePointer<iovec>?, count: Int,
+                offset: UInt64, tag: UInt64) throws(SystemCallError) {
+        guard let job = free else { throw SystemCallError("submit", Errno(rawValue: EBUSY)) }
+        free = job.pointee.next
+        job.pointee.operation = operation
+        job.pointee.descriptor = descriptor
+        job.pointee.vectors = vectors
+        job.pointee.count = Int32(clamping: count)
+        job.pointee.offset = offset
+        job.pointee.tag = tag
+        job.pointee.next = nil
+        if let batchTail { batchTail.pointee.next = job } else { batchHead = job }
+        batchTail = job
+        batchCount += 1
+        inFlight += 1
+    }
+
+    func commit() throws(SystemCallError) {
+        guard let first = batchHead, let last = batchTail else { return }
+        pool.enqueue(first: first, last: last, count: batchCount)
+        batchHead = nil
+        batchTail = nil
+        batchCount = 0
+    }
+
+    /// Called by a pool thread when `job` has run.
+    func finished(_ job: UnsafeMutablePointer<FileIOJob>) {
+        doneLock.lock()
+        job.pointee.next = done
+        done = job
+        let wasEmpty = job.pointee.next == nil
+        doneLock.unlock()
+        // One wake-up per batch: the owner resets the notifier before it takes the list.
+        if wasEmpty { try? notifier.notify() }
+    }
+
+    func reap(into buffer: UnsafeMutableBufferPointer<AsyncFileCompletion>) -> Int {
+        _ = try? notifier.tryConsume()
+        guard let base = buffer.baseAddress, !buffer.isEmpty else { return 0 }
+        doneLock.lock()
+        // Take at most buffer.count jobs off the list; the rest stay for the next call.
+        var taken: UnsafeMutablePointer<FileIOJob>? = done
+        var last = done
+        var count = 1
+        while count < buffer.count, let next = last?.pointee.next {
+            last = next
+            count += 1
+        }
+        if let last {
+            done = last.pointee.next
+            last.pointee.next = nil
+        } else {
+            count = 0
+        }
+        let more = done != nil
+        doneLock.unlock()
+        // A remainder left on the list must keep the descriptor readable.
+        if more { try? notifier.notify() }
+        var stored = 0
+        while let job = taken {
+            taken = job.pointee.next
+            base[stored] = AsyncFileCompletion(tag: job.pointee.tag, result: job.pointee.result)
+            stored += 1
+            job.pointee.next = free
+            free = job
+        }
+        inFlight -= stored
+        _ = count
+        return stored
+    }
+}

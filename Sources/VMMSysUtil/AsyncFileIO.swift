@@ -1,0 +1,131 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// What one asynchronous file operation does.
+///
+/// Thread-safety: a value type.
+public enum AsyncFileOperation: Sendable, Hashable {
+    /// `preadv` into the vectors.
+    case read
+    /// `pwritev` from the vectors.
+    case write
+    /// `pwritev`, durable when it completes (io_uring: `RWF_DSYNC`; threads: followed by `fdatasync`).
+    case durableWrite
+    /// `fdatasync` (no vectors).
+    case dataSync
+}
+
+/// One finished operation: the tag it was submitted with and its result (bytes transferred, or
+/// a negated errno).
+///
+/// Thread-safety: a value type.
+public struct AsyncFileCompletion: Sendable, Hashable {
+    public var tag: UInt64
+    public var result: Int32
+    public init(tag: UInt64, result: Int32) {
+        self.tag = tag
+        self.result = result
+    }
+}
+
+/// The engine behind `AsyncFileQueue`s: `io_uring` (Linux with liburing) or `threads` (a small
+/// pool of threads running `preadv`/`pwritev`, every POSIX system).
+///
+/// Thread-safety: a value type.
+public enum AsyncFileEngineKind: String, Sendable, CaseIterable {
+    case ioUring = "io_uring"
+    case threads
+
+    /// io_uring where this build has it and the kernel allows it (probed once by creating a
+    /// ring), else threads.
+    public static var preferred: AsyncFileEngineKind { IOUringFileQueue.isUsable ? .ioUring : .threads }
+}
+
+/// A submission and completion queue for asynchronous positioned file I/O, one per thread that
+/// submits (a vhost-user queue worker).
+///
+/// Submit operations (each with a caller-chosen tag), `commit()` them, watch
+/// `completionDescriptor` (readable while completions wait, in a `Poller`), then `reap` them.
+/// At most `capacity` operations may be in flight (submitted and not yet reaped); the vectors
+/// an operation names must stay valid and unchanged until it is reaped.
+///
+/// Thread-safety: not thread-safe; one owner thread submits and reaps. Completions are produced
+/// by the kernel (io_uring) or by pool threads (threads).
+public protocol AsyncFileQueue: AnyObject {
+    /// Most operations in flight at once.
+    var capacity: Int { get }
+    /// Readable (level- or edge-triggered once per batch) when completions are ready to reap.
+    var completionDescriptor: Int32 { get }
+    /// Queues one operation; it starts at the latest at `commit()`. Allocation-free.
+    ///
+    /// - Throws: `SystemCallError` (`EBUSY` when `capacity` operations are already in flight).
+    func submit(_ operation: AsyncFileOperation, descriptor: Int32, vectors: UnsafePointer<iovec>?, count: Int,
+                offset: UInt64, tag: UInt64) throws(SystemCallError)
+    /// Starts everything queued since the last commit.
+    ///
+    /// - Throws: `SystemCallError` if the kernel refused the batch (then nothing of it started).
+    func commit() throws(SystemCallError)
+    /// Takes finished operations (without waiting) into `buffer`, resetting the readiness of
+    /// `completionDescriptor` first so a completion arriving later makes it readable again.
+    ///
+    /// - Returns: how many were stored; call again while it fills the buffer.
+    func reap(into buffer: UnsafeMutableBufferPointer<AsyncFileCompletion>) -> Int
+}
+
+/// Errors creating an engine or queue.
+public enum AsyncFileEngineError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// This build has no io_uring (not Linux, or liburing was not installed when it was built).
+    case ioUringNotBuilt
+    /// The kernel refused to create a ring (io_uring disabled by sysctl or seccomp, or too old).
+    case ioUringRefused(Errno)
+    /// Creating a notifier or thread failed.
+    case system(SystemCallError)
+
+    public var description: String {
+        switch self {
+        case .ioUringNotBuilt: return "io_uring is not available in this build (Linux with liburing-dev only)"
+        case let .ioUringRefused(errno): return "the kernel refused io_uring: \(errno)"
+        case let .system(error): return "\(error)"
+        }
+    }
+}
+
+/// Makes the queues of one engine: a daemon holds one and asks it for a queue per worker.
+///
+/// Thread-safety: `Sendable`; `makeQueue` may be called from any thread.
+public final class AsyncFileEngine: Sendable {
+    /// The engine's kind.
+    public let kind: AsyncFileEngineKind
+    private let pool: FileIOThreadPool?
+
+    /// An engine of `kind`; `threads` starts `threadCount` pool threads (shared by every queue).
+    ///
+    /// - Throws: `AsyncFileEngineError` if io_uring is not built or refused, or threads cannot start.
+    public init(kind: AsyncFileEngineKind, threadCount: Int = 8) throws(AsyncFileEngineError) {
+        self.kind = kind
+        switch kind {
+        case .ioUring:
+            try IOUringFileQueue.checkUsable()
+            pool = nil
+        case .threads:
+            pool = try FileIOThreadPool(threadCount: max(1, threadCount))
+        }
+    }
+
+    /// A queue for `capacity` operations in flight.
+    ///
+    /// - Throws: `AsyncFileEngineError` if the ring or notifier cannot be created.
+    public func makeQueue(capacity: Int) throws(AsyncFileEngineError) -> any AsyncFileQueue {
+        if let pool { return try ThreadPoolFileQueue(pool: pool, capacity: capacity) }
+        return try IOUringFileQueue(capacity: capacity)
+    }
+
+    /// Stops the pool threads (threads engine) after the work already queued. Queues must not
+    /// submit afterwards. Idempotent.
+    public func shutdown() { pool?.shutdown() }
+}
