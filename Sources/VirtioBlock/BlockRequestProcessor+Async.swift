@@ -37,6 +37,9 @@ struct BlockSlotState {
 }
 
 extension BlockRequestProcessor {
+    /// How many requests may be in flight at once (0 without an asynchronous queue).
+    public var slotCount: Int { slotState.count }
+
     /// Requests in flight (started, not yet reported by `reap`).
     public var inFlight: Int { slotState.count - freeSlots.count }
 

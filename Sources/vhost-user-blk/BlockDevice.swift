@@ -2,9 +2,16 @@ import VhostUserProtocol
 import VhostUserBackend
 import Virtio
 import VirtioBlock
+import VMMSysUtil
 
 /// virtio-blk (device ID 2) over vhost-user: a raw image served by one `BlockRequestProcessor`
 /// per request queue, each used only by that queue's worker thread.
+///
+/// With an asynchronous engine (`--aio`), a queue keeps up to its size in requests in flight:
+/// `process` pops every available chain, submits reads, writes and flushes (one commit per
+/// round) and postpones their chains; the engine's completion descriptor is an event source of
+/// the queue's worker, and `handle` reaps what finished and completes the postponed chains
+/// (the framework publishes them in one batch). Everything else completes at once.
 ///
 /// Thread-safety: `Sendable` per the `VhostUserDevice` contract: the processors are touched by
 /// `process` only for their own queue (one call per queue at a time), and by `featuresNegotiated` /
@@ -21,6 +28,10 @@ final class BlockDevice: VhostUserDevice, @unchecked Sendable {
     let file: BlockBackingFile
     // @unchecked Sendable is sound: see the type's thread-safety note.
     private let processors: [BlockRequestProcessor]
+    /// Per queue, the postponed chain of each processor slot in flight (asynchronous engine only).
+    private let inFlight: [InFlightChains]
+    /// The engine the processors submit to, if any (`--aio`).
+    let engine: AsyncFileEngine?
     /// Per queue, the chains a paced `process` call holds (capacity kept: no allocation per call);
     /// each used only by its queue's worker.
     private let heldChains: [HeldChains]
@@ -28,8 +39,12 @@ final class BlockDevice: VhostUserDevice, @unchecked Sendable {
     let limiter: TokenBucket?
 
     /// A device serving `file` on `queueCount` queues of at most `queueSize` descriptors, at most
-    /// `iopsLimit` requests per second in total when given.
-    init(file: BlockBackingFile, queueCount: Int, queueSize: Int, iopsLimit: Int? = nil) {
+    /// `iopsLimit` requests per second in total when given, through `engine` when given (a paced
+    /// device performs its requests synchronously: pacing holds requests back anyway).
+    ///
+    /// - Throws: `AsyncFileEngineError` if a queue of the engine cannot be created.
+    init(file: BlockBackingFile, queueCount: Int, queueSize: Int, iopsLimit: Int? = nil,
+         engine: AsyncFileEngine? = nil) throws(AsyncFileEngineError) {
         self.file = file
         limiter = iopsLimit.map { TokenBucket(rate: UInt64($0)) }
         self.queueCount = queueCount
@@ -40,7 +55,15 @@ final class BlockDevice: VhostUserDevice, @unchecked Sendable {
                                                queueCount: UInt16(queueCount), segmentMax: segmentMax)
         self.configuration = configuration
         deviceFeatures = configuration.features(readOnly: file.isReadOnly)
-        processors = (0..<queueCount).map { _ in BlockRequestProcessor(file: file, configuration: configuration) }
+        let engine = iopsLimit == nil ? engine : nil
+        self.engine = engine
+        var processors: [BlockRequestProcessor] = []
+        for _ in 0..<queueCount {
+            let io = try engine?.makeQueue(capacity: queueSize)
+            processors.append(BlockRequestProcessor(file: file, configuration: configuration, io: io, slotCount: queueSize))
+        }
+        self.processors = processors
+        inFlight = processors.map { InFlightChains(slots: engine == nil ? 0 : $0.slotCount) }
         heldChains = (0..<queueCount).map { _ in HeldChains(capacity: iopsLimit == nil ? 0 : queueSize) }
     }
 
@@ -54,6 +77,7 @@ final class BlockDevice: VhostUserDevice, @unchecked Sendable {
     func process(_ queue: inout VhostUserQueue) throws {
         guard queue.index >= 0, queue.index < processors.count else { return }
         let processor = processors[queue.index]
+        if engine != nil { return try submitAvailable(&queue, processor, inFlight[queue.index]) }
         guard let limiter else {
             while let chain = try queue.pop() {
                 let written = try processor.handle(chain)
@@ -93,6 +117,60 @@ final class BlockDevice: VhostUserDevice, @unchecked Sendable {
         }
     }
 
+    func queueStarted(_ queue: inout VhostUserQueue) throws {
+        guard queue.index >= 0, queue.index < processors.count,
+              let descriptor = processors[queue.index].completionDescriptor else { return }
+        try queue.watch(descriptor, token: Self.completionToken)
+    }
+
+    func handle(_ event: PollEvent, on queue: inout VhostUserQueue) throws {
+        guard queue.index >= 0, queue.index < processors.count, event.token == Self.completionToken else {
+            queue.unwatch(token: event.token)
+            return
+        }
+        completeFinished(processors[queue.index], inFlight[queue.index])
+    }
+
+    /// The event-source token of a queue's engine completions.
+    static let completionToken: UInt64 = 1
+
+    /// Pops every available chain and starts it; reads, writes and flushes stay in flight (their
+    /// chains postponed), the rest complete at once. A request that needs the queue quiet (a
+    /// read-modify-write of a partial direct-I/O block) waits here for the others to finish.
+    private func submitAvailable(_ queue: inout VhostUserQueue, _ processor: BlockRequestProcessor,
+                                 _ chains: InFlightChains) throws {
+        defer { processor.commit() }
+        while let chain = try queue.pop() {
+            while true {
+                switch try processor.start(chain) {
+                case let .completed(written):
+                    try queue.complete(chain, written: written)
+                case let .submitted(slot):
+                    chains.deferred[slot] = queue.postpone(chain)
+                case .needsDrain:
+                    processor.commit()
+                    // Bounded by the disk: every request in flight finishes (or fails) on its own.
+                    while processor.inFlight > 0 {
+                        _ = processor.waitForCompletions(milliseconds: 100)
+                        completeFinished(processor, chains)
+                    }
+                    continue
+                }
+                break
+            }
+        }
+    }
+
+    /// Completes the postponed chains of every finished request. A refused completion means the
+    /// ring stopped meanwhile: the chain is the front-end's again, nothing more to do.
+    private func completeFinished(_ processor: BlockRequestProcessor, _ chains: InFlightChains) {
+        processor.reap { slot, written in
+            guard let deferred = chains.deferred[slot] else { return }
+            chains.deferred[slot] = nil
+            try? deferred.complete(written: written)
+        }
+    }
+
     func featuresNegotiated(_ features: UInt64) {
         // Spec 5.2.6.3: without FLUSH (and CONFIG_WCE, never offered) writes must be durable when
         // they complete.
@@ -103,6 +181,13 @@ final class BlockDevice: VhostUserDevice, @unchecked Sendable {
     func reset() {
         for processor in processors { processor.writeThrough = false }
     }
+}
+
+/// A queue's postponed chains by processor slot. Used by one queue worker at a time, hence
+/// `@unchecked Sendable`.
+final class InFlightChains: @unchecked Sendable {
+    var deferred: [DeferredChain?]
+    init(slots: Int) { deferred = Array(repeating: nil, count: slots) }
 }
 
 /// The chains one paced `process` call holds. Used by one queue worker at a time (the framework

@@ -1,3 +1,6 @@
+import VirtioBlock
+import VMMSysUtil
+
 /// The block device's own command-line options (after the common vhost-user ones).
 ///
 /// Thread-safety: a value type.
@@ -8,6 +11,10 @@ struct BlockOptions {
     var queueSize = 128
     /// Requests per second over all queues (token bucket, bursts of a tenth of a second); nil: none.
     var iopsLimit: Int?
+    /// `--cache`: through the page cache (default) or bypassing it.
+    var cache = BlockCacheMode.writeback
+    /// `--aio`: the asynchronous engine; nil: io_uring where the kernel allows it, else threads.
+    var aio: AsyncFileEngineKind?
 
     static let usage = """
           --blk-file=PATH        raw disk image (regular file or block device) to serve (required)
@@ -15,6 +22,11 @@ struct BlockOptions {
           --num-queues=N         request queues, 1...256 (default 1)
           --queue-size=N         largest queue size, a power of two 4...32768 (default 128)
           --iops-limit=N         serve at most N requests per second, 1...1000000 (default: no limit)
+          --cache=MODE           writeback (through the page cache, the default) or none (bypass it:
+                                 O_DIRECT on Linux and FreeBSD, F_NOCACHE on macOS; refused on OpenBSD)
+          --aio=ENGINE           io_uring (Linux, when built with liburing and the kernel allows it)
+                                 or threads (a pool of 8 running preadv/pwritev); default io_uring
+                                 where available, else threads. Up to the queue size in flight per queue
         """
 
     /// Parses `arguments` (`--name VALUE` or `--name=VALUE`).
@@ -51,6 +63,18 @@ struct BlockOptions {
                     throw BlockOptionsError("--queue-size: \(options.queueSize) is not a power of two")
                 }
             case "--iops-limit": options.iopsLimit = try number(name, argument, 1...1_000_000)
+            case "--cache":
+                let text = try value(name, argument)
+                guard let mode = BlockCacheMode(rawValue: text) else {
+                    throw BlockOptionsError("--cache: '\(text)' is not writeback or none")
+                }
+                options.cache = mode
+            case "--aio":
+                let text = try value(name, argument)
+                guard let kind = AsyncFileEngineKind(rawValue: text) else {
+                    throw BlockOptionsError("--aio: '\(text)' is not io_uring or threads")
+                }
+                options.aio = kind
             default: throw BlockOptionsError("unknown option '\(argument)' (see --help)")
             }
             index += 1

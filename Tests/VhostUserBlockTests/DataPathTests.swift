@@ -80,14 +80,23 @@ struct DataPathTests {
         }
     }
 
+    /// The I/O configurations every data-path test runs in: page cache and the default engine,
+    /// then the page cache bypassed with each engine (io_uring only where this machine has it).
+    static let engines: [[String]] = [[], ["--cache", "none", "--aio", "threads"], ["--cache=none", "--aio=io_uring"], ["--aio", "threads"]]
+        .filter { !$0.contains { $0.contains("io_uring") } || AsyncFileEngineKind.preferred == .ioUring }
+
     @Test("IN, OUT, FLUSH, GET_ID, WRITE_ZEROES and an unknown type through the daemon (paced: --iops-limit)",
           arguments: [false, true], [false, true])
     func requests(readOnly: Bool, paced: Bool) throws {
+        for engine in Self.engines { try requests(readOnly: readOnly, paced: paced, engine: engine) }
+    }
+
+    func requests(readOnly: Bool, paced: Bool, engine: [String]) throws {
         var random = SystemRandomNumberGenerator()
         let initial = (0..<(1 << 20)).map { _ in UInt8.random(in: 0...255, using: &random) }
         let image = try TemporaryFile(size: 1 << 20, contents: initial)
         let daemon = try Daemon(arguments: ["--blk-file", image.path] + (readOnly ? ["--read-only"] : [])
-                                    + (paced ? ["--iops-limit", "1000"] : []))
+                                    + (paced ? ["--iops-limit", "1000"] : []) + engine)
         let frontEnd = daemon.frontEnd
         let offered = try frontEnd.requestU64(1)
         let protocolOffered = try frontEnd.requestU64(15)
@@ -127,6 +136,68 @@ struct DataPathTests {
         #expect(try guest.request(type: 77, sector: 0, writable: 512).1 == 2)
         // Out of range: the last sector plus one.
         #expect(try guest.request(type: 0, sector: 2047, writable: 1024).1 == 1)
+        #expect(try image.contents() == expected)
+    }
+
+    @Test("a full ring of reads and writes in flight at once completes, each with its own data", arguments: engines)
+    func fullRing(engine: [String]) throws {
+        var random = SystemRandomNumberGenerator()
+        let initial = (0..<(1 << 20)).map { _ in UInt8.random(in: 0...255, using: &random) }
+        let image = try TemporaryFile(size: 1 << 20, contents: initial)
+        let daemon = try Daemon(arguments: ["--blk-file", image.path] + engine)
+        let frontEnd = daemon.frontEnd
+        let offered = try frontEnd.requestU64(1)
+        let protocolOffered = try frontEnd.requestU64(15)
+        try frontEnd.send(.setProtocolFeatures(ProtocolFeatures(rawValue: protocolOffered & (1 << 9 | 1 << 3 | 1))))
+        let guest = try Guest(frontEnd: frontEnd, features: offered & (1 << 32 | 1 << 30 | 1 << 29 | 1 << 28 | 1 << 9))
+        // Request i: a 4 KiB read (even i) or write (odd i) at sector 8 * (3 * i + 1), its header,
+        // data and status in their own buffers (an indirect table each, so all fit in the ring).
+        var expected = initial
+        var ids: [UInt16: Int] = [:]
+        let count = DataPathTests.queueSize
+        for i in 0..<count {
+            let sector = UInt64(8 * (3 * i + 1))
+            let base = DataPathTests.data + UInt64(i) * 0x2000
+            let isWrite = i % 2 == 1
+            let header = le32(isWrite ? 1 : 0) + le32(0) + le(sector)
+            try header.withUnsafeBytes { try guest.guest.write(guestPhysical: base, bytes: $0) }
+            if isWrite {
+                let payload = (0..<4096).map { _ in UInt8.random(in: 0...255, using: &random) }
+                try payload.withUnsafeBytes { try guest.guest.write(guestPhysical: base + 0x1000, bytes: $0) }
+                expected.replaceSubrange(Int(sector) * 512..<(Int(sector) * 512 + 4096), with: payload)
+            }
+            try [UInt8(0xEE)].withUnsafeBytes { try guest.guest.write(guestPhysical: base + 16, bytes: $0) }
+            let id = try guest.driver.post([
+                DriverBuffer(address: base, length: 16, isWritable: false),
+                DriverBuffer(address: base + 0x1000, length: 4096, isWritable: !isWrite),
+                DriverBuffer(address: base + 16, length: 1, isWritable: true),
+            ], indirectTable: base + 0x100)
+            ids[id] = i
+        }
+        guest.driver.setUsedEvent(0)
+        try guest.kick.notify()
+        var done = 0
+        for _ in 0..<200 where done < count {
+            while let used = try guest.driver.reap() {
+                guard let i = ids.removeValue(forKey: used.id) else {
+                    Issue.record("unexpected or repeated used id \(used.id)")
+                    continue
+                }
+                done += 1
+                guest.driver.setUsedEvent(UInt16(done))
+                let base = DataPathTests.data + UInt64(i) * 0x2000
+                #expect(try guest.guest.load(UInt8.self, guestPhysical: base + 16) == 0, "request \(i)")
+                if i % 2 == 0 {
+                    #expect(used.length == 4097)
+                    var bytes = [UInt8](repeating: 0, count: 4096)
+                    try bytes.withUnsafeMutableBytes { try guest.guest.read(guestPhysical: base + 0x1000, into: $0) }
+                    let sector = 8 * (3 * i + 1)
+                    #expect(bytes == Array(initial[(sector * 512)..<(sector * 512 + 4096)]), "request \(i)")
+                }
+            }
+            if done < count { _ = waitForSignal(guest.call) }
+        }
+        #expect(done == count)
         #expect(try image.contents() == expected)
     }
 }
