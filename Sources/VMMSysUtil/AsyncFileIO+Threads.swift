@@ -54,46 +54,55 @@ final class FileIOLock: @unchecked Sendable {
 }
 
 /// The threads of the `threads` engine, shared by every queue of a daemon: each takes the oldest
-/// pending job, runs its system call, and hands the job back to its queue.
+/// pending job, runs its system call, and hands the job back to its queue. Threads are started on
+/// demand, when jobs wait and no thread is idle, up to `maxThreads` (so a disk sees as many
+/// requests in flight as the queues submit, up to that bound, as with QEMU's thread pool).
 ///
-/// Thread-safety: `submit` from any thread; `shutdown` once, from the owner.
+/// Thread-safety: `enqueue` from any thread; `shutdown` once, from the owner.
 final class FileIOThreadPool: @unchecked Sendable {
+    let maxThreads: Int
     private let lock = FileIOLock()
     // Guarded by `lock`.
     private var head: UnsafeMutablePointer<FileIOJob>?
     private var tail: UnsafeMutablePointer<FileIOJob>?
+    private var pending = 0
+    private var idle = 0
     private var stopping = false
     private var threads: [pthread_t] = []
 
-    init(threadCount: Int) throws(AsyncFileEngineError) {
-        for _ in 0..<threadCount {
-            let context = Unmanaged.passRetained(self).toOpaque()
+    init(maxThreads: Int) {
+        self.maxThreads = max(1, maxThreads)
+        threads.reserveCapacity(self.maxThreads)
+    }
+
+    /// Starts one more thread (lock held). False if the system refused.
+    private func startThread() -> Bool {
+        let context = Unmanaged.passRetained(self).toOpaque()
+        #if canImport(Darwin)
+        var thread: pthread_t?
+        #else
+        var thread = pthread_t()
+        #endif
+        let rc = pthread_create(&thread, nil, { raw in
+            // Safe: `raw` is the retained pool passed below; released when the loop ends.
             #if canImport(Darwin)
-            var thread: pthread_t?
+            let pool = Unmanaged<FileIOThreadPool>.fromOpaque(raw).takeRetainedValue()
             #else
-            var thread = pthread_t()
+            let pool = Unmanaged<FileIOThreadPool>.fromOpaque(raw!).takeRetainedValue()
             #endif
-            let rc = pthread_create(&thread, nil, { raw in
-                // Safe: `raw` is the retained pool passed below; released when the loop ends.
-                #if canImport(Darwin)
-                let pool = Unmanaged<FileIOThreadPool>.fromOpaque(raw).takeRetainedValue()
-                #else
-                let pool = Unmanaged<FileIOThreadPool>.fromOpaque(raw!).takeRetainedValue()
-                #endif
-                pool.run()
-                return nil
-            }, context)
-            guard rc == 0 else {
-                Unmanaged<FileIOThreadPool>.fromOpaque(context).release()
-                shutdown()
-                throw .system(SystemCallError("pthread_create", Errno(rawValue: rc)))
-            }
-            #if canImport(Darwin)
-            if let thread { threads.append(thread) }
-            #else
-            threads.append(thread)
-            #endif
+            pool.run()
+            return nil
+        }, context)
+        guard rc == 0 else {
+            Unmanaged<FileIOThreadPool>.fromOpaque(context).release()
+            return false
         }
+        #if canImport(Darwin)
+        if let thread { threads.append(thread) }
+        #else
+        threads.append(thread)
+        #endif
+        return true
     }
 
     /// Appends jobs `first...last` (linked through `next`) to the pending list.
@@ -101,6 +110,11 @@ final class FileIOThreadPool: @unchecked Sendable {
         lock.lock()
         if let tail { tail.pointee.next = first } else { head = first }
         tail = last
+        pending += count
+        // Jobs beyond the idle threads get new threads (while the bound allows; if the system
+        // refuses, the threads already running take them in turn).
+        var missing = pending - idle
+        while missing > 0, threads.count < maxThreads, !stopping, startThread() { missing -= 1 }
         if count > 1 { lock.broadcast() } else { lock.signal() }
         lock.unlock()
     }
@@ -119,13 +133,18 @@ final class FileIOThreadPool: @unchecked Sendable {
     private func run() {
         while true {
             lock.lock()
-            while head == nil && !stopping { lock.wait() }
+            while head == nil && !stopping {
+                idle += 1
+                lock.wait()
+                idle -= 1
+            }
             guard let job = head else {
                 lock.unlock()
                 return
             }
             head = job.pointee.next
             if head == nil { tail = nil }
+            pending -= 1
             lock.unlock()
             job.pointee.next = nil
             job.pointee.result = Self.perform(job.pointee)
@@ -171,7 +190,8 @@ final class FileIOThreadPool: @unchecked Sendable {
 /// Thread-safety: as `AsyncFileQueue` (one owner thread; pool threads only call `finished`).
 final class ThreadPoolFileQueue: AsyncFileQueue, @unchecked Sendable {
     let capacity: Int
-    private let pool: FileIOThreadPool
+    private let owner: FileIOPoolOwner
+    private var pool: FileIOThreadPool { owner.pool }
     private let notifier: EventNotifier
     private let jobs: UnsafeMutablePointer<FileIOJob>
     /// Free jobs (owner thread only).
@@ -187,8 +207,8 @@ final class ThreadPoolFileQueue: AsyncFileQueue, @unchecked Sendable {
 
     var completionDescriptor: Int32 { notifier.waitDescriptor }
 
-    init(pool: FileIOThreadPool, capacity: Int) throws(AsyncFileEngineError) {
-        self.pool = pool
+    init(pool: FileIOPoolOwner, capacity: Int) throws(AsyncFileEngineError) {
+        owner = pool
         self.capacity = max(1, capacity)
         do {
             notifier = try EventNotifier(backend: nil, nonBlockingWait: true)

@@ -101,19 +101,20 @@ public enum AsyncFileEngineError: Error, Hashable, Sendable, CustomStringConvert
 public final class AsyncFileEngine: Sendable {
     /// The engine's kind.
     public let kind: AsyncFileEngineKind
-    private let pool: FileIOThreadPool?
+    private let pool: FileIOPoolOwner?
 
-    /// An engine of `kind`; `threads` starts `threadCount` pool threads (shared by every queue).
+    /// An engine of `kind`; `threads` runs up to `threadCount` pool threads (shared by every
+    /// queue, started as requests need them).
     ///
-    /// - Throws: `AsyncFileEngineError` if io_uring is not built or refused, or threads cannot start.
-    public init(kind: AsyncFileEngineKind, threadCount: Int = 8) throws(AsyncFileEngineError) {
+    /// - Throws: `AsyncFileEngineError` if io_uring is not built or the kernel refuses it.
+    public init(kind: AsyncFileEngineKind, threadCount: Int = 64) throws(AsyncFileEngineError) {
         self.kind = kind
         switch kind {
         case .ioUring:
             try IOUringFileQueue.checkUsable()
             pool = nil
         case .threads:
-            pool = try FileIOThreadPool(threadCount: max(1, threadCount))
+            pool = FileIOPoolOwner(FileIOThreadPool(maxThreads: threadCount))
         }
     }
 
@@ -126,6 +127,14 @@ public final class AsyncFileEngine: Sendable {
     }
 
     /// Stops the pool threads (threads engine) after the work already queued. Queues must not
-    /// submit afterwards. Idempotent.
-    public func shutdown() { pool?.shutdown() }
+    /// submit afterwards. Idempotent; also happens when the engine and its queues are released.
+    public func shutdown() { pool?.pool.shutdown() }
+}
+
+/// Shuts the pool down when the engine and every queue of it are gone (the pool's threads keep
+/// the pool itself alive until then).
+final class FileIOPoolOwner: Sendable {
+    let pool: FileIOThreadPool
+    init(_ pool: FileIOThreadPool) { self.pool = pool }
+    deinit { pool.shutdown() }
 }

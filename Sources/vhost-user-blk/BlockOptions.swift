@@ -13,8 +13,19 @@ struct BlockOptions {
     var iopsLimit: Int?
     /// `--cache`: through the page cache (default) or bypassing it.
     var cache = BlockCacheMode.writeback
-    /// `--aio`: the asynchronous engine; nil: io_uring where the kernel allows it, else threads.
-    var aio: AsyncFileEngineKind?
+    /// `--aio`: how requests are performed; nil: see `engine`.
+    var aio: BlockAIO?
+
+    /// The engine to use (nil: synchronous): `--aio` if given; else with `--cache none` io_uring
+    /// where the kernel allows it, else threads; with the page cache, synchronous (a cached
+    /// `preadv` takes a few microseconds: handing it to an engine costs more than it saves).
+    var engine: AsyncFileEngineKind? {
+        switch aio {
+        case .sync?: return nil
+        case .engine(let kind)?: return kind
+        case nil: return cache == .none ? .preferred : nil
+        }
+    }
 
     static let usage = """
           --blk-file=PATH        raw disk image (regular file or block device) to serve (required)
@@ -25,8 +36,10 @@ struct BlockOptions {
           --cache=MODE           writeback (through the page cache, the default) or none (bypass it:
                                  O_DIRECT on Linux and FreeBSD, F_NOCACHE on macOS; refused on OpenBSD)
           --aio=ENGINE           io_uring (Linux, when built with liburing and the kernel allows it)
-                                 or threads (a pool of 8 running preadv/pwritev); default io_uring
-                                 where available, else threads. Up to the queue size in flight per queue
+                                 or threads (up to 64 threads running preadv/pwritev): up to the queue size
+                                 in flight per queue; or sync (one request at a time per queue, on its
+                                 worker). Default: with --cache=none io_uring where available, else
+                                 threads; with the page cache, sync
         """
 
     /// Parses `arguments` (`--name VALUE` or `--name=VALUE`).
@@ -71,10 +84,13 @@ struct BlockOptions {
                 options.cache = mode
             case "--aio":
                 let text = try value(name, argument)
-                guard let kind = AsyncFileEngineKind(rawValue: text) else {
-                    throw BlockOptionsError("--aio: '\(text)' is not io_uring or threads")
+                if text == "sync" {
+                    options.aio = .sync
+                } else if let kind = AsyncFileEngineKind(rawValue: text) {
+                    options.aio = .engine(kind)
+                } else {
+                    throw BlockOptionsError("--aio: '\(text)' is not io_uring, threads or sync")
                 }
-                options.aio = kind
             default: throw BlockOptionsError("unknown option '\(argument)' (see --help)")
             }
             index += 1
@@ -82,6 +98,12 @@ struct BlockOptions {
         guard options.file != nil else { throw BlockOptionsError("--blk-file is required") }
         return options
     }
+}
+
+/// `--aio`: an asynchronous engine, or synchronous requests on the queue workers.
+enum BlockAIO: Equatable {
+    case sync
+    case engine(AsyncFileEngineKind)
 }
 
 /// A bad block-device command line.

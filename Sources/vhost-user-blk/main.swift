@@ -8,7 +8,7 @@ VhostUserDaemon.main(name: "vhost-user-blk", deviceType: .block, capabilityFeatu
                      deviceUsage: BlockOptions.usage) { arguments in
     let options = try BlockOptions.parse(arguments.remaining)
     let file = try BlockBackingFile(path: options.file ?? "", readOnly: options.readOnly, cache: options.cache)
-    let engine = try AsyncFileEngine(kind: options.aio ?? .preferred)
+    let engine = try options.engine.map { kind throws(AsyncFileEngineError) in try AsyncFileEngine(kind: kind) }
     return try BlockDevice(file: file, queueCount: options.queueCount, queueSize: options.queueSize,
                            iopsLimit: options.iopsLimit, engine: engine)
 }

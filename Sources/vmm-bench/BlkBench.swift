@@ -10,7 +10,8 @@ import VMMBenchCases
 
 let blkUsage = """
     usage: vmm-bench blk [--backend ours|qsd|both] [--json|--markdown] [--spread] [--cpu N]
-                         [--time-ms MS] [--queues N] [--filter TEXT]
+                         [--time-ms MS] [--queues N] [--filter TEXT] [--aio ENGINE]
+                         [--direct [--dir PATH]]
 
       Serves a 1 GiB raw image (in the page cache, in a temp dir) with each back-end (both daemons
       run side by side on the same image; each case alternates them in 3 slices) and drives them over vhost-user with this package's front-end (guest memory shared with
@@ -25,6 +26,14 @@ let blkUsage = """
       --time-ms MS  measured time per case and back-end (default 1000; plus 15% warm-up)
       --queues N    most queues to use, 1...4 (default 4)
       --filter TEXT only cases whose name contains TEXT
+      --aio ENGINE  our daemon's --aio (io_uring, threads or sync; default: its own default)
+      --direct      the page cache bypassed, on this machine's disk: the image (in --dir, default
+                    /var/tmp) is read and written with O_DIRECT only, so every request reaches the
+                    disk. Ours with --cache none and each --aio (io_uring, threads) against
+                    qemu-storage-daemon with cache.direct=on and aio=io_uring and aio=native, and
+                    fio's figure for the same pattern (O_DIRECT, io_uring, the same depth and
+                    jobs = queues) as the disk's own limit (skipped with a message without fio).
+                    Adds each daemon's CPU time per request.
 
     """
 
@@ -44,7 +53,7 @@ enum VhostUserBlkKind {
 
 /// Everything one back-end produced.
 struct BlkBackendRun {
-    let backend: BlkBackendKind
+    let backend: BlkBackend
     var results: [String: BlkLoadResult] = [:]
     var queueCount = 0
     var peakKiB: Int?
@@ -57,8 +66,10 @@ enum BlkBench {
     /// Parses `arguments` (after `blk`), runs, prints; returns the exit status.
     static func main(_ arguments: [String]) -> Int32 {
         var arguments = arguments
-        var backends = BlkBackendKind.allCases
-        var json = false, markdown = false, spread = false
+        var kinds = BlkBackendKind.allCases
+        var json = false, markdown = false, spread = false, direct = false
+        var aio: String?
+        var directory = "/var/tmp"
         var cpu: Int32 = 0
         var milliseconds: UInt64 = 1000
         var maxQueues = 4
@@ -69,21 +80,24 @@ enum BlkBench {
             case "--json": json = true
             case "--markdown": markdown = true
             case "--spread": spread = true
+            case "--direct": direct = true
             case "-h", "--help":
                 print(blkUsage, terminator: "")
                 return 0
-            case "--backend", "--cpu", "--time-ms", "--queues", "--filter":
+            case "--backend", "--cpu", "--time-ms", "--queues", "--filter", "--aio", "--dir":
                 guard let value = arguments.first else {
                     writeError("vmm-bench blk: \(argument) needs a value\n" + blkUsage)
                     return 64
                 }
                 arguments.removeFirst()
                 switch argument {
+                case "--aio": aio = value
+                case "--dir": directory = value
                 case "--backend":
                     if value == "both" {
-                        backends = BlkBackendKind.allCases
+                        kinds = BlkBackendKind.allCases
                     } else if let one = BlkBackendKind(rawValue: value) {
-                        backends = [one]
+                        kinds = [one]
                     } else {
                         writeError("vmm-bench blk: --backend must be ours, qsd or both\n")
                         return 64
@@ -113,6 +127,11 @@ enum BlkBench {
                 return 64
             }
         }
+        let backends = kinds.flatMap { kind -> [BlkBackend] in
+            guard direct else { return [BlkBackend(kind: kind, aio: kind == .ours ? aio : nil, direct: false)] }
+            let engines = kind == .ours ? (aio.map { [$0] } ?? ["io_uring", "threads"]) : ["io_uring", "native"]
+            return engines.map { BlkBackend(kind: kind, aio: $0, direct: true) }
+        }
         let context = BenchContext.standard(spread: spread, cpu: cpu, childExecutable: nil)
         do {
             try pinCurrentThread(context.mainCPU)
@@ -122,18 +141,26 @@ enum BlkBench {
         }
         let scratch: BlkScratch
         do {
-            scratch = try BlkScratch()
+            scratch = try BlkScratch(in: direct ? directory : "/tmp")
         } catch {
             writeError("vmm-bench blk: \(error)\n")
             return 1
         }
         defer { scratch.remove() }
         var runs: [BlkBackendRun] = []
+        var fio: [String: BlkLoadResult] = [:]
+        var fioNote: String?
         do {
             writeError("vmm-bench blk: creating a 1 GiB image in \(scratch.path)\n")
-            try scratch.createImage(size: imageSize)
+            try scratch.createImage(size: imageSize, cached: !direct)
             runs = try run(backends, scratch: scratch, context: context, maxQueues: maxQueues,
                            duration: milliseconds * 1_000_000, filters: filters)
+            if direct {
+                let names = cases(queues: runs.map(\.queueCount).max() ?? 1)
+                    .filter { blkCase in filters.isEmpty || filters.contains { blkCase.name.contains($0) } }
+                (fio, fioNote) = BlkFio.measure(names, image: scratch.image, scratch: scratch, cpu: context.peerCPU,
+                                                restoreCPU: context.mainCPU, milliseconds: milliseconds)
+            }
         } catch {
             writeError("vmm-bench blk: \(error)\n")
             return 1
@@ -142,7 +169,10 @@ enum BlkBench {
             : context.mainCPU == context.peerCPU ? "front-end and back-end on CPU \(context.mainCPU ?? 0)"
             : "front-end on CPU \(context.mainCPU ?? 0), back-end on CPU \(context.peerCPU ?? 0)"
         if json {
-            print(renderBlkJSON(runs, placement: placement))
+            print(renderBlkJSON(runs, placement: placement, fio: fio))
+        } else if direct {
+            print(renderBlkDirectTable(runs, fio: fio, fioNote: fioNote, placement: placement, markdown: markdown),
+                  terminator: "")
         } else {
             print(renderBlkTable(runs, placement: placement, markdown: markdown), terminator: "")
         }
@@ -162,7 +192,7 @@ enum BlkBench {
 
     /// Starts every back-end on the image, then measures each case in `slices` alternating slices
     /// per back-end (so both see the same machine noise), records each daemon's memory, stops them.
-    static func run(_ backends: [BlkBackendKind], scratch: BlkScratch, context: BenchContext, maxQueues: Int,
+    static func run(_ backends: [BlkBackend], scratch: BlkScratch, context: BenchContext, maxQueues: Int,
                     duration: UInt64, filters: [String]) throws -> [BlkBackendRun] {
         var daemons: [BlkDaemon] = []
         defer { for daemon in daemons { daemon.stop() } }
@@ -170,8 +200,8 @@ enum BlkBench {
         defer { for session in sessions { session.close() } }
         var runs: [BlkBackendRun] = []
         for backend in backends {
-            let socket = scratch.file("\(backend.rawValue).sock")
-            let log = scratch.file("\(backend.rawValue).log")
+            let socket = scratch.file("\(backend.name).sock")
+            let log = scratch.file("\(backend.name).log")
             daemons.append(try BlkDaemon(try backend.command(image: scratch.image, socket: socket, queues: maxQueues),
                                          socket: socket, log: log, cpu: context.peerCPU, restoreCPU: context.mainCPU))
             sessions.append(try BlkSession(socket: socket, maxQueues: maxQueues))
@@ -185,15 +215,20 @@ enum BlkBench {
             where filters.isEmpty || filters.contains(where: { blkCase.name.contains($0) }) {
             writeError("vmm-bench blk: \(blkCase.name)\n")
             for session in sessions where session.queues.count >= blkCase.queues { session.beginCase() }
+            var cpu = [UInt64](repeating: 0, count: sessions.count)
             for slice in 0..<slices {
-                for session in sessions where session.queues.count >= blkCase.queues {
+                for (i, session) in sessions.enumerated() where session.queues.count >= blkCase.queues {
+                    let before = daemons[i].cpuNanoseconds()
                     try session.run(blkCase.kind == .read ? .read : .write, depth: blkCase.depth,
                                     queueCount: blkCase.queues, warmup: warmup, duration: duration / UInt64(slices),
                                     seed: 0x9E37_79B9_7F4A_7C15 &+ UInt64(index * slices + slice))
+                    if let before, let after = daemons[i].cpuNanoseconds() { cpu[i] += after &- before }
                 }
             }
             for (i, session) in sessions.enumerated() where session.queues.count >= blkCase.queues {
-                runs[i].results[blkCase.name] = session.finishCase()
+                var result = session.finishCase()
+                result.cpuNanoseconds = cpu[i]
+                runs[i].results[blkCase.name] = result
             }
         }
         for (i, daemon) in daemons.enumerated() {
@@ -212,7 +247,7 @@ func renderBlkTable(_ runs: [BlkBackendRun], placement: String, markdown: Bool) 
         .filter { name in runs.contains { $0.results[name] != nil } }
     var header = ["case"]
     for run in runs {
-        let b = run.backend.rawValue
+        let b = run.backend.name
         header += ["\(b) IOPS", "\(b) p50", "\(b) p99", "\(b) kicks/req", "\(b) calls/req"]
     }
     let pair = runs.count == 2
@@ -237,27 +272,12 @@ func renderBlkTable(_ runs: [BlkBackendRun], placement: String, markdown: Bool) 
         }
         rows.append(row)
     }
-    var out: String
-    if markdown {
-        out = "| " + header.joined(separator: " | ") + " |\n|---|" + String(repeating: "---:|", count: header.count - 1) + "\n"
-        for row in rows.dropFirst() { out += "| " + row.joined(separator: " | ") + " |\n" }
-    } else {
-        var widths = header.map { _ in 0 }
-        for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
-        func line(_ row: [String]) -> String {
-            row.enumerated().map { i, cell in
-                let pad = String(repeating: " ", count: widths[i] - cell.count)
-                return i == 0 ? cell + pad : pad + cell
-            }.joined(separator: "  ")
-        }
-        out = "vmm-bench blk: 4 KiB random I/O on a 1 GiB image in the page cache; qd = requests in flight per queue.\n"
-        out += line(rows[0]) + "\n" + widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ") + "\n"
-        for row in rows.dropFirst() { out += line(row) + "\n" }
-    }
-    out += (markdown ? "\n" : "") + "Placement: \(placement)." + (pair ? " Ratios: \(runs[0].backend.rawValue) / \(runs[1].backend.rawValue)." : "") + "\n"
+    var out = markdown ? "" : "vmm-bench blk: 4 KiB random I/O on a 1 GiB image in the page cache; qd = requests in flight per queue.\n"
+    out += renderGrid(rows, markdown: markdown)
+    out += (markdown ? "\n" : "") + "Placement: \(placement)." + (pair ? " Ratios: \(runs[0].backend.name) / \(runs[1].backend.name)." : "") + "\n"
     for run in runs {
         if let peak = run.peakKiB, let guest = run.guestKiB {
-            out += "\(run.backend.rawValue): \(run.queueCount) queues; peak RSS (VmHWM) \(peak) KiB, guest memory resident "
+            out += "\(run.backend.name): \(run.queueCount) queues; peak RSS (VmHWM) \(peak) KiB, guest memory resident "
                 + "\(guest) KiB, peak without guest memory \(peak - guest) KiB\n"
         }
     }
@@ -265,25 +285,34 @@ func renderBlkTable(_ runs: [BlkBackendRun], placement: String, markdown: Bool) 
 }
 
 /// `{"placement":..,"cases":[{group,name,backend,unit,median,p99,...,iops,...}]}`: one case per
-/// back-end and load; `median`/`p99` are request latencies; `ratio` is ours/qsd IOPS on ours' rows.
-func renderBlkJSON(_ runs: [BlkBackendRun], placement: String) -> String {
+/// back-end and load; `median`/`p99` are request latencies; on ours' rows `ratio` is ours / qsd
+/// IOPS (the better qsd configuration of the row), `raw_*` are that qsd's; `cpu_ns_per_request`
+/// is the daemon's CPU time per request; with `--direct`, `fio_iops`/`fio_median` are fio's.
+func renderBlkJSON(_ runs: [BlkBackendRun], placement: String, fio: [String: BlkLoadResult] = [:]) -> String {
     func number(_ value: Double?, _ decimals: Int = 1) -> String { value.map { formatFixed($0, decimals: decimals) } ?? "null" }
     var cases: [String] = []
-    let qsd = runs.first { $0.backend == .qsd }
     for run in runs {
         for blkCase in BlkBench.cases(queues: run.queueCount) {
             guard let r = run.results[blkCase.name] else { continue }
-            let other = run.backend == .ours ? qsd?.results[blkCase.name] : nil
+            let other = run.backend.kind == .ours ? bestQSD(runs, blkCase.name) : nil
             let ratio = other.flatMap { $0.iops > 0 ? r.iops / $0.iops : nil }
-            cases.append("{\"group\":\"blk\",\"name\":\"\(blkCase.name)\",\"backend\":\"\(run.backend.rawValue)\","
+            let f = fio[blkCase.name]
+            cases.append("{\"group\":\"blk\",\"name\":\"\(blkCase.name)\",\"backend\":\"\(run.backend.name)\","
                 + "\"unit\":\"ns\",\"median\":\(number(r.p50)),\"p99\":\(number(r.p99)),"
                 + "\"raw_median\":\(number(other?.p50)),\"raw_p99\":\(number(other?.p99)),"
                 + "\"ratio\":\(number(ratio, 3)),\"placement\":\"\(placement)\",\"samples\":\(r.requests),"
                 + "\"iops\":\(number(r.iops)),\"raw_iops\":\(number(other?.iops)),"
                 + "\"kicks_per_request\":\(number(r.kicksPerRequest, 4)),\"calls_per_request\":\(number(r.callsPerRequest, 4)),"
+                + "\"cpu_ns_per_request\":\(number(r.cpuPerRequest)),"
+                + "\"fio_iops\":\(number(f?.iops)),\"fio_median\":\(number(f?.p50)),"
                 + "\"peak_rss_kib\":\(run.peakKiB.map(String.init) ?? "null"),"
                 + "\"guest_rss_kib\":\(run.guestKiB.map(String.init) ?? "null")}")
         }
     }
     return "{\"placement\":\"\(placement)\",\"cases\":[" + cases.joined(separator: ",") + "],\"skipped\":[]}"
+}
+
+/// The qsd configuration with the most IOPS on case `name`.
+func bestQSD(_ runs: [BlkBackendRun], _ name: String) -> BlkLoadResult? {
+    runs.filter { $0.backend.kind == .qsd }.compactMap { $0.results[name] }.max { $0.iops < $1.iops }
 }

@@ -9,7 +9,7 @@ import Darwin
 import VMMBenchCases
 import VMMSysUtil
 
-/// A vhost-user-blk back-end under test.
+/// A vhost-user-blk back-end program under test.
 enum BlkBackendKind: String, CaseIterable {
     /// This package's `vhost-user-blk`, built beside vmm-bench.
     case ours
@@ -17,20 +17,35 @@ enum BlkBackendKind: String, CaseIterable {
     case qsd
 
     static let qsdPath = "/usr/bin/qemu-storage-daemon"
+}
+
+/// One configuration of a back-end: the program, its I/O engine and whether it bypasses the page
+/// cache (`--direct`).
+struct BlkBackend: Equatable {
+    let kind: BlkBackendKind
+    /// ours: `--aio` (nil: its default); qsd: `aio=` (nil: its default, threads).
+    let aio: String?
+    /// ours: `--cache none`; qsd: `cache.direct=on`.
+    let direct: Bool
+
+    /// `ours`, `qsd`, or with an engine `ours-io_uring`, `qsd-native`, ...
+    var name: String { aio.map { "\(kind.rawValue)-\($0)" } ?? kind.rawValue }
 
     /// The daemon's command line serving `image` on `socket` with `queues` request queues.
     func command(image: String, socket: String, queues: Int) throws -> [String] {
-        switch self {
+        switch kind {
         case .ours:
             guard let path = siblingExecutable("vhost-user-blk") else {
                 throw BenchSkipped("vhost-user-blk is not built beside vmm-bench "
                     + "(swift build -c release --product vhost-user-blk)")
             }
             return [path, "--socket-path", socket, "--blk-file", image, "--num-queues", String(queues)]
+                + (direct ? ["--cache", "none"] : []) + (aio.map { ["--aio", $0] } ?? [])
         case .qsd:
-            guard access(Self.qsdPath, X_OK) == 0 else { throw BenchSkipped("\(Self.qsdPath) is not installed") }
-            return [Self.qsdPath,
-                    "--blockdev", "driver=file,node-name=file,filename=\(image),cache.direct=off",
+            guard access(BlkBackendKind.qsdPath, X_OK) == 0 else { throw BenchSkipped("\(BlkBackendKind.qsdPath) is not installed") }
+            return [BlkBackendKind.qsdPath,
+                    "--blockdev", "driver=file,node-name=file,filename=\(image),cache.direct=\(direct ? "on" : "off")"
+                        + (aio.map { ",aio=\($0)" } ?? ""),
                     "--export", "type=vhost-user-blk,id=exp0,node-name=file,addr.type=unix,addr.path=\(socket),"
                         + "writable=on,num-queues=\(queues)"]
         }
@@ -48,6 +63,27 @@ final class BlkDaemon {
     /// Spawns `arguments` pinned to `cpu` (the child inherits this thread's affinity, which is
     /// restored to `restoreCPU` afterwards) and waits up to 10 s for `socket` to appear.
     init(_ arguments: [String], socket: String, log: String, cpu: Int32?, restoreCPU: Int32?) throws {
+        let child = try Self.spawn(arguments, log: log, cpu: cpu, restoreCPU: restoreCPU)
+        pid = child
+        BlkCleanup.add(pid: child)
+        for _ in 0..<200 {
+            var info = stat()
+            if stat(socket, &info) == 0 && info.st_mode & S_IFMT == S_IFSOCK { return }
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid {
+                reaped = true
+                BlkCleanup.remove(pid: pid)
+                break
+            }
+            usleep(50_000)
+        }
+        stop()
+        throw BenchSkipped("\(arguments[0]) did not create \(socket); see its log")
+    }
+
+    /// Spawns `arguments` with stdin from /dev/null and stdout and stderr to `log`, pinned to
+    /// `cpu` (the child inherits this thread's affinity, which is restored to `restoreCPU`).
+    static func spawn(_ arguments: [String], log: String, cpu: Int32?, restoreCPU: Int32?) throws -> pid_t {
         try pinCurrentThread(cpu)
         defer { try? pinCurrentThread(restoreCPU) }
         #if os(Linux)
@@ -74,21 +110,7 @@ final class BlkDaemon {
         var child: pid_t = 0
         let rc = posix_spawn(&child, arguments[0], &actions, &attributes, argv, environ)
         guard rc == 0 else { throw SystemCallError("posix_spawn", Errno(rawValue: rc)) }
-        pid = child
-        BlkCleanup.add(pid: child)
-        for _ in 0..<200 {
-            var info = stat()
-            if stat(socket, &info) == 0 && info.st_mode & S_IFMT == S_IFSOCK { return }
-            var status: Int32 = 0
-            if waitpid(pid, &status, WNOHANG) == pid {
-                reaped = true
-                BlkCleanup.remove(pid: pid)
-                break
-            }
-            usleep(50_000)
-        }
-        stop()
-        throw BenchSkipped("\(arguments[0]) did not create \(socket); see its log")
+        return child
     }
 
     /// SIGTERM, then SIGKILL after 5 s; reaps the daemon. Idempotent.
@@ -108,6 +130,20 @@ final class BlkDaemon {
     }
 
     deinit { stop() }
+
+    /// CPU time (ns) all the daemon's threads have run so far (the sum of /proc/PID/task/*/schedstat,
+    /// io_uring workers included), or nil where /proc is not available.
+    func cpuNanoseconds() -> UInt64? {
+        guard let directory = opendir("/proc/\(pid)/task") else { return nil }
+        defer { closedir(directory) }
+        var total: UInt64 = 0
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard name.first?.isNumber == true, let text = readTextFile("/proc/\(pid)/task/\(name)/schedstat") else { continue }
+            total += text.split(separator: " ").first.flatMap { UInt64($0) } ?? 0
+        }
+        return total
+    }
 
     /// Peak resident memory (VmHWM) and the resident part of guest memory mappings (Rss of every
     /// mapping of the file with inode `guestInodes`, summed from /proc/PID/smaps), in KiB.
@@ -162,8 +198,9 @@ final class BlkScratch {
     var image: String { path + "/disk.img" }
     private var files: [String] = []
 
-    init() throws {
-        var template = Array("/tmp/vmm-bench-blk-XXXXXX".utf8CString)
+    /// A new directory in `parent`.
+    init(in parent: String = "/tmp") throws {
+        var template = Array("\(parent)/vmm-bench-blk-XXXXXX".utf8CString)
         let made = template.withUnsafeMutableBufferPointer { buffer -> UnsafeMutablePointer<CChar>? in
             buffer.baseAddress.flatMap { mkdtemp($0) }
         }
@@ -181,8 +218,9 @@ final class BlkScratch {
     }
 
     /// Creates the image, `size` bytes of zeroes written out (not sparse, so writes do not
-    /// allocate blocks during the measurement), and reads it once so it sits in the page cache.
-    func createImage(size: Int) throws {
+    /// allocate blocks during the measurement), and reads it once so it sits in the page cache
+    /// (`cached`), or makes it durable and drops it from the page cache.
+    func createImage(size: Int, cached: Bool = true) throws {
         let name = file("disk.img")
         let fd = try systemCall("open") { open(name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600) }
         defer { close(fd) }
@@ -194,6 +232,13 @@ final class BlkScratch {
         while offset < size {
             let n = try systemCall("pwrite") { pwrite(fd, zeroes, min(chunk, size - offset), off_t(offset)) }
             offset += n
+        }
+        guard cached else {
+            _ = try systemCall("fsync") { fsync(fd) }
+            #if os(Linux)
+            _ = posix_fadvise(fd, 0, off_t(size), POSIX_FADV_DONTNEED)
+            #endif
+            return
         }
         offset = 0
         while offset < size {

@@ -21,7 +21,12 @@ struct BlkLoadResult {
     /// Kicks we sent (event suppression honoured) and calls we received, in the measured period.
     var kicks = 0
     var calls = 0
+    /// Requests completed in the slices, warm-up and drain included, and the daemon's CPU time
+    /// (ns) over the same span (0 where not measured).
+    var completed = 0
+    var cpuNanoseconds: UInt64 = 0
 
+    var cpuPerRequest: Double? { completed > 0 && cpuNanoseconds > 0 ? Double(cpuNanoseconds) / Double(completed) : nil }
     var iops: Double { seconds > 0 ? Double(requests) / seconds : 0 }
     var kicksPerRequest: Double { requests > 0 ? Double(kicks) / Double(requests) : 0 }
     var callsPerRequest: Double { requests > 0 ? Double(calls) / Double(requests) : 0 }
@@ -174,6 +179,7 @@ final class BlkSession {
                     slotOfID[key] = -1
                     inFlight -= 1
                     reaped += 1
+                    result.completed += 1
                     let status = try slots[q][s].status(in: memory)
                     guard status == VirtioBlockRequest.Status.ok else {
                         throw BlkLoadError(description: "request completed with status \(status)")
@@ -219,6 +225,7 @@ final class BlkSession {
         total.seconds += result.seconds
         total.kicks += result.kicks
         total.calls += result.calls
+        total.completed += result.completed
     }
 
     /// Starts accumulating a case's slices.

@@ -1,0 +1,82 @@
+// The `vmm-bench blk --direct` table: every back-end configuration side by side, fio beside them,
+// ours as ratios to the better qemu-storage-daemon configuration and to fio.
+
+/// The table (text or markdown) with placement, fio note and memory below.
+func renderBlkDirectTable(_ runs: [BlkBackendRun], fio: [String: BlkLoadResult], fioNote: String?, placement: String,
+                          markdown: Bool) -> String {
+    let names = BlkBench.cases(queues: runs.map(\.queueCount).max() ?? 1).map(\.name)
+        .filter { name in runs.contains { $0.results[name] != nil } }
+    let ours = runs.filter { $0.backend.kind == .ours }
+    var header = ["case"]
+    for run in runs {
+        let b = run.backend.name
+        header += ["\(b) IOPS", "\(b) p50", "\(b) CPU/req"]
+    }
+    if !fio.isEmpty { header += ["fio IOPS", "fio p50"] }
+    for run in ours {
+        header += ["\(run.backend.name)/qsd"]
+        if !fio.isEmpty { header += ["\(run.backend.name)/fio"] }
+        header += ["p50/qsd"]
+    }
+    var rows: [[String]] = [header]
+    for name in names {
+        var row = [name]
+        for run in runs {
+            if let r = run.results[name] {
+                row += [formatFixed(r.iops / 1000, decimals: 1) + "k", formatDuration(r.p50),
+                        r.cpuPerRequest.map(formatDuration) ?? "-"]
+            } else {
+                row += ["-", "-", "-"]
+            }
+        }
+        if !fio.isEmpty {
+            let f = fio[name]
+            row += [f.map { formatFixed($0.iops / 1000, decimals: 1) + "k" } ?? "-", f.map { formatDuration($0.p50) } ?? "-"]
+        }
+        let qsd = bestQSD(runs, name)
+        for run in ours {
+            let r = run.results[name]
+            func ratio(_ a: Double?, _ b: Double?) -> String {
+                guard let a, let b, b > 0 else { return "-" }
+                return formatFixed(a / b, decimals: 2) + "x"
+            }
+            row += [ratio(r?.iops, qsd?.iops)]
+            if !fio.isEmpty { row += [ratio(r?.iops, fio[name]?.iops)] }
+            row += [ratio(r?.p50, qsd?.p50)]
+        }
+        rows.append(row)
+    }
+    var out = markdown ? "" : "vmm-bench blk --direct: 4 KiB random I/O, page cache bypassed (O_DIRECT), on this machine's disk; "
+        + "qd = requests in flight per queue; CPU/req = the daemon's CPU time per request.\n"
+    out += renderGrid(rows, markdown: markdown)
+    out += (markdown ? "\n" : "") + "Placement: \(placement). Ratios: ours / the better qsd configuration of each row"
+        + (fio.isEmpty ? "" : ", ours / fio") + ".\n"
+    if let fioNote { out += "fio: \(fioNote)\n" }
+    for run in runs {
+        if let peak = run.peakKiB, let guest = run.guestKiB {
+            out += "\(run.backend.name): \(run.queueCount) queues; peak RSS without guest memory \(peak - guest) KiB\n"
+        }
+    }
+    return out
+}
+
+/// Rows (the first is the header) as a markdown table or as aligned text columns.
+func renderGrid(_ rows: [[String]], markdown: Bool) -> String {
+    guard let header = rows.first else { return "" }
+    if markdown {
+        var out = "| " + header.joined(separator: " | ") + " |\n|---|" + String(repeating: "---:|", count: header.count - 1) + "\n"
+        for row in rows.dropFirst() { out += "| " + row.joined(separator: " | ") + " |\n" }
+        return out
+    }
+    var widths = header.map { _ in 0 }
+    for row in rows { for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) } }
+    func line(_ row: [String]) -> String {
+        row.enumerated().map { i, cell in
+            let pad = String(repeating: " ", count: max(0, widths[i] - cell.count))
+            return i == 0 ? cell + pad : pad + cell
+        }.joined(separator: "  ")
+    }
+    var out = line(header) + "\n" + widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ") + "\n"
+    for row in rows.dropFirst() { out += line(row) + "\n" }
+    return out
+}
