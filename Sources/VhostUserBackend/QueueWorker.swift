@@ -39,6 +39,11 @@ final class QueueWorker: @unchecked Sendable {
     private let completionPoller: Poller
     private var completionEvents = PollEvents(capacity: 1)
     private let completionTimeout: Duration
+    /// After serving something, how long to keep looking (kicks left disabled) before sleeping.
+    private let pollWindow: Duration
+    /// Set during a polling window: `drain` leaves the rings' notifications disabled (the window
+    /// looks at the rings itself; the driver need not kick).
+    private var holdingNotifications = false
     private let state = ConditionLock()
     // Guarded by `state`.
     private var command = Command.pause
@@ -57,7 +62,9 @@ final class QueueWorker: @unchecked Sendable {
     /// Creates a parked worker for `rings` and starts its thread.
     ///
     /// - Throws: `VhostUserError.worker` if the poller, notifier or thread cannot be created.
-    init(rings: [Vring], device: any VhostUserDevice, completionTimeout: Duration, logger: Logger) throws(VhostUserError) {
+    init(rings: [Vring], device: any VhostUserDevice, completionTimeout: Duration, pollWindow: Duration = .zero,
+         logger: Logger) throws(VhostUserError) {
+        self.pollWindow = pollWindow
         self.rings = rings
         self.device = device
         self.logger = logger
@@ -178,10 +185,36 @@ final class QueueWorker: @unchecked Sendable {
             for i in 0..<count {
                 dispatch(events[i])
             }
+            if count > 0 && pollWindow > .zero { pollWindow(&events) }
             if polling {
                 for ring in rings where ring.isPolled { serve(ring, .kick) }
             }
         }
+    }
+
+    /// The polling window (`VhostUserSessionOptions.pollWindow`, QEMU's iothread poll-max-ns):
+    /// after serving something, keep looking at every ring, the device's event sources and the
+    /// deferred completions, without sleeping and with the rings' notifications left disabled,
+    /// until nothing has happened for the window; then re-enable notifications (serving what
+    /// arrived meanwhile) and go back to sleep. It trades a spinning CPU for the driver's kicks
+    /// and our wake-ups.
+    private func pollWindow(_ events: inout PollEvents) {
+        let clock = ContinuousClock()
+        holdingNotifications = true
+        var deadline = clock.now + pollWindow
+        var rounds = 0
+        while clock.now < deadline {
+            rounds &+= 1
+            // A park or exit request must not wait out the window (checked now and then: a mutex).
+            if rounds & 63 == 0 && yieldRequested { break }
+            let count = (try? poller.wait(into: &events, timeout: .zero)) ?? 0
+            var worked = count > 0
+            for i in 0..<count { dispatch(events[i]) }
+            for ring in rings where serve(ring, .kick) { worked = true }
+            if worked { deadline = clock.now + pollWindow }
+        }
+        holdingNotifications = false
+        for ring in rings { serve(ring, .kick) }
     }
 
     private func dispatch(_ event: PollEvent) {
@@ -299,11 +332,13 @@ final class QueueWorker: @unchecked Sendable {
     /// completions must reach the driver meanwhile. When the control thread asks the worker to
     /// park, the loop ends after the current round (notifications re-enabled); the worker serves
     /// every ring again once resumed, so chains left available are not forgotten.
-    private func serve(_ ring: Vring, _ work: Work) {
-        guard !ring.broken else { return }
+    @discardableResult
+    private func serve(_ ring: Vring, _ work: Work) -> Bool {
+        guard !ring.broken else { return false }
         // A disabled ring takes no new chains, but completions of chains it gave out still land.
-        if case .completions = work {} else if !ring.enabled { return }
-        guard var queue = ring.queue.take() else { return }
+        if case .completions = work {} else if !ring.enabled { return false }
+        guard var queue = ring.queue.take() else { return false }
+        let availBefore = queue.ring.nextAvailIndex
         queue.worker = self
         queue.call = ring.call
         // Kicks keep the historical rule (a call check after every drain); events and
@@ -328,9 +363,17 @@ final class QueueWorker: @unchecked Sendable {
             markBroken(ring, error)
         }
         if signal { queue.signalIfNeeded() }
+        // Work done: chains popped, deferred completions published, or a device event handled.
+        let worked: Bool
+        switch work {
+        case .kick: worked = queue.ring.nextAvailIndex != availBefore
+        case .completions: worked = signal
+        case .event: worked = true
+        }
         queue.worker = nil
         queue.call = nil
         ring.queue = consume queue
+        return worked
     }
 
     /// Calls `queueStarted` once per start of the ring, before anything else reaches the device.
@@ -346,6 +389,8 @@ final class QueueWorker: @unchecked Sendable {
             try device.process(&queue)
             _ = try queue.drainCompletions()
             queue.flush()
+            // In a polling window the window looks again; the driver need not kick.
+            if holdingNotifications { return }
             let more = queue.ring.enableNotifications()
             if !more || yieldRequested { break }
             queue.signalIfNeeded()

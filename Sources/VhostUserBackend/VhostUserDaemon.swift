@@ -31,6 +31,9 @@ public struct VhostUserDaemonArguments: Sendable {
     /// any other peer is disconnected (its uid from `getpeereid`) before a byte is read. Empty:
     /// no uid check (the socket's 0600 mode still limits who can connect to its owner and root).
     public var allowedUIDs: [uid_t] = []
+    /// `--poll-us N`: the workers' polling window in microseconds (0: none; see
+    /// `VhostUserSessionOptions.pollWindow`).
+    public var pollMicroseconds = 0
     /// Arguments not recognised here, in order (with their values), for the device to parse.
     public var remaining: [String] = []
 
@@ -60,6 +63,12 @@ public struct VhostUserDaemonArguments: Sendable {
                 let text = try value(name, argument)
                 guard let uid = uid_t(text) else { throw .usage("--allow-uid: '\(text)' is not a user id") }
                 parsed.allowedUIDs.append(uid)
+            case "--poll-us":
+                let text = try value(name, argument)
+                guard let microseconds = Int(text), (0...1_000_000).contains(microseconds) else {
+                    throw .usage("--poll-us: '\(text)' is not a number of microseconds in 0...1000000")
+                }
+                parsed.pollMicroseconds = microseconds
             case "--print-capabilities": parsed.printCapabilities = true
             case "--help", "-h": parsed.help = true
             default: parsed.remaining.append(argument)
@@ -82,6 +91,8 @@ public struct VhostUserDaemonArguments: Sendable {
           --fd=N                 use inherited socket N (listening: accept; connected: serve it)
           --allow-uid=UID        serve only front-ends running as UID (repeatable; default: any
                                  peer that can open the socket)
+          --poll-us=N            after serving, keep polling the rings for N microseconds before
+                                 sleeping (the driver need not kick meanwhile; default 0: sleep)
           --print-capabilities   print the capabilities JSON and exit
           -h, --help             show this help
         """
@@ -155,6 +166,8 @@ public enum VhostUserDaemon {
         } catch {
             fail(name, "\(error)")
         }
+        var options = options
+        if parsed.pollMicroseconds > 0 { options.pollWindow = .microseconds(parsed.pollMicroseconds) }
         let server = VhostUserServer(device: device, options: options, logger: Logger(label: name))
         do {
             try serve(server, parsed)

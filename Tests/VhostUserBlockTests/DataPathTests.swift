@@ -51,7 +51,8 @@ struct DataPathTests {
 
         /// Posts header / data / status buffers, kicks, waits (bounded) for the completion.
         /// Returns (used length, status byte).
-        func request(type: UInt32, sector: UInt64, readable: [UInt8] = [], writable: Int = 0) throws -> (UInt32, UInt8) {
+        func request(type: UInt32, sector: UInt64, readable: [UInt8] = [], writable: Int = 0,
+                     kick: Bool = true) throws -> (UInt32, UInt8) {
             let header = withUnsafeBytes(of: type.littleEndian) { Array($0) } + [0, 0, 0, 0]
                 + withUnsafeBytes(of: sector.littleEndian) { Array($0) }
             try (header + readable).withUnsafeBytes { try guest.write(guestPhysical: DataPathTests.header, bytes: $0) }
@@ -61,7 +62,7 @@ struct DataPathTests {
             buffers.append(DriverBuffer(address: DataPathTests.status, length: 1, isWritable: true))
             let id = try driver.post(buffers)
             driver.setUsedEvent(reaped)
-            try kick.notify()
+            if kick { try self.kick.notify() }
             for _ in 0..<10 {
                 if let used = try driver.reap() {
                     reaped &+= 1
@@ -82,7 +83,8 @@ struct DataPathTests {
 
     /// The I/O configurations every data-path test runs in: page cache and the default engine,
     /// then the page cache bypassed with each engine (io_uring only where this machine has it).
-    static let engines: [[String]] = [[], ["--cache", "none", "--aio", "threads"], ["--cache=none", "--aio=io_uring"], ["--aio", "threads"]]
+    static let engines: [[String]] = [[], ["--cache", "none", "--aio", "threads"], ["--cache=none", "--aio=io_uring"], ["--aio", "threads"],
+                                      ["--cache", "none", "--poll-us", "200"]]
         .filter { !$0.contains { $0.contains("io_uring") } || AsyncFileEngineKind.preferred == .ioUring }
 
     @Test("IN, OUT, FLUSH, GET_ID, WRITE_ZEROES and an unknown type through the daemon (paced: --iops-limit)",
@@ -199,5 +201,22 @@ struct DataPathTests {
         }
         #expect(done == count)
         #expect(try image.contents() == expected)
+    }
+
+    @Test("with a polling window the daemon finds requests posted without a kick", arguments: [[], ["--cache", "none"]])
+    func pollingWindow(engine: [String]) throws {
+        let image = try TemporaryFile(size: 1 << 20)
+        // The longest window: every request below is posted well within it.
+        let daemon = try Daemon(arguments: ["--blk-file", image.path, "--poll-us", "1000000"] + engine)
+        let frontEnd = daemon.frontEnd
+        let offered = try frontEnd.requestU64(1)
+        let protocolOffered = try frontEnd.requestU64(15)
+        try frontEnd.send(.setProtocolFeatures(ProtocolFeatures(rawValue: protocolOffered & (1 << 9 | 1 << 3 | 1))))
+        let guest = try Guest(frontEnd: frontEnd, features: offered & (1 << 32 | 1 << 30 | 1 << 29 | 1 << 9))
+        #expect(try guest.request(type: 0, sector: 0, writable: 512).1 == 0)
+        // Without kicks, only a worker still polling sees these.
+        for sector in [8, 16, 24] as [UInt64] {
+            #expect(try guest.request(type: 0, sector: sector, writable: 512, kick: false).1 == 0)
+        }
     }
 }
