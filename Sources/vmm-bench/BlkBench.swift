@@ -10,7 +10,7 @@ import VMMBenchCases
 
 let blkUsage = """
     usage: vmm-bench blk [--backend ours|qsd|both] [--json|--markdown] [--spread] [--cpu N]
-                         [--time-ms MS] [--queues N] [--filter TEXT] [--aio ENGINE]
+                         [--time-ms MS] [--queues N] [--filter TEXT] [--aio ENGINE] [--poll-us N]
                          [--direct [--dir PATH]]
 
       Serves a 1 GiB raw image (in the page cache, in a temp dir) with each back-end (both daemons
@@ -27,6 +27,8 @@ let blkUsage = """
       --queues N    most queues to use, 1...4 (default 4)
       --filter TEXT only cases whose name contains TEXT
       --aio ENGINE  our daemon's --aio (io_uring, threads or sync; default: its own default)
+      --poll-us N   also run ours with --poll-us N (a polling window after serving), beside
+                    ours without it
       --direct      the page cache bypassed, on this machine's disk: the image (in --dir, default
                     /var/tmp) is read and written with O_DIRECT only, so every request reaches the
                     disk. Ours with --cache none and each --aio (io_uring, threads) against
@@ -69,6 +71,7 @@ enum BlkBench {
         var kinds = BlkBackendKind.allCases
         var json = false, markdown = false, spread = false, direct = false
         var aio: String?
+        var pollMicroseconds: String?
         var directory = "/var/tmp"
         var cpu: Int32 = 0
         var milliseconds: UInt64 = 1000
@@ -84,7 +87,7 @@ enum BlkBench {
             case "-h", "--help":
                 print(blkUsage, terminator: "")
                 return 0
-            case "--backend", "--cpu", "--time-ms", "--queues", "--filter", "--aio", "--dir":
+            case "--backend", "--cpu", "--time-ms", "--queues", "--filter", "--aio", "--dir", "--poll-us":
                 guard let value = arguments.first else {
                     writeError("vmm-bench blk: \(argument) needs a value\n" + blkUsage)
                     return 64
@@ -92,6 +95,7 @@ enum BlkBench {
                 arguments.removeFirst()
                 switch argument {
                 case "--aio": aio = value
+                case "--poll-us": pollMicroseconds = value
                 case "--dir": directory = value
                 case "--backend":
                     if value == "both" {
@@ -128,9 +132,17 @@ enum BlkBench {
             }
         }
         let backends = kinds.flatMap { kind -> [BlkBackend] in
-            guard direct else { return [BlkBackend(kind: kind, aio: kind == .ours ? aio : nil, direct: false)] }
-            let engines = kind == .ours ? (aio.map { [$0] } ?? ["io_uring", "threads"]) : ["io_uring", "native"]
-            return engines.map { BlkBackend(kind: kind, aio: $0, direct: true) }
+            guard kind == .ours else {
+                return direct ? ["io_uring", "native"].map { BlkBackend(kind: kind, aio: $0, direct: true) }
+                    : [BlkBackend(kind: kind, aio: nil, direct: false)]
+            }
+            // With --poll-us, ours with that window beside ours without (same engine, same run).
+            let engines: [String?] = direct
+                ? (aio.map { [$0] } ?? (pollMicroseconds == nil ? ["io_uring", "threads"] : ["io_uring"])) : [aio]
+            return engines.flatMap { engine in
+                [BlkBackend(kind: .ours, aio: engine, direct: direct)]
+                    + (pollMicroseconds.map { [BlkBackend(kind: .ours, aio: engine, direct: direct, pollMicroseconds: $0)] } ?? [])
+            }
         }
         let context = BenchContext.standard(spread: spread, cpu: cpu, childExecutable: nil)
         do {

@@ -27,9 +27,20 @@ struct BlkBackend: Equatable {
     let aio: String?
     /// ours: `--cache none`; qsd: `cache.direct=on`.
     let direct: Bool
+    /// ours: `--poll-us` (nil: none).
+    var pollMicroseconds: String?
+
+    init(kind: BlkBackendKind, aio: String?, direct: Bool, pollMicroseconds: String? = nil) {
+        self.kind = kind
+        self.aio = aio
+        self.direct = direct
+        self.pollMicroseconds = pollMicroseconds
+    }
 
     /// `ours`, `qsd`, or with an engine `ours-io_uring`, `qsd-native`, ...
-    var name: String { aio.map { "\(kind.rawValue)-\($0)" } ?? kind.rawValue }
+    var name: String {
+        (aio.map { "\(kind.rawValue)-\($0)" } ?? kind.rawValue) + (pollMicroseconds.map { "-poll\($0)" } ?? "")
+    }
 
     /// The daemon's command line serving `image` on `socket` with `queues` request queues.
     func command(image: String, socket: String, queues: Int) throws -> [String] {
@@ -41,6 +52,7 @@ struct BlkBackend: Equatable {
             }
             return [path, "--socket-path", socket, "--blk-file", image, "--num-queues", String(queues)]
                 + (direct ? ["--cache", "none"] : []) + (aio.map { ["--aio", $0] } ?? [])
+                + (pollMicroseconds.map { ["--poll-us", $0] } ?? [])
         case .qsd:
             guard access(BlkBackendKind.qsdPath, X_OK) == 0 else { throw BenchSkipped("\(BlkBackendKind.qsdPath) is not installed") }
             return [BlkBackendKind.qsdPath,
@@ -262,7 +274,7 @@ final class BlkScratch {
 ///
 /// Thread-safety: registration from the benchmark's thread only.
 enum BlkCleanup {
-    private static let pidCapacity = 4
+    private static let pidCapacity = 8
     private static let pathCapacity = 16
     nonisolated(unsafe) private static var pids: UnsafeMutablePointer<pid_t>?
     nonisolated(unsafe) private static var paths: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
