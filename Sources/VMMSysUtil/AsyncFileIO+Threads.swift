@@ -162,26 +162,18 @@ final class FileIOThreadPool: @unchecked Sendable {
             case .write, .durableWrite:
                 done = pwritev(job.descriptor, job.vectors, job.count, off_t(job.offset))
             case .dataSync:
-                done = Int(dataSync(job.descriptor))
+                done = Int(fileDataSync(job.descriptor))
             }
         } while done < 0 && errno == EINTR
         if done < 0 { return -errno }
         if job.operation == .durableWrite {
             var synced: Int32
-            repeat { synced = dataSync(job.descriptor) } while synced < 0 && errno == EINTR
+            repeat { synced = fileDataSync(job.descriptor) } while synced < 0 && errno == EINTR
             if synced < 0 { return -errno }
         }
         return Int32(clamping: done)
     }
 
-    /// `fdatasync` where it exists (Darwin declares none; `fsync` is the portable equivalent).
-    static func dataSync(_ fd: Int32) -> Int32 {
-        #if canImport(Darwin)
-        return fsync(fd)
-        #else
-        return fdatasync(fd)
-        #endif
-    }
 }
 
 /// An `AsyncFileQueue` served by a `FileIOThreadPool`: `capacity` preallocated jobs; finished jobs
@@ -294,8 +286,6 @@ final class ThreadPoolFileQueue: AsyncFileQueue, @unchecked Sendable {
         if let last {
             done = last.pointee.next
             last.pointee.next = nil
-        } else {
-            count = 0
         }
         let more = done != nil
         doneLock.unlock()
@@ -310,7 +300,15 @@ final class ThreadPoolFileQueue: AsyncFileQueue, @unchecked Sendable {
             free = job
         }
         inFlight -= stored
-        _ = count
         return stored
     }
+}
+
+/// `fdatasync` where it exists (Darwin declares none; `fsync` is the portable equivalent).
+package func fileDataSync(_ fd: Int32) -> Int32 {
+    #if canImport(Darwin)
+    return fsync(fd)
+    #else
+    return fdatasync(fd)
+    #endif
 }

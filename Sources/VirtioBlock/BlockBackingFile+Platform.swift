@@ -82,12 +82,6 @@ extension BlockBackingFile {
         return (4096, 4096)
     }
 
-    /// `fdatasync` where it exists (Darwin declares none; `fsync` is the portable equivalent).
-    static func dataSync(_ fd: Int32) -> Int32 {
-        #if canImport(Darwin)
-        return fsync(fd)
-        #else
-        return fdatasync(fd)
-        #endif
-    }
+    /// `fdatasync` where it exists, else `fsync`.
+    static func dataSync(_ fd: Int32) -> Int32 { fileDataSync(fd) }
 }

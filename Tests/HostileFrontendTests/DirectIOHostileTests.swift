@@ -94,19 +94,9 @@ struct DirectIOHostileTests {
         _ = initial.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         close(fd)
         defer { unlink(image) }
-        let child = try PeerProcess.spawn("vhost-user-blk", arguments: [
+        let child = try ListeningDaemon("vhost-user-blk", arguments: [
             "--socket-path", path, "--blk-file", image, "--cache", "none", "--aio", engine,
-        ], mapping: [])
-        defer {
-            kill(child.pid, SIGKILL)
-            _ = child.waitForExit()
-            unlink(path)
-        }
-        var waited = 0
-        while access(path, F_OK) != 0 && waited < 500 {
-            usleep(10_000)
-            waited += 1
-        }
+        ], path: path)
         let wire = Wire(try ScmSocket.connect(path: path))
         let guest = try Guest()
         try #require(try guest.start(wire))

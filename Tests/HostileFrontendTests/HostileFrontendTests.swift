@@ -132,18 +132,7 @@ struct HostileFrontendTests {
         }
         defer { unlink(image) }
         let served: Served = program == "vhost-user-blk" ? .block : .randomEntropy
-        let child = try PeerProcess.spawn(program, arguments: arguments, mapping: [])
-        defer {
-            // SIGKILL: spawned children inherit the test runner's signal mask (SIGTERM may be blocked).
-            kill(child.pid, SIGKILL)
-            _ = child.waitForExit()
-            unlink(path)
-        }
-        var waited = 0
-        while access(path, F_OK) != 0 && waited < 500 {
-            usleep(10_000)
-            waited += 1
-        }
+        let child = try ListeningDaemon(program, arguments: arguments, path: path)
         // The daemon's open fds, counted while a fresh connection is open (so the previous session
         // has been torn down: one front-end at a time).
         func daemonDescriptors() throws -> Int? {

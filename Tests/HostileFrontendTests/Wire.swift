@@ -126,3 +126,28 @@ final class Guest: GuestRig {
         return try driver.reap()
     }
 }
+
+/// A daemon program listening on a socket at `path`: spawned, and waited for (bounded, 5 s) until
+/// the socket exists; on release SIGKILLed (spawned children inherit the test runner's signal
+/// mask, which may block SIGTERM), reaped, and its socket removed.
+final class ListeningDaemon {
+    let process: PeerProcess
+    let path: String
+    var pid: pid_t { process.pid }
+
+    init(_ program: String, arguments: [String], path: String) throws {
+        process = try PeerProcess.spawn(program, arguments: arguments, mapping: [])
+        self.path = path
+        var waited = 0
+        while access(path, F_OK) != 0 && waited < 500 {
+            usleep(10_000)
+            waited += 1
+        }
+    }
+
+    deinit {
+        kill(process.pid, SIGKILL)
+        _ = process.waitForExit()
+        unlink(path)
+    }
+}
