@@ -128,7 +128,10 @@ let package = Package(
         ),
         .testTarget(
             name: "VhostUserBackendTests",
-            dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserDaemon", "VhostUserFrontend", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng"]
+            dependencies: [
+                "VhostUserProtocol", "VhostUserBackend", "VhostUserDaemon", "VhostUserFrontend", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]
