@@ -27,12 +27,12 @@ public struct VhostUserCapabilities: Codable, Equatable, Sendable {
     ///
     /// - Throws: `EncodingError` (never for these two fields).
     public func json() throws -> String {
-        String(decoding: try daemonJSONEncoder().encode(self), as: UTF8.self)
+        String(decoding: try programJSONEncoder().encode(self), as: UTF8.self)
     }
 }
 
 /// The JSON encoder of the programs' outputs: compact, sorted keys (stable output), `/` unescaped.
-public func daemonJSONEncoder() -> JSONEncoder {
+public func programJSONEncoder() -> JSONEncoder {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     return encoder
