@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "VhostUserProtocol", targets: ["VhostUserProtocol"]),
         .library(name: "VhostUserBackend", targets: ["VhostUserBackend"]),
         .library(name: "VhostUserFrontend", targets: ["VhostUserFrontend"]),
+        .library(name: "VMMSystemInterop", targets: ["VMMSystemInterop"]),
         .executable(name: "vhost-user-rng", targets: ["vhost-user-rng"]),
         .executable(name: "vhost-user-blk", targets: ["vhost-user-blk"]),
     ],
@@ -29,6 +30,12 @@ let package = Package(
             linkerSettings: [.linkedLibrary("bsd", .when(platforms: [.linux]))]
         ),
         .target(name: "VMMSysUtil", dependencies: ["CVMMPlatform"]),
+        // swift-system interop: our owned descriptors and errors to and from SystemPackage's
+        // FileDescriptor and Errno. Apart from VMMSysUtil so that it stays libc-only.
+        .target(
+            name: "VMMSystemInterop",
+            dependencies: ["VMMSysUtil", .product(name: "SystemPackage", package: "swift-system")]
+        ),
         .target(name: "Virtio", dependencies: ["VMMSysUtil", "CVMMPlatform"]),
         // The vhost-user wire protocol: header, request codes, typed payloads; decoding that owns
         // the received fds. No I/O (that is what makes it fuzzable).
@@ -100,7 +107,10 @@ let package = Package(
         .testTarget(name: "VMMBenchCasesTests", dependencies: ["VMMBenchCases", "VMMTestSupport", "vmm-bench"]),
         .testTarget(
             name: "VMMSysUtilTests",
-            dependencies: ["VMMSysUtil", "CVMMPlatform", "VMMTestSupport", "vmm-test-peer"]
+            dependencies: [
+                "VMMSysUtil", "VMMSystemInterop", "CVMMPlatform", "VMMTestSupport", "vmm-test-peer",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
         ),
         .testTarget(
             name: "VirtioTests",
