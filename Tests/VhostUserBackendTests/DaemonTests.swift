@@ -65,14 +65,7 @@ struct DaemonTests {
                                           mapping: [(backendSide.descriptor, 3)])
             let frontend = TestFrontend(socket: frontendSide)
             let rig = try GuestRig()
-            let offered = ProtocolFeatures(rawValue: try frontend.u64(.getProtocolFeatures))
-            for (body, fds) in rig.startRequests(features: drivenFeatures, protocolFeatures: offered) {
-                if case .setProtocolFeatures = body {
-                    try frontend.send(body, fds: fds)
-                } else {
-                    #expect(try frontend.u64(body, needsReply: true, fds: fds) == 0, "\(body)")
-                }
-            }
+            try frontend.start(rig)
             for slot in 0..<3 { try rig.postWritable(slot: slot, length: 4096) }
             try rig.kick.notify()
             var lengths: [UInt32] = []

@@ -23,14 +23,7 @@ final class RunOutcome: @unchecked Sendable {
 struct ServerStopTests {
     /// Starts a session whose ring is served by a worker thread, and checks that it works.
     func startServedSession(_ frontend: TestFrontend, _ rig: GuestRig) throws {
-        let offered = ProtocolFeatures(rawValue: try frontend.u64(.getProtocolFeatures))
-        for (body, fds) in rig.startRequests(features: drivenFeatures, protocolFeatures: offered) {
-            if case .setProtocolFeatures = body {
-                try frontend.send(body, fds: fds)
-            } else {
-                #expect(try frontend.u64(body, needsReply: true, fds: fds) == 0, "\(body)")
-            }
-        }
+        try frontend.start(rig)
         try rig.postWritable(slot: 0, length: 16)
         try rig.kick.notify()
         #expect(try reapWaiting(rig)?.length == 16)
