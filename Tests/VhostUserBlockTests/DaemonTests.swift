@@ -108,4 +108,34 @@ struct DaemonTests {
         #expect(value(config, 34, 2) == 3)
         #expect(try frontEnd.getConfig(offset: 34, size: 2) == Array(config[34..<36]))
     }
+
+    @Test("SIGTERM and SIGINT end the daemon with status 0 with an inherited --fd, listening or connected",
+          arguments: [(true, SIGTERM), (false, SIGINT), (false, SIGTERM)])
+    func signalWithInheritedSocket(listening: Bool, signal: Int32) throws {
+        let image = try TemporaryFile(size: 1 << 20)
+        let path = "/tmp/vhost-user-blk-fd-\(getpid()).sock"
+        let process: PeerProcess
+        let frontEnd: FrontEnd
+        // Ours, kept until the end (its socket file removed then).
+        let listener: ScmListener?
+        if listening {
+            let ours = try ScmListener(path: path)
+            listener = ours
+            process = try PeerProcess.spawn("vhost-user-blk", arguments: ["--fd", "3", "--blk-file", image.path],
+                                            mapping: [(ours.descriptor, 3)])
+            frontEnd = FrontEnd(socket: try ScmSocket.connect(path: path))
+        } else {
+            listener = nil
+            let (ours, theirs) = try ScmSocket.pair()
+            process = try PeerProcess.spawn("vhost-user-blk", arguments: ["--fd=3", "--blk-file=\(image.path)"],
+                                            mapping: [(theirs.descriptor, 3)])
+            frontEnd = FrontEnd(socket: ours)
+        }
+        try frontEnd.socket.setReceiveTimeout(.seconds(10))
+        #expect(try frontEnd.requestU64(1) & (1 << 32) != 0, "served: VERSION_1 offered")
+        kill(process.pid, signal)
+        #expect(process.exitStatus() == 0)
+        #expect(throws: (any Error).self) { _ = try frontEnd.requestU64(1) }
+        withExtendedLifetime(listener) {}
+    }
 }
