@@ -4,6 +4,8 @@ import VMMSysUtil
 // Errors of this package that come from a system call carry its errno; these expose it as
 // swift-system's `Errno`, so a VMM written with swift-system matches them as it matches its own
 // (`catch let error as ScmSocketError where error.systemErrno == .connectionRefused`).
+//
+// Thread-safety: value types and pure conversions.
 
 extension VMMSysUtil.Errno {
     /// Ours from swift-system's (same number).

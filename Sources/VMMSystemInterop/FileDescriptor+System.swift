@@ -6,6 +6,8 @@ import VMMSysUtil
 // nothing (whoever calls `close()` closes it); ours has exactly one owner and closes on deinit.
 // So ownership crosses explicitly: `init(adopting:)` moves it in, `releaseAsSystemDescriptor()`
 // moves it out, `withSystemDescriptor` lends it for a call.
+//
+// Thread-safety: as the `FileDescriptor` and `ScmSocket` methods these forward to.
 
 extension VMMSysUtil.FileDescriptor {
     /// Takes ownership of a swift-system descriptor: from now on this value closes it, so the

@@ -32,6 +32,8 @@ public struct VhostUserCapabilities: Codable, Equatable, Sendable {
 }
 
 /// The JSON encoder of the programs' outputs: compact, sorted keys (stable output), `/` unescaped.
+///
+/// Thread-safety: a new encoder per call.
 public func programJSONEncoder() -> JSONEncoder {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]

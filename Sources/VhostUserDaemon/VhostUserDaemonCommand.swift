@@ -78,7 +78,7 @@ extension VhostUserDaemonCommand {
 
     /// The program's name for messages and logs.
     static var programName: String {
-        configuration.commandName ?? _commandName
+        configuration.commandName ?? "vhost-user"
     }
 
     /// Answers `--print-capabilities` (ignoring every other argument, as QEMU's conventions ask),
