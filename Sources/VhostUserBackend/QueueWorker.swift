@@ -386,13 +386,16 @@ final class QueueWorker: @unchecked Sendable {
     private func drain(_ queue: inout VhostUserQueue) throws {
         while true {
             queue.ring.disableNotifications()
+            let popped = queue.popCount
             try device.process(&queue)
             _ = try queue.drainCompletions()
             queue.flush()
             // In a polling window the window looks again; the driver need not kick.
             if holdingNotifications { return }
             let more = queue.ring.enableNotifications()
-            if !more || yieldRequested { break }
+            // A device that took nothing leaves the rest for later (an rx ring waits for host
+            // data, a paced device for tokens): it is called again on the next kick or event.
+            if !more || yieldRequested || queue.popCount == popped { break }
             queue.signalIfNeeded()
         }
     }
