@@ -344,6 +344,8 @@ final class QueueWorker: @unchecked Sendable {
         // Kicks keep the historical rule (a call check after every drain); events and
         // completions signal only when they published something.
         var signal = true
+        // Completions the device makes on this thread during its callbacks are drained below.
+        if case .completions = work {} else { queue.completions.beginServing() }
         do {
             switch work {
             case .completions:
@@ -362,6 +364,7 @@ final class QueueWorker: @unchecked Sendable {
             queue.flush()
             markBroken(ring, error)
         }
+        queue.completions.endServing()
         if signal { queue.signalIfNeeded() }
         // Work done: chains popped, deferred completions published, or a device event handled.
         let worked: Bool
