@@ -79,7 +79,10 @@ public final class BlockBackingFile: Sendable {
         try self.init(path: path, readOnly: readOnly, cache: cache, usesSpaceCalls: true)
     }
 
-    init(path: String, readOnly: Bool, cache: BlockCacheMode = .writeback, usesSpaceCalls: Bool) throws(BlockBackingFileError) {
+    /// `directAlignment` replaces what the system reports (tests use a larger one to exercise
+    /// the read-modify-write paths of a disk with 4 KiB sectors on any disk).
+    init(path: String, readOnly: Bool, cache: BlockCacheMode = .writeback, usesSpaceCalls: Bool,
+         directAlignment: (memory: Int, offset: Int)? = nil) throws(BlockBackingFileError) {
         self.usesSpaceCalls = usesSpaceCalls
         var flags = (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC
         let directFlag = vmm_open_direct_flag()
@@ -109,7 +112,7 @@ public final class BlockBackingFile: Sendable {
         cacheMode = cache
         let deviceBlockSize = isBlockDevice ? Self.blockDeviceLogicalSize(file.rawValue) : 512
         let alignment = cache == .none && directFlag != 0
-            ? Self.directAlignment(file.rawValue, blockDevice: isBlockDevice ? deviceBlockSize : nil)
+            ? directAlignment ?? Self.directAlignment(file.rawValue, blockDevice: isBlockDevice ? deviceBlockSize : nil)
             : (memory: 1, offset: 1)
         directMemoryAlignment = alignment.memory
         directOffsetAlignment = alignment.offset

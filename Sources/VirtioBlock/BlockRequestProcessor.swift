@@ -263,6 +263,10 @@ public final class BlockRequestProcessor {
 
     /// Zeroes a range with `pwritev` from the zero page (when the file system cannot do it in place).
     private func writeZeroesByWriting(_ range: (offset: UInt64, length: UInt64)) throws(SystemCallError) {
+        if let bounce, (range.offset | range.length) & UInt64(file.directOffsetAlignment - 1) != 0 {
+            // Direct I/O cannot write part of a block.
+            return try zeroBounced(bounce, offset: range.offset, length: range.length)
+        }
         var offset = range.offset
         var left = range.length
         while left > 0 {

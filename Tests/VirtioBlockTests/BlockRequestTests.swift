@@ -181,15 +181,15 @@ struct BlockRequestTests {
 @Suite("virtio-blk zero-writing fallback")
 struct ZeroFallbackTests {
     @Test("DISCARD and WRITE_ZEROES write zeroes where the file system cannot punch or zero ranges",
-          arguments: Layout.allCases)
-    func fallback(layout: Layout) throws {
+          arguments: Layout.allCases, [BlockMode.buffered, .direct, .direct4K, .direct4KAsync])
+    func fallback(layout: Layout, mode: BlockMode) throws {
         // One pwritev batch is 16 × 64 KiB = 2048 sectors: 4100 sectors take two full batches and a
         // partial one, whose last iovec is shorter than the zero page.
         let image = try TestImage(sectors: 4200)
-        let file = try BlockBackingFile(path: image.path, readOnly: false, usesSpaceCalls: false)
+        let file = try mode.open(image, usesSpaceCalls: false)
         var configuration = BlockConfiguration(capacity: file.capacity)
         configuration.maxDiscardSectors = 4100
-        let rig = try BlockRig(layout: layout, file: file, configuration: configuration)
+        guard let rig = try mode.rig(layout, file, configuration: configuration) else { return }
         var expected = try image.contents()
         func zero(_ sector: Int, _ count: Int) {
             expected.replaceSubrange((sector * 512)..<((sector + count) * 512), with: [UInt8](repeating: 0, count: count * 512))

@@ -258,23 +258,28 @@ func sectorRange(_ image: [UInt8], _ sector: Int, _ count: Int) -> [UInt8] {
 
 /// How a test's processor reaches the image: through the page cache synchronously (as before
 /// `--cache`), or bypassing it (O_DIRECT) synchronously, or through each asynchronous engine.
+///
+/// `direct4K` and `direct4KAsync` behave as on a disk with 4 KiB sectors whatever this disk is
+/// (buffers and offsets aligned to 4 KiB): requests of single sectors are read-modify-written.
 enum BlockMode: String, CaseIterable, Sendable, CustomTestStringConvertible {
-    case buffered, direct, directThreads, directIOUring
+    case buffered, direct, directThreads, directIOUring, direct4K, direct4KAsync
 
     var testDescription: String { rawValue }
 
     /// Opens `image` for this mode.
     func open(_ image: TestImage, readOnly: Bool = false, usesSpaceCalls: Bool = true) throws -> BlockBackingFile {
-        try BlockBackingFile(path: image.path, readOnly: readOnly, cache: self == .buffered ? .writeback : .none,
-                             usesSpaceCalls: usesSpaceCalls)
+        let fourK = self == .direct4K || self == .direct4KAsync
+        return try BlockBackingFile(path: image.path, readOnly: readOnly, cache: self == .buffered ? .writeback : .none,
+                                    usesSpaceCalls: usesSpaceCalls, directAlignment: fourK ? (4096, 4096) : nil)
     }
 
     /// The asynchronous queue this mode uses (nil when synchronous, or io_uring when the kernel or
     /// build has none: the caller then skips).
     func queue(capacity: Int) throws -> (any AsyncFileQueue)? {
         switch self {
-        case .buffered, .direct: return nil
+        case .buffered, .direct, .direct4K: return nil
         case .directThreads: return try AsyncFileEngine(kind: .threads, threadCount: 3).makeQueue(capacity: capacity)
+        case .direct4KAsync: return try AsyncFileEngine(kind: .preferred, threadCount: 3).makeQueue(capacity: capacity)
         case .directIOUring:
             guard AsyncFileEngineKind.preferred == .ioUring else { return nil }
             return try AsyncFileEngine(kind: .ioUring).makeQueue(capacity: capacity)
