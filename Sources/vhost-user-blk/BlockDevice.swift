@@ -14,9 +14,11 @@ import VMMSysUtil
 /// the queue's worker, and `handle` reaps what finished and completes the postponed chains
 /// (the framework publishes them in one batch). Everything else completes at once.
 ///
-/// Thread-safety: `Sendable` per the `VhostUserDevice` contract: the processors are touched by
-/// `process` only for their own queue (one call per queue at a time), and by `featuresNegotiated` /
-/// `reset` only while no worker is inside `process`.
+/// Thread-safety: `Sendable` per the `VhostUserDevice` contract: a queue's processor and postponed
+/// chains are touched by `process`, `queueStarted` and `handle` only for their own queue, on its
+/// worker (one callback per queue at a time), and by `featuresNegotiated` / `reset` only while no
+/// worker is inside a callback. Requests still in flight at a reset finish on their own; their
+/// completions are refused (the ring stopped) and their slots return to the processor.
 final class BlockDevice: VhostUserDaemonDevice, @unchecked Sendable {
     static let virtioDeviceType = VirtioDeviceType.block
     let deviceFeatures: UInt64
