@@ -25,8 +25,11 @@ public enum AsyncFileOperation: Sendable, Hashable {
 ///
 /// Thread-safety: a value type.
 public struct AsyncFileCompletion: Sendable, Hashable {
+    /// The tag given to `AsyncFileQueue.submit`.
     public var tag: UInt64
+    /// Bytes transferred (0 for `dataSync`), or a negated errno.
     public var result: Int32
+    /// A completion of the operation tagged `tag`.
     public init(tag: UInt64, result: Int32) {
         self.tag = tag
         self.result = result
@@ -38,7 +41,9 @@ public struct AsyncFileCompletion: Sendable, Hashable {
 ///
 /// Thread-safety: a value type.
 public enum AsyncFileEngineKind: String, Sendable, CaseIterable {
+    /// Linux's io_uring through liburing: one ring per queue, completions signal an eventfd.
     case ioUring = "io_uring"
+    /// A pool of threads running the system calls: every POSIX system.
     case threads
 
     /// io_uring where this build has it and the kernel allows it (probed once by creating a
