@@ -100,7 +100,19 @@ int vmm_uring_prepare(vmm_uring *ring, int operation, int fd, const struct iovec
     return 0;
 }
 
-int vmm_uring_submit(vmm_uring *ring) { return io_uring_submit(&ring->ring); }
+int vmm_uring_submit(vmm_uring *ring) {
+    // io_uring_submit may take only part of the queue (the kernel stops at the first entry it
+    // cannot take for now): keep going until every entry is in, or the kernel says "not now".
+    int total = 0;
+    while (io_uring_sq_ready(&ring->ring) > 0) {
+        int rc = io_uring_submit(&ring->ring);
+        if (rc == -EINTR) continue;
+        if (rc < 0) return rc;
+        if (rc == 0) return -EAGAIN;
+        total += rc;
+    }
+    return total;
+}
 
 unsigned vmm_uring_reap(vmm_uring *ring, uint64_t *tags, int32_t *results, unsigned capacity) {
     struct io_uring_cqe *cqe;

@@ -70,12 +70,8 @@ final class IOUringFileQueue: AsyncFileQueue {
     }
 
     func commit() throws(SystemCallError) {
-        while true {
-            let rc = vmm_uring_submit(ring)
-            if rc >= 0 { return }
-            if rc == -EINTR { continue }
-            throw SystemCallError("io_uring_enter", Errno(rawValue: -rc))
-        }
+        let rc = vmm_uring_submit(ring)
+        if rc < 0 { throw SystemCallError("io_uring_enter", Errno(rawValue: -rc)) }
     }
 
     func reap(into buffer: UnsafeMutableBufferPointer<AsyncFileCompletion>) -> Int {

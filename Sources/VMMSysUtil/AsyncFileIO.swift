@@ -73,7 +73,8 @@ public protocol AsyncFileQueue: AnyObject {
                 offset: UInt64, tag: UInt64) throws(SystemCallError)
     /// Starts everything queued since the last commit.
     ///
-    /// - Throws: `SystemCallError` if the kernel refused the batch (then nothing of it started).
+    /// - Throws: `SystemCallError` if the kernel took none or only part of the batch for now
+    ///   (`EAGAIN`, `EBUSY`): the rest stays queued; commit again (after reaping) until it succeeds.
     func commit() throws(SystemCallError)
     /// Takes finished operations (without waiting) into `buffer`, resetting the readiness of
     /// `completionDescriptor` first so a completion arriving later makes it readable again.

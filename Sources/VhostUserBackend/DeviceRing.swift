@@ -82,4 +82,6 @@ enum DeviceRing: ~Copyable {
     var features: VirtioFeatures { read({ $0.features }, { $0.features }) }
     var memory: GuestMemory { read({ $0.memory }, { $0.memory }) }
     var isPacked: Bool { read({ _ in false }, { _ in true }) }
+    /// Whether a chain is available that `pop()` has not taken.
+    var hasAvailable: Bool { read({ $0.hasAvailable }, { $0.hasAvailable }) }
 }

@@ -390,15 +390,18 @@ final class QueueWorker: @unchecked Sendable {
         while true {
             queue.ring.disableNotifications()
             let popped = queue.popCount
+            let offered = queue.ring.hasAvailable
             try device.process(&queue)
             _ = try queue.drainCompletions()
             queue.flush()
             // In a polling window the window looks again; the driver need not kick.
             if holdingNotifications { return }
             let more = queue.ring.enableNotifications()
-            // A device that took nothing leaves the rest for later (an rx ring waits for host
-            // data, a paced device for tokens): it is called again on the next kick or event.
-            if !more || yieldRequested || queue.popCount == popped { break }
+            // A device that took nothing of what was offered leaves it for later (an rx ring
+            // waits for host data, a paced device for tokens): it is called again on the next
+            // kick or event. But chains that arrived only after it looked (the driver saw
+            // notifications off and did not kick) must be offered again, or they are lost.
+            if !more || yieldRequested || (queue.popCount == popped && offered) { break }
             queue.signalIfNeeded()
         }
     }

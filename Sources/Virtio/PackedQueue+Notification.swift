@@ -52,6 +52,10 @@ extension PackedQueue {
         UInt16(littleEndian: vmm_load_acquire_u16(ring + Int(nextAvail) &* 16 + 14))
     }
 
+    /// Whether the driver has made a chain available that `pop()` has not taken (acquire load of
+    /// the next slot's flags; no side effect).
+    public var hasAvailable: Bool { isAvailable(nextAvailFlags()) }
+
     public mutating func disableNotifications() {
         notificationsEnabled = false
         writeDeviceEvent(PackedEventFlag.disable)

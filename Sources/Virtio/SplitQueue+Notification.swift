@@ -40,6 +40,12 @@ extension SplitQueue {
         return UInt16(littleEndian: vmm_load_acquire_u16(avail + 2)) != lastAvail
     }
 
+    /// Whether the driver has made a chain available that `pop()` has not taken (acquire load of
+    /// the available index; no side effect).
+    public var hasAvailable: Bool {
+        UInt16(littleEndian: vmm_load_acquire_u16(avail + 2)) != lastAvail
+    }
+
     public mutating func disableNotifications() {
         notificationsEnabled = false
         // With EVENT_IDX, kicks stop by no longer advancing avail_event; used->flags stays 0.

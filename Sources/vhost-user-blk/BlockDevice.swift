@@ -132,6 +132,8 @@ final class BlockDevice: VhostUserDaemonDevice, @unchecked Sendable {
             return
         }
         completeFinished(processors[queue.index], inFlight[queue.index])
+        // Short transfers resumed by the reap are queued: start them.
+        commit(processors[queue.index], inFlight[queue.index])
     }
 
     /// The event-source token of a queue's engine completions.
@@ -142,7 +144,7 @@ final class BlockDevice: VhostUserDaemonDevice, @unchecked Sendable {
     /// read-modify-write of a partial direct-I/O block) waits here for the others to finish.
     private func submitAvailable(_ queue: inout VhostUserQueue, _ processor: BlockRequestProcessor,
                                  _ chains: InFlightChains) throws {
-        defer { processor.commit() }
+        defer { commit(processor, chains) }
         while let chain = try queue.pop() {
             while true {
                 switch try processor.start(chain) {
@@ -151,7 +153,7 @@ final class BlockDevice: VhostUserDaemonDevice, @unchecked Sendable {
                 case let .submitted(slot):
                     chains.deferred[slot] = queue.postpone(chain)
                 case .needsDrain:
-                    processor.commit()
+                    commit(processor, chains)
                     // Bounded by the disk: every request in flight finishes (or fails) on its own.
                     while processor.inFlight > 0 {
                         _ = processor.waitForCompletions(milliseconds: 100)
@@ -161,6 +163,16 @@ final class BlockDevice: VhostUserDaemonDevice, @unchecked Sendable {
                 }
                 break
             }
+        }
+    }
+
+    /// Starts what `start` queued. A kernel that takes it only partly for now (io_uring under
+    /// memory pressure) is asked again until it has all of it: nothing else would ever start what
+    /// is left, and the requests in flight finish meanwhile (their chains are completed here).
+    private func commit(_ processor: BlockRequestProcessor, _ chains: InFlightChains) {
+        while !processor.commit() {
+            _ = processor.waitForCompletions(milliseconds: 1)
+            completeFinished(processor, chains)
         }
     }
 

@@ -151,9 +151,13 @@ enum BlkBench {
             for slice in 0..<slices {
                 for (i, session) in sessions.enumerated() where session.queues.count >= blkCase.queues {
                     let before = daemons[i].cpuNanoseconds()
-                    try session.run(blkCase.kind == .read ? .read : .write, depth: blkCase.depth,
-                                    queueCount: blkCase.queues, warmup: warmup, duration: duration / UInt64(slices),
-                                    seed: 0x9E37_79B9_7F4A_7C15 &+ UInt64(index * slices + slice))
+                    do {
+                        try session.run(blkCase.kind == .read ? .read : .write, depth: blkCase.depth,
+                                        queueCount: blkCase.queues, warmup: warmup, duration: duration / UInt64(slices),
+                                        seed: 0x9E37_79B9_7F4A_7C15 &+ UInt64(index * slices + slice))
+                    } catch {
+                        throw BlkLoadError(description: "\(runs[i].backend.name), \(blkCase.name): \(error)")
+                    }
                     if let before, let after = daemons[i].cpuNanoseconds() { cpu[i] += after &- before }
                 }
             }

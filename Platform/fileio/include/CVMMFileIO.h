@@ -48,7 +48,8 @@ enum {
 int vmm_uring_prepare(vmm_uring *_Nonnull ring, int operation, int fd, const struct iovec *_Nullable vectors,
                       unsigned count, uint64_t offset, uint64_t tag);
 
-/// Submits everything queued. Returns how many, or -errno.
+/// Submits everything queued. Returns how many, or -errno (-EAGAIN/-EBUSY: not now, the rest
+/// stays queued for the next call).
 int vmm_uring_submit(vmm_uring *_Nonnull ring);
 
 /// Copies up to `capacity` completions (tag, result: bytes or -errno) without waiting; returns
