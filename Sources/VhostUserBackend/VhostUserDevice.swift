@@ -12,7 +12,7 @@ public protocol VhostUserDevice: AnyObject, Sendable {
     var deviceType: VirtioDeviceType { get }
     /// Device-specific feature bits plus any transport bits the device wants (e.g. VERSION_1).
     /// The framework adds PROTOCOL_FEATURES, RING_EVENT_IDX and RING_INDIRECT_DESC itself.
-    var deviceFeatures: UInt64 { get }
+    var deviceFeatures: VirtioFeatures { get }
     /// Protocol features the device needs beyond the framework's own (blk: `.config`). Default [].
     var requiredProtocolFeatures: ProtocolFeatures { get }
     /// Number of queues (answers `GET_QUEUE_NUM`; ring indices at or above it are refused).

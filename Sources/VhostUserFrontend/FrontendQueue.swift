@@ -54,7 +54,7 @@ public final class FrontendQueue: @unchecked Sendable {
         } catch { throw .driverQueue(error) }
         tracksUsedEvent = !packedLayout && features.contains(.ringEventIndex)
         nextUsed = startIndex
-        do {
+        do throws(PrimitiveCreationError) {
             // Non-blocking read side, as QEMU makes its kick eventfds: the back-end consumes a kick
             // with one `read` after its poller reports it, instead of `poll` + `read`.
             kickNotifier = try EventNotifier(backend: nil, nonBlockingWait: true)

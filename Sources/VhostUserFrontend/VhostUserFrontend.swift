@@ -46,7 +46,7 @@ public final class VhostUserFrontend: @unchecked Sendable {
     /// Started queues by index.
     var queues: [Int: FrontendQueue] = [:]
     /// The last status sent with `SET_STATUS`.
-    var status: UInt8 = 0
+    var status: VirtioDeviceStatus = []
     /// `setDriverReady` set DRIVER_OK; `reconnect` sets it again.
     var driverReady = false
 

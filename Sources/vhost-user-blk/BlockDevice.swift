@@ -11,7 +11,7 @@ import VirtioBlock
 /// `reset` only while no worker is inside `process`.
 final class BlockDevice: VhostUserDevice, @unchecked Sendable {
     let deviceType = VirtioDeviceType.block
-    let deviceFeatures: UInt64
+    let deviceFeatures: VirtioFeatures
     /// QEMU's vhost-user-blk front-end refuses a back-end without GET_CONFIG.
     var requiredProtocolFeatures: ProtocolFeatures { .config }
     let queueCount: Int
@@ -39,7 +39,7 @@ final class BlockDevice: VhostUserDevice, @unchecked Sendable {
         let configuration = BlockConfiguration(capacity: file.capacity, blockSize: file.logicalBlockSize,
                                                queueCount: UInt16(queueCount), segmentMax: segmentMax)
         self.configuration = configuration
-        deviceFeatures = configuration.features(readOnly: file.isReadOnly)
+        deviceFeatures = VirtioFeatures(rawValue: configuration.features(readOnly: file.isReadOnly))
         processors = (0..<queueCount).map { _ in BlockRequestProcessor(file: file, configuration: configuration) }
         heldChains = (0..<queueCount).map { _ in HeldChains(capacity: iopsLimit == nil ? 0 : queueSize) }
     }

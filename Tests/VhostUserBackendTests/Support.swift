@@ -14,7 +14,7 @@ import Virtio
 /// be told to "crash" (pop some chains, complete one, throw) to leave requests in flight.
 final class PatternDevice: VhostUserDevice, @unchecked Sendable {
     let deviceType = VirtioDeviceType.entropy
-    let deviceFeatures = VirtioFeatures.version1.rawValue
+    let deviceFeatures: VirtioFeatures = .version1
     let queueCount: Int
     let maxQueueSize = 256
     let configSize: Int
