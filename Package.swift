@@ -11,6 +11,8 @@ let package = Package(
         .library(name: "VhostUserProtocol", targets: ["VhostUserProtocol"]),
         .library(name: "VhostUserBackend", targets: ["VhostUserBackend"]),
         .library(name: "VhostUserFrontend", targets: ["VhostUserFrontend"]),
+        .library(name: "VirtioBlock", targets: ["VirtioBlock"]),
+        .library(name: "VirtioBlockDriver", targets: ["VirtioBlockDriver"]),
         .executable(name: "vhost-user-rng", targets: ["vhost-user-rng"]),
         .executable(name: "vhost-user-blk", targets: ["vhost-user-blk"]),
     ],
@@ -49,21 +51,23 @@ let package = Package(
         .executableTarget(name: "vmm-test-peer", dependencies: ["VMMSysUtil"], path: "Tests/vmm-test-peer"),
         // virtio-blk: request parsing and execution against a raw image file.
         .target(name: "VirtioBlock", dependencies: ["Virtio", "VMMSysUtil", "CVMMPlatform"]),
+        // The driver side of virtio-blk over VhostUserFrontend: request slots in guest memory.
+        .target(name: "VirtioBlockDriver", dependencies: ["VirtioBlock", "VhostUserFrontend", "Virtio"]),
         // The virtio-blk vhost-user back-end program.
         .executableTarget(name: "vhost-user-blk", dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VirtioBlock"]),
         // The front-end half of scripts/soak (connect/disconnect cycles and killed writers).
-        .executableTarget(name: "vhost-user-soak", dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil"]),
+        .executableTarget(name: "vhost-user-soak", dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VirtioBlock", "VirtioBlockDriver", "VMMSysUtil"]),
         // Benchmarks: each case and its raw-syscall twin, written once, run by vmm-bench and by
         // package-benchmark (`swift package benchmark`).
         .target(name: "VMMBenchCases", dependencies: ["VMMSysUtil", "Virtio", "CVMMPlatform"]),
-        .executableTarget(name: "vmm-bench", dependencies: ["VMMBenchCases", "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil"]),
+        .executableTarget(name: "vmm-bench", dependencies: ["VMMBenchCases", "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VirtioBlock", "VirtioBlockDriver", "VMMSysUtil"]),
         .executableTarget(
             name: "VMMBenchmarks",
             dependencies: [.product(name: "Benchmark", package: "benchmark"), "VMMBenchCases", "vmm-bench"],
             path: "Benchmarks/VMMBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
-        .testTarget(name: "VMMBenchCasesTests", dependencies: ["VMMBenchCases", "VMMTestSupport", "vmm-bench"]),
+        .testTarget(name: "VMMBenchCasesTests", dependencies: ["VMMBenchCases", "VMMSysUtil", "Virtio", "VMMTestSupport", "vmm-bench"]),
         .testTarget(
             name: "VMMSysUtilTests",
             dependencies: ["VMMSysUtil", "CVMMPlatform", "VMMTestSupport", "vmm-test-peer"]
@@ -83,7 +87,7 @@ let package = Package(
         // The daemons are dependencies so the front-end tests can run them in their own processes.
         .testTarget(
             name: "VhostUserTests",
-            dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng", "vhost-user-blk"]
+            dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VirtioBlock", "VirtioBlockDriver", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng", "vhost-user-blk"]
         ),
         .testTarget(
             name: "HostileFrontendTests",

@@ -18,6 +18,8 @@ public final class FrontendQueue: @unchecked Sendable {
     public let size: Int
     /// Whether the ring uses the packed layout (RING_PACKED negotiated).
     public let isPacked: Bool
+    /// The ring's layout (packed when RING_PACKED was negotiated).
+    public var layout: RingLayout { isPacked ? .packed : .split }
     /// Guest-physical addresses of the ring's three parts.
     public let addresses: RingAddresses
     let split: DriverSplitQueue?
@@ -200,11 +202,6 @@ public final class FrontendQueue: @unchecked Sendable {
             return try errorNotifier.tryConsume()
         } catch { throw .system(error) }
     }
-
-    /// The split driver (for event-suppression control in tests and benchmarks); nil if packed.
-    public var splitDriver: DriverSplitQueue? { split }
-    /// The packed driver; nil if split.
-    public var packedDriver: DriverPackedQueue? { packed }
 }
 
 @inline(__always)

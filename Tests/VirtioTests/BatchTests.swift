@@ -5,7 +5,7 @@ import Virtio
 @Suite struct BatchTests {
     let buffer = [DriverBuffer(address: dataBase, length: 32, isWritable: true)]
 
-    func queues(_ layout: VringLoopbackBenchmark.Layout, _ features: VirtioFeatures) throws -> (any DeviceQueue, any DriverQueue) {
+    func queues(_ layout: RingLayout, _ features: VirtioFeatures) throws -> (any DeviceQueue, any DriverQueue) {
         let memory = try standardMemory()
         switch layout {
         case .split:
@@ -17,8 +17,8 @@ import Virtio
         }
     }
 
-    @Test(arguments: VringLoopbackBenchmark.Layout.allCases)
-    func batchPopAndStagedPushPublishTogether(layout: VringLoopbackBenchmark.Layout) throws {
+    @Test(arguments: RingLayout.allCases)
+    func batchPopAndStagedPushPublishTogether(layout: RingLayout) throws {
         var (device, driver) = try queues(layout, [])
         var ids: [UInt16] = []
         for _ in 0..<5 { ids.append(try driver.post(buffer)) }
@@ -38,8 +38,8 @@ import Virtio
         #expect(try device.pop(into: chains) == 0)
     }
 
-    @Test(arguments: VringLoopbackBenchmark.Layout.allCases)
-    func notifyOnEmpty(layout: VringLoopbackBenchmark.Layout) throws {
+    @Test(arguments: RingLayout.allCases)
+    func notifyOnEmpty(layout: RingLayout) throws {
         var (device, driver) = try queues(layout, [.notifyOnEmpty])
         switch driver {
         case let split as DriverSplitQueue: split.suppressInterrupts(true)
