@@ -2,7 +2,8 @@ import VhostUserProtocol
 import CVMMPlatform
 import VMMSysUtil
 
-/// The shared inflight buffer of `GET/SET_INFLIGHT_FD` (split-queue layout of the digest §5.8):
+/// The shared inflight buffer of `GET/SET_INFLIGHT_FD` (the split-queue layout of the vhost-user
+/// specification's "Inflight I/O tracking" section):
 /// one region per queue, `stride` bytes apart. The front-end keeps the memory across back-end
 /// restarts, so a new back-end can resubmit requests the old one popped but never completed.
 ///

@@ -4,7 +4,7 @@ import VMMSysUtil
 
 extension VhostUserFrontend {
     /// The `SET_VRING_BASE` value of a packed ring that starts fresh: slot 0 on both sides, both
-    /// wrap counters 1 (digest §3.3).
+    /// wrap counters 1 (the packed encoding of `SET_VRING_BASE` in the vhost-user specification).
     static let packedStartBase: UInt32 = 0x8000_8000
 
     /// Sets up ring `index` in guest memory at guest-physical `ringAddress` (64-byte aligned,
@@ -79,7 +79,7 @@ extension VhostUserFrontend {
     /// forgotten (its index may be started again) but stays usable for reaping what completed.
     ///
     /// - Returns: the back-end's resume point (split: next available index in bits 0-15; packed:
-    ///   digest §3.3).
+    ///   the `SET_VRING_BASE` encoding of the vhost-user specification).
     /// - Throws: `.vringStateMismatch` if the reply names another ring, or a transport/ack error.
     @discardableResult
     public func stopQueue(_ queue: FrontendQueue) throws(FrontendError) -> UInt32 {

@@ -5,7 +5,8 @@ import VMMSysUtil
 /// The front-end (driver, VMM) side of a vhost-user connection: negotiates features with a
 /// back-end, shares guest memory with it, sets up virtqueues in that memory and drives them.
 ///
-/// Typical use, as QEMU does it (see the digest's §5.1):
+/// Typical use, in the order QEMU sends the requests (the vhost-user specification's
+/// "Communication" and "Starting and stopping rings" sections):
 /// ```swift
 /// let frontend = try VhostUserFrontend(connectingTo: path, timeout: .seconds(5))
 /// try frontend.negotiate(features: [.version1, .ringEventIndex], protocolFeatures: [.replyAck, .config])
