@@ -96,6 +96,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Written as a package user would: imports only the public library products (no test
+        // support, no @testable), spawns its own child program, serves and drives its own device.
+        .executableTarget(name: "consumer-peer", dependencies: ["VMMSysUtil"], path: "Tests/consumer-peer"),
+        .testTarget(
+            name: "ConsumerTests",
+            dependencies: ["VMMSysUtil", "Virtio", "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "consumer-peer"]
+        ),
         .testTarget(
             name: "VhostUserBackendTests",
             dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng"]
