@@ -7,6 +7,16 @@ import Virtio
 /// Thread-safety: `process(_:)` is called on queue worker threads, one call per queue at a time but
 /// different queues concurrently (one worker per queue by default). Every other requirement is
 /// called on the connection's control thread while no worker is inside `process(_:)`.
+///
+/// A device is a class shared by those threads (hence `Sendable`). State that only one queue's
+/// `process` touches needs no lock; a mutable `var` that two queues share, or that `process` reads
+/// while your own threads (or the control thread, between `process` calls of another connection)
+/// write it, needs one: guard it with a `ConditionLock` (VMMSysUtil) or `Synchronization.Mutex`,
+/// and declare the class `@unchecked Sendable`, saying in a comment which lock guards what.
+/// Keep constant configuration in `let`s.
+///
+/// Errors: `process`, `writeConfig` may throw any error (the framework logs it and breaks the
+/// queue or closes the connection); see the README's "Errors" table for what each module throws.
 public protocol VhostUserDevice: AnyObject, Sendable {
     /// The virtio device ID (for logs and `--print-capabilities`).
     var deviceType: VirtioDeviceType { get }
