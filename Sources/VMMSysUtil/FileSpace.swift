@@ -19,11 +19,7 @@ public enum FileSpace {
     /// - Returns: `false` if this OS or file system cannot do it.
     /// - Throws: `SystemCallError` (`fallocate`) for any other failure.
     public static func punchHole(_ fd: Int32, offset: UInt64, length: UInt64) throws(SystemCallError) -> Bool {
-        #if os(Linux)
-        return try allocate(fd, mode: VMM_FALLOC_FL_PUNCH_HOLE | VMM_FALLOC_FL_KEEP_SIZE, offset: offset, length: length)
-        #else
-        return false
-        #endif
+        try allocate(fd, .punchHole, offset: offset, length: length)
     }
 
     /// Zeroes `[offset, offset + length)` without writing data, keeping the space allocated and
@@ -32,11 +28,7 @@ public enum FileSpace {
     /// - Returns: `false` if this OS or file system cannot do it.
     /// - Throws: `SystemCallError` (`fallocate`) for any other failure.
     public static func zeroRange(_ fd: Int32, offset: UInt64, length: UInt64) throws(SystemCallError) -> Bool {
-        #if os(Linux)
-        return try allocate(fd, mode: VMM_FALLOC_FL_ZERO_RANGE | VMM_FALLOC_FL_KEEP_SIZE, offset: offset, length: length)
-        #else
-        return false
-        #endif
+        try allocate(fd, .zeroRange, offset: offset, length: length)
     }
 
     /// A block device's logical block size (Linux `ioctl(BLKSSZGET)`), or `nil` if it cannot be
@@ -62,9 +54,16 @@ public enum FileSpace {
         #endif
     }
 
-    #if os(Linux)
-    private static func allocate(_ fd: Int32, mode: Int32, offset: UInt64, length: UInt64) throws(SystemCallError) -> Bool {
+    private enum SpaceOperation { case punchHole, zeroRange }
+
+    /// One `fallocate` with KEEP_SIZE; `false` where the OS or file system lacks the operation.
+    private static func allocate(
+        _ fd: Int32, _ operation: SpaceOperation, offset: UInt64, length: UInt64
+    ) throws(SystemCallError) -> Bool {
+        #if os(Linux)
         guard length > 0 else { return true }
+        let mode = VMM_FALLOC_FL_KEEP_SIZE
+            | (operation == .punchHole ? VMM_FALLOC_FL_PUNCH_HOLE : VMM_FALLOC_FL_ZERO_RANGE)
         do {
             _ = try systemCall("fallocate") { vmm_fallocate(fd, mode, Int64(offset), Int64(length)) }
             return true
@@ -75,6 +74,8 @@ public enum FileSpace {
             default: throw error
             }
         }
+        #else
+        return false
+        #endif
     }
-    #endif
 }
