@@ -194,6 +194,7 @@ final class QueueWorker: @unchecked Sendable {
             logger.error("ring \(ring.index) broken: \(error)")
             try? ring.err?.notify()
         }
+        queue.log?.notificationFieldsWritten()
         queue.signalIfNeeded()
     }
 }

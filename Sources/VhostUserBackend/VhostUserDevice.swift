@@ -48,6 +48,10 @@ public protocol VhostUserDevice: AnyObject, Sendable {
     func featuresNegotiated(_ features: UInt64)
     /// `RESET_DEVICE` or the end of a session: forget per-session state.
     func reset()
+    /// The front-end opened a back-end channel (`SET_BACKEND_REQ_FD`), or it went away (nil, at
+    /// the end of the session). Keep it to send requests from any thread, e.g.
+    /// `channel.sendConfigChange()` after the config space changed. Default: ignored.
+    func backendChannelChanged(_ channel: BackendChannel?)
 }
 
 extension VhostUserDevice {
@@ -60,4 +64,5 @@ extension VhostUserDevice {
     }
     public func featuresNegotiated(_ features: UInt64) {}
     public func reset() {}
+    public func backendChannelChanged(_ channel: BackendChannel?) {}
 }

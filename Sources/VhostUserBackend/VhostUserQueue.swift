@@ -28,6 +28,9 @@ public struct VhostUserQueue {
     var worker: QueueWorker?
     /// The ring's call notifier, set for the duration of each serve (for `publish()`).
     var call: EventNotifier?
+    /// Dirty logging while the front-end migrates the guest; nil otherwise (then completion and
+    /// publication cost one branch more than without logging support).
+    var log: QueueLog?
 
     init(index: Int, negotiatedFeatures: UInt64, ring: SplitQueue, inflight: InflightSplitQueue?, resubmit: [UInt16]) {
         self.index = index
@@ -61,7 +64,11 @@ public struct VhostUserQueue {
     /// the current `process` call returns.
     ///
     /// - Throws: `VirtqueueError.notInFlight` / `.writtenExceedsWritable` (device bugs).
+    ///
+    /// While the front-end migrates the guest, the pages of those `written` bytes are marked in
+    /// the dirty log here: a device declares what it wrote and cannot forget to log it.
     public mutating func complete(_ chain: Chain, written: UInt32) throws(VirtqueueError) {
+        if let log { log.completed(chain, written: written) }
         try ring.stage(chain, written: written)
         if inflight != nil { batch.append(chain.id) }
         staged += 1
@@ -106,6 +113,9 @@ public struct VhostUserQueue {
     /// Publishes the staged completions: inflight links, used index, inflight clear (in that order).
     mutating func flush() {
         guard staged > 0 else { return }
+        let first = ring.publishedUsedIndex
+        let count = staged
+        defer { log?.published(from: first, count: count) }
         if let inflight {
             inflight.beginBatch(batch)
             ring.publishUsed()

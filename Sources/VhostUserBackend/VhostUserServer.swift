@@ -205,19 +205,10 @@ final class ConnectionReader {
                     into: body, maxFDs: Self.maximumDescriptors - headerFDs.count)
             } catch { throw .transport(error) }
         }
-        let raw = Self.release(headerFDs) + Self.release(payloadFDs)
+        let raw = headerFDs.releaseAll() + payloadFDs.releaseAll()
         do {
             return try Message.decode(header: parsed, payload: UnsafeRawBufferPointer(body),
                                       descriptors: MessageDescriptors(adopting: raw))
         } catch { throw .protocolViolation(error) }
-    }
-
-    /// Moves every fd out (ownership passes to the caller's raw list, then to the decoder).
-    private static func release(_ fds: consuming ReceivedFileDescriptors) -> [Int32] {
-        var raw: [Int32] = []
-        for index in 0..<fds.count {
-            if let fd = fds.take(at: index) { raw.append(fd.release()) }
-        }
-        return raw
     }
 }

@@ -68,6 +68,7 @@ extension VhostUserSession {
         } catch {
             throw .memoryTable(error)
         }
+        try checkLogCovers(newMemory)
         try quiesced { () throws(VhostUserError) in
             var rebuilt: [(Vring, VhostUserQueue?)] = []
             for ring in rings where ring.isStarted {
@@ -75,6 +76,7 @@ extension VhostUserSession {
             }
             memory = newMemory
             for (ring, queue) in rebuilt { ring.queue = queue }
+            refreshLogging()
             // Rings configured before any memory arrived can start now.
             for ring in rings { try start(ring) }
         }

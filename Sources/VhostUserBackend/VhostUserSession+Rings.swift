@@ -36,13 +36,19 @@ extension VhostUserSession {
 
     func setVringAddress(_ address: VringAddress) throws(VhostUserError) {
         let ring = try ring(address.index, .setVringAddr)
-        guard !address.flags.contains(.log) else { throw .ringLoggingUnsupported(index: ring.index) }
+        if address.flags.contains(.log) {
+            guard (ackedFeatures ?? 0) & VirtioFeatures.logAll.rawValue != 0 else {
+                throw .ringLoggingNotNegotiated(index: ring.index)
+            }
+            if ring.size > 0 { try checkUsedLogRange(ring, address: address, log: isLogging ? dirtyLog : nil) }
+        }
         try quiesced { () throws(VhostUserError) in
             let previous = ring.address
             ring.address = address
             do throws(VhostUserError) {
                 if ring.isStarted, let memory {
                     ring.queue = try rebuild(ring, memory: memory)
+                    ring.queue?.log = queueLog(for: ring)
                 } else {
                     try start(ring)
                 }
@@ -128,6 +134,9 @@ extension VhostUserSession {
     func start(_ ring: Vring) throws(VhostUserError) {
         guard !ring.isStarted, ring.kickSet, ring.size > 0, let address = ring.address, let memory else { return }
         let features = ackedFeatures ?? 0
+        if address.flags.contains(.log) {
+            try checkUsedLogRange(ring, address: address, log: isLogging ? dirtyLog : nil)
+        }
         var split: SplitQueue
         do {
             split = try SplitQueue(memory: memory, size: ring.size, addresses: ringAddresses(address),
@@ -159,6 +168,7 @@ extension VhostUserSession {
         }
         ring.queue = VhostUserQueue(index: ring.index, negotiatedFeatures: features, ring: split,
                                     inflight: tracker, resubmit: resubmit)
+        ring.queue?.log = queueLog(for: ring)
         ring.started = true
         ring.broken = false
     }
