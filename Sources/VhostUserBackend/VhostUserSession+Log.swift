@@ -58,14 +58,28 @@ extension VhostUserSession {
     /// What `ring` logs now, or nil when nothing is logged.
     func queueLog(for ring: Vring) -> QueueLog? {
         guard isLogging, let dirtyLog, let address = ring.address else { return nil }
-        let usedRing = address.flags.contains(.log) ? address.logGuestAddress : nil
-        return QueueLog(log: dirtyLog, usedRing: usedRing, queueSize: ring.size, notifier: logNotifier)
+        let logsRing = address.flags.contains(.log)
+        var usedRing: UInt64?
+        var packedRing: (descriptors: UInt64, deviceEvent: UInt64)?
+        if isPacked {
+            // The ring started, so its descriptor ring translated (it is guest memory).
+            if logsRing, let descriptors = memory?.guestPhysicalAddress(userAddress: address.descriptorTable) {
+                packedRing = (descriptors, address.logGuestAddress)
+            }
+        } else if logsRing {
+            usedRing = address.logGuestAddress
+        }
+        return QueueLog(log: dirtyLog, usedRing: usedRing, packedRing: packedRing, queueSize: ring.size,
+                        notifier: logNotifier)
     }
+
+    /// Whether the rings are packed (`VIRTIO_F_RING_PACKED` acked).
+    var isPacked: Bool { (ackedFeatures ?? 0) & VirtioFeatures.ringPacked.rawValue != 0 }
 
     /// Refuses a used-ring log range (`log_guest_addr` with `VHOST_VRING_F_LOG`) that is not guest
     /// memory, or that `log` (when given) does not cover.
     func checkUsedLogRange(_ ring: Vring, address: VringAddress, log: DirtyLog?) throws(VhostUserError) {
-        let length = QueueLog.usedRingLength(queueSize: ring.size)
+        let length = QueueLog.loggedLength(queueSize: ring.size, packed: isPacked)
         let start = address.logGuestAddress
         if let memory, !memory.contains(guestPhysical: start, length: length) {
             throw .invalidRingLogAddress(index: ring.index, address: start, length: length, reason: "is not guest memory")
