@@ -50,7 +50,10 @@ let package = Package(
         // virtio-blk: request parsing and execution against a raw image file.
         .target(name: "VirtioBlock", dependencies: ["Virtio", "VMMSysUtil", "CVMMPlatform"]),
         // The virtio-blk vhost-user back-end program.
-        .executableTarget(name: "vhost-user-blk", dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VirtioBlock"]),
+        .executableTarget(name: "vhost-user-blk", dependencies: [
+            "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VirtioBlock",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // The front-end half of scripts/soak (connect/disconnect cycles and killed writers).
         .executableTarget(name: "vhost-user-soak", dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil"]),
         // Benchmarks: each case and its raw-syscall twin, written once, run by vmm-bench and by

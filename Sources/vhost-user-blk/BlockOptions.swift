@@ -15,6 +15,9 @@ struct BlockOptions {
           --num-queues=N         request queues, 1...256 (default 1)
           --queue-size=N         largest queue size, a power of two 4...32768 (default 128)
           --iops-limit=N         serve at most N requests per second, 1...1000000 (default: no limit)
+        SIGHUP: measure the image again; a larger image is served at once and the front-end is told
+        (config change), so the guest sees the new capacity. The image is not locked: two daemons may
+        serve it at once (live migration between two back-ends needs that).
         """
 
     /// Parses `arguments` (`--name VALUE` or `--name=VALUE`).

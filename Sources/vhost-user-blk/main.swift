@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Logging
 import VhostUserBackend
 import VirtioBlock
 
@@ -7,6 +13,10 @@ VhostUserDaemon.main(name: "vhost-user-blk", deviceType: .block, capabilityFeatu
                      deviceUsage: BlockOptions.usage) { arguments in
     let options = try BlockOptions.parse(arguments.remaining)
     let file = try BlockBackingFile(path: options.file ?? "", readOnly: options.readOnly)
-    return BlockDevice(file: file, queueCount: options.queueCount, queueSize: options.queueSize,
-                       iopsLimit: options.iopsLimit)
+    let device = BlockDevice(file: file, queueCount: options.queueCount, queueSize: options.queueSize,
+                             iopsLimit: options.iopsLimit)
+    // SIGHUP: the image may have grown; serve the new size and tell the front-end.
+    let logger = Logger(label: "vhost-user-blk")
+    try VhostUserDaemon.onSignal(SIGHUP) { device.imageMayHaveGrown(logger: logger) }
+    return device
 }
