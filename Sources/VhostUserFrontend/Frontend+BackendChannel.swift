@@ -12,7 +12,8 @@ public final class FrontendBackendChannel: @unchecked Sendable {
     private let buffer: UnsafeMutableRawBufferPointer
     private var reply: [UInt8] = []
 
-    init(socket: ScmSocket) {
+    /// Our end of a channel whose other end went to the back-end (`openBackendChannel` does both).
+    public init(socket: ScmSocket) {
         self.socket = socket
         buffer = .allocate(byteCount: MessageHeader.byteCount + MessageHeader.maximumPayloadSize, alignment: 8)
     }
