@@ -3,7 +3,9 @@
 //
 // Input: u16 length L, then L bytes copied into a 64 KiB guest memory (rings and buffers), then a
 // stream of vhost-user requests (12-byte header + payload). Each request gets the fds its type
-// needs: an eventfd for SET_VRING_KICK/CALL/ERR, the guest memory's fd for everything else. The
+// needs: an eventfd for SET_VRING_KICK/CALL/ERR/SET_LOG_FD, one end of a socket pair for
+// SET_BACKEND_REQ_FD (the other end never answers: the device's config-change requests time out
+// after 1 ms), the guest memory's fd for everything else (memory regions, the dirty log). The
 // session answers or refuses each one (a refusal ends the input, as it ends a connection). A
 // started ring is kicked after every request, and served by the worker thread. Checks, aborting on
 // failure: nothing traps, and once the session is closed the process' fd count is back where it was.
@@ -19,15 +21,20 @@ import Virtio
 import VhostUserProtocol
 import VhostUserBackend
 
-/// Fills writable buffers with a pattern, like an entropy device.
+/// Fills writable buffers with a pattern, like an entropy device, and sends a config change on the
+/// back-end channel (if one is open) once per `process` call.
 final class FillDevice: VhostUserDevice {
+    let channel = BackendChannelSlot()
     let deviceType = VirtioDeviceType.entropy
     let deviceFeatures = VirtioFeatures.version1.rawValue
     let queueCount = 2
     let maxQueueSize = 64
     let configSize = 16
 
+    func backendChannelChanged(_ channel: BackendChannel?) { self.channel.set(channel) }
+
     func process(_ queue: inout VhostUserQueue) throws {
+        _ = try? channel.sendConfigChange()
         var budget = 64
         while budget > 0, let chain = try queue.pop() {
             budget -= 1
@@ -64,7 +71,12 @@ private func run(_ input: UnsafeRawBufferPointer) throws {
     let memory = try SharedMemory(size: memorySize)
     memory.mapping.bytes.copyMemory(from: UnsafeRawBufferPointer(rebasing: input[2..<(2 + length)]))
     let kick = try EventNotifier()
-    let session = try VhostUserSession(device: FillDevice(), logger: silent)
+    var options = VhostUserSessionOptions()
+    options.backendReplyTimeout = .milliseconds(1)
+    let session = try VhostUserSession(device: FillDevice(), options: options, logger: silent)
+    // The front-end's ends of back-end channels: held (never read) until the input ends.
+    var channelEnds: [ScmSocket] = []
+    defer { channelEnds.removeAll() }
     defer { session.close() }
     var offset = 2 + length
     while input.count - offset >= MessageHeader.byteCount {
@@ -80,7 +92,12 @@ private func run(_ input: UnsafeRawBufferPointer) throws {
             var fds: [Int32] = []
             for _ in 0..<expected {
                 switch FrontendRequest(rawValue: header.request) {
-                case .setVringKick, .setVringCall, .setVringErr: fds.append(fcntl(kick.waitDescriptor, F_DUPFD_CLOEXEC, 0))
+                case .setVringKick, .setVringCall, .setVringErr, .setLogFD:
+                    fds.append(fcntl(kick.waitDescriptor, F_DUPFD_CLOEXEC, 0))
+                case .setBackendRequestFD:
+                    let (ours, theirs) = try ScmSocket.pair()
+                    channelEnds.append(ours)
+                    fds.append(fcntl(theirs.descriptor, F_DUPFD_CLOEXEC, 0))
                 default: fds.append(fcntl(memory.descriptor, F_DUPFD_CLOEXEC, 0))
                 }
             }
