@@ -10,7 +10,7 @@ import VMMBenchCases
 
 let blkUsage = """
     usage: vmm-bench blk [--backend ours|qsd|both] [--json|--markdown] [--spread] [--cpu N]
-                         [--time-ms MS] [--queues N] [--filter TEXT]
+                         [--time-ms MS] [--queues N] [--filter TEXT] [--dirty-log]
 
       Serves a 1 GiB raw image (in the page cache, in a temp dir) with each back-end (both daemons
       run side by side on the same image; each case alternates them in 3 slices) and drives them over vhost-user with this package's front-end (guest memory shared with
@@ -25,6 +25,7 @@ let blkUsage = """
       --time-ms MS  measured time per case and back-end (default 1000; plus 15% warm-up)
       --queues N    most queues to use, 1...4 (default 4)
       --filter TEXT only cases whose name contains TEXT
+      --dirty-log   dirty logging on (VHOST_F_LOG_ALL, LOG_SHMFD), as during a live migration
 
     """
 
@@ -58,7 +59,7 @@ enum BlkBench {
     static func main(_ arguments: [String]) -> Int32 {
         var arguments = arguments
         var backends = BlkBackendKind.allCases
-        var json = false, markdown = false, spread = false
+        var json = false, markdown = false, spread = false, dirtyLog = false
         var cpu: Int32 = 0
         var milliseconds: UInt64 = 1000
         var maxQueues = 4
@@ -69,6 +70,7 @@ enum BlkBench {
             case "--json": json = true
             case "--markdown": markdown = true
             case "--spread": spread = true
+            case "--dirty-log": dirtyLog = true
             case "-h", "--help":
                 print(blkUsage, terminator: "")
                 return 0
@@ -133,7 +135,8 @@ enum BlkBench {
             writeError("vmm-bench blk: creating a 1 GiB image in \(scratch.path)\n")
             try scratch.createImage(size: imageSize)
             runs = try run(backends, scratch: scratch, context: context, maxQueues: maxQueues,
-                           duration: milliseconds * 1_000_000, filters: filters)
+                           duration: milliseconds * 1_000_000, filters: filters,
+                           dirtyLog: dirtyLog)
         } catch {
             writeError("vmm-bench blk: \(error)\n")
             return 1
@@ -163,7 +166,7 @@ enum BlkBench {
     /// Starts every back-end on the image, then measures each case in `slices` alternating slices
     /// per back-end (so both see the same machine noise), records each daemon's memory, stops them.
     static func run(_ backends: [BlkBackendKind], scratch: BlkScratch, context: BenchContext, maxQueues: Int,
-                    duration: UInt64, filters: [String]) throws -> [BlkBackendRun] {
+                    duration: UInt64, filters: [String], dirtyLog: Bool = false) throws -> [BlkBackendRun] {
         var daemons: [BlkDaemon] = []
         defer { for daemon in daemons { daemon.stop() } }
         var sessions: [BlkSession] = []
@@ -174,7 +177,7 @@ enum BlkBench {
             let log = scratch.file("\(backend.rawValue).log")
             daemons.append(try BlkDaemon(try backend.command(image: scratch.image, socket: socket, queues: maxQueues),
                                          socket: socket, log: log, cpu: context.peerCPU, restoreCPU: context.mainCPU))
-            sessions.append(try BlkSession(socket: socket, maxQueues: maxQueues))
+            sessions.append(try BlkSession(socket: socket, maxQueues: maxQueues, dirtyLog: dirtyLog))
             var run = BlkBackendRun(backend: backend)
             run.queueCount = sessions[sessions.count - 1].queues.count
             runs.append(run)
