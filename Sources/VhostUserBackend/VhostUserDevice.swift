@@ -78,7 +78,9 @@ public protocol VhostUserDevice: AnyObject, Sendable {
     func reset()
     /// The front-end opened a back-end channel (`SET_BACKEND_REQ_FD`), or it went away (nil, at
     /// the end of the session). Keep it to send requests from any thread, e.g.
-    /// `channel.sendConfigChange()` after the config space changed. Default: ignored.
+    /// `channel.sendConfigChange()` after the config space changed (a `BackendChannelSlot` keeps
+    /// it thread-safely). Called on the control thread while queue workers may be running, unlike
+    /// the other control-thread requirements. Default: ignored.
     func backendChannelChanged(_ channel: BackendChannel?)
 }
 
