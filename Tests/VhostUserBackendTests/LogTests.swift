@@ -85,15 +85,20 @@ struct LogTests {
             // Before logging: nothing is marked (the log is not even installed).
             #expect(try serve(rig, address: 0x20000, length: 0x100) != nil)
             let log = try startLogging(session, rig, log: shared)
-            #expect(log.takeDirtyPages() == [])
+            // Resumed after SET_VRING_ADDR, the worker may already have logged the used ring's
+            // notification fields; nothing else is written before a request comes.
+            #expect(log.takeDirtyPages().allSatisfy { $0 == Self.usedRingPage })
             // 0x1800 bytes from 0x12800: pages 0x12 and 0x13 only.
             let used = try #require(try serve(rig, address: 0x12800, length: 0x1800))
             #expect(used.length == 0x1800)
-            #expect(log.takeDirtyPages() == [Self.usedRingPage, 0x12, 0x13])
+            #expect(dirtyPages(log, including: [Self.usedRingPage, 0x12, 0x13]) == [Self.usedRingPage, 0x12, 0x13])
             // Logging off (QEMU: SET_FEATURES without LOG_ALL, then the address without the flag).
             _ = try session.handle(message(.setFeatures(VirtioFeatures(rawValue: drivenFeatures))))
             _ = try session.handle(message(.setVringAddr(rig.vringAddress())))
             #expect(!session.isLogging)
+            // The workers were parked for both requests: whatever was logged before is in the log
+            // now, and nothing can be logged after.
+            _ = log.takeDirtyPages()
             #expect(try serve(rig, address: 0x40000, length: 0x100) != nil)
             #expect(log.takeDirtyPages() == [])
         }
@@ -109,7 +114,7 @@ struct LogTests {
         // 0x3000 writable bytes from 0x30000, 0x1001 of them written: pages 0x30 and 0x31.
         let used = try #require(try serve(rig, address: 0x30000, length: 0x3000))
         #expect(used.length == 0x1001)
-        #expect(log.takeDirtyPages() == [Self.usedRingPage, 0x30, 0x31])
+        #expect(dirtyPages(log, including: [Self.usedRingPage, 0x30, 0x31]) == [Self.usedRingPage, 0x30, 0x31])
     }
 
     @Test func usedRingIsLoggedAtItsLogAddress() throws {
@@ -120,8 +125,9 @@ struct LogTests {
         let log = try startLogging(session, rig, log: try SharedMemory(size: 4096))
         // QEMU names the used ring's guest-physical address; another (in-memory) one is honoured.
         _ = try session.handle(message(.setVringAddr(loggedAddress(rig, at: 0x80000))))
+        _ = log.takeDirtyPages()
         #expect(try serve(rig, address: 0x50000, length: 16) != nil)
-        #expect(log.takeDirtyPages() == [0x50, 0x80])
+        #expect(dirtyPages(log, including: [0x50, 0x80]) == [0x50, 0x80])
     }
 
     @Test func badLogsAndLogAddressesAreRefusedWithoutLeaking() throws {
