@@ -25,6 +25,10 @@ public struct PackedQueue: DeviceQueue, @unchecked Sendable {
     let writable: UnsafeMutablePointer<UInt32>
     let cacheBase: UnsafeMutablePointer<CachedBuffer>
     let context: UnsafeMutablePointer<QueueContext>
+    let resubmitRing: UnsafeMutableRawPointer
+    let resubmitContext: UnsafeMutablePointer<QueueContext>
+    /// Slots of `resubmitRing` taken since the last `setNextAvailIndex(_:)`.
+    var resubmitUsed = 0
     let regions: RegionTable
     let ring: UnsafeMutableRawPointer
     /// Driver event suppression (the device reads it).
@@ -46,7 +50,7 @@ public struct PackedQueue: DeviceQueue, @unchecked Sendable {
     var signalledValid = false
     var notificationsEnabled = true
     /// Chains popped and not yet staged for completion.
-    public private(set) var inFlightCount = 0
+    public internal(set) var inFlightCount = 0
 
     /// Configures a packed queue of `size` descriptors (1…32768) at `addresses` in `memory`.
     /// Positions start at 0 with both wrap counters 1.
@@ -67,6 +71,8 @@ public struct PackedQueue: DeviceQueue, @unchecked Sendable {
             regions: regions, ring: ring, queueSize: UInt16(truncatingIfNeeded: size), layout: .packed,
             indirectAllowed: indirectAllowed))
         context = inFlight.context
+        resubmitRing = inFlight.resubmitRing
+        resubmitContext = inFlight.resubmitContext
         slots = inFlight.slots
         writable = inFlight.writable
         cacheBase = inFlight.cache
@@ -213,6 +219,7 @@ public struct PackedQueue: DeviceQueue, @unchecked Sendable {
         stagedCount = 0
         stagedFirst = nil
         signalledValid = false
+        resubmitUsed = 0
         inFlight.reset()
         inFlightCount = 0
     }
