@@ -43,6 +43,8 @@ let package = Package(
         .target(name: "VhostUserFrontend", dependencies: ["VhostUserProtocol", "VMMSysUtil", "Virtio", "CVMMPlatform"]),
         // A virtio-rng vhost-user back-end: the one-page example device.
         .executableTarget(name: "vhost-user-rng", dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio"]),
+        // Example: a virtio-console back-end driven by its own fds (a host Unix socket).
+        .executableTarget(name: "vhost-user-console", dependencies: ["VhostUserBackend", "Virtio", "VMMSysUtil"], path: "Examples/vhost-user-console"),
         // Shared by the test targets: fd counting, locating the peer executable, spawning, a guest rig.
         .target(name: "VMMTestSupport", dependencies: ["VMMSysUtil", "Virtio", "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend"], path: "Tests/VMMTestSupport"),
         // Spawned by cross-process tests: receives fds, maps memory, answers notifications.
@@ -83,7 +85,7 @@ let package = Package(
         // The daemons are dependencies so the front-end tests can run them in their own processes.
         .testTarget(
             name: "VhostUserTests",
-            dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng", "vhost-user-blk"]
+            dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng", "vhost-user-blk", "vhost-user-console"]
         ),
         .testTarget(
             name: "HostileFrontendTests",
