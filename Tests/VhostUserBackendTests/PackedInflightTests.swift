@@ -7,7 +7,7 @@ import Virtio
 
 /// A packed ring (driver and device halves) over shared memory, with a packed inflight region: the
 /// device half can be "killed" and re-created over the same memory and region.
-struct PackedInflightRig {
+struct PackedInflightRig: ~Copyable {
     static let size = 8
     static let addresses = RingAddresses(descriptorTable: 0x1000, driverArea: 0x2000, deviceArea: 0x2100)
     let memory: SharedMemory
@@ -18,14 +18,16 @@ struct PackedInflightRig {
     var record: InflightPackedQueue
 
     init() throws {
-        memory = try SharedMemory(size: 1 << 20)
-        guest = try GuestMemory(regions: [GuestMemoryRegion(guestPhysicalAddress: 0, mapping: memory.mapping)])
+        let memory = try SharedMemory(size: 1 << 20)
+        let guest = try GuestMemory(regions: [GuestMemoryRegion(guestPhysicalAddress: 0, mapping: memory.mapping)])
         let features: VirtioFeatures = [.version1, .ringPacked, .ringEventIndex]
-        driver = try DriverPackedQueue(memory: guest, size: Self.size, addresses: Self.addresses, features: features)
-        device = try PackedQueue(memory: guest, size: Self.size, addresses: Self.addresses, features: features)
-        buffer = try InflightBuffer(queueCount: 1, queueSize: Self.size)
-        record = try #require(buffer.packedQueue(0))
+        let driver = try DriverPackedQueue(memory: guest, size: Self.size, addresses: Self.addresses, features: features)
+        let device = try PackedQueue(memory: guest, size: Self.size, addresses: Self.addresses, features: features)
+        let buffer = try InflightBuffer(queueCount: 1, queueSize: Self.size)
+        var record = try #require(buffer.packedQueue(0))
         #expect(try record.recover(queueIndex: 0, queueSize: Self.size, isAvailable: { _, _ in false }) == nil)
+        (self.memory, self.guest, self.driver, self.buffer, self.record) = (memory, guest, driver, buffer, record)
+        self.device = device
     }
 
     /// Posts a chain of `count` buffers (the last writable) at slot `slot` of the buffer area.

@@ -153,11 +153,11 @@ import Virtio
              .misalignedRing(.deviceArea, address: good.deviceArea + 1)),
         ]
         for (addresses, error) in cases {
-            #expect(throws: error) { try PackedQueue(memory: memory, size: 8, addresses: addresses, features: []) }
+            #expect(throws: error) { _ = try PackedQueue(memory: memory, size: 8, addresses: addresses, features: []) }
         }
         for size in [0, 32769] {
             #expect(throws: VirtqueueError.invalidQueueSize(size)) {
-                try PackedQueue(memory: memory, size: size, addresses: good, features: [])
+                _ = try PackedQueue(memory: memory, size: size, addresses: good, features: [])
             }
         }
         // Packed sizes need not be powers of two.

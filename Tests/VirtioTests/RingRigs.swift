@@ -1,7 +1,7 @@
 import Virtio
 
 /// A hand-built split ring of 8 descriptors at the standard addresses, for corrupting on purpose.
-struct SplitRig {
+struct SplitRig: ~Copyable {
     let memory: GuestMemory
     let size = 8
     var availIndex: UInt16 = 0
@@ -35,7 +35,7 @@ struct SplitRig {
 }
 
 /// A hand-built packed ring of 8 descriptors at the standard addresses (driver wrap counter 1).
-struct PackedRig {
+struct PackedRig: ~Copyable {
     let memory: GuestMemory
     let size = 8
     var queue: PackedQueue

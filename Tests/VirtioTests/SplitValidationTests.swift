@@ -184,11 +184,11 @@ import Virtio
              .misalignedRing(.deviceArea, address: good.deviceArea + 2)),
         ]
         for (addresses, error) in cases {
-            #expect(throws: error) { try SplitQueue(memory: memory, size: 8, addresses: addresses, features: []) }
+            #expect(throws: error) { _ = try SplitQueue(memory: memory, size: 8, addresses: addresses, features: []) }
         }
         for size in [0, 3, 6, 65536, 32768 * 2] {
             #expect(throws: VirtqueueError.invalidQueueSize(size)) {
-                try SplitQueue(memory: memory, size: size, addresses: good, features: [])
+                _ = try SplitQueue(memory: memory, size: size, addresses: good, features: [])
             }
         }
     }
@@ -204,7 +204,7 @@ import Virtio
         let wrongSpace = RingAddresses(descriptorTable: good.descriptorTable, driverArea: good.driverArea,
                                        deviceArea: good.deviceArea, space: .frontendUser)
         #expect(throws: VirtqueueError.ringOutsideMemory(.descriptorTable, address: good.descriptorTable, length: 128)) {
-            try SplitQueue(memory: memory, size: 8, addresses: wrongSpace, features: [])
+            _ = try SplitQueue(memory: memory, size: 8, addresses: wrongSpace, features: [])
         }
     }
 

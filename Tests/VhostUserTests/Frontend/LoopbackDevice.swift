@@ -71,7 +71,7 @@ final class LoopbackDevice: @unchecked Sendable {
         let addresses = RingAddresses(descriptorTable: address.descriptorTable, driverArea: address.availableRing,
                                       deviceArea: address.usedRing, space: .frontendUser)
         do {
-            var queue: any DeviceQueue = features.contains(.ringPacked)
+            var queue: any DeviceQueue & ~Copyable = features.contains(.ringPacked)
                 ? try PackedQueue(memory: memory, size: size, addresses: addresses, features: features)
                 : try SplitQueue(memory: memory, size: size, addresses: addresses, features: features)
             try queue.setNextAvailIndex(base)
@@ -101,8 +101,8 @@ final class LoopbackDevice: @unchecked Sendable {
 
     /// The worker: wait for a kick (or the stop signal, at most 20 s in all), drain, signal.
     private static func serve(
-        _ start: any DeviceQueue, kick: EventNotifier, call: EventNotifier, stop: EventNotifier
-    ) -> (any DeviceQueue, String?) {
+        _ start: any DeviceQueue & ~Copyable, kick: EventNotifier, call: EventNotifier, stop: EventNotifier
+    ) -> (any DeviceQueue & ~Copyable, String?) {
         var queue = start
         var scratch = [UInt8](repeating: 0, count: 4096)
         let clock = ContinuousClock()
@@ -140,7 +140,7 @@ final class LoopbackDevice: @unchecked Sendable {
 /// Moves a device queue to the worker thread and back (with what went wrong there); read only
 /// after the worker was joined.
 private final class QueueBox: @unchecked Sendable {
-    var queue: any DeviceQueue
+    var queue: any DeviceQueue & ~Copyable
     var failure: String?
-    init(_ queue: any DeviceQueue) { self.queue = queue }
+    init(_ queue: any DeviceQueue & ~Copyable) { self.queue = queue }
 }
