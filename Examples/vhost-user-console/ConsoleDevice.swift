@@ -6,6 +6,7 @@ import Musl
 import Darwin
 #endif
 import VhostUserBackend
+import VhostUserDaemon
 import VMMSysUtil
 import Virtio
 
@@ -23,8 +24,8 @@ import Virtio
 ///
 /// Output is written with a blocking send: a host client that stops reading holds guest output,
 /// as a serial line would. Only one client at a time; a second one is disconnected at once.
-final class ConsoleDevice: VhostUserDevice, @unchecked Sendable {
-    let deviceType = VirtioDeviceType.console
+final class ConsoleDevice: VhostUserDaemonDevice, @unchecked Sendable {
+    static let virtioDeviceType = VirtioDeviceType.console
     let deviceFeatures = VirtioFeatures([.version1, .ringPacked]).rawValue
     let queueCount = 2
     let maxQueueSize = 1024

@@ -9,8 +9,10 @@ struct SplitRig: ~Copyable {
 
     init(features: VirtioFeatures = [.ringIndirectDescriptors, .ringEventIndex], memory: GuestMemory? = nil) throws {
         let memory = try memory ?? standardMemory()
+        // The throwing step first: a non-copyable value is initialized all at once or not at all.
+        let queue = try SplitQueue(memory: memory, size: 8, addresses: standardAddresses(), features: features)
         self.memory = memory
-        queue = try SplitQueue(memory: memory, size: size, addresses: standardAddresses(), features: features)
+        self.queue = queue
     }
 
     func descriptor(_ index: UInt64, addr: UInt64, len: UInt32, flags: UInt16 = 0, next: UInt16 = 0) throws {
@@ -45,8 +47,10 @@ struct PackedRig: ~Copyable {
 
     init(features: VirtioFeatures = [.ringIndirectDescriptors, .ringEventIndex, .ringPacked]) throws {
         let memory = try standardMemory()
+        // The throwing step first: a non-copyable value is initialized all at once or not at all.
+        let queue = try PackedQueue(memory: memory, size: 8, addresses: standardAddresses(), features: features)
         self.memory = memory
-        queue = try PackedQueue(memory: memory, size: size, addresses: standardAddresses(), features: features)
+        self.queue = queue
     }
 
     /// Writes slot `slot` as available in the first lap (AVAIL=1, USED=0) plus `flags`.
