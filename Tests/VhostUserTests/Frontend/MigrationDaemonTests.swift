@@ -17,9 +17,9 @@ import Virtio
     static let wait: Duration = .seconds(10)
     static let imageSize = 1 << 20
 
-    @Test(.enabled(if: BlockBackend.ours.isAvailable, "needs the vhost-user-blk product"))
-    func ourDaemonDirtiesExactlyTheRequestsPages() throws {
-        try dirtiesExactlyTheRequestsPages(on: .ours)
+    @Test(.enabled(if: BlockBackend.ours.isAvailable, "needs the vhost-user-blk product"), arguments: [false, true])
+    func ourDaemonDirtiesExactlyTheRequestsPages(packed: Bool) throws {
+        try dirtiesExactlyTheRequestsPages(on: .ours, packed: packed)
     }
 
     /// The same expectations hold for libvhost-user's logging: the test measures the front-end too.
@@ -28,7 +28,9 @@ import Virtio
         try dirtiesExactlyTheRequestsPages(on: .qemuStorageDaemon)
     }
 
-    func dirtiesExactlyTheRequestsPages(on backend: BlockBackend) throws {
+    /// Packed rings: the back-end marks its whole descriptor ring (and event area) per publication;
+    /// at ring address 0 with 128 slots that is page 0 too, so the expectations are the same.
+    func dirtiesExactlyTheRequestsPages(on backend: BlockBackend, packed: Bool = false) throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove(["disk.img", "blk.sock", "blk.log"]) }
         let image = directory.createFile("disk.img", (0..<Self.imageSize).map { UInt8(truncatingIfNeeded: $0 &* 7) })
@@ -37,14 +39,17 @@ import Virtio
         let baseline = openFileDescriptorCount()
         do {
             let frontend = try VhostUserFrontend(connectingTo: directory.path + "/blk.sock", timeout: Self.wait)
-            let negotiated = try frontend.negotiate(features: [.version1, .ringEventIndex])
+            let negotiated = try frontend.negotiate(features: packed ? [.version1, .ringPacked] : [.version1, .ringEventIndex])
+            #expect(negotiated.features.contains(.ringPacked) == packed)
             #expect(negotiated.offeredFeatures.contains(.logAll))
             #expect(negotiated.protocolFeatures.contains(.logSharedMemory))
             let memory = try frontend.setMemory([FrontendMemoryRegion(try SharedMemory(size: 1 << 20))])
-            // Ring at 0: the used ring (0x940, 1030 bytes) lies in page 0.
+            // Ring at 0: the split used ring (0x940, 1030 bytes), or the packed descriptor ring
+            // and event areas (0x808 bytes), lie in page 0.
             let queue = try frontend.startQueue(index: 0, size: 128, ringAddress: 0)
             let usedRing = queue.addresses.deviceArea
             #expect(usedRing / 4096 == (usedRing + 6 + 8 * 128 - 1) / 4096)
+            #expect(queue.isPacked == packed)
             let log = try frontend.startLogging().log
             // The back-end may already have logged the used ring's notification fields (it
             // serves the ring again after SET_VRING_ADDR); that page is expected below anyway.
@@ -60,7 +65,7 @@ import Virtio
                 #expect(used.id == id)
                 #expect(try request.status(in: memory) == VirtioBlockRequest.Status.ok)
             }
-            let usedPage = usedRing / 4096
+            let usedPage: UInt64 = 0
             try run(.write)
             #expect(dirtyPages(log, including: [usedPage, 0x13]) == [usedPage, 0x13],
                     "\(backend): a write dirties the used ring and the status byte")
