@@ -56,16 +56,21 @@ final class PatternDevice: VhostUserDevice, @unchecked Sendable {
     }
 
     private func fill(_ chain: Chain, _ queue: inout VhostUserQueue) throws {
-        var written: UInt32 = 0
-        var buffers = chain.buffers()
-        while let buffer = try buffers.next() {
-            guard buffer.isWritable else { continue }
-            buffer.bytes.initializeMemory(as: UInt8.self, repeating: pattern)
-            written += UInt32(buffer.bytes.count)
-        }
-        try queue.complete(chain, written: written)
+        try queue.complete(chain, written: try VhostUserBackendTests.fill(chain, with: pattern))
         lock.withLock { completedIDs.append(chain.id) }
     }
+}
+
+/// Fills a chain's writable buffers with `byte`; returns how many bytes that was.
+func fill(_ chain: Chain, with byte: UInt8) throws -> UInt32 {
+    var written: UInt32 = 0
+    var buffers = chain.buffers()
+    while let buffer = try buffers.next() {
+        guard buffer.isWritable else { continue }
+        buffer.bytes.initializeMemory(as: UInt8.self, repeating: byte)
+        written += UInt32(buffer.bytes.count)
+    }
+    return written
 }
 
 /// Encodes `body` as a front-end would and decodes it as the back-end does; `fds` are duplicated
