@@ -68,6 +68,12 @@ let package = Package(
             name: "vhost-user-rng",
             dependencies: ["VhostUserDaemon", "VhostUserBackend", "Virtio", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // Example: a virtio-console back-end driven by its own fds (a host Unix socket).
+        .executableTarget(
+            name: "vhost-user-console",
+            dependencies: ["VhostUserDaemon", "VhostUserBackend", "Virtio", "VMMSysUtil", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Examples/vhost-user-console"
+        ),
         // Shared by the test targets: fd counting, locating the peer executable, spawning, a guest rig.
         .target(name: "VMMTestSupport", dependencies: ["VMMSysUtil", "Virtio", "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend"], path: "Tests/VMMTestSupport"),
         // Spawned by cross-process tests: receives fds, maps memory, answers notifications.
@@ -82,6 +88,7 @@ let package = Package(
             dependencies: [
                 "VhostUserDaemon", "VhostUserProtocol", "VhostUserBackend", "Virtio", "VirtioBlock",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // The front-end half of scripts/soak (connect/disconnect cycles and killed writers).
@@ -132,7 +139,7 @@ let package = Package(
         // The daemons are dependencies so the front-end tests can run them in their own processes.
         .testTarget(
             name: "VhostUserTests",
-            dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VirtioBlock", "VirtioBlockDriver", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng", "vhost-user-blk"]
+            dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VirtioBlock", "VirtioBlockDriver", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng", "vhost-user-blk", "vhost-user-console"]
         ),
         .testTarget(
             name: "HostileFrontendTests",

@@ -79,3 +79,6 @@ private func runThreadBody(_ raw: UnsafeMutableRawPointer?) -> UnsafeMutableRawP
     context.body()
     return nil
 }
+
+/// Gives the processor to another runnable thread (`sched_yield`), for short spin-waits.
+package func yieldThread() { _ = sched_yield() }

@@ -15,7 +15,7 @@ import Virtio
         let expected: UInt64 = 1000 * perChain
         #expect(bench.checksum == expected)
         #expect(throws: VirtqueueError.invalidQueueSize(256)) {
-            try VringLoopback(memory: memory, layout: layout, descriptorsPerChain: 0)
+            _ = try VringLoopback(memory: memory, layout: layout, descriptorsPerChain: 0)
         }
     }
 }
