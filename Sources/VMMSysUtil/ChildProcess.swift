@@ -46,6 +46,8 @@ public struct ChildProcess: Hashable, Sendable {
     /// `executable`) and this process's environment.
     ///
     /// - Parameters:
+    ///   - executable: the program's path.
+    ///   - arguments: its arguments, after argv[0].
     ///   - descriptors: each parent descriptor and the number it gets in the child, e.g.
     ///     `[(socket.descriptor, 3)]`. The parent keeps its own copies (close them when the child
     ///     owns the resource). Child numbers must be distinct and not negative.

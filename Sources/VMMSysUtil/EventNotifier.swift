@@ -113,7 +113,9 @@ public final class EventNotifier: @unchecked Sendable {
     /// `Poller` and consumes after readiness, or when several threads may call `tryConsume` — and
     /// `wait()` with nothing pending costs `read`, `poll`, `read`.
     ///
-    /// - Parameter backend: the backend, or `nil` for `defaultBackend`.
+    /// - Parameters:
+    ///   - backend: the backend, or `nil` for `defaultBackend`.
+    ///   - nonBlockingWait: whether the read side is non-blocking (see above).
     /// - Throws: as `init(backend:)`.
     public convenience init(backend: EventNotifierBackend?, nonBlockingWait: Bool) throws(PrimitiveCreationError) {
         let chosen: EventNotifierBackend

@@ -160,8 +160,10 @@ public final class Poller: @unchecked Sendable {
     /// and fills `events` with at most `events.capacity` reports. Allocates nothing (the poll
     /// backend allocates only when the registration set has grown since its last wait).
     ///
-    /// - Parameter timeout: `nil` waits forever; durations are rounded up to whole milliseconds
-    ///   (epoll, poll) or nanoseconds (kqueue); negative means do not block.
+    /// - Parameters:
+    ///   - events: the caller's buffer, emptied and then filled with this wait's reports.
+    ///   - timeout: `nil` waits forever; durations are rounded up to whole milliseconds
+    ///     (epoll, poll) or nanoseconds (kqueue); negative means do not block.
     /// - Returns: the number of events, also in `events.count`. 0 after a timeout, a `wake()`, an
     ///   interrupting signal (EINTR is not retried: the caller's loop decides), or (epoll, kqueue)
     ///   when every report was filtered as stale.

@@ -14,8 +14,12 @@ extension VhostUserFrontend {
     /// `SET_VRING_KICK` (each with a new notifier's fd) and, when PROTOCOL_FEATURES was acked,
     /// `SET_VRING_ENABLE` 1. The layout is packed iff RING_PACKED was negotiated.
     ///
-    /// - Parameter startIndex: split rings: the available/used index to start at (e.g. the base a
-    ///   previous `stopQueue` returned). Packed rings always start at slot 0.
+    /// - Parameters:
+    ///   - index: the ring's index (below the back-end's queue count).
+    ///   - size: the ring's size in descriptors (a power of two).
+    ///   - ringAddress: where the ring lives, in guest-physical addresses.
+    ///   - startIndex: split rings: the available/used index to start at (e.g. the base a
+    ///     previous `stopQueue` returned). Packed rings always start at slot 0.
     /// - Throws: `.negotiationState`, `.noGuestMemory`, `.queueIndexOutOfRange` (beyond
     ///   `GET_QUEUE_NUM`, or above 255), `.queueAlreadyStarted`, `.driverQueue` (size not 1-32768,
     ///   or not a power of two for split rings; placement outside memory or misaligned), notifier

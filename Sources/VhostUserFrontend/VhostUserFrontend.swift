@@ -55,7 +55,9 @@ public final class VhostUserFrontend: @unchecked Sendable {
 
     /// Connects to a back-end listening on the Unix socket at `path`.
     ///
-    /// - Parameter timeout: the longest wait for each reply; nil waits forever. Default 10 s.
+    /// - Parameters:
+    ///   - path: the back-end's socket.
+    ///   - timeout: the longest wait for each reply; nil waits forever. Default 10 s.
     /// - Throws: `FrontendError.socket` (e.g. `.system` with ENOENT or ECONNREFUSED).
     public convenience init(connectingTo path: String, timeout: Duration? = .seconds(10)) throws(FrontendError) {
         let socket: ScmSocket
@@ -69,7 +71,9 @@ public final class VhostUserFrontend: @unchecked Sendable {
     ///
     /// The socket is closed on `disconnect()`, on a transport or reply error, or when the frontend
     /// goes away, unless the caller keeps its own reference to it.
-    /// - Parameter timeout: the longest wait for each reply; nil waits forever.
+    /// - Parameters:
+    ///   - socket: the connection to the back-end.
+    ///   - timeout: the longest wait for each reply; nil waits forever.
     public init(socket: ScmSocket, timeout: Duration? = .seconds(10)) {
         channel = FrontendChannel(socket: socket, timeout: timeout)
     }
