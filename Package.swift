@@ -22,6 +22,8 @@ let package = Package(
         .library(name: "VhostUserProtocol", targets: ["VhostUserProtocol"]),
         .library(name: "VhostUserBackend", targets: ["VhostUserBackend"]),
         .library(name: "VhostUserFrontend", targets: ["VhostUserFrontend"]),
+        .library(name: "VirtioBlock", targets: ["VirtioBlock"]),
+        .library(name: "VirtioBlockDriver", targets: ["VirtioBlockDriver"]),
         .library(name: "VMMSystemInterop", targets: ["VMMSystemInterop"]),
         .executable(name: "vhost-user-rng", targets: ["vhost-user-rng"]),
         .executable(name: "vhost-user-blk", targets: ["vhost-user-blk"]),
@@ -86,25 +88,34 @@ let package = Package(
             name: "vhost-user-rng",
             dependencies: ["VhostUserDaemon", "VhostUserBackend", "Virtio", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // Example: a virtio-console back-end driven by its own fds (a host Unix socket).
+        .executableTarget(
+            name: "vhost-user-console",
+            dependencies: ["VhostUserDaemon", "VhostUserBackend", "Virtio", "VMMSysUtil", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Examples/vhost-user-console"
+        ),
         // Shared by the test targets: fd counting, locating the peer executable, spawning, a guest rig.
         .target(name: "VMMTestSupport", dependencies: ["VMMSysUtil", "Virtio", "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend"], path: "Tests/VMMTestSupport"),
         // Spawned by cross-process tests: receives fds, maps memory, answers notifications.
         .executableTarget(name: "vmm-test-peer", dependencies: ["VMMSysUtil"], path: "Tests/vmm-test-peer"),
         // virtio-blk: request parsing and execution against a raw image file.
         .target(name: "VirtioBlock", dependencies: ["Virtio", "VMMSysUtil", "CVMMPlatform", "CVMMFileIO"]),
+        // The driver side of virtio-blk over VhostUserFrontend: request slots in guest memory.
+        .target(name: "VirtioBlockDriver", dependencies: ["VirtioBlock", "VhostUserFrontend", "Virtio"]),
         // The virtio-blk vhost-user back-end program.
         .executableTarget(
             name: "vhost-user-blk",
             dependencies: [
                 "VhostUserDaemon", "VhostUserProtocol", "VhostUserBackend", "Virtio", "VirtioBlock", "VMMSysUtil",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // The front-end half of scripts/soak (connect/disconnect cycles and killed writers).
         .executableTarget(
             name: "vhost-user-soak",
             dependencies: [
-                "VhostUserDaemon", "VhostUserFrontend", "Virtio", "VMMSysUtil",
+                "VhostUserDaemon", "VhostUserFrontend", "Virtio", "VirtioBlock", "VirtioBlockDriver", "VMMSysUtil",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -114,7 +125,8 @@ let package = Package(
         .executableTarget(
             name: "vmm-bench",
             dependencies: [
-                "VMMBenchCases", "VhostUserDaemon", "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil",
+                "VMMBenchCases", "VhostUserDaemon", "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio",
+                "VirtioBlock", "VirtioBlockDriver", "VMMSysUtil",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -124,7 +136,7 @@ let package = Package(
             path: "Benchmarks/VMMBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
-        .testTarget(name: "VMMBenchCasesTests", dependencies: ["VMMBenchCases", "VMMTestSupport", "vmm-bench"]),
+        .testTarget(name: "VMMBenchCasesTests", dependencies: ["VMMBenchCases", "VMMSysUtil", "Virtio", "VMMTestSupport", "vmm-bench"]),
         .testTarget(
             name: "VMMSysUtilTests",
             dependencies: [
@@ -147,7 +159,7 @@ let package = Package(
         // The daemons are dependencies so the front-end tests can run them in their own processes.
         .testTarget(
             name: "VhostUserTests",
-            dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng", "vhost-user-blk"]
+            dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VirtioBlock", "VirtioBlockDriver", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng", "vhost-user-blk", "vhost-user-console"]
         ),
         .testTarget(
             name: "HostileFrontendTests",
@@ -155,6 +167,13 @@ let package = Package(
                 "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng", "vhost-user-blk",
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        // Written as a package user would: imports only the public library products (no test
+        // support, no @testable), spawns its own child program, serves and drives its own device.
+        .executableTarget(name: "consumer-peer", dependencies: ["VMMSysUtil"], path: "Tests/consumer-peer"),
+        .testTarget(
+            name: "ConsumerTests",
+            dependencies: ["VMMSysUtil", "Virtio", "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "consumer-peer"]
         ),
         .testTarget(
             name: "VhostUserBackendTests",

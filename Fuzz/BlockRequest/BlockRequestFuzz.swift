@@ -142,7 +142,7 @@ private func sameImage(_ a: Int32, _ b: Int32) -> Bool {
     return readA == imageSize && readB == imageSize && first == second
 }
 
-private func exercise<Q: DeviceQueue>(_ queue: inout Q, _ processor: BlockRequestProcessor) {
+private func exercise<Q: DeviceQueue & ~Copyable>(_ queue: inout Q, _ processor: BlockRequestProcessor) {
     for _ in 0..<(4 * queue.size + 4) {
         guard let chain = try? queue.pop() else { break }
         guard let written = try? finish(chain, processor) else { continue }

@@ -28,10 +28,8 @@ final class IOUringFileQueue: AsyncFileQueue {
         do {
             // The ring signals an eventfd (never a pipe), whatever VMM_EVENT_NOTIFIER selects.
             notifier = try EventNotifier(backend: .eventfd, nonBlockingWait: true)
-        } catch let error as SystemCallError {
-            throw .system(error)
         } catch {
-            throw .ioUringNotBuilt
+            throw .notifier(error)
         }
         var code: Int32 = 0
         guard let made = vmm_uring_create(UInt32(capacity), notifier.notifyDescriptor, &code) else {

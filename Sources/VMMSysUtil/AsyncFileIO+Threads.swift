@@ -162,14 +162,13 @@ final class FileIOThreadPool: @unchecked Sendable {
             case .write, .durableWrite:
                 done = pwritev(job.descriptor, job.vectors, job.count, off_t(job.offset))
             case .dataSync:
-                done = Int(fileDataSync(job.descriptor))
+                do { try FileSpace.dataSync(job.descriptor) } catch { return -error.errno.rawValue }
+                done = 0
             }
         } while done < 0 && errno == EINTR
         if done < 0 { return -errno }
         if job.operation == .durableWrite {
-            var synced: Int32
-            repeat { synced = fileDataSync(job.descriptor) } while synced < 0 && errno == EINTR
-            if synced < 0 { return -errno }
+            do { try FileSpace.dataSync(job.descriptor) } catch { return -error.errno.rawValue }
         }
         return Int32(clamping: done)
     }
@@ -204,10 +203,8 @@ final class ThreadPoolFileQueue: AsyncFileQueue, @unchecked Sendable {
         self.capacity = max(1, capacity)
         do {
             notifier = try EventNotifier(backend: nil, nonBlockingWait: true)
-        } catch let error as SystemCallError {
-            throw .system(error)
         } catch {
-            throw .system(SystemCallError("eventfd", Errno(rawValue: EINVAL)))
+            throw .notifier(error)
         }
         jobs = .allocate(capacity: self.capacity)
         jobs.initialize(repeating: FileIOJob(), count: self.capacity)
@@ -302,13 +299,4 @@ final class ThreadPoolFileQueue: AsyncFileQueue, @unchecked Sendable {
         inFlight -= stored
         return stored
     }
-}
-
-/// `fdatasync` where it exists (Darwin declares none; `fsync` is the portable equivalent).
-package func fileDataSync(_ fd: Int32) -> Int32 {
-    #if canImport(Darwin)
-    return fsync(fd)
-    #else
-    return fdatasync(fd)
-    #endif
 }

@@ -89,14 +89,14 @@ public enum AsyncFileEngineError: Error, Hashable, Sendable, CustomStringConvert
     case ioUringNotBuilt
     /// The kernel refused to create a ring (io_uring disabled by sysctl or seccomp, or too old).
     case ioUringRefused(Errno)
-    /// Creating a notifier or thread failed.
-    case system(SystemCallError)
+    /// The queue's completion notifier could not be created.
+    case notifier(PrimitiveCreationError)
 
     public var description: String {
         switch self {
         case .ioUringNotBuilt: return "io_uring is not available in this build (Linux with liburing-dev only)"
         case let .ioUringRefused(errno): return "the kernel refused io_uring: \(errno)"
-        case let .system(error): return "\(error)"
+        case let .notifier(error): return "completion notifier: \(error)"
         }
     }
 }

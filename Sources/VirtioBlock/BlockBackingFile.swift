@@ -1,3 +1,4 @@
+import CVMMPlatform
 import VMMSysUtil
 import CVMMFileIO
 #if canImport(Glibc)
@@ -42,16 +43,20 @@ public enum BlockCacheMode: String, Sendable, CaseIterable {
 /// A raw disk image (regular file or block device) that requests read and write directly, with
 /// positioned vector I/O between guest memory and the file (no intermediate copy).
 ///
-/// Capacity is fixed at open (whole 512-byte sectors; a trailing partial sector is not exposed;
-/// with `cache: .none`, whole direct-I/O blocks).
+/// Capacity is measured at open (whole 512-byte sectors, or whole direct-I/O blocks with
+/// `cache: .none`; a trailing partial one is not exposed) and grows when `refreshCapacity()` finds
+/// the file larger (an image grown while served).
 ///
-/// Thread-safety: immutable and `Sendable`; every I/O call is positioned (`preadv`/`pwritev`,
-/// `fallocate`), so queue workers may use one file concurrently.
-public final class BlockBackingFile: Sendable {
+/// Thread-safety: `Sendable`; every I/O call is positioned (`preadv`/`pwritev`, `fallocate`), so
+/// queue workers may use one file concurrently; `capacity` is an atomic word (hence
+/// `@unchecked`), read on every request and grown from any thread.
+public final class BlockBackingFile: @unchecked Sendable {
     /// Whether the file was opened read-only (write-class requests then fail with IOERR).
     public let isReadOnly: Bool
-    /// Capacity in 512-byte sectors.
-    public let capacity: UInt64
+    /// Capacity in 512-byte sectors (acquire load: a request sees the size a resize published).
+    public var capacity: UInt64 { vmm_load_acquire_u64(capacityWord) }
+    /// Where the capacity lives: written only by `init` and `refreshCapacity()`.
+    let capacityWord: UnsafeMutablePointer<UInt64>
     /// The logical block size: the device's for a block device, else 512.
     public let logicalBlockSize: UInt32
     /// The 20-byte ASCII id `T_GET_ID` returns: hex of the file's device and inode numbers.
@@ -110,19 +115,22 @@ public final class BlockBackingFile: Sendable {
         } catch { throw .system(path: path, error) }
         isReadOnly = readOnly
         cacheMode = cache
-        let deviceBlockSize = isBlockDevice ? Self.blockDeviceLogicalSize(file.rawValue) : 512
+        let deviceBlockSize = isBlockDevice ? FileSpace.logicalBlockSize(ofBlockDevice: file.rawValue) ?? 512 : 512
         let alignment = cache == .none && directFlag != 0
             ? directAlignment ?? Self.directAlignment(file.rawValue, blockDevice: isBlockDevice ? deviceBlockSize : nil)
             : (memory: 1, offset: 1)
         directMemoryAlignment = alignment.memory
         directOffsetAlignment = alignment.offset
-        // Direct I/O cannot reach a partial block at the end: expose whole blocks only.
-        let unit = UInt64(max(alignment.offset, BlockProtocol.sectorSize))
-        capacity = UInt64(max(0, end)) / unit * unit / UInt64(BlockProtocol.sectorSize)
+        capacityWord = .allocate(capacity: 1)
+        capacityWord.initialize(to: Self.capacity(ofFileEnd: UInt64(max(0, end)), blockSize: alignment.offset))
         logicalBlockSize = max(deviceBlockSize, UInt32(alignment.offset))
         identifier = Self.identifier(device: UInt64(truncatingIfNeeded: status.st_dev),
                                      inode: UInt64(truncatingIfNeeded: status.st_ino))
         descriptor = file
+    }
+
+    deinit {
+        capacityWord.deallocate()
     }
 
     /// 8 hex digits of the device number and 12 of the inode: exactly 20 bytes, so no NUL.
@@ -174,6 +182,6 @@ public final class BlockBackingFile: Sendable {
     ///
     /// - Throws: `SystemCallError`.
     func flush() throws(SystemCallError) {
-        _ = try systemCall("fdatasync") { Self.dataSync(descriptor.rawValue) }
+        try FileSpace.dataSync(descriptor.rawValue)
     }
 }

@@ -55,6 +55,10 @@ struct BlkCommand: ParsableCommand {
     @Option(name: .customLong("dir"), help: ArgumentHelp("Directory for the --direct image (on the disk to measure).", valueName: "path"))
     var directory = "/var/tmp"
 
+    @Flag(name: .customLong("dirty-log"),
+          help: "Dirty logging on (VHOST_F_LOG_ALL, LOG_SHMFD) in both back-ends, as during a live migration.")
+    var dirtyLog = false
+
     @OptionGroup var output: BenchOutputOptions
 
     mutating func validate() throws {

@@ -35,11 +35,10 @@ enum BlkFio {
                              "--group_reporting", "--time_based", "--runtime=\(seconds)", "--ramp_time=0.2",
                              "--output-format=json"]
             do {
-                let pid = try BlkDaemon.spawn(arguments, log: output, cpu: cpu, restoreCPU: restoreCPU)
-                var status: Int32 = 0
-                while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
-                guard status == 0, let text = readTextFile(output), let result = parse(text, read: blkCase.kind == .read) else {
-                    return (results, "fio failed on \(blkCase.name) (status \(status)); see \(output)")
+                let child = try BlkDaemon.spawn(arguments, log: output, cpu: cpu, restoreCPU: restoreCPU)
+                let status = try child.waitForExit()
+                guard status == .exited(0), let text = readTextFile(output), let result = parse(text, read: blkCase.kind == .read) else {
+                    return (results, "fio failed on \(blkCase.name) (\(status)); see \(output)")
                 }
                 results[blkCase.name] = result
             } catch {

@@ -11,6 +11,8 @@ import VMMBenchCases
 import VMMSysUtil
 import VhostUserFrontend
 import Virtio
+import VirtioBlock
+import VirtioBlockDriver
 
 /// What one load case produced.
 struct BlkLoadResult {
@@ -78,7 +80,9 @@ final class BlkSession {
         return UInt64(info.st_ino)
     }
 
-    init(socket: String, maxQueues: Int) throws {
+    /// - Parameter dirtyLog: turn dirty logging on after the queues started, as QEMU does when a
+    ///   migration begins (the log is never read: the back-end's cost is the atomic ORs).
+    init(socket: String, maxQueues: Int, dirtyLog: Bool = false) throws {
         frontend = try VhostUserFrontend(connectingTo: socket, timeout: .seconds(10))
         let negotiated = try frontend.negotiate(
             features: [.version1, .ringEventIndex, Self.flushFeature, Self.multiqueueFeature])
@@ -104,6 +108,7 @@ final class BlkSession {
                                    dataLength: UInt32(Self.blockSize))
             })
         }
+        if dirtyLog { _ = try frontend.startLogging() }
         self.queues = queues
         self.slots = slots
         started = .allocate(capacity: queueCount * Self.queueSize)
@@ -131,7 +136,7 @@ final class BlkSession {
     /// One slice of a case: keeps `depth` random 4 KiB requests of `kind` in flight on each of the
     /// first `queueCount` queues, `warmup` ns unrecorded, then `duration` ns measured (added to the
     /// case's figures); then waits for what is left in flight.
-    func run(_ kind: VirtioBlockRequest.Kind, depth: Int, queueCount: Int, warmup: UInt64, duration: UInt64,
+    func run(_ kind: BlockRequestType, depth: Int, queueCount: Int, warmup: UInt64, duration: UInt64,
              seed: UInt64) throws {
         let active = min(queueCount, queues.count)
         let depth = min(max(depth, 1), Self.maxDepth)
@@ -181,7 +186,7 @@ final class BlkSession {
                     reaped += 1
                     result.completed += 1
                     let status = try slots[q][s].status(in: memory)
-                    guard status == VirtioBlockRequest.Status.ok else {
+                    guard status == BlockStatus.ok else {
                         throw BlkLoadError(description: "request completed with status \(status)")
                     }
                     if recording && posting {

@@ -10,7 +10,7 @@ import Virtio
 /// calls complete what they pop with 0x5A bytes.
 final class LateArrivalDevice: VhostUserDevice, @unchecked Sendable {
     let deviceType = VirtioDeviceType.entropy
-    let deviceFeatures = VirtioFeatures.version1.rawValue
+    let deviceFeatures: VirtioFeatures = .version1
     let queueCount = 1
     let maxQueueSize = 256
     let configSize = 0
