@@ -23,36 +23,6 @@ struct FileIOJob {
     var next: UnsafeMutablePointer<FileIOJob>?
 }
 
-/// A pthread mutex and condition at stable addresses, for the pool's job lists.
-///
-/// Thread-safety: that is its purpose.
-final class FileIOLock: @unchecked Sendable {
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-
-    init() {
-        mutex.initialize(to: pthread_mutex_t())
-        condition.initialize(to: pthread_cond_t())
-        // Default attributes: neither call can fail on the supported systems.
-        _ = pthread_mutex_init(mutex, nil)
-        _ = pthread_cond_init(condition, nil)
-    }
-
-    deinit {
-        _ = pthread_cond_destroy(condition)
-        _ = pthread_mutex_destroy(mutex)
-        mutex.deallocate()
-        condition.deallocate()
-    }
-
-    func lock() { _ = pthread_mutex_lock(mutex) }
-    func unlock() { _ = pthread_mutex_unlock(mutex) }
-    /// With the lock held: releases it until signalled (spurious wake-ups happen: loop).
-    func wait() { _ = pthread_cond_wait(condition, mutex) }
-    func signal() { _ = pthread_cond_signal(condition) }
-    func broadcast() { _ = pthread_cond_broadcast(condition) }
-}
-
 /// The threads of the `threads` engine, shared by every queue of a daemon: each takes the oldest
 /// pending job, runs its system call, and hands the job back to its queue. Threads are started on
 /// demand, when jobs wait and no thread is idle, up to `maxThreads` (so a disk sees as many
@@ -61,7 +31,7 @@ final class FileIOLock: @unchecked Sendable {
 /// Thread-safety: `enqueue` from any thread; `shutdown` once, from the owner.
 final class FileIOThreadPool: @unchecked Sendable {
     let maxThreads: Int
-    private let lock = FileIOLock()
+    private let lock = ConditionLock()
     // Guarded by `lock`.
     private var head: UnsafeMutablePointer<FileIOJob>?
     private var tail: UnsafeMutablePointer<FileIOJob>?
@@ -192,7 +162,7 @@ final class ThreadPoolFileQueue: AsyncFileQueue, @unchecked Sendable {
     private var batchTail: UnsafeMutablePointer<FileIOJob>?
     private var batchCount = 0
     private var inFlight = 0
-    private let doneLock = FileIOLock()
+    private let doneLock = ConditionLock()
     /// Finished jobs, newest first (guarded by `doneLock`).
     private var done: UnsafeMutablePointer<FileIOJob>?
 

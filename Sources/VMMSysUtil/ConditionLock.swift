@@ -60,6 +60,8 @@ public final class ConditionLock: @unchecked Sendable {
     public func wait() { _ = pthread_cond_wait(condition, mutex) }
     /// Wakes every thread in `wait()`. Call with the lock held, after changing the guarded state.
     public func broadcast() { _ = pthread_cond_broadcast(condition) }
+    /// Wakes one thread waiting in `wait()` (call with the lock held).
+    public func signal() { _ = pthread_cond_signal(condition) }
 
     /// Runs `body` with the lock held.
     ///
