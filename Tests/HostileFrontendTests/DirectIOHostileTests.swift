@@ -97,7 +97,7 @@ struct DirectIOHostileTests {
         let child = try ListeningDaemon("vhost-user-blk", arguments: [
             "--socket-path", path, "--blk-file", image, "--cache", "none", "--aio", engine,
         ], path: path)
-        let wire = Wire(try ScmSocket.connect(path: path))
+        let wire = Wire(try child.connect())
         let guest = try Guest()
         try #require(try guest.start(wire))
         #if os(Linux)

@@ -145,6 +145,16 @@ final class ListeningDaemon {
         }
     }
 
+    /// A connection to the daemon, retried (bounded, 5 s) while the socket exists but does not
+    /// accept yet (between the daemon's bind and listen).
+    func connect() throws -> ScmSocket {
+        for _ in 0..<500 {
+            if let socket = try? ScmSocket.connect(path: path) { return socket }
+            usleep(10_000)
+        }
+        return try ScmSocket.connect(path: path)
+    }
+
     deinit {
         kill(process.pid, SIGKILL)
         _ = process.waitForExit()
