@@ -118,7 +118,10 @@ final class FileIOThreadPool: @unchecked Sendable {
             lock.unlock()
             job.pointee.next = nil
             job.pointee.result = Self.perform(job.pointee)
-            job.pointee.queue?.takeUnretainedValue().finished(job)
+            // No reference of our own: the queue outlives this call (its deinit waits, under the
+            // lock `finished` holds, for every job to be handed back), and a reference released
+            // here could be the last one, running the queue's deinit on a pool thread.
+            job.pointee.queue?._withUnsafeGuaranteedRef { $0.finished(job) }
         }
     }
 
@@ -232,10 +235,10 @@ final class ThreadPoolFileQueue: AsyncFileQueue, @unchecked Sendable {
         doneLock.lock()
         job.pointee.next = done
         done = job
-        let wasEmpty = job.pointee.next == nil
+        // One wake-up per batch: the owner resets the notifier before it takes the list. Under the
+        // lock, so the queue is not touched once the owner can see the job.
+        if job.pointee.next == nil { try? notifier.notify() }
         doneLock.unlock()
-        // One wake-up per batch: the owner resets the notifier before it takes the list.
-        if wasEmpty { try? notifier.notify() }
     }
 
     func reap(into buffer: UnsafeMutableBufferPointer<AsyncFileCompletion>) -> Int {

@@ -58,6 +58,8 @@ struct LateArrivalTests {
         }
         // A kick with nothing available wakes the worker; the chain appears during its call.
         try rig.kick.notify()
+        // The driver is the test's again once the worker has posted (the lock orders the two).
+        for _ in 0..<1000 where posted.withLock({ id }) == nil { usleepMilliseconds(1) }
         let used = try reapWaiting(rig)
         #expect(used?.id == posted.withLock { id })
         #expect(used?.length == 16)
