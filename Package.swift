@@ -49,6 +49,9 @@ let package = Package(
         .executableTarget(name: "vmm-test-peer", dependencies: ["VMMSysUtil"], path: "Tests/vmm-test-peer"),
         // virtio-blk: request parsing and execution against a raw image file.
         .target(name: "VirtioBlock", dependencies: ["Virtio", "VMMSysUtil", "CVMMPlatform"]),
+        // virtio-net: headers, config space, control queue, receive filter, the packet paths, and
+        // the switch's learning table and frame queues.
+        .target(name: "VirtioNet", dependencies: ["Virtio", "VMMSysUtil", "CVMMPlatform"]),
         // The virtio-blk vhost-user back-end program.
         .executableTarget(name: "vhost-user-blk", dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VirtioBlock"]),
         // The front-end half of scripts/soak (connect/disconnect cycles and killed writers).
@@ -75,6 +78,7 @@ let package = Package(
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),
+        .testTarget(name: "VirtioNetTests", dependencies: ["VirtioNet", "Virtio", "VMMSysUtil", "VMMTestSupport"]),
         .testTarget(name: "VirtioBlockTests", dependencies: ["VirtioBlock", "Virtio", "VMMSysUtil", "CVMMPlatform", "VMMTestSupport"]),
         .testTarget(
             name: "VhostUserBlockTests",

@@ -1,0 +1,117 @@
+import Virtio
+
+/// Puts packets into a receive queue (VIRTIO 1.2 section 5.1.6.3-4): one chain per packet, or with
+/// MRG_RXBUF as many as the packet needs, `num_buffers` set in the first. Chains popped for a
+/// packet that did not fit wait, in order, for the next packet (the ring gives no way to hand a
+/// chain back), so a packet is never split over a chain it cannot fill.
+///
+/// Bad chains are answered, never fatal: a chain with fewer writable bytes than a header is
+/// completed with length 0 (`rxBadChains`); a packet longer than one chain (without MRG_RXBUF) or
+/// than every buffer the ring can hold (with it) is dropped (`rxTooLong`) and the chains are kept.
+///
+/// Thread-safety: owned by the receive queue's worker. Its held chains belong to the queue's
+/// current memory and ring: `discard()` them whenever the ring is stopped or rebuilt.
+public struct ReceiveWriter: ~Copyable {
+    /// The header size the driver uses (`netHeaderSize`).
+    public let headerSize: Int
+    public let mergeable: Bool
+    /// Chains popped and not yet used, oldest first (a ring buffer of `capacity`).
+    @usableFromInline let held: UnsafeMutablePointer<Chain>
+    @usableFromInline let capacity: Int
+    @usableFromInline var first = 0
+    @usableFromInline var count = 0
+
+    /// A writer for `features`, holding at most `queueSize` chains (the ring's size: never more
+    /// can be in flight).
+    public init(features: UInt64, queueSize: Int) {
+        headerSize = netHeaderSize(features: features)
+        mergeable = features & NetFeature.mergeableRxBuffers != 0
+        capacity = max(1, queueSize)
+        held = .allocate(capacity: capacity)
+    }
+
+    deinit { held.deallocate() }
+
+    /// Chains held for the next packet.
+    public var heldCount: Int { count }
+
+    /// Forgets the held chains (the ring stopped or its memory changed: they are stale).
+    public mutating func discard() {
+        first = 0
+        count = 0
+    }
+
+    /// Writes `packet` (a 12-byte `NetHeader` followed by the frame; the writer sets
+    /// `num_buffers` in it) into the queue.
+    ///
+    /// - Returns: `.delivered`, `.noBuffers` (nothing written: keep the packet and retry when the
+    ///   driver adds buffers, or drop it) or `.dropped` (count it).
+    /// - Throws: a `VirtqueueError` from the queue (the ring is broken).
+    @inlinable
+    public mutating func deliver<Queue: NetQueue & ~Copyable>(
+        _ packet: UnsafeMutableRawBufferPointer, to queue: inout Queue, counters: NetCounters
+    ) throws(VirtqueueError) -> DeliveryResult {
+        guard packet.count >= NetHeader.size else { return .dropped(.rxTooLong) }
+        let frameLength = packet.count - NetHeader.size
+        let total = headerSize + frameLength
+        // Gather chains until they can hold the packet.
+        var used = 0
+        var room = 0
+        while true {
+            if used == count {
+                guard count < capacity else {
+                    // Every buffer the ring can hold is not enough.
+                    return .dropped(.rxTooLong)
+                }
+                guard let chain = try queue.pop() else { return .noBuffers }
+                guard chain.writableLength >= UInt32(headerSize) else {
+                    // Section 5.1.6.3.1: every receive buffer holds at least a header. Returned
+                    // empty, before any chain of this packet, so the packet's chains stay adjacent.
+                    try queue.complete(chain, written: 0)
+                    counters.add(.rxBadChains)
+                    continue
+                }
+                held[(first + count) % capacity] = chain
+                count += 1
+            }
+            room += Int(held[(first + used) % capacity].writableLength)
+            used += 1
+            if room >= total { break }
+            if !mergeable {
+                // One chain per packet: this one is too short for it; it waits for a shorter one.
+                return .dropped(.rxTooLong)
+            }
+        }
+        // Section 5.1.6.3.1: num_buffers is 1 without MRG_RXBUF, else the buffers used.
+        packet.storeBytes(of: UInt16(used).littleEndian, toByteOffset: 10, as: UInt16.self)
+        let header = UnsafeRawBufferPointer(rebasing: packet[0..<headerSize])
+        var frame = UnsafeRawBufferPointer(rebasing: packet[NetHeader.size...])
+        for index in 0..<used {
+            let chain = held[(first + index) % capacity]
+            var written = 0
+            if index == 0 { written = try chain.writeWritable(header) }
+            let take = min(frame.count, Int(chain.writableLength) - written)
+            if take > 0 {
+                written += try chain.writeWritable(UnsafeRawBufferPointer(rebasing: frame[..<take]), atOffset: written)
+                frame = UnsafeRawBufferPointer(rebasing: frame[take...])
+            }
+            try queue.complete(chain, written: UInt32(written))
+        }
+        first = (first + used) % capacity
+        count -= used
+        counters.add(.rxFrames)
+        counters.add(.rxBytes, UInt64(frameLength))
+        return .delivered
+    }
+}
+
+/// What `ReceiveWriter.deliver` did with a packet.
+///
+/// Thread-safety: a value type.
+public enum DeliveryResult: Hashable, Sendable {
+    case delivered
+    /// The driver has not posted enough buffers yet; nothing was written.
+    case noBuffers
+    /// Dropped for this reason (the caller counts it).
+    case dropped(NetCounter)
+}
