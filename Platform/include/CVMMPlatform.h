@@ -227,4 +227,22 @@ static inline int vmm_tap_set_queue_attached(int fd, int attach) {
 }
 #endif
 
+// ---- Atomics on the back-end's own memory shared between threads (deferred completions).
+static inline uint64_t vmm_load_acquire_u64(const void *_Nonnull p) {
+    return __atomic_load_n((const uint64_t *)p, __ATOMIC_ACQUIRE);
+}
+static inline void vmm_store_release_u64(void *_Nonnull p, uint64_t v) {
+    __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELEASE);
+}
+/// Compare-and-swap (sequentially consistent): 1 if `*p` was `expected` and is now `desired`.
+static inline int vmm_cas_u64(void *_Nonnull p, uint64_t expected, uint64_t desired) {
+    return __atomic_compare_exchange_n((uint64_t *)p, &expected, desired, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
+static inline uint64_t vmm_fetch_add_u64(void *_Nonnull p, uint64_t v) {
+    return __atomic_fetch_add((uint64_t *)p, v, __ATOMIC_SEQ_CST);
+}
+static inline uint64_t vmm_exchange_u64(void *_Nonnull p, uint64_t v) {
+    return __atomic_exchange_n((uint64_t *)p, v, __ATOMIC_SEQ_CST);
+}
+
 #endif

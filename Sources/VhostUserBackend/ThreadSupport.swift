@@ -88,3 +88,6 @@ private func runThreadBody(_ raw: UnsafeMutableRawPointer?) -> UnsafeMutableRawP
     Unmanaged<ThreadBody>.fromOpaque(raw).takeRetainedValue().body()
     return nil
 }
+
+/// Gives the CPU to another thread (waiting out another thread's few instructions).
+func yieldThread() { _ = sched_yield() }

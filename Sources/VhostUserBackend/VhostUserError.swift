@@ -22,7 +22,7 @@ public enum VhostUserError: Error, Sendable, CustomStringConvertible {
     case queueIndexOutOfRange(FrontendRequest, index: UInt32, queueCount: Int)
     /// `SET_VRING_NUM` with a size that is zero, not a power of two, or above the maximum.
     case invalidQueueSize(index: Int, size: UInt32, maximum: Int)
-    /// `SET_VRING_BASE` with bits that cannot be a split ring base.
+    /// `SET_VRING_BASE` with bits that cannot be a ring base (split: above 0xFFFF).
     case invalidRingBase(index: Int, base: UInt32)
     /// `SET_VRING_ENABLE` with a value other than 0 or 1.
     case invalidEnable(index: Int, value: UInt32)
@@ -58,6 +58,10 @@ public enum VhostUserError: Error, Sendable, CustomStringConvertible {
     case inflightMemory(SharedMemoryError)
     /// Starting a queue worker thread or its poller failed.
     case worker(String)
+    /// A device event source could not be watched (`VhostUserQueue.watch`).
+    case eventSource(index: Int, String)
+    /// The device declares a feature bit the framework cannot serve (refused at session creation).
+    case unservableFeature(bit: Int, reason: String)
 
     public var description: String {
         switch self {
@@ -73,7 +77,7 @@ public enum VhostUserError: Error, Sendable, CustomStringConvertible {
             "\(request): ring index \(index), the device has \(count) queue(s)"
         case .invalidQueueSize(let index, let size, let maximum):
             "SET_VRING_NUM: ring \(index) size \(size) is not a power of two in 1...\(maximum)"
-        case .invalidRingBase(let index, let base): "SET_VRING_BASE: ring \(index) base \(hexString(UInt64(base))) is not a split ring index"
+        case .invalidRingBase(let index, let base): "SET_VRING_BASE: ring \(index) base \(hexString(UInt64(base))) cannot be this ring's base"
         case .invalidEnable(let index, let value): "SET_VRING_ENABLE: ring \(index) value \(value), expected 0 or 1"
         case .ringStarted(let request, let index): "\(request): ring \(index) is started; stop it (GET_VRING_BASE) first"
         case .ringLoggingUnsupported(let index): "SET_VRING_ADDR: ring \(index) asks for used-ring logging (LOG_ALL is not offered)"
@@ -93,6 +97,8 @@ public enum VhostUserError: Error, Sendable, CustomStringConvertible {
         case .corruptInflight(let index, let reason): "ring \(index) inflight record: \(reason)"
         case .inflightMemory(let error): "inflight buffer: \(error)"
         case .worker(let reason): "queue worker: \(reason)"
+        case .eventSource(let index, let reason): "ring \(index) event source: \(reason)"
+        case .unservableFeature(let bit, let reason): "device feature bit \(bit) cannot be served: \(reason)"
         }
     }
 }

@@ -26,8 +26,11 @@ extension VhostUserSession {
 
     func setVringBase(_ state: VringState) throws(VhostUserError) {
         let ring = try ring(state.index, .setVringBase)
-        // Split rings: bits 0-15 are the next avail index; the rest must be zero.
-        guard state.num <= 0xFFFF else { throw .invalidRingBase(index: ring.index, base: state.num) }
+        // Split rings: bits 0-15 are the next avail index; the rest must be zero. Packed rings
+        // (vhost-user's encoding): bits 0-14 next avail slot, 15 its wrap counter, 16-30 next used
+        // slot, 31 its wrap counter; the slots are checked against the size when the ring starts.
+        let packed = (ackedFeatures ?? 0) & VirtioFeatures.ringPacked.rawValue != 0
+        guard packed || state.num <= 0xFFFF else { throw .invalidRingBase(index: ring.index, base: state.num) }
         try quiesced { () throws(VhostUserError) in
             guard !ring.isStarted else { throw .ringStarted(.setVringBase, index: ring.index) }
             ring.base = state.num
@@ -37,12 +40,12 @@ extension VhostUserSession {
     func setVringAddress(_ address: VringAddress) throws(VhostUserError) {
         let ring = try ring(address.index, .setVringAddr)
         guard !address.flags.contains(.log) else { throw .ringLoggingUnsupported(index: ring.index) }
-        try quiesced { () throws(VhostUserError) in
+        try quiesced(draining: [ring]) { () throws(VhostUserError) in
             let previous = ring.address
             ring.address = address
             do throws(VhostUserError) {
                 if ring.isStarted, let memory {
-                    ring.queue = try rebuild(ring, memory: memory)
+                    try ring.queue = rebuild(ring, memory: memory)
                 } else {
                     try start(ring)
                 }
@@ -56,11 +59,11 @@ extension VhostUserSession {
     /// Stops the ring and returns where the driver's next request is (`GET_VRING_BASE`).
     func getVringBase(_ state: VringState) throws(VhostUserError) -> VringState {
         let ring = try ring(state.index, .getVringBase)
-        return withWorkersParked {
-            if let queue = ring.queue {
+        return withWorkersParked(draining: [ring]) {
+            removeSources(ring)
+            if let queue = ring.queue.take() {
                 ring.base = queue.ring.nextAvailIndex
             }
-            ring.queue = nil
             ring.started = false
             ring.kick = nil
             ring.kickSet = false
@@ -128,18 +131,17 @@ extension VhostUserSession {
     func start(_ ring: Vring) throws(VhostUserError) {
         guard !ring.isStarted, ring.kickSet, ring.size > 0, let address = ring.address, let memory else { return }
         let features = ackedFeatures ?? 0
-        var split: SplitQueue
+        var layout: DeviceRing
         do {
-            split = try SplitQueue(memory: memory, size: ring.size, addresses: ringAddresses(address),
-                                   features: VirtioFeatures(rawValue: features))
+            layout = try makeRing(ring, memory: memory, address: address, features: VirtioFeatures(rawValue: features))
         } catch {
             throw .ringSetup(index: ring.index, error)
         }
-        var tracker = inflight?.queue(ring.index)
+        var tracker = layout.isPacked ? nil : inflight?.queue(ring.index)
         var resubmit: [UInt16] = []
         var base = ring.base
         if var tracked = tracker {
-            let used = split.publishedUsedIndex
+            let used = layout.read({ $0.publishedUsedIndex }, { _ in 0 })
             let recovered = try tracked.recover(queueIndex: ring.index, queueSize: ring.size, deviceUsedIndex: used)
             if recovered.wasInitialized {
                 // The previous back-end's position: every popped request was either completed
@@ -149,33 +151,49 @@ extension VhostUserSession {
             }
             tracker = tracked
         }
+        let positioned: DeviceRing
         do {
-            try split.setNextAvailIndex(base)
+            positioned = try layout.positioned(at: base)
         } catch {
             throw .ringSetup(index: ring.index, error)
         }
         if !resubmit.isEmpty {
             logger.notice("ring \(ring.index): resubmitting \(resubmit.count) request(s) left in flight")
         }
-        ring.queue = VhostUserQueue(index: ring.index, negotiatedFeatures: features, ring: split,
-                                    inflight: tracker, resubmit: resubmit)
+        ring.queue = VhostUserQueue(index: ring.index, negotiatedFeatures: features, ring: positioned,
+                                    inflight: tracker, resubmit: resubmit, wakeup: workerOfRing[ring.index].wakeup)
         ring.started = true
+        ring.startCount &+= 1
         ring.broken = false
     }
 
+    /// The ring of the negotiated layout over `memory`.
+    func makeRing(_ ring: Vring, memory: GuestMemory, address: VringAddress,
+                          features: VirtioFeatures) throws(VirtqueueError) -> DeviceRing {
+        let addresses = ringAddresses(address)
+        if features.contains(.ringPacked) {
+            return .packed(try PackedQueue(memory: memory, size: ring.size, addresses: addresses, features: features))
+        }
+        return .split(try SplitQueue(memory: memory, size: ring.size, addresses: addresses, features: features))
+    }
+
     /// A started ring's queue re-created over `memory` (new table or new addresses), same position.
+    /// Split rings resubmit chains whose postponed completion was refused by the quiesce (their
+    /// descriptors are still the driver's); packed rings cannot (used entries may have overwritten
+    /// them), the driver sees those chains as lost.
     func rebuild(_ ring: Vring, memory: GuestMemory) throws(VhostUserError) -> VhostUserQueue? {
-        guard let old = ring.queue, let address = ring.address else { return ring.queue }
-        var split: SplitQueue
+        guard let address = ring.address, let base = ring.queue?.ring.nextAvailIndex,
+              let features = ring.queue?.ring.features else { return nil }
+        let layout: DeviceRing
         do {
-            split = try SplitQueue(memory: memory, size: ring.size, addresses: ringAddresses(address),
-                                   features: old.ring.features)
-            try split.setNextAvailIndex(old.ring.nextAvailIndex)
+            layout = try makeRing(ring, memory: memory, address: address, features: features).positioned(at: base)
         } catch {
             throw .memoryInUse(index: ring.index, error)
         }
-        return VhostUserQueue(index: ring.index, negotiatedFeatures: old.negotiatedFeatures, ring: split,
-                              inflight: old.inflight, resubmit: old.pendingResubmissions)
+        guard let old = ring.queue.take() else { return nil }
+        let resubmit = old.pendingResubmissions + (layout.isPacked ? [] : old.abandoned)
+        return VhostUserQueue(index: ring.index, negotiatedFeatures: old.negotiatedFeatures, ring: layout,
+                              inflight: old.inflight, resubmit: resubmit, wakeup: workerOfRing[ring.index].wakeup)
     }
 
     func ringAddresses(_ address: VringAddress) -> RingAddresses {
