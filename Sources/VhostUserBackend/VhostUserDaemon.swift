@@ -10,8 +10,9 @@ import Darwin
 import Logging
 import VMMSysUtil
 
-/// The socket file the signal handler removes; written once before the handler is installed.
-nonisolated(unsafe) private var terminationSocketPath: UnsafeMutablePointer<CChar>?
+/// The socket files the signal handler removes (a null-terminated array of C strings); written
+/// once before the handler is installed.
+nonisolated(unsafe) private var terminationSocketPaths: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
 
 /// The options every vhost-user back-end program takes (QEMU's "vhost-user back-end program
 /// conventions"): `--socket-path PATH` (or `=PATH`), `--fd N` (or `=N`), `--print-capabilities`,
@@ -19,8 +20,11 @@ nonisolated(unsafe) private var terminationSocketPath: UnsafeMutablePointer<CCha
 ///
 /// Thread-safety: a value type.
 public struct VhostUserDaemonArguments: Sendable {
-    /// UNIX socket to create and listen on (mode 0600).
-    public var socketPath: String?
+    /// UNIX socket to create and listen on (mode 0600): the last `--socket-path` given.
+    public var socketPath: String? { socketPaths.last }
+    /// Every `--socket-path`, in order. More than one only for a program whose device is a set of
+    /// ports (a switch: one device per socket).
+    public var socketPaths: [String] = []
     /// An inherited socket: listening (then accepted on) or connected (then served once).
     public var fd: Int32?
     /// Print the capabilities JSON and exit 0, ignoring everything else.
@@ -31,6 +35,9 @@ public struct VhostUserDaemonArguments: Sendable {
     /// any other peer is disconnected (its uid from `getpeereid`) before a byte is read. Empty:
     /// no uid check (the socket's 0600 mode still limits who can connect to its owner and root).
     public var allowedUIDs: [uid_t] = []
+    /// `--poll-us N`: after serving a ring, a worker keeps polling its rings (notifications off)
+    /// for up to N microseconds before it sleeps on kicks again. 0 (default): sleep at once.
+    public var pollMicroseconds = 0
     /// Arguments not recognised here, in order (with their values), for the device to parse.
     public var remaining: [String] = []
 
@@ -51,7 +58,13 @@ public struct VhostUserDaemonArguments: Sendable {
             let argument = arguments[index]
             let name = argument.split(separator: "=", maxSplits: 1).first.map(String.init) ?? argument
             switch name {
-            case "--socket-path": parsed.socketPath = try value(name, argument)
+            case "--socket-path": parsed.socketPaths.append(try value(name, argument))
+            case "--poll-us":
+                let text = try value(name, argument)
+                guard let micros = Int(text), micros >= 0, micros <= 10_000_000 else {
+                    throw .usage("--poll-us: '\(text)' is not a number of microseconds in 0...10000000")
+                }
+                parsed.pollMicroseconds = micros
             case "--fd":
                 let text = try value(name, argument)
                 guard let fd = Int32(text), fd >= 0 else { throw .usage("--fd: '\(text)' is not a descriptor number") }
@@ -80,6 +93,8 @@ public struct VhostUserDaemonArguments: Sendable {
     public static let usage = """
           --socket-path=PATH     listen on a new UNIX socket at PATH (mode 0600)
           --fd=N                 use inherited socket N (listening: accept; connected: serve it)
+          --poll-us=N            keep polling the rings for N microseconds after each burst before
+                                 sleeping on kicks (0: never poll; large: poll like a DPDK PMD)
           --allow-uid=UID        serve only front-ends running as UID (repeatable; default: any
                                  peer that can open the socket)
           --print-capabilities   print the capabilities JSON and exit
@@ -126,6 +141,26 @@ public enum VhostUserDaemon {
         arguments: [String] = Array(CommandLine.arguments.dropFirst()), options: VhostUserSessionOptions = .daemon,
         makeDevice: (VhostUserDaemonArguments) throws -> any VhostUserDevice
     ) -> Never {
+        main(name: name, deviceType: deviceType, capabilityFeatures: capabilityFeatures, deviceUsage: deviceUsage,
+             arguments: arguments, options: options) { arguments in
+            guard arguments.socketPaths.count <= 1 else {
+                throw VhostUserDaemonError.usage("--socket-path given \(arguments.socketPaths.count) times (one device, one socket)")
+            }
+            return [try makeDevice(arguments)]
+        }
+    }
+
+    /// Runs a program serving several devices, one per `--socket-path` (each on its own thread,
+    /// one front-end at a time per socket): a switch whose ports are devices. Otherwise as
+    /// `main(name:...makeDevice:)`.
+    ///
+    /// - Parameter makeDevices: builds one device per `arguments.socketPaths` element (one for
+    ///   `--fd`), in the same order; a different count exits 1.
+    public static func main(
+        name: String, deviceType: VirtioDeviceType, capabilityFeatures: [String] = [], deviceUsage: String = "",
+        arguments: [String] = Array(CommandLine.arguments.dropFirst()), options: VhostUserSessionOptions = .daemon,
+        makeDevices: (VhostUserDaemonArguments) throws -> [any VhostUserDevice]
+    ) -> Never {
         let parsed: VhostUserDaemonArguments
         do {
             parsed = try VhostUserDaemonArguments.parse(arguments)
@@ -149,37 +184,60 @@ public enum VhostUserDaemon {
         }
         // Notifying a pipe whose reader (the front-end) is gone must be an error, not a signal.
         signal(SIGPIPE, SIG_IGN)
-        let device: any VhostUserDevice
+        let devices: [any VhostUserDevice]
         do {
-            device = try makeDevice(parsed)
+            devices = try makeDevices(parsed)
         } catch {
             fail(name, "\(error)")
         }
-        let server = VhostUserServer(device: device, options: options, logger: Logger(label: name))
+        guard devices.count == max(1, parsed.socketPaths.count) else {
+            fail(name, "\(devices.count) devices for \(max(1, parsed.socketPaths.count)) sockets")
+        }
+        var options = options
+        options.pollTime = .microseconds(parsed.pollMicroseconds)
+        let servers = devices.map { VhostUserServer(device: $0, options: options, logger: Logger(label: name)) }
         do {
-            try serve(server, parsed)
+            try serve(servers, parsed)
         } catch {
             fail(name, "\(error)")
         }
     }
 
-    /// Serves on the socket the arguments name.
-    static func serve(_ server: VhostUserServer, _ arguments: VhostUserDaemonArguments) throws(VhostUserDaemonError) -> Never {
-        if let path = arguments.socketPath {
-            // Before the socket exists: whoever sees the socket may stop us at once (SIGTERM),
+    /// Serves on the sockets the arguments name: `servers[i]` on `socketPaths[i]` (the last on
+    /// this thread, the others on threads of their own), or `servers[0]` on `--fd`.
+    static func serve(_ servers: [VhostUserServer], _ arguments: VhostUserDaemonArguments) throws(VhostUserDaemonError) -> Never {
+        let server = servers[0]
+        if !arguments.socketPaths.isEmpty {
+            // Before the sockets exist: whoever sees a socket may stop us at once (SIGTERM),
             // and a signal in between would otherwise meet the inherited disposition.
-            removeOnTermination(path)
-            let listener: ScmListener
-            do {
-                listener = try ScmListener(path: path, mode: 0o600, allowedUIDs: arguments.allowedSet, backlog: 1)
-            } catch {
-                throw .socket("cannot listen on \(path): \(error)")
+            removeOnTermination(arguments.socketPaths)
+            var listeners: [ScmListener] = []
+            for path in arguments.socketPaths {
+                do {
+                    listeners.append(try ScmListener(path: path, mode: 0o600, allowedUIDs: arguments.allowedSet, backlog: 1))
+                } catch {
+                    throw .socket("cannot listen on \(path): \(error)")
+                }
+                server.logger.info("listening on \(path)")
             }
-            server.logger.info("listening on \(path)")
+            for (index, listener) in listeners.enumerated().dropLast() {
+                let (portServer, path) = (servers[index], arguments.socketPaths[index])
+                do {
+                    _ = try JoinableThread {
+                        do {
+                            try portServer.run(listener: listener)
+                        } catch {
+                            fail(portServer.logger.label, "accept on \(path) failed: \(error)")
+                        }
+                    }
+                } catch {
+                    throw .socket("cannot start a thread for \(path): \(error)")
+                }
+            }
             do {
-                try server.run(listener: listener)
+                try servers[listeners.count - 1].run(listener: listeners[listeners.count - 1])
             } catch {
-                throw .socket("accept on \(path) failed: \(error)")
+                throw .socket("accept on \(arguments.socketPaths[listeners.count - 1]) failed: \(error)")
             }
         }
         let fd = arguments.fd ?? -1
@@ -215,11 +273,19 @@ public enum VhostUserDaemon {
 
     /// On SIGTERM or SIGINT: remove the socket file and exit 0 at once (QEMU's conventions ask for
     /// a prompt, clean exit; the kernel reclaims memory, mappings and fds).
-    private static func removeOnTermination(_ path: String) {
-        terminationSocketPath = strdup(path)
+    private static func removeOnTermination(_ paths: [String]) {
+        let list = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: paths.count + 1)
+        for (index, path) in paths.enumerated() { list[index] = strdup(path) }
+        list[paths.count] = nil
+        terminationSocketPaths = list
         let handler: @convention(c) (Int32) -> Void = { _ in
             // Only async-signal-safe calls here.
-            if let path = terminationSocketPath { unlink(path) }
+            if var entry = terminationSocketPaths {
+                while let path = entry.pointee {
+                    unlink(path)
+                    entry += 1
+                }
+            }
             _exit(0)
         }
         signal(SIGTERM, handler)
