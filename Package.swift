@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "VhostUserFrontend", targets: ["VhostUserFrontend"]),
         .executable(name: "vhost-user-rng", targets: ["vhost-user-rng"]),
         .executable(name: "vhost-user-blk", targets: ["vhost-user-blk"]),
+        .executable(name: "vhost-user-net", targets: ["vhost-user-net"]),
     ],
     dependencies: [
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
@@ -54,6 +55,12 @@ let package = Package(
         .target(name: "VirtioNet", dependencies: ["Virtio", "VMMSysUtil", "CVMMPlatform"]),
         // The virtio-blk vhost-user back-end program.
         .executableTarget(name: "vhost-user-blk", dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VirtioBlock"]),
+        // The virtio-net vhost-user back-end program: TAP, switch, sink and source ports.
+        .executableTarget(
+            name: "vhost-user-net",
+            dependencies: ["VhostUserProtocol", "VhostUserBackend", "Virtio", "VirtioNet", "VMMSysUtil", "CVMMPlatform",
+                           .product(name: "Logging", package: "swift-log")]
+        ),
         // The front-end half of scripts/soak (connect/disconnect cycles and killed writers).
         .executableTarget(name: "vhost-user-soak", dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil"]),
         // Benchmarks: each case and its raw-syscall twin, written once, run by vmm-bench and by
@@ -87,7 +94,8 @@ let package = Package(
         // The daemons are dependencies so the front-end tests can run them in their own processes.
         .testTarget(
             name: "VhostUserTests",
-            dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng", "vhost-user-blk"]
+            dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng", "vhost-user-blk",
+                           "VirtioNet", "vhost-user-net"]
         ),
         .testTarget(
             name: "HostileFrontendTests",

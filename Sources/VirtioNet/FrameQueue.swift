@@ -59,14 +59,15 @@ public final class FrameQueue: @unchecked Sendable {
         }
     }
 
-    /// The oldest frame, or nil when empty. Valid until `removeFront()`. Consumer only.
+    /// The oldest frame, or nil when empty; the consumer may change its bytes in place. Valid
+    /// until `removeFront()`. Consumer only.
     @inline(__always)
-    public func front() -> UnsafeRawBufferPointer? {
+    public func front() -> UnsafeMutableRawBufferPointer? {
         let head = indices[0]
         guard vmm_load_acquire_u32(indices + 1) != head else { return nil }
         let slot = Int(head % UInt32(capacity))
         // Safe: the acquire load above ordered the producer's copy and length before this read.
-        return UnsafeRawBufferPointer(start: storage + slot * slotSize, count: Int(lengths[slot]))
+        return UnsafeMutableRawBufferPointer(start: storage + slot * slotSize, count: Int(lengths[slot]))
     }
 
     /// Drops the oldest frame (after `front()` returned one). Consumer only.

@@ -13,24 +13,36 @@ import Virtio
 /// current memory and ring: `discard()` them whenever the ring is stopped or rebuilt.
 public struct ReceiveWriter: ~Copyable {
     /// The header size the driver uses (`netHeaderSize`).
-    public let headerSize: Int
-    public let mergeable: Bool
+    public private(set) var headerSize: Int
+    public private(set) var mergeable: Bool
     /// Chains popped and not yet used, oldest first (a ring buffer of `capacity`).
     @usableFromInline let held: UnsafeMutablePointer<Chain>
-    @usableFromInline let capacity: Int
+    @usableFromInline let allocated: Int
+    @usableFromInline var capacity: Int
     @usableFromInline var first = 0
     @usableFromInline var count = 0
 
     /// A writer for `features`, holding at most `queueSize` chains (the ring's size: never more
-    /// can be in flight).
-    public init(features: UInt64, queueSize: Int) {
-        headerSize = netHeaderSize(features: features)
-        mergeable = features & NetFeature.mergeableRxBuffers != 0
-        capacity = max(1, queueSize)
-        held = .allocate(capacity: capacity)
+    /// can be in flight), with room for rings of up to `maxQueueSize` (`start` again for each
+    /// ring start without allocating).
+    public init(features: UInt64, queueSize: Int, maxQueueSize: Int? = nil) {
+        allocated = max(1, maxQueueSize ?? queueSize, queueSize)
+        held = .allocate(capacity: allocated)
+        headerSize = 12
+        mergeable = false
+        capacity = 1
+        start(features: features, queueSize: queueSize)
     }
 
     deinit { held.deallocate() }
+
+    /// Prepares for a (re)started ring: its features and size; held chains are forgotten.
+    public mutating func start(features: UInt64, queueSize: Int) {
+        headerSize = netHeaderSize(features: features)
+        mergeable = features & NetFeature.mergeableRxBuffers != 0
+        capacity = min(max(1, queueSize), allocated)
+        discard()
+    }
 
     /// Chains held for the next packet.
     public var heldCount: Int { count }
@@ -84,17 +96,19 @@ public struct ReceiveWriter: ~Copyable {
         }
         // Section 5.1.6.3.1: num_buffers is 1 without MRG_RXBUF, else the buffers used.
         packet.storeBytes(of: UInt16(used).littleEndian, toByteOffset: 10, as: UInt16.self)
-        let header = UnsafeRawBufferPointer(rebasing: packet[0..<headerSize])
-        var frame = UnsafeRawBufferPointer(rebasing: packet[NetHeader.size...])
+        // The bytes the driver gets: the header it expects, then the frame, contiguous (a
+        // legacy 10-byte header is moved up against the frame).
+        let skip = NetHeader.size - headerSize
+        if skip > 0 {
+            let base = packet.baseAddress!
+            (base + skip).copyMemory(from: base, byteCount: headerSize)
+        }
+        var remaining = UnsafeRawBufferPointer(rebasing: packet[skip...])
         for index in 0..<used {
             let chain = held[(first + index) % capacity]
-            var written = 0
-            if index == 0 { written = try chain.writeWritable(header) }
-            let take = min(frame.count, Int(chain.writableLength) - written)
-            if take > 0 {
-                written += try chain.writeWritable(UnsafeRawBufferPointer(rebasing: frame[..<take]), atOffset: written)
-                frame = UnsafeRawBufferPointer(rebasing: frame[take...])
-            }
+            let take = min(remaining.count, Int(chain.writableLength))
+            let written = try chain.writeWritable(UnsafeRawBufferPointer(rebasing: remaining[..<take]))
+            remaining = UnsafeRawBufferPointer(rebasing: remaining[take...])
             try queue.complete(chain, written: UInt32(written))
         }
         first = (first + used) % capacity
