@@ -397,11 +397,14 @@ final class QueueWorker: @unchecked Sendable {
     private func drain(_ queue: inout VhostUserQueue) throws {
         while true {
             queue.ring.disableNotifications()
+            let popped = queue.popCount
             try device.process(&queue)
             _ = try queue.drainCompletions()
             queue.flush()
             let more = queue.ring.enableNotifications()
-            if !more || yieldRequested { break }
+            // A device that took nothing leaves the rest for later (an rx ring waits for host
+            // data, a paced device for tokens): it is called again on the next kick or event.
+            if !more || yieldRequested || queue.popCount == popped { break }
             queue.signalIfNeeded()
         }
     }

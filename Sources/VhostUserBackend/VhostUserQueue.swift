@@ -30,6 +30,8 @@ public struct VhostUserQueue: ~Copyable {
     /// Heads completed since the last publication (inflight bookkeeping only).
     var batch: [UInt16]
     var staged = 0
+    /// Chains popped so far (wrapping): tells the worker whether a callback took any.
+    var popCount = 0
     /// Postponed chains refused after the quiesce timeout (split rings resubmit them when rebuilt).
     var abandoned: [UInt16] = []
     /// This generation's deferred completions.
@@ -62,12 +64,14 @@ public struct VhostUserQueue: ~Copyable {
         if resubmitted < resubmit.count {
             let head = resubmit[resubmitted]
             resubmitted += 1
+            popCount &+= 1
             // Already recorded in flight (with its original order); not recorded again.
             return try ring.apply({ (ring) throws(VirtqueueError) in try ring.resubmit(head: head) },
                                   { (_) throws(VirtqueueError) in throw VirtqueueError.notInFlight(id: head) })
         }
         guard let chain = try ring.pop() else { return nil }
         inflight?.recordPop(chain.id)
+        popCount &+= 1
         return chain
     }
 

@@ -39,7 +39,8 @@ final class BlockDevice: VhostUserDevice, @unchecked Sendable {
         let configuration = BlockConfiguration(capacity: file.capacity, blockSize: file.logicalBlockSize,
                                                queueCount: UInt16(queueCount), segmentMax: segmentMax)
         self.configuration = configuration
-        deviceFeatures = configuration.features(readOnly: file.isReadOnly)
+        // Packed rings are served by the framework (and tracked in the inflight region).
+        deviceFeatures = configuration.features(readOnly: file.isReadOnly) | VirtioFeatures.ringPacked.rawValue
         processors = (0..<queueCount).map { _ in BlockRequestProcessor(file: file, configuration: configuration) }
         heldChains = (0..<queueCount).map { _ in HeldChains(capacity: iopsLimit == nil ? 0 : queueSize) }
     }
