@@ -12,6 +12,7 @@ let usage = """
     usage: vmm-bench [notify|poller|scm|shm|vring ...] [--json|--markdown] [--spread] [--cpu N]
                      [--time-ms MS] [--filter TEXT] [--list]
            vmm-bench blk [--backend ours|qsd|both] ...   (see vmm-bench blk --help)
+           vmm-bench net [--peers DIR] [--seconds N] ... (see vmm-bench net --help)
 
       Runs each case and its raw-syscall twin alternately and prints median, p99, the twin's
       median and the ratio. Cross-thread and cross-process cases run with both sides pinned to
@@ -34,6 +35,10 @@ if arguments.first == "--child", arguments.count >= 2 {
 // The blk group needs back-end daemons and a 1 GiB image, so it runs only when named, alone.
 if arguments.first == "blk" {
     exit(BlkBench.main(Array(arguments.dropFirst())))
+}
+// The net group needs DPDK's testpmd and the peers' scripts; it runs only when named, alone.
+if arguments.first == "net" {
+    exit(NetBench.main(Array(arguments.dropFirst())))
 }
 
 var json = false
