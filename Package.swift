@@ -101,7 +101,7 @@ let package = Package(
             name: "HostileFrontendTests",
             dependencies: [
                 "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng", "vhost-user-blk",
-                .product(name: "Logging", package: "swift-log"),
+                "vhost-user-net", .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(
