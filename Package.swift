@@ -65,7 +65,7 @@ let package = Package(
         .executableTarget(name: "vhost-user-soak", dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil"]),
         // Benchmarks: each case and its raw-syscall twin, written once, run by vmm-bench and by
         // package-benchmark (`swift package benchmark`).
-        .target(name: "VMMBenchCases", dependencies: ["VMMSysUtil", "Virtio", "CVMMPlatform"]),
+        .target(name: "VMMBenchCases", dependencies: ["VMMSysUtil", "Virtio", "VirtioNet", "CVMMPlatform"]),
         .executableTarget(name: "vmm-bench", dependencies: ["VMMBenchCases", "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil"]),
         .executableTarget(
             name: "VMMBenchmarks",
