@@ -37,7 +37,7 @@ nonisolated(unsafe) private let packet = UnsafeMutableRawBufferPointer.allocate(
 nonisolated(unsafe) private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: ControlCommand.maximumLength, alignment: 8)
 
 /// A device queue as the paths' `NetQueue`; a refused completion is a bug in the paths.
-private struct FuzzQueue<Q: DeviceQueue>: NetQueue {
+private struct FuzzQueue<Q: DeviceQueue & ~Copyable>: NetQueue, ~Copyable {
     var queue: Q
     mutating func pop() throws(VirtqueueError) -> Chain? { try queue.pop() }
     mutating func complete(_ chain: Chain, written: UInt32) throws(VirtqueueError) {
@@ -72,12 +72,12 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         if config & 1 == 0 {
             guard var queue = try? SplitQueue(memory: memory, size: queueSize, addresses: addresses, features: ringFeatures) else { return 0 }
             try? queue.setNextAvailIndex(base)
-            var wrapped = FuzzQueue(queue: queue)
+            var wrapped = FuzzQueue(queue: consume queue)
             exercise(pass, &wrapped, features: features, frameLength: frameLength, counters: counters)
         } else {
             guard var queue = try? PackedQueue(memory: memory, size: queueSize, addresses: addresses, features: ringFeatures) else { return 0 }
             try? queue.setNextAvailIndex(base)
-            var wrapped = FuzzQueue(queue: queue)
+            var wrapped = FuzzQueue(queue: consume queue)
             exercise(pass, &wrapped, features: features, frameLength: frameLength, counters: counters)
         }
     }
@@ -96,7 +96,7 @@ private func load(_ memory: GuestMemory, _ data: UnsafePointer<UInt8>, _ size: I
 }
 
 /// Pass 0: receive (frames until the ring is dry); 1: transmit; 2: control.
-private func exercise<Q: DeviceQueue>(_ pass: Int, _ queue: inout FuzzQueue<Q>, features: UInt64, frameLength: Int,
+private func exercise<Q: DeviceQueue & ~Copyable>(_ pass: Int, _ queue: inout FuzzQueue<Q>, features: UInt64, frameLength: Int,
                                       counters: NetCounters) {
     let budget = 4 * queue.queue.size + 4
     switch pass {

@@ -3,7 +3,7 @@ import Virtio
 import VirtioNet
 
 /// A device queue of either layout as the net paths' `NetQueue`.
-struct BenchNetQueue<Q: DeviceQueue>: NetQueue {
+struct BenchNetQueue<Q: DeviceQueue & ~Copyable>: NetQueue, ~Copyable {
     var queue: Q
     @inline(__always) mutating func pop() throws(VirtqueueError) -> Chain? { try queue.pop() }
     @inline(__always) mutating func complete(_ chain: Chain, written: UInt32) throws(VirtqueueError) {
@@ -17,12 +17,11 @@ struct BenchNetQueue<Q: DeviceQueue>: NetQueue {
 /// (`TransmitReader`: copy, header checks). The driver reaps each completion. The raw twin does
 /// the same ring work with a bare copy of the 76 bytes: the difference is the net logic's cost.
 /// Allocation-free after `init`.
-final class NetPathRunner<Q: DeviceQueue>: BenchRunner {
-    enum Direction { case rx, tx }
+final class NetPathRunner<Q: DeviceQueue & ~Copyable>: BenchRunner {
     let memory: SharedMemory
     let driver: any DriverQueue
     var device: BenchNetQueue<Q>
-    let direction: Direction
+    let direction: NetPathDirection
     let raw: Bool
     let chain: [DriverBuffer]
     var writer: ReceiveWriter
@@ -30,14 +29,16 @@ final class NetPathRunner<Q: DeviceQueue>: BenchRunner {
     let counters = NetCounters()
     let packet = UnsafeMutableRawBufferPointer.allocate(byteCount: 2048, alignment: 64)
 
-    init(memory: SharedMemory, driver: any DriverQueue, device: Q, direction: Direction, raw: Bool, data: UInt64, guest: GuestMemory) throws {
+    init(memory: SharedMemory, driver: any DriverQueue, device: consuming Q, direction: NetPathDirection, raw: Bool,
+         data: UInt64, guest: GuestMemory) throws {
         self.memory = memory
         self.driver = driver
+        let size = device.size
         self.device = BenchNetQueue(queue: device)
         self.direction = direction
         self.raw = raw
         let features = NetFeature.version1 | NetFeature.mergeableRxBuffers
-        writer = ReceiveWriter(features: features, queueSize: device.size)
+        writer = ReceiveWriter(features: features, queueSize: size)
         packet.initializeMemory(as: UInt8.self, repeating: 0)
         let frame = UnsafeMutableRawBufferPointer(rebasing: packet[NetHeader.size..<NetHeader.size + 64])
         MacAddress(rawValue: 0x02).store(to: frame, at: 0)
@@ -84,9 +85,11 @@ final class NetPathRunner<Q: DeviceQueue>: BenchRunner {
     }
 }
 
+/// Which way a frame goes in a `NetPathRunner`.
+enum NetPathDirection: Sendable { case rx, tx }
+
 enum NetCases {
-    static func make(_ layout: VringLoopbackBenchmark.Layout, _ direction: NetPathRunner<SplitQueue>.Direction,
-                     raw: Bool) throws -> any BenchRunner {
+    static func make(_ layout: VringLoopbackBenchmark.Layout, _ direction: NetPathDirection, raw: Bool) throws -> any BenchRunner {
         let memory = try SharedMemory(size: vringMemorySize)
         let guest = try GuestMemory(regions: [GuestMemoryRegion(guestPhysicalAddress: 0, mapping: memory.mapping)])
         let size = 256
@@ -102,14 +105,13 @@ enum NetCases {
             features.insert(.ringPacked)
             let driver = try DriverPackedQueue(memory: guest, size: size, addresses: addresses, features: features)
             let device = try PackedQueue(memory: guest, size: size, addresses: addresses, features: features)
-            let packedDirection: NetPathRunner<PackedQueue>.Direction = direction == .rx ? .rx : .tx
-            return try NetPathRunner(memory: memory, driver: driver, device: device, direction: packedDirection, raw: raw, data: data, guest: guest)
+            return try NetPathRunner(memory: memory, driver: driver, device: device, direction: direction, raw: raw, data: data, guest: guest)
         }
     }
 
     static func all() -> [BenchCase] {
         VringLoopbackBenchmark.Layout.allCases.flatMap { layout in
-            [("rx-deliver-64B", NetPathRunner<SplitQueue>.Direction.rx), ("tx-take-64B", .tx)].map { name, direction in
+            [("rx-deliver-64B", NetPathDirection.rx), ("tx-take-64B", .tx)].map { name, direction in
                 BenchCase(group: "netpath", name: name, backend: layout.rawValue, batch: 1024) { implementation, _ in
                     try make(layout, direction, raw: implementation == .raw)
                 }

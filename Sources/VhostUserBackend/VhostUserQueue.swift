@@ -23,10 +23,13 @@ public struct VhostUserQueue: ~Copyable {
     /// Whether the ring uses the packed layout (`VIRTIO_F_RING_PACKED` negotiated).
     public var isPacked: Bool { ring.isPacked }
     var ring: DeviceRing
-    var inflight: InflightSplitQueue?
-    /// Heads to resubmit before popping new chains (inflight recovery), and how many were.
+    var inflight: InflightTracker
+    /// Split heads to resubmit before popping new chains (inflight recovery), and how many were.
     var resubmit: [UInt16]
     var resubmitted = 0
+    /// Packed chains to resubmit (from the inflight region's descriptor copies), and how many were.
+    var packedResubmit: [InflightPackedQueue.Resubmission] = []
+    var packedResubmitted = 0
     /// Heads completed since the last publication (inflight bookkeeping only).
     var batch: [UInt16]
     var staged = 0
@@ -41,17 +44,19 @@ public struct VhostUserQueue: ~Copyable {
     /// The ring's call notifier, set for the duration of each callback (for `publish()`).
     var call: EventNotifier?
 
-    init(index: Int, negotiatedFeatures: UInt64, ring: consuming DeviceRing, inflight: InflightSplitQueue?,
-         resubmit: [UInt16], wakeup: WorkerWakeup) {
+    init(index: Int, negotiatedFeatures: UInt64, ring: consuming DeviceRing, inflight: consuming InflightTracker,
+         resubmit: [UInt16], packedResubmit: [InflightPackedQueue.Resubmission] = [], wakeup: WorkerWakeup) {
         self.index = index
         self.negotiatedFeatures = negotiatedFeatures
         let size = ring.size
         self.ring = ring
+        let tracked = !inflight.isNone
         self.inflight = inflight
         self.resubmit = resubmit
+        self.packedResubmit = packedResubmit
         // Reserved once, so appends on the data path never allocate.
         self.batch = []
-        if inflight != nil { batch.reserveCapacity(size) }
+        if tracked { batch.reserveCapacity(size) }
         completions = CompletionChannel(ringIndex: index, size: size, wakeup: wakeup)
     }
 
@@ -61,18 +66,37 @@ public struct VhostUserQueue: ~Copyable {
     /// - Throws: `VirtqueueError` for an invalid ring or chain: the framework then marks the
     ///   queue broken, stops serving it and signals the err fd if one was set.
     public mutating func pop() throws(VirtqueueError) -> Chain? {
+        if resubmitted < resubmit.count || packedResubmitted < packedResubmit.count {
+            return try popResubmission()
+        }
+        guard let chain = try ring.pop() else { return nil }
+        let descriptors: RingDescriptors? = ring.read({ _ in nil }, { $0.ringDescriptors(of: chain) })
+        inflight.apply(otherwise: (), { $0.recordPop(chain.id) }, { record in
+            if let descriptors { record.recordPop(chain, descriptors: descriptors) }
+        })
+        popCount &+= 1
+        return chain
+    }
+
+    /// The next chain a previous back-end left in flight. Already recorded in flight (with its
+    /// original order): not recorded again.
+    private mutating func popResubmission() throws(VirtqueueError) -> Chain {
+        popCount &+= 1
         if resubmitted < resubmit.count {
             let head = resubmit[resubmitted]
             resubmitted += 1
-            popCount &+= 1
-            // Already recorded in flight (with its original order); not recorded again.
             return try ring.apply({ (ring) throws(VirtqueueError) in try ring.resubmit(head: head) },
                                   { (_) throws(VirtqueueError) in throw VirtqueueError.notInFlight(id: head) })
         }
-        guard let chain = try ring.pop() else { return nil }
-        inflight?.recordPop(chain.id)
-        popCount &+= 1
-        return chain
+        let copy = packedResubmit[packedResubmitted]
+        packedResubmitted += 1
+        return try ring.apply({ (_) throws(VirtqueueError) in throw VirtqueueError.notInFlight(id: copy.id) },
+                              { (ring) throws(VirtqueueError) in
+                                  let result = copy.descriptors.withUnsafeBytes { bytes in
+                                      Result { () throws(VirtqueueError) in try ring.resubmit(descriptors: bytes) }
+                                  }
+                                  return try result.get()
+                              })
     }
 
     /// Completes a popped chain with `written` bytes in its writable part. The driver sees it when
@@ -105,7 +129,10 @@ public struct VhostUserQueue: ~Copyable {
     @inline(__always)
     mutating func finish(_ chain: Chain, written: UInt32) throws(VirtqueueError) {
         try ring.stage(chain, written: written)
-        if inflight != nil { batch.append(chain.id) }
+        let id = chain.id
+        if inflight.apply(otherwise: false, { _ in true }, { $0.recordCompletion(id); return false }) {
+            batch.append(id)
+        }
         staged &+= 1
     }
 
@@ -175,18 +202,20 @@ public struct VhostUserQueue: ~Copyable {
     /// Publishes the staged completions: inflight links, used index, inflight clear (in that order).
     mutating func flush() {
         guard staged > 0 else { return }
-        if let inflight {
-            inflight.beginBatch(batch)
-            ring.publishUsed()
-            let used = ring.read({ $0.publishedUsedIndex }, { _ in 0 })
-            inflight.endBatch(batch, deviceUsedIndex: used)
-            batch.removeAll(keepingCapacity: true)
-        } else {
-            ring.publishUsed()
-        }
+        // Moved out (not copied) so clearing it keeps its storage: no allocation per batch.
+        var heads: [UInt16] = []
+        swap(&heads, &batch)
+        let usedAfter = ring.read({ _ in 0 }, { $0.nextUsedPosition })
+        inflight.apply(otherwise: (), { $0.beginBatch(heads) }, { $0.beginCommit(usedAfter: usedAfter) })
+        ring.publishUsed()
+        let usedIndex = ring.read({ $0.publishedUsedIndex }, { _ in 0 })
+        inflight.apply(otherwise: (), { $0.endBatch(heads, deviceUsedIndex: usedIndex) }, { $0.endCommit() })
+        heads.removeAll(keepingCapacity: true)
+        swap(&heads, &batch)
         staged = 0
     }
 
     /// Resubmissions still pending (carried over when the ring is rebuilt for new memory).
     var pendingResubmissions: [UInt16] { Array(resubmit[resubmitted...]) }
+    var pendingPackedResubmissions: [InflightPackedQueue.Resubmission] { Array(packedResubmit[packedResubmitted...]) }
 }

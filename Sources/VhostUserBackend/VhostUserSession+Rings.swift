@@ -131,40 +131,66 @@ extension VhostUserSession {
     func start(_ ring: Vring) throws(VhostUserError) {
         guard !ring.isStarted, ring.kickSet, ring.size > 0, let address = ring.address, let memory else { return }
         let features = ackedFeatures ?? 0
-        var layout: DeviceRing
+        let layout: DeviceRing
         do {
             layout = try makeRing(ring, memory: memory, address: address, features: VirtioFeatures(rawValue: features))
         } catch {
             throw .ringSetup(index: ring.index, error)
         }
-        var tracker = layout.isPacked ? nil : inflight?.queue(ring.index)
-        var resubmit: [UInt16] = []
-        var base = ring.base
-        if var tracked = tracker {
-            let used = layout.read({ $0.publishedUsedIndex }, { _ in 0 })
-            let recovered = try tracked.recover(queueIndex: ring.index, queueSize: ring.size, deviceUsedIndex: used)
-            if recovered.wasInitialized {
-                // The previous back-end's position: every popped request was either completed
-                // (counted in used->idx) or is resubmitted now (libvhost-user does the same).
-                resubmit = recovered.heads
-                base = UInt32(used &+ UInt16(truncatingIfNeeded: resubmit.count))
-            }
-            tracker = tracked
-        }
+        var recovered = try recoverInflight(ring, layout: layout)
         let positioned: DeviceRing
         do {
-            positioned = try layout.positioned(at: base)
+            positioned = try layout.positioned(at: recovered.base)
         } catch {
             throw .ringSetup(index: ring.index, error)
         }
-        if !resubmit.isEmpty {
-            logger.notice("ring \(ring.index): resubmitting \(resubmit.count) request(s) left in flight")
+        let count = recovered.resubmit.count + recovered.packedResubmit.count
+        if count > 0 {
+            logger.notice("ring \(ring.index): resubmitting \(count) request(s) left in flight")
         }
+        let tracker = recovered.tracker.take() ?? .none
         ring.queue = VhostUserQueue(index: ring.index, negotiatedFeatures: features, ring: positioned,
-                                    inflight: tracker, resubmit: resubmit, wakeup: workerOfRing[ring.index].wakeup)
+                                    inflight: tracker, resubmit: recovered.resubmit,
+                                    packedResubmit: recovered.packedResubmit, wakeup: workerOfRing[ring.index].wakeup)
         ring.started = true
         ring.startCount &+= 1
         ring.broken = false
+    }
+
+    /// What the inflight region says about a ring that starts.
+    struct InflightRecovery: ~Copyable {
+        var tracker: InflightTracker?
+        var base: UInt32
+        var resubmit: [UInt16] = []
+        var packedResubmit: [InflightPackedQueue.Resubmission] = []
+    }
+
+    /// Reads the ring's inflight record, if the front-end set a region: where the previous
+    /// back-end left the ring and the chains it left in flight.
+    private func recoverInflight(_ ring: Vring, layout: borrowing DeviceRing) throws(VhostUserError) -> InflightRecovery {
+        guard let buffer = inflight, let tracker = buffer.tracker(ring.index, packed: layout.isPacked) else {
+            return InflightRecovery(tracker: nil, base: ring.base)
+        }
+        switch consume tracker {
+        case .none:
+            return InflightRecovery(tracker: nil, base: ring.base)
+        case .split(var record):
+            let used = layout.read({ $0.publishedUsedIndex }, { _ in 0 })
+            let recovered = try record.recover(queueIndex: ring.index, queueSize: ring.size, deviceUsedIndex: used)
+            guard recovered.wasInitialized else { return InflightRecovery(tracker: .split(record), base: ring.base) }
+            // The previous back-end's position: every popped request was either completed
+            // (counted in used->idx) or is resubmitted now (libvhost-user does the same).
+            return InflightRecovery(tracker: .split(record), base: UInt32(used &+ UInt16(truncatingIfNeeded: recovered.heads.count)),
+                                    resubmit: recovered.heads)
+        case .packed(var record):
+            // The front-end cannot know a packed ring's position after a crash (it keeps the base
+            // of the last GET_VRING_BASE); the record does.
+            let recovery = try record.recover(queueIndex: ring.index, queueSize: ring.size) { slot, wrap in
+                layout.read({ _ in false }, { $0.isAvailable(slot: slot, wrapCounter: wrap) })
+            }
+            guard let recovery else { return InflightRecovery(tracker: .packed(record), base: ring.base) }
+            return InflightRecovery(tracker: .packed(record), base: recovery.base, packedResubmit: recovery.resubmit)
+        }
     }
 
     /// The ring of the negotiated layout over `memory`.
@@ -192,8 +218,10 @@ extension VhostUserSession {
         }
         guard let old = ring.queue.take() else { return nil }
         let resubmit = old.pendingResubmissions + (layout.isPacked ? [] : old.abandoned)
+        let packedResubmit = old.pendingPackedResubmissions
         return VhostUserQueue(index: ring.index, negotiatedFeatures: old.negotiatedFeatures, ring: layout,
-                              inflight: old.inflight, resubmit: resubmit, wakeup: workerOfRing[ring.index].wakeup)
+                              inflight: old.inflight, resubmit: resubmit, packedResubmit: packedResubmit,
+                              wakeup: workerOfRing[ring.index].wakeup)
     }
 
     func ringAddresses(_ address: VringAddress) -> RingAddresses {

@@ -1,5 +1,6 @@
 import VhostUserProtocol
 import VhostUserBackend
+import VhostUserDaemon
 import Virtio
 import VirtioBlock
 
@@ -9,8 +10,8 @@ import VirtioBlock
 /// Thread-safety: `Sendable` per the `VhostUserDevice` contract: the processors are touched by
 /// `process` only for their own queue (one call per queue at a time), and by `featuresNegotiated` /
 /// `reset` only while no worker is inside `process`.
-final class BlockDevice: VhostUserDevice, @unchecked Sendable {
-    let deviceType = VirtioDeviceType.block
+final class BlockDevice: VhostUserDaemonDevice, @unchecked Sendable {
+    static let virtioDeviceType = VirtioDeviceType.block
     let deviceFeatures: UInt64
     /// QEMU's vhost-user-blk front-end refuses a back-end without GET_CONFIG.
     var requiredProtocolFeatures: ProtocolFeatures { .config }

@@ -4,6 +4,7 @@ import VhostUserProtocol
 import Virtio
 import VirtioNet
 import VMMSysUtil
+import VhostUserDaemon
 
 /// virtio-net (device ID 1) over vhost-user: `pairs` receive/transmit queue pairs and a control
 /// queue (VIRTIO 1.2 section 5.1.2: receiveq N = 2N, transmitq N = 2N+1, controlq last), frames
@@ -16,8 +17,8 @@ import VMMSysUtil
 ///
 /// Thread-safety: `Sendable` per the `VhostUserDevice` contract: each lane and transmit buffer is
 /// used only by its queue's worker; `features` changes only while no worker runs the device.
-final class NetDevice: VhostUserDevice, @unchecked Sendable {
-    let deviceType = VirtioDeviceType.network
+final class NetDevice: VhostUserDaemonDevice, @unchecked Sendable {
+    static let virtioDeviceType = VirtioDeviceType.network
     let deviceFeatures: UInt64
     let queueCount: Int
     let maxQueueSize: Int

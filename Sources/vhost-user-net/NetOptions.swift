@@ -1,96 +1,62 @@
+import ArgumentParser
 import VirtioNet
 
-/// The net device's own command-line options (after the common vhost-user ones).
+/// The net device's own command-line options (beside the common vhost-user ones): exactly one
+/// port kind, the MAC, queue geometry, and the benchmark and switch knobs.
 ///
 /// Thread-safety: a value type.
-struct NetOptions {
-    enum PortKind: Equatable {
-        case tap(String)
-        case switchPorts
-        case sink
-        case source
-    }
+struct NetOptions: ParsableArguments {
+    @Option(help: ArgumentHelp(
+        "Forward to the host TAP interface <name> (created if needed; Linux: vnet headers and offloads, one TAP queue per queue pair).",
+        valueName: "name"))
+    var tap: String?
 
-    var port: PortKind?
-    var mac: MacAddress?
+    @Flag(name: .customLong("switch"), help: "A learning switch between the sockets: repeat --socket-path, one port each.")
+    var switchPorts = false
+
+    @Flag(help: "Drop every frame the driver sends (benchmark, like testpmd rxonly).")
+    var sink = false
+
+    @Flag(help: "Fill every receive buffer with a generated frame (benchmark, like testpmd txonly).")
+    var source = false
+
+    @Option(help: ArgumentHelp("The device's MAC (default: a stable locally administered address per socket).",
+                               valueName: "address"))
+    var mac: String?
+
+    @Option(help: ArgumentHelp("Receive/transmit queue pairs, 1...64 (not with --switch).", valueName: "n"))
     var queuePairs = 1
+
+    @Option(help: ArgumentHelp("Largest queue size, a power of two 64...32768.", valueName: "n"))
     var queueSize = 1024
+
+    @Option(name: .customLong("frame-size"), help: ArgumentHelp("--source frame length in bytes, 60...1514.", valueName: "n"))
     var frameLength = 64
+
+    @Option(help: ArgumentHelp("--switch: frames queued per port before they are dropped, 16...65536.", valueName: "n"))
     var switchQueue = 256
 
-    static let usage = """
-          --tap=NAME             forward to the host TAP interface NAME (created if needed; Linux:
-                                 vnet headers and offloads, one TAP queue per queue pair)
-          --switch               a learning switch between the sockets: repeat --socket-path, one port each
-          --sink                 drop every frame the driver sends (benchmark, like testpmd rxonly)
-          --source               fill every receive buffer with a generated frame (benchmark, like testpmd txonly)
-          --mac=ADDRESS          the device's MAC (default: a stable locally administered address per socket)
-          --queue-pairs=N        receive/transmit queue pairs, 1...64 (default 1; not with --switch)
-          --queue-size=N         largest queue size, a power of two 64...32768 (default 1024)
-          --frame-size=N         --source frame length in bytes, 60...1514 (default 64)
-          --switch-queue=N       --switch: frames queued per port before drops, 16...65536 (default 256)
-        """
+    /// The parsed `--mac`.
+    var macAddress: MacAddress? { mac.flatMap { MacAddress($0) } }
 
-    /// Parses `arguments` (`--name VALUE` or `--name=VALUE`).
+    /// One port kind; every number in its range.
     ///
-    /// - Throws: `NetOptionsError` for an unknown option, a missing or invalid value, or not
-    ///   exactly one of --tap, --switch, --sink, --source.
-    static func parse(_ arguments: [String]) throws(NetOptionsError) -> NetOptions {
-        var options = NetOptions()
-        var index = 0
-        func value(_ name: String, _ argument: String) throws(NetOptionsError) -> String {
-            if let equals = argument.firstIndex(of: "=") { return String(argument[argument.index(after: equals)...]) }
-            index += 1
-            guard index < arguments.count else { throw NetOptionsError("\(name) needs a value") }
-            return arguments[index]
-        }
-        func number(_ name: String, _ argument: String, _ range: ClosedRange<Int>) throws(NetOptionsError) -> Int {
-            let text = try value(name, argument)
-            guard let n = Int(text), range.contains(n) else {
-                throw NetOptionsError("\(name): '\(text)' is not a number in \(range.lowerBound)...\(range.upperBound)")
+    /// - Throws: `ValidationError` naming the option.
+    mutating func validate() throws {
+        let kinds = [tap != nil, switchPorts, sink, source].filter { $0 }.count
+        guard kinds == 1 else { throw ValidationError("give exactly one of --tap, --switch, --sink, --source") }
+        if let mac {
+            guard let address = MacAddress(mac), !address.isMulticast else {
+                throw ValidationError("--mac: '\(mac)' is not a unicast MAC address")
             }
-            return n
+            guard !switchPorts else { throw ValidationError("--mac does not apply to --switch ports (each has its own)") }
         }
-        func setPort(_ kind: PortKind) throws(NetOptionsError) {
-            guard options.port == nil else { throw NetOptionsError("give one of --tap, --switch, --sink, --source") }
-            options.port = kind
+        guard (1...64).contains(queuePairs) else { throw ValidationError("--queue-pairs: \(queuePairs) is not in 1...64") }
+        guard !switchPorts || queuePairs == 1 else { throw ValidationError("--switch ports have one queue pair") }
+        guard (64...32768).contains(queueSize), queueSize & (queueSize - 1) == 0 else {
+            throw ValidationError("--queue-size: \(queueSize) is not a power of two in 64...32768")
         }
-        while index < arguments.count {
-            let argument = arguments[index]
-            let name = argument.split(separator: "=", maxSplits: 1).first.map(String.init) ?? argument
-            switch name {
-            case "--tap": try setPort(.tap(try value(name, argument)))
-            case "--switch": try setPort(.switchPorts)
-            case "--sink": try setPort(.sink)
-            case "--source": try setPort(.source)
-            case "--mac":
-                let text = try value(name, argument)
-                guard let mac = MacAddress(text), !mac.isMulticast else {
-                    throw NetOptionsError("--mac: '\(text)' is not a unicast MAC address")
-                }
-                options.mac = mac
-            case "--queue-pairs": options.queuePairs = try number(name, argument, 1...64)
-            case "--queue-size":
-                options.queueSize = try number(name, argument, 64...32768)
-                guard options.queueSize & (options.queueSize - 1) == 0 else {
-                    throw NetOptionsError("--queue-size: \(options.queueSize) is not a power of two")
-                }
-            case "--frame-size": options.frameLength = try number(name, argument, 60...1514)
-            case "--switch-queue": options.switchQueue = try number(name, argument, 16...65536)
-            default: throw NetOptionsError("unknown option '\(argument)' (see --help)")
-            }
-            index += 1
-        }
-        guard options.port != nil else { throw NetOptionsError("give one of --tap, --switch, --sink, --source") }
-        if options.port == .switchPorts && options.queuePairs != 1 {
-            throw NetOptionsError("--switch ports have one queue pair")
-        }
-        return options
+        guard (60...1514).contains(frameLength) else { throw ValidationError("--frame-size: \(frameLength) is not in 60...1514") }
+        guard (16...65536).contains(switchQueue) else { throw ValidationError("--switch-queue: \(switchQueue) is not in 16...65536") }
     }
-}
-
-/// A bad net-device command line.
-struct NetOptionsError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
 }

@@ -7,30 +7,13 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import VMMBenchCases
-
-let netUsage = """
-    usage: vmm-bench net [--peers DIR] [--seconds N] [--poll-us N] [--filter TEXT] [--no-sleep]
-                         [--json|--markdown]
-
-      64-byte packets, one queue pair, one forwarding core per side, pinned as the peers'
-      dpdk-vhost-reference.sh pins them (back-end on CPU 0, front-end's forwarding lcore on CPU 1).
-      For each direction (tx: front-end txonly into the back-end; rx: back-end to front-end
-      rxonly), ring layout (split, packed_vq=1) and mergeable buffers (mrg_rxbuf on/off):
-        dpdk       testpmd net_vhost (DPDK's vhost library) via dpdk-vhost-reference.sh
-        ours       vhost-user-net --sink / --source --poll-us N (poll mode) via dpdk-virtio-user.sh
-        ours-sleep the same with --poll-us 0 (sleeps on kicks), with its CPU use per Mpps
-      Every figure is the front-end's (testpmd's) packet rate, so both back-ends are measured by
-      the same instrument; ratio = ours / dpdk. Needs dpdk-testpmd (peers/install-deps.sh dpdk),
-      root, and vhost-user-net built beside vmm-bench.
-
-      --peers DIR   the peers directory with the DPDK scripts (default: $VMM_PEERS, else ../shared/peers)
-      --seconds N   seconds per run (default 5)
-      --poll-us N   ours' poll window in poll mode (default 1000000)
-      --filter TEXT only cases whose name (e.g. tx/split/mrg) contains TEXT
-      --no-sleep    skip the --poll-us 0 runs
-
-    """
+import VhostUserDaemon
 
 /// One measured combination.
 struct NetCase {
@@ -57,70 +40,40 @@ struct NetResult {
 }
 
 enum NetBench {
-    /// Parses `arguments` (after `net`), runs, prints; returns the exit status.
-    static func main(_ arguments: [String]) -> Int32 {
-        var arguments = arguments
-        var json = false, markdown = false, sleepMode = true
-        var seconds = 5, pollMicros = 1_000_000
-        var filters: [String] = []
-        var peers = getenv("VMM_PEERS").map { String(cString: $0) } ?? "../shared/peers"
-        while !arguments.isEmpty {
-            let argument = arguments.removeFirst()
-            switch argument {
-            case "--json": json = true
-            case "--markdown": markdown = true
-            case "--no-sleep": sleepMode = false
-            case "-h", "--help":
-                print(netUsage, terminator: "")
-                return 0
-            case "--peers", "--seconds", "--poll-us", "--filter":
-                guard let value = arguments.first else {
-                    writeError("vmm-bench net: \(argument) needs a value\n" + netUsage)
-                    return 64
-                }
-                arguments.removeFirst()
-                switch argument {
-                case "--peers": peers = value
-                case "--seconds":
-                    guard let parsed = Int(value), (2...600).contains(parsed) else {
-                        writeError("vmm-bench net: --seconds must be 2...600\n")
-                        return 64
-                    }
-                    seconds = parsed
-                case "--poll-us":
-                    guard let parsed = Int(value), (1...10_000_000).contains(parsed) else {
-                        writeError("vmm-bench net: --poll-us must be 1...10000000\n")
-                        return 64
-                    }
-                    pollMicros = parsed
-                default: filters.append(value)
-                }
-            default:
-                writeError("vmm-bench net: unknown argument \(argument)\n" + netUsage)
-                return 64
-            }
-        }
+    /// Runs the cases `command` selects and prints; returns the exit status.
+    static func main(_ command: NetCommand) -> Int32 {
         guard let daemon = siblingExecutable("vhost-user-net") else {
             writeError("vmm-bench net: vhost-user-net is not built beside vmm-bench (swift build -c release --product vhost-user-net)\n")
             return 1
         }
+        let peers = command.peers ?? getenv("VMM_PEERS").map { String(cString: $0) } ?? "../shared/peers"
         guard access(peers + "/dpdk-vhost-reference.sh", X_OK) == 0 else {
             writeError("vmm-bench net: no DPDK scripts in \(peers) (--peers DIR or VMM_PEERS)\n")
             return 1
         }
+        let filters = command.filter
         let cases = NetCase.all.filter { netCase in filters.isEmpty || filters.contains { netCase.name.contains($0) } }
         var rows: [(NetCase, [String: NetResult])] = []
         for (index, netCase) in cases.enumerated() {
             writeError("[\(index + 1)/\(cases.count)] \(netCase.name)\n")
             var results: [String: NetResult] = [:]
-            results["dpdk"] = reference(netCase, peers: peers, seconds: seconds)
-            results["ours"] = ours(netCase, daemon: daemon, peers: peers, seconds: seconds, pollMicros: pollMicros)
-            if sleepMode {
-                results["ours-sleep"] = ours(netCase, daemon: daemon, peers: peers, seconds: seconds, pollMicros: 0)
+            results["dpdk"] = reference(netCase, peers: peers, seconds: command.seconds)
+            results["ours"] = ours(netCase, daemon: daemon, peers: peers, seconds: command.seconds, pollMicros: command.pollMicroseconds)
+            if !command.noSleep {
+                results["ours-sleep"] = ours(netCase, daemon: daemon, peers: peers, seconds: command.seconds, pollMicros: 0)
             }
             rows.append((netCase, results))
         }
-        print(json ? renderNetJSON(rows) : renderNetTable(rows, markdown: markdown, pollMicros: pollMicros), terminator: json ? "\n" : "")
+        if command.json {
+            do {
+                print(try renderNetJSON(rows))
+            } catch {
+                writeError("vmm-bench net: \(error)\n")
+                return 1
+            }
+        } else {
+            print(renderNetTable(rows, markdown: command.markdown, pollMicros: command.pollMicroseconds), terminator: "")
+        }
         return rows.contains { $0.1["ours"] == nil } ? 1 : 0
     }
 
@@ -257,20 +210,59 @@ func renderNetTable(_ rows: [(NetCase, [String: NetResult])], markdown: Bool, po
     return out
 }
 
-/// `{"cases":[{group,name,backend,unit:"Mpps",mpps,raw_mpps,ratio,cpu_load}]}`: one case per back-end
-/// and combination; `raw_mpps` is DPDK's vhost in the same combination, `ratio` = mpps / raw_mpps.
-func renderNetJSON(_ rows: [(NetCase, [String: NetResult])]) -> String {
-    func number(_ value: Double?, _ decimals: Int = 3) -> String { value.map { formatFixed($0, decimals: decimals) } ?? "null" }
-    var cases: [String] = []
+/// One `vmm-bench net --json` case: `{group,name,backend,unit:"Mpps",mpps,raw_mpps,ratio,cpu_load,placement}`;
+/// `raw_mpps` is DPDK's vhost in the same combination, `ratio` = mpps / raw_mpps (null for dpdk's
+/// own rows), `cpu_load` the back-end's CPU seconds per second (ours only).
+struct NetJSONCase: Encodable {
+    var name: String
+    var backend: String
+    var mpps: Double?
+    var rawMpps: Double?
+    var ratio: Double?
+    var cpuLoad: Double?
+    var placement: String
+
+    enum CodingKeys: String, CodingKey {
+        case group, name, backend, unit, mpps, ratio, placement
+        case rawMpps = "raw_mpps", cpuLoad = "cpu_load"
+    }
+
+    /// Written by hand so that a missing value is `null` rather than an absent key.
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode("net", forKey: .group)
+        try container.encode(name, forKey: .name)
+        try container.encode(backend, forKey: .backend)
+        try container.encode("Mpps", forKey: .unit)
+        try container.encode(rounded(mpps, 3), forKey: .mpps)
+        try container.encode(rounded(rawMpps, 3), forKey: .rawMpps)
+        try container.encode(rounded(ratio, 3), forKey: .ratio)
+        try container.encode(rounded(cpuLoad, 3), forKey: .cpuLoad)
+        try container.encode(placement, forKey: .placement)
+    }
+}
+
+/// `{"placement":..,"cases":[NetJSONCase...],"skipped":[]}`, one line.
+struct NetJSONReport: Encodable {
+    let placement: String
+    let cases: [NetJSONCase]
+    let skipped: [JSONSkipped]
+}
+
+/// The `--json` text of `vmm-bench net`.
+func renderNetJSON(_ rows: [(NetCase, [String: NetResult])]) throws -> String {
+    let placement = "back-end CPU 0, front-end forwarding lcore CPU 1"
+    var cases: [NetJSONCase] = []
     for (netCase, results) in rows {
         let dpdk = results["dpdk"]?.mpps
         for backend in ["dpdk", "ours", "ours-sleep"] {
             guard let result = results[backend] else { continue }
-            let ratio = backend == "dpdk" ? nil : dpdk.flatMap { $0 > 0 ? result.mpps / $0 : nil }
-            cases.append("{\"group\":\"net\",\"name\":\"\(netCase.name)\",\"backend\":\"\(backend)\",\"unit\":\"Mpps\","
-                + "\"mpps\":\(number(result.mpps)),\"raw_mpps\":\(number(backend == "dpdk" ? nil : dpdk)),"
-                + "\"ratio\":\(number(ratio)),\"cpu_load\":\(number(result.cpuLoad))}")
+            let raw = backend == "dpdk" ? nil : dpdk
+            cases.append(NetJSONCase(name: netCase.name, backend: backend, mpps: result.mpps, rawMpps: raw,
+                                     ratio: raw.flatMap { $0 > 0 ? result.mpps / $0 : nil }, cpuLoad: result.cpuLoad,
+                                     placement: placement))
         }
     }
-    return "{\"placement\":\"back-end CPU 0, front-end forwarding CPU 1\",\"cases\":[" + cases.joined(separator: ",") + "],\"skipped\":[]}"
+    return String(decoding: try programJSONEncoder().encode(NetJSONReport(placement: placement, cases: cases, skipped: [])),
+                  as: UTF8.self)
 }

@@ -12,8 +12,8 @@ enum Layout: String, CaseIterable, Sendable {
 }
 
 /// A device queue seen through the net paths' `NetQueue`.
-struct DeviceNetQueue: NetQueue {
-    var queue: any DeviceQueue
+struct DeviceNetQueue: NetQueue, ~Copyable {
+    var queue: any DeviceQueue & ~Copyable
     mutating func pop() throws(VirtqueueError) -> Chain? { try queue.pop() }
     mutating func complete(_ chain: Chain, written: UInt32) throws(VirtqueueError) { try queue.push(chain, written: written) }
 }
@@ -46,11 +46,13 @@ final class NetRig {
         switch layout {
         case .split:
             driver = try DriverSplitQueue(memory: memory, size: queueSize, addresses: addresses, features: ringFeatures)
-            device = DeviceNetQueue(queue: try SplitQueue(memory: memory, size: queueSize, addresses: addresses, features: ringFeatures))
+            let queue = try SplitQueue(memory: memory, size: queueSize, addresses: addresses, features: ringFeatures)
+            device = DeviceNetQueue(queue: queue)
         case .packed:
             ringFeatures.insert(.ringPacked)
             driver = try DriverPackedQueue(memory: memory, size: queueSize, addresses: addresses, features: ringFeatures)
-            device = DeviceNetQueue(queue: try PackedQueue(memory: memory, size: queueSize, addresses: addresses, features: ringFeatures))
+            let queue = try PackedQueue(memory: memory, size: queueSize, addresses: addresses, features: ringFeatures)
+            device = DeviceNetQueue(queue: queue)
         }
         let data = Int(Self.dataStart - Self.base)
         (shared.mapping.base + data).initializeMemory(as: UInt8.self, repeating: Self.canary, count: Self.memorySize - data)

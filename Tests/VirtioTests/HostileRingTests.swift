@@ -26,7 +26,7 @@ import Virtio
     func check(layout: VringLoopbackBenchmark.Layout, table: [(Int, Int, Int, Int)], availIndex: UInt16) throws {
         let memory = try standardMemory()
         let features: VirtioFeatures = [.ringIndirectDescriptors, .ringEventIndex]
-        var queue: any DeviceQueue
+        var queue: any DeviceQueue & ~Copyable
         switch layout {
         case .split:
             queue = try SplitQueue(memory: memory, size: 8, addresses: standardAddresses(), features: features)
