@@ -50,30 +50,7 @@ final class BlkDaemon {
     init(_ arguments: [String], socket: String, log: String, cpu: Int32?, restoreCPU: Int32?) throws {
         try pinCurrentThread(cpu)
         defer { try? pinCurrentThread(restoreCPU) }
-        #if os(Linux)
-        var actions = posix_spawn_file_actions_t()
-        var attributes = posix_spawnattr_t()
-        #else
-        var actions: posix_spawn_file_actions_t? = nil
-        var attributes: posix_spawnattr_t? = nil
-        #endif
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        // Same process group as vmm-bench: Ctrl-C at the terminal stops the daemons too.
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
-        let argv = arguments.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var child: pid_t = 0
-        let rc = posix_spawn(&child, arguments[0], &actions, &attributes, argv, environ)
-        guard rc == 0 else { throw SystemCallError("posix_spawn", Errno(rawValue: rc)) }
+        let child = try spawnLogged(arguments, log: log)
         pid = child
         BlkCleanup.add(pid: child)
         for _ in 0..<200 {
@@ -135,6 +112,47 @@ final class BlkDaemon {
         }
         return (peak, guest)
     }
+}
+
+/// Spawns `arguments` (the first is the executable's path) with stdin from /dev/null, stdout and
+/// stderr to `log`, no signal blocked, in vmm-bench's process group (Ctrl-C at the terminal stops
+/// it too), with `environment` added to ours.
+///
+/// - Throws: `SystemCallError` from posix_spawn.
+func spawnLogged(_ arguments: [String], log: String, environment: [String: String] = [:]) throws(SystemCallError) -> pid_t {
+    #if os(Linux)
+    var actions = posix_spawn_file_actions_t()
+    var attributes = posix_spawnattr_t()
+    #else
+    var actions: posix_spawn_file_actions_t? = nil
+    var attributes: posix_spawnattr_t? = nil
+    #endif
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    var noSignals = sigset_t()
+    sigemptyset(&noSignals)
+    posix_spawnattr_setsigmask(&attributes, &noSignals)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
+    let argv = arguments.map { strdup($0) } + [nil]
+    defer { argv.forEach { free($0) } }
+    var environmentStrings: [String] = []
+    var entry = environ
+    while let pointer = entry.pointee {
+        environmentStrings.append(String(cString: pointer))
+        entry += 1
+    }
+    environmentStrings += environment.map { "\($0.key)=\($0.value)" }
+    let envp = environmentStrings.map { strdup($0) } + [nil]
+    defer { envp.forEach { free($0) } }
+    var child: pid_t = 0
+    let rc = posix_spawn(&child, arguments[0], &actions, &attributes, argv, envp)
+    guard rc == 0 else { throw SystemCallError("posix_spawn", Errno(rawValue: rc)) }
+    return child
 }
 
 /// A file's whole contents as text, or nil if it cannot be read.

@@ -142,39 +142,11 @@ enum NetBench {
             unlink(log)
             rmdir(directory)
         }
-        let command = ["/usr/bin/timeout", "--kill-after=10", String(seconds)] + arguments
-        let argv = command.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var environ = environmentStrings()
-        environ += environment.map { "\($0.key)=\($0.value)" }
-        let envp = environ.map { strdup($0) } + [nil]
-        defer { envp.forEach { free($0) } }
-        #if os(Linux)
-        var actions = posix_spawn_file_actions_t()
-        #else
-        var actions: posix_spawn_file_actions_t? = nil
-        #endif
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        var pid: pid_t = 0
-        guard posix_spawn(&pid, command[0], &actions, nil, argv, envp) == 0 else { return "" }
+        guard let pid = try? spawnLogged(["/usr/bin/timeout", "--kill-after=10", String(seconds)] + arguments, log: log,
+                                         environment: environment) else { return "" }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
         return readTextFile(log) ?? ""
-    }
-
-    /// This process's environment as `NAME=value` strings.
-    static func environmentStrings() -> [String] {
-        var result: [String] = []
-        var entry = environ
-        while let pointer = entry.pointee {
-            result.append(String(cString: pointer))
-            entry += 1
-        }
-        return result
     }
 }
 
@@ -190,24 +162,8 @@ func renderNetTable(_ rows: [(NetCase, [String: NetResult])], markdown: Bool, po
         let perMpps = sleep.flatMap { s in s.cpuLoad.flatMap { s.mpps > 0 ? formatFixed($0 * 100 / s.mpps, decimals: 0) + "%" : nil } } ?? "-"
         table.append([netCase.name, mpps(dpdk), mpps(ours), ratio, cpu(ours), mpps(sleep), cpu(sleep), perMpps])
     }
-    var out: String
-    if markdown {
-        out = "| " + header.joined(separator: " | ") + " |\n|---|" + String(repeating: "---:|", count: header.count - 1) + "\n"
-        for row in table.dropFirst() { out += "| " + row.joined(separator: " | ") + " |\n" }
-    } else {
-        var widths = header.map { _ in 0 }
-        for row in table { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
-        func line(_ row: [String]) -> String {
-            row.enumerated().map { i, cell in
-                let pad = String(repeating: " ", count: widths[i] - cell.count)
-                return i == 0 ? cell + pad : pad + cell
-            }.joined(separator: "  ")
-        }
-        out = "vmm-bench net: 64-byte packets, testpmd virtio_user front-end; ours polls for \(pollMicros) us (sleep: --poll-us 0).\n"
-        out += line(table[0]) + "\n" + widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ") + "\n"
-        for row in table.dropFirst() { out += line(row) + "\n" }
-    }
-    return out
+    let title = "vmm-bench net: 64-byte packets, testpmd virtio_user front-end; ours polls for \(pollMicros) us (sleep: --poll-us 0).\n"
+    return (markdown ? "" : title) + formatTable(table, markdown: markdown)
 }
 
 /// One `vmm-bench net --json` case: `{group,name,backend,unit:"Mpps",mpps,raw_mpps,ratio,cpu_load,placement}`;
