@@ -6,6 +6,11 @@ import Glibc
 import Musl
 #endif
 
+// Outside the extension, where TapDevice's own `open`/`read`/`write` do not hide libc's.
+private func openTun() -> Int32 { open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC) }
+private func systemRead(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int) -> Int { read(fd, buffer, count) }
+private func systemWrite(_ fd: Int32, _ buffer: UnsafeRawPointer?, _ count: Int) -> Int { write(fd, buffer, count) }
+
 // Linux tun/tap (Documentation/networking/tuntap.rst): one /dev/net/tun descriptor per queue,
 // IFF_VNET_HDR with a 12-byte header (TUNSETVNETHDRSZ), IFF_MULTI_QUEUE when there are several.
 extension TapDevice {
@@ -14,7 +19,7 @@ extension TapDevice {
         if queues > 1 { flags |= Int32(IFF_MULTI_QUEUE) }
         var devices: [TapDevice] = []
         for _ in 0..<queues {
-            let raw = try systemCall("open(/dev/net/tun)") { Glibc.open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC) }
+            let raw = try systemCall("open(/dev/net/tun)") { openTun() }
             let descriptor = FileDescriptor(adopting: raw)
             _ = try systemCall("ioctl(TUNSETIFF \(name))") { vmm_tap_set_interface(raw, name, flags) }
             _ = try systemCall("ioctl(TUNSETVNETHDRSZ)") { vmm_tap_set_vnet_header_size(raw, Int32(headerSize)) }
@@ -25,7 +30,7 @@ extension TapDevice {
 
     func readPlatform(into packet: UnsafeMutableRawBufferPointer) throws(SystemCallError) -> Int? {
         while true {
-            let count = Glibc.read(descriptor.rawValue, packet.baseAddress, packet.count)
+            let count = systemRead(descriptor.rawValue, packet.baseAddress, packet.count)
             if count >= 0 { return count }
             let error = Errno.current
             if error == .interrupted { continue }
@@ -36,7 +41,7 @@ extension TapDevice {
 
     func writePlatform(_ packet: UnsafeRawBufferPointer) throws(SystemCallError) -> Bool {
         while true {
-            if Glibc.write(descriptor.rawValue, packet.baseAddress, packet.count) >= 0 { return true }
+            if systemWrite(descriptor.rawValue, packet.baseAddress, packet.count) >= 0 { return true }
             let error = Errno.current
             if error == .interrupted { continue }
             // EIO: the interface is down (no one configured it yet); the frame is simply lost.

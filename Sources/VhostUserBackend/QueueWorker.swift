@@ -207,29 +207,33 @@ final class QueueWorker: @unchecked Sendable {
 
     // MARK: poll mode
 
-    /// Serves every started ring once with available-buffer notifications off (the driver need
-    /// not kick while the worker polls). Returns whether any ring published a used entry.
+    /// `process` calls per ring between two looks at the poller (and the clock) in poll mode:
+    /// each look is a system call, which would otherwise cost more than an empty poll.
+    private static let spinsPerRound = 64
+
+    /// Serves every started ring `spinsPerRound` times with available-buffer notifications off
+    /// (the driver need not kick while the worker polls), publishing and signalling after each
+    /// call that completed something. Returns whether any ring published a used entry.
     private func pollRound() -> Bool {
         var busy = false
         for ring in rings where ring.isStarted && ring.enabled && !ring.broken {
             guard var queue = ring.queue.take() else { continue }
             queue.worker = self
             queue.call = ring.call
-            var published = 0
             do {
                 try announceStart(ring, &queue)
                 queue.ring.disableNotifications()
-                try device.process(&queue)
-                _ = try queue.drainCompletions()
-                published = queue.staged
-                queue.flush()
+                for _ in 0..<Self.spinsPerRound {
+                    try device.process(&queue)
+                    _ = try queue.drainCompletions()
+                    guard queue.staged > 0 else { continue }
+                    queue.flush()
+                    queue.signalIfNeeded()
+                    busy = true
+                }
             } catch {
                 queue.flush()
                 markBroken(ring, error)
-            }
-            if published > 0 {
-                queue.signalIfNeeded()
-                busy = true
             }
             queue.worker = nil
             queue.call = nil

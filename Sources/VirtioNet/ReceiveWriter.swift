@@ -44,6 +44,13 @@ public struct ReceiveWriter: ~Copyable {
         discard()
     }
 
+    /// The ring-buffer slot `offset` places after `first` (offset <= capacity; no division).
+    @inlinable @inline(__always)
+    func slot(_ offset: Int) -> Int {
+        let position = first + offset
+        return position >= capacity ? position - capacity : position
+    }
+
     /// Chains held for the next packet.
     public var heldCount: Int { count }
 
@@ -83,10 +90,10 @@ public struct ReceiveWriter: ~Copyable {
                     counters.add(.rxBadChains)
                     continue
                 }
-                held[(first + count) % capacity] = chain
+                held[slot(count)] = chain
                 count += 1
             }
-            room += Int(held[(first + used) % capacity].writableLength)
+            room += Int(held[slot(used)].writableLength)
             used += 1
             if room >= total { break }
             if !mergeable {
@@ -105,13 +112,13 @@ public struct ReceiveWriter: ~Copyable {
         }
         var remaining = UnsafeRawBufferPointer(rebasing: packet[skip...])
         for index in 0..<used {
-            let chain = held[(first + index) % capacity]
+            let chain = held[slot(index)]
             let take = min(remaining.count, Int(chain.writableLength))
             let written = try chain.writeWritable(UnsafeRawBufferPointer(rebasing: remaining[..<take]))
             remaining = UnsafeRawBufferPointer(rebasing: remaining[take...])
             try queue.complete(chain, written: UInt32(written))
         }
-        first = (first + used) % capacity
+        first = slot(used)
         count -= used
         counters.add(.rxFrames)
         counters.add(.rxBytes, UInt64(frameLength))

@@ -30,8 +30,13 @@ struct NetDaemonTests {
         let sockets = (0..<ports).map { directory.path + "/net\($0).sock" }
         defer { if getenv("NET_TEST_KEEP") == nil { directory.remove(sockets.map { String($0.split(separator: "/").last!) } + ["net.log"]) } }
         let daemon = try startNetDaemon(arguments, sockets: sockets, log: directory.path + "/net.log")
-        defer { daemon.stop() }
-        try body(sockets)
+        do {
+            try body(sockets)
+        } catch {
+            daemon.stop()
+            throw error
+        }
+        daemon.stop()
     }
 
     @Test(arguments: Layout.allCases)
