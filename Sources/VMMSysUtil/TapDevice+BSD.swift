@@ -45,6 +45,8 @@ extension TapDevice {
         }
     }
 
+    func setAttachedPlatform(_ attached: Bool) throws(SystemCallError) {}
+
     func setOffloadsPlatform(checksum: Bool, tso4: Bool, tso6: Bool, ecn: Bool) throws(SystemCallError) {}
 }
 #endif

@@ -23,7 +23,7 @@ extension TapDevice {
             let descriptor = FileDescriptor(adopting: raw)
             _ = try systemCall("ioctl(TUNSETIFF \(name))") { vmm_tap_set_interface(raw, name, flags) }
             _ = try systemCall("ioctl(TUNSETVNETHDRSZ)") { vmm_tap_set_vnet_header_size(raw, Int32(headerSize)) }
-            devices.append(TapDevice(name: name, descriptor: descriptor, carriesOffloads: true))
+            devices.append(TapDevice(name: name, descriptor: descriptor, carriesOffloads: true, multiQueue: queues > 1))
         }
         return devices
     }
@@ -48,6 +48,11 @@ extension TapDevice {
             if error == .wouldBlock || error == .noBufferSpace || error.rawValue == EIO { return false }
             throw SystemCallError("write(tap)", error)
         }
+    }
+
+    func setAttachedPlatform(_ attached: Bool) throws(SystemCallError) {
+        guard multiQueue else { return }
+        _ = try systemCall("ioctl(TUNSETQUEUE)") { vmm_tap_set_queue_attached(descriptor.rawValue, attached ? 1 : 0) }
     }
 
     func setOffloadsPlatform(checksum: Bool, tso4: Bool, tso6: Bool, ecn: Bool) throws(SystemCallError) {

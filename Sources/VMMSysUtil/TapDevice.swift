@@ -18,7 +18,8 @@ import Darwin
 /// (`vmnet_read`/`vmnet_write` of whole frames, no offloads); opening one throws `.notSupported`.
 ///
 /// Thread-safety: `read` and `write` may be called from different threads (one reader and one
-/// writer per queue); the descriptor is closed when the device is released.
+/// writer per queue); `setAttached` and `setOffloads` by one thread at a time; the descriptor is
+/// closed when the device is released.
 public final class TapDevice: @unchecked Sendable {
     /// Bytes of the header in front of every frame in `read` and `write` buffers.
     public static let headerSize = 12
@@ -27,11 +28,17 @@ public final class TapDevice: @unchecked Sendable {
     /// Whether the header's checksum/segmentation fields reach the kernel and back (Linux).
     public let carriesOffloads: Bool
     let descriptor: FileDescriptor
+    /// One of several queues of the interface (Linux IFF_MULTI_QUEUE).
+    let multiQueue: Bool
+    /// Queues start attached (the kernel's default). Changed only by `setAttached`, whose callers
+    /// are ordered (a queue worker, or the control thread while the workers are parked).
+    private var isAttached = true
 
-    init(name: String, descriptor: consuming FileDescriptor, carriesOffloads: Bool) {
+    init(name: String, descriptor: consuming FileDescriptor, carriesOffloads: Bool, multiQueue: Bool = false) {
         self.name = name
         self.descriptor = descriptor
         self.carriesOffloads = carriesOffloads
+        self.multiQueue = multiQueue
     }
 
     /// The descriptor, for a poller (readable: a frame is waiting). Owned by the device.
@@ -62,6 +69,17 @@ public final class TapDevice: @unchecked Sendable {
     /// - Throws: `SystemCallError` for any other write(2) error.
     public func write(_ packet: UnsafeRawBufferPointer) throws(SystemCallError) -> Bool {
         try writePlatform(packet)
+    }
+
+    /// Attaches or detaches this queue (Linux IFF_MULTI_QUEUE): the kernel spreads the host's
+    /// frames over the attached queues only, so a queue whose guest ring is not in use must be
+    /// detached or the frames steered to it are lost. No-op with one queue or where queues do not exist.
+    ///
+    /// - Throws: `SystemCallError` from the ioctl.
+    public func setAttached(_ attached: Bool) throws(SystemCallError) {
+        guard attached != isAttached else { return }
+        try setAttachedPlatform(attached)
+        isAttached = attached
     }
 
     /// Lets the kernel hand over frames with these offloads pending (what the guest accepts:

@@ -107,24 +107,28 @@ final class NetDevice: VhostUserDaemonDevice, @unchecked Sendable {
     /// Drains a transmit queue: each chain's packet is copied out, validated and handed to the
     /// port; every chain is completed with 0 bytes written (section 5.1.6.2: nothing to write).
     private func transmit(_ queue: inout VhostUserQueue, pair: Int) throws {
+        // Locals: one reference count for the whole batch, not one per frame.
         let reader = TransmitReader(features: queue.negotiatedFeatures)
         let buffer = transmitBuffers[pair]
-        var moved = false
+        let port = port, counters = counters
+        var frames: UInt64 = 0, bytes: UInt64 = 0
         while let chain = try queue.pop() {
             switch try reader.read(chain, into: buffer, counters: counters) {
             case .frame(let length):
-                counters.add(.txFrames)
-                counters.add(.txBytes, UInt64(length))
+                frames &+= 1
+                bytes &+= UInt64(length)
                 if !port.transmit(UnsafeMutableRawBufferPointer(rebasing: buffer[..<(NetHeader.size + length)]), pair: pair) {
                     counters.add(.txPortDropped)
                 }
-                moved = true
             case .dropped(let reason):
                 counters.add(reason)
             }
             try queue.complete(chain, written: 0)
         }
-        if moved { port.transmitBatchEnded(pair: pair) }
+        guard frames > 0 else { return }
+        counters.add(.txFrames, frames)
+        counters.add(.txBytes, bytes)
+        port.transmitBatchEnded(pair: pair)
     }
 
     /// Answers control commands (section 5.1.6.5): the ack byte, VIRTIO_NET_OK or VIRTIO_NET_ERR.

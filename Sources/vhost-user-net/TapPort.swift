@@ -27,6 +27,20 @@ final class TapPort: NetPort {
         taps = try TapDevice.open(name: name, queues: pairs)
         self.logger = logger
         offloadFeatures = taps[0].carriesOffloads ? NetFeature.hostOffloads | NetFeature.guestOffloads : 0
+        detachUnusedQueues()
+    }
+
+    /// Only queue 0 stays attached until the driver starts the other pairs' receive rings (a
+    /// driver uses as many pairs as it likes, `VIRTIO_NET_CTRL_MQ`): the kernel steers the host's
+    /// flows over the attached queues only, and a frame steered to a queue nobody reads is lost.
+    private func detachUnusedQueues() {
+        for tap in taps.dropFirst() {
+            do {
+                try tap.setAttached(false)
+            } catch {
+                logger.warning("tap \(tap.name): cannot detach a queue: \(error)")
+            }
+        }
     }
 
     func transmit(_ packet: UnsafeMutableRawBufferPointer, pair: Int) -> Bool {
@@ -39,8 +53,17 @@ final class TapPort: NetPort {
     }
 
     func receiveStarted(_ lane: ReceiveLane, queue: inout VhostUserQueue) throws {
+        if lane.pair > 0 {
+            do {
+                try taps[lane.pair].setAttached(true)
+            } catch {
+                logger.warning("tap \(taps[lane.pair].name): cannot attach queue \(lane.pair): \(error)")
+            }
+        }
         try watch(lane, &queue)
     }
+
+    func reset() { detachUnusedQueues() }
 
     func receive(_ lane: ReceiveLane, queue: inout VhostUserQueue, event: PollEvent?) throws {
         let tap = taps[lane.pair]
