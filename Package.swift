@@ -88,6 +88,7 @@ let package = Package(
             dependencies: [
                 "VhostUserDaemon", "VhostUserProtocol", "VhostUserBackend", "Virtio", "VirtioBlock",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // The virtio-net vhost-user back-end program: TAP, switch, sink and source ports.

@@ -45,9 +45,10 @@ final class CompletionChannel: @unchecked Sendable {
     private var head: UInt64 = 0
     /// Deferred and not yet drained (worker only).
     private(set) var outstanding = 0
-    /// Guards `retainedMemory` and `abandonedCount` (cold path: abandonment only).
+    /// Guards `retained` and `abandonedCount` (cold path: abandonment only).
     private let abandonLock = ConditionLock()
-    private var retainedMemory: GuestMemory?
+    /// What abandoned chains point into (guest memory, the queue's chain storage).
+    private var retained: [AnyObject] = []
     private var abandonedCount = 0
 
     init(ringIndex: Int, size: Int, wakeup: WorkerWakeup) {
@@ -120,10 +121,10 @@ final class CompletionChannel: @unchecked Sendable {
 
     /// Refuses every outstanding chain from now on (the ring stops or is rebuilt) and returns
     /// their ids. Completions producers already won still arrive: `drain` them afterwards
-    /// (`completing` says how many). `memory` stays mapped until every abandoned token was
-    /// handed back (refused) or this channel is gone, so a device still writing into a chain's
-    /// buffers on another thread never faults.
-    func abandon(keeping memory: GuestMemory) -> (abandoned: [UInt16], completing: Int) {
+    /// (`completing` says how many). `references` (guest memory, the queue's chain storage) stay
+    /// alive until every abandoned token was handed back (refused) or this channel is gone, so a
+    /// device still reading or writing a chain's buffers on another thread never faults.
+    func abandon(keeping references: [AnyObject]) -> (abandoned: [UInt16], completing: Int) {
         var abandoned: [UInt16] = []
         var completing = 0
         for id in 0..<size {
@@ -142,7 +143,7 @@ final class CompletionChannel: @unchecked Sendable {
         }
         if !abandoned.isEmpty {
             abandonLock.withLock {
-                retainedMemory = memory
+                retained = references
                 abandonedCount += abandoned.count
             }
         }
@@ -188,7 +189,7 @@ final class CompletionChannel: @unchecked Sendable {
     private func releaseAbandoned() {
         abandonLock.withLock {
             abandonedCount -= 1
-            if abandonedCount == 0 { retainedMemory = nil }
+            if abandonedCount == 0 { retained.removeAll() }
         }
     }
 }

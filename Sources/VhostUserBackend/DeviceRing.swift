@@ -87,5 +87,7 @@ struct DeviceRing: ~Copyable {
     var nextAvailIndex: UInt32 { read({ $0.nextAvailIndex }, { $0.nextAvailIndex }) }
     var features: VirtioFeatures { read({ $0.features }, { $0.features }) }
     var memory: GuestMemory { read({ $0.memory }, { $0.memory }) }
+    /// Guest memory and the queue's chain storage: what a held chain points into.
+    var chainReferences: [AnyObject] { read({ [$0.memory, $0.chainStorage] }, { [$0.memory, $0.chainStorage] }) }
     var isPacked: Bool { read({ _ in false }, { _ in true }) }
 }

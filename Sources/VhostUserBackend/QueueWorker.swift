@@ -155,8 +155,9 @@ final class QueueWorker: @unchecked Sendable {
 
     /// Removes every source of ring `ring` (control thread, worker parked): the ring stopped.
     func removeSources(ring: Int) {
-        for slot in sources.indices where sources[slot]?.ring == ring {
-            removeSource(ring: ring, token: sources[slot]!.token)
+        for slot in sources.indices {
+            guard let source = sources[slot], source.ring == ring else { continue }
+            removeSource(ring: ring, token: source.token)
         }
     }
 
@@ -320,8 +321,7 @@ final class QueueWorker: @unchecked Sendable {
             _ = try? completionPoller.wait(into: &completionEvents, timeout: remaining)
         }
         if queue.postponedCount > 0 {
-            let memory = queue.ring.memory
-            let (abandoned, completing) = queue.completions.abandon(keeping: memory)
+            let (abandoned, completing) = queue.completions.abandon(keeping: queue.ring.chainReferences)
             // Completions producers won just before: their entries land within instructions.
             var landing = completing
             let landingDeadline = clock.now + .milliseconds(100)
@@ -385,6 +385,7 @@ final class QueueWorker: @unchecked Sendable {
             queue.flush()
             markBroken(ring, error)
         }
+        queue.log?.notificationFieldsWritten()
         if signal { queue.signalIfNeeded() }
         queue.worker = nil
         queue.call = nil

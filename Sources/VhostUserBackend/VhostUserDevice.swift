@@ -76,6 +76,12 @@ public protocol VhostUserDevice: AnyObject, Sendable {
     func featuresNegotiated(_ features: UInt64)
     /// `RESET_DEVICE` or the end of a session: forget per-session state.
     func reset()
+    /// The front-end opened a back-end channel (`SET_BACKEND_REQ_FD`), or it went away (nil, at
+    /// the end of the session). Keep it to send requests from any thread, e.g.
+    /// `channel.sendConfigChange()` after the config space changed (a `BackendChannelSlot` keeps
+    /// it thread-safely). Called on the control thread while queue workers may be running, unlike
+    /// the other control-thread requirements. Default: ignored.
+    func backendChannelChanged(_ channel: BackendChannel?)
 }
 
 extension VhostUserDevice {
@@ -92,4 +98,5 @@ extension VhostUserDevice {
         queue.unwatch(token: event.token)
     }
     public func reset() {}
+    public func backendChannelChanged(_ channel: BackendChannel?) {}
 }

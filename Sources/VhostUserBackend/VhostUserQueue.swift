@@ -43,6 +43,9 @@ public struct VhostUserQueue: ~Copyable {
     var worker: QueueWorker?
     /// The ring's call notifier, set for the duration of each callback (for `publish()`).
     var call: EventNotifier?
+    /// Dirty logging while the front-end migrates the guest; nil otherwise (then completion and
+    /// publication cost one branch more than without logging support).
+    var log: QueueLog?
 
     init(index: Int, negotiatedFeatures: UInt64, ring: consuming DeviceRing, inflight: consuming InflightTracker,
          resubmit: [UInt16], packedResubmit: [InflightPackedQueue.Resubmission] = [], wakeup: WorkerWakeup) {
@@ -126,8 +129,13 @@ public struct VhostUserQueue: ~Copyable {
     /// the completion channel), split or packed, is written here, with the chain and the bytes the
     /// device wrote into its writable part. `flush()` then publishes the batch and the worker
     /// decides the call (`signalIfNeeded()`).
+    ///
+    /// While the front-end migrates the guest, the pages of those `written` bytes are marked in
+    /// the dirty log here, before the entry is written: a device declares what it wrote and
+    /// cannot forget to log it, whichever thread completed the chain.
     @inline(__always)
     mutating func finish(_ chain: Chain, written: UInt32) throws(VirtqueueError) {
+        if let log { log.completed(chain, written: written) }
         try ring.stage(chain, written: written)
         let id = chain.id
         if inflight.apply(otherwise: false, { _ in true }, { $0.recordCompletion(id); return false }) {
@@ -202,6 +210,9 @@ public struct VhostUserQueue: ~Copyable {
     /// Publishes the staged completions: inflight links, used index, inflight clear (in that order).
     mutating func flush() {
         guard staged > 0 else { return }
+        let first = ring.read({ $0.publishedUsedIndex }, { _ in 0 })
+        let count = staged
+        defer { log?.published(from: first, count: count) }
         // Moved out (not copied) so clearing it keeps its storage: no allocation per batch.
         var heads: [UInt16] = []
         swap(&heads, &batch)

@@ -68,6 +68,7 @@ extension VhostUserSession {
         } catch {
             throw .memoryTable(error)
         }
+        try checkLogCovers(newMemory)
         try quiesced(draining: rings.filter(\.isStarted)) { () throws(VhostUserError) in
             // Validate every ring over the new memory before changing any.
             for ring in rings where ring.isStarted {
@@ -82,6 +83,7 @@ extension VhostUserSession {
                 ring.queue = try rebuild(ring, memory: newMemory)
             }
             memory = newMemory
+            refreshLogging()
             // Rings configured before any memory arrived can start now.
             for ring in rings { try start(ring) }
         }

@@ -39,13 +39,19 @@ extension VhostUserSession {
 
     func setVringAddress(_ address: VringAddress) throws(VhostUserError) {
         let ring = try ring(address.index, .setVringAddr)
-        guard !address.flags.contains(.log) else { throw .ringLoggingUnsupported(index: ring.index) }
+        if address.flags.contains(.log) {
+            guard (ackedFeatures ?? 0) & VirtioFeatures.logAll.rawValue != 0 else {
+                throw .ringLoggingNotNegotiated(index: ring.index)
+            }
+            if ring.size > 0 { try checkUsedLogRange(ring, address: address, log: isLogging ? dirtyLog : nil) }
+        }
         try quiesced(draining: [ring]) { () throws(VhostUserError) in
             let previous = ring.address
             ring.address = address
             do throws(VhostUserError) {
                 if ring.isStarted, let memory {
                     try ring.queue = rebuild(ring, memory: memory)
+                    ring.queue?.log = queueLog(for: ring)
                 } else {
                     try start(ring)
                 }
@@ -131,6 +137,9 @@ extension VhostUserSession {
     func start(_ ring: Vring) throws(VhostUserError) {
         guard !ring.isStarted, ring.kickSet, ring.size > 0, let address = ring.address, let memory else { return }
         let features = ackedFeatures ?? 0
+        if address.flags.contains(.log) {
+            try checkUsedLogRange(ring, address: address, log: isLogging ? dirtyLog : nil)
+        }
         let layout: DeviceRing
         do {
             layout = try makeRing(ring, memory: memory, address: address, features: VirtioFeatures(rawValue: features))
@@ -152,6 +161,7 @@ extension VhostUserSession {
         ring.queue = VhostUserQueue(index: ring.index, negotiatedFeatures: features, ring: positioned,
                                     inflight: tracker, resubmit: recovered.resubmit,
                                     packedResubmit: recovered.packedResubmit, wakeup: workerOfRing[ring.index].wakeup)
+        ring.queue?.log = queueLog(for: ring)
         ring.started = true
         ring.startCount &+= 1
         ring.broken = false

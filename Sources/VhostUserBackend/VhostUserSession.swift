@@ -29,6 +29,9 @@ public struct VhostUserSessionOptions: Sendable {
     /// At most this many worker threads: more rings then share a thread (consecutive indices
     /// together). nil: `queuesPerThread` alone decides. At least 1.
     public var maxThreads: Int?
+    /// How long a back-end channel request waits for the front-end (its ack, or the socket taking
+    /// the request) before the channel is closed. At least 1 ms.
+    public var backendReplyTimeout: Duration = .seconds(2)
     /// How long a ring that stops (`GET_VRING_BASE`, `RESET_DEVICE`, disconnect) or whose memory
     /// table changes waits for chains the device postponed (`VhostUserQueue.postpone`) before it
     /// refuses their completions. Default 3 s (a disk request slower than that is stuck); the
@@ -101,6 +104,12 @@ public final class VhostUserSession {
     var workerOfRing: [QueueWorker] = []
     var memory: GuestMemory?
     var inflight: InflightBuffer?
+    /// `SET_LOG_BASE`: the dirty log (used while `VHOST_F_LOG_ALL` is acked).
+    var dirtyLog: DirtyLog?
+    /// `SET_LOG_FD`: signalled after logging.
+    var logNotifier: EventNotifier?
+    /// `SET_BACKEND_REQ_FD`: the back-end channel, also handed to the device.
+    public internal(set) var backendChannel: BackendChannel?
     private var closed = false
 
     /// Ring-format bits QEMU 7.2 acks even when they were not offered (vhost-user-rng); honoured.
@@ -109,7 +118,7 @@ public final class VhostUserSession {
     static let ringFormatFeatures = toleratedFeatures | VirtioFeatures.ringPacked.rawValue
     /// Transport bits (24-49) the framework serves when a device declares them.
     static let servedTransportFeatures: VirtioFeatures = [
-        .notifyOnEmpty, .anyLayout, .ringIndirectDescriptors, .ringEventIndex, .protocolFeatures, .version1,
+        .notifyOnEmpty, .logAll, .anyLayout, .ringIndirectDescriptors, .ringEventIndex, .protocolFeatures, .version1,
         .ringPacked, .orderPlatform,
     ]
 
@@ -143,8 +152,10 @@ public final class VhostUserSession {
         let queueCount = min(max(device.queueCount, 0), 256)
         rings = (0..<queueCount).map { Vring(index: $0) }
         offeredFeatures = device.deviceFeatures | VirtioFeatures.protocolFeatures.rawValue | Self.toleratedFeatures
+            | VirtioFeatures.logAll.rawValue
         var offered: ProtocolFeatures = [
             .multiqueue, .replyAck, .configureMemorySlots, .inflightSharedMemory, .resetDevice, .status,
+            .logSharedMemory, .backendRequest,
         ]
         if device.configSize > 0 { offered.insert(.config) }
         offered.formUnion(device.requiredProtocolFeatures)
@@ -196,6 +207,13 @@ public final class VhostUserSession {
         }
         memory = nil
         inflight = nil
+        dirtyLog = nil
+        logNotifier = nil
+        if let backendChannel {
+            backendChannel.close()
+            self.backendChannel = nil
+            device.backendChannelChanged(nil)
+        }
         device.reset()
     }
 
@@ -235,9 +253,7 @@ public final class VhostUserSession {
             try setMemoryTable(table.regions, descriptors: message.descriptors)
             reply = nil
         case .addMemReg(let single):
-            guard let fd = message.takeDescriptor() else {
-                throw .protocolViolation(.missingDescriptors(request: .frontend(request), expected: 1, received: 0))
-            }
+            let fd = try Self.requiredDescriptor(&message)
             try addMemoryRegion(single.region, fd: fd)
             reply = nil
         case .remMemReg(let single):
@@ -292,12 +308,23 @@ public final class VhostUserSession {
             descriptor = fd
             reply = .inflight(answer)
         case .setInflightFD(let description):
-            guard let fd = message.takeDescriptor() else {
-                throw .protocolViolation(.missingDescriptors(request: .frontend(request), expected: 1, received: 0))
-            }
+            let fd = try Self.requiredDescriptor(&message)
             try setInflight(description, fd: fd)
             reply = nil
-        case .setLogBase, .setLogFD, .sendRARP, .netSetMTU, .setBackendRequestFD, .iotlbMessage, .setVringEndian,
+        case .setLogBase(let description):
+            let fd = try Self.requiredDescriptor(&message)
+            try setLogBase(description, fd: fd)
+            // With LOG_SHMFD the front-end waits for this reply (0 = installed).
+            reply = .u64(0)
+        case .setLogFD:
+            let fd = try Self.requiredDescriptor(&message)
+            try setLogFD(fd)
+            reply = nil
+        case .setBackendRequestFD:
+            let fd = try Self.requiredDescriptor(&message)
+            try setBackendChannel(fd)
+            reply = nil
+        case .sendRARP, .netSetMTU, .iotlbMessage, .setVringEndian,
             .closeCryptoSession, .postcopyAdvise, .postcopyListen, .postcopyEnd, .gpuSetSocket, .vringKick,
             .getSharedObject, .setDeviceStateFD, .checkDeviceState:
             throw .notNegotiated(request)
@@ -309,6 +336,15 @@ public final class VhostUserSession {
         return nil
     }
 
+    /// The one fd `message` must carry, moved out.
+    /// - Throws: `.protocolViolation(.missingDescriptors)` if it has none.
+    static func requiredDescriptor(_ message: inout Message) throws(VhostUserError) -> FileDescriptor {
+        guard let fd = message.takeDescriptor() else {
+            throw .protocolViolation(.missingDescriptors(request: .frontend(message.request), expected: 1, received: 0))
+        }
+        return fd
+    }
+
     /// The protocol feature a request needs, if any.
     static func gate(_ request: FrontendRequest) -> ProtocolFeatures? {
         switch request {
@@ -318,6 +354,8 @@ public final class VhostUserSession {
         case .getInflightFD, .setInflightFD: .inflightSharedMemory
         case .resetDevice: .resetDevice
         case .setStatus, .getStatus: .status
+        case .setLogBase: .logSharedMemory
+        case .setBackendRequestFD: .backendRequest
         default: nil
         }
     }
@@ -359,6 +397,7 @@ public final class VhostUserSession {
             throw .featuresChangedWhileStarted(old: old, new: features)
         }
         ackedFeatures = features
+        refreshLogging()
         if features & VirtioFeatures.protocolFeatures.rawValue == 0 {
             for ring in rings { ring.enabled = true }
         }

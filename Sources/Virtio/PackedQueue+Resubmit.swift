@@ -1,6 +1,12 @@
 import CVMMPlatform
 
 extension PackedQueue {
+    /// What chains popped from this queue point into besides guest memory (their translated
+    /// buffers and walk context). Holding it (and the `GuestMemory`) keeps such a chain readable
+    /// after the queue itself is gone: vhost-user keeps both while a device may still hold a chain
+    /// whose completion will be refused.
+    public var chainStorage: AnyObject { inFlight }
+
     /// The next used slot and its wrap counter, in vhost-user's encoding (bits 0-14 slot, bit 15
     /// wrap counter): where the next used descriptor will be written.
     public var nextUsedPosition: UInt16 { nextUsed | (usedWrap ? 0x8000 : 0) }

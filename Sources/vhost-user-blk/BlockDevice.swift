@@ -1,3 +1,4 @@
+import Logging
 import VhostUserProtocol
 import VhostUserBackend
 import VhostUserDaemon
@@ -27,6 +28,8 @@ final class BlockDevice: VhostUserDaemonDevice, @unchecked Sendable {
     private let heldChains: [HeldChains]
     /// `--iops-limit`: one bucket shared by every queue (the limit is the device's).
     let limiter: TokenBucket?
+    /// The front-end's back-end channel, for config-change messages (capacity grew).
+    let channel = BackendChannelSlot()
 
     /// A device serving `file` on `queueCount` queues of at most `queueSize` descriptors, at most
     /// `iopsLimit` requests per second in total when given.
@@ -47,8 +50,11 @@ final class BlockDevice: VhostUserDaemonDevice, @unchecked Sendable {
     }
 
     func readConfig(offset: Int, into buffer: UnsafeMutableRawBufferPointer) {
+        // The capacity is the file's now (it grows with the image, see `imageMayHaveGrown`).
+        var current = configuration
+        current.capacity = file.capacity
         // The framework checked the range against `configSize`; `read` checks again and copies nothing if wrong.
-        if !configuration.read(offset: offset, into: buffer), !buffer.isEmpty {
+        if !current.read(offset: offset, into: buffer), !buffer.isEmpty {
             buffer.initializeMemory(as: UInt8.self, repeating: 0)
         }
     }
@@ -104,6 +110,35 @@ final class BlockDevice: VhostUserDaemonDevice, @unchecked Sendable {
 
     func reset() {
         for processor in processors { processor.writeThrough = false }
+    }
+
+    func backendChannelChanged(_ channel: BackendChannel?) {
+        self.channel.set(channel)
+    }
+
+    /// Measures the image again (SIGHUP): if it grew, requests up to the new end are served and
+    /// the front-end is told the config changed (`BACKEND_CONFIG_CHANGE_MSG`), so it re-reads the
+    /// capacity and the guest sees the larger disk. Any thread.
+    func imageMayHaveGrown(logger: Logger) {
+        let sizes: (old: UInt64, new: UInt64)
+        do {
+            sizes = try file.refreshCapacity()
+        } catch {
+            logger.error("cannot measure the image again: \(error)")
+            return
+        }
+        guard sizes.new > sizes.old else {
+            logger.notice("image not larger (\(sizes.old) sectors): capacity unchanged")
+            return
+        }
+        logger.notice("image grew from \(sizes.old) to \(sizes.new) sectors")
+        do {
+            if try !channel.sendConfigChange() {
+                logger.warning("no back-end channel: the front-end learns the new capacity when it reads the config")
+            }
+        } catch {
+            logger.error("config-change message failed: \(error)")
+        }
     }
 }
 

@@ -63,7 +63,8 @@ enum BlkBench {
             writeError("vmm-bench blk: creating a 1 GiB image in \(scratch.path)\n")
             try scratch.createImage(size: imageSize)
             runs = try run(backends, scratch: scratch, context: context, maxQueues: maxQueues,
-                           duration: milliseconds * 1_000_000, filters: filters)
+                           duration: milliseconds * 1_000_000, filters: filters,
+                           dirtyLog: options.dirtyLog)
         } catch {
             writeError("vmm-bench blk: \(error)\n")
             return 1
@@ -98,7 +99,7 @@ enum BlkBench {
     /// Starts every back-end on the image, then measures each case in `slices` alternating slices
     /// per back-end (so both see the same machine noise), records each daemon's memory, stops them.
     static func run(_ backends: [BlkBackendKind], scratch: BlkScratch, context: BenchContext, maxQueues: Int,
-                    duration: UInt64, filters: [String]) throws -> [BlkBackendRun] {
+                    duration: UInt64, filters: [String], dirtyLog: Bool = false) throws -> [BlkBackendRun] {
         var daemons: [BlkDaemon] = []
         defer { for daemon in daemons { daemon.stop() } }
         var sessions: [BlkSession] = []
@@ -109,7 +110,7 @@ enum BlkBench {
             let log = scratch.file("\(backend.rawValue).log")
             daemons.append(try BlkDaemon(try backend.command(image: scratch.image, socket: socket, queues: maxQueues),
                                          socket: socket, log: log, cpu: context.peerCPU, restoreCPU: context.mainCPU))
-            sessions.append(try BlkSession(socket: socket, maxQueues: maxQueues))
+            sessions.append(try BlkSession(socket: socket, maxQueues: maxQueues, dirtyLog: dirtyLog))
             var run = BlkBackendRun(backend: backend)
             run.queueCount = sessions[sessions.count - 1].queues.count
             runs.append(run)

@@ -35,6 +35,10 @@ struct BlkCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Most queues to use, 1...4.", valueName: "n"))
     var queues = 4
 
+    @Flag(name: .customLong("dirty-log"),
+          help: "Dirty logging on (VHOST_F_LOG_ALL, LOG_SHMFD) in both back-ends, as during a live migration.")
+    var dirtyLog = false
+
     @OptionGroup var output: BenchOutputOptions
 
     mutating func validate() throws {

@@ -24,8 +24,10 @@ enum HostileClass: String, CaseIterable, Sendable, CustomStringConvertible {
     case ringIndexOutOfRange, ringSizeInvalid, ringAddressOutsideMemory, ringBaseTooLarge
     // §11.5 ring contents (guest-controlled)
     case descriptorLoop, headOutOfRange, descriptorOutsideMemory, availableIndexJump
-    // §11.8 config, inflight, log
-    case configOutOfRange, inflightOversized, inflightMappingTooSmall, logBaseUnoffered
+    // §11.8 config, inflight, log; back-end channel
+    case configOutOfRange, inflightOversized, inflightMappingTooSmall
+    case logBeyondItsFile, logTooSmallForMemory, logUnmappable, ringLogWithoutLogAll, ringLogOutsideMemory
+    case backendChannelNotASocket
 
     var description: String { rawValue }
 
@@ -150,9 +152,38 @@ enum HostileClass: String, CaseIterable, Sendable, CustomStringConvertible {
                           needsReply: true, fds: [guest.memory.descriptor])
             try wire.send(.setInflightFD(InflightDescription(mmapSize: UInt64.max, mmapOffset: UInt64.max - 10, queueCount: 1,
                                                              queueSize: 8)), needsReply: true, fds: [guest.memory.descriptor])
-        case .logBaseUnoffered:
+        case .logBeyondItsFile:
             try negotiate(wire)
-            try wire.send(.setLogBase(LogDescription(size: 1 << 20, offset: 0)), needsReply: true, fds: [guest.memory.descriptor])
+            // The memfd is 1 MiB: a log at its end would SIGBUS when a bit is set.
+            try wire.send(.setLogBase(LogDescription(size: 4096, offset: 1 << 20)), fds: [guest.memory.descriptor])
+            try wire.send(.setLogBase(LogDescription(size: UInt64.max, offset: UInt64.max - 10)), fds: [guest.memory.descriptor])
+        case .logTooSmallForMemory:
+            try negotiate(wire)
+            try wire.send(.setMemTable(MemoryTable(regions: [guest.region])), needsReply: true, fds: [guest.memory.descriptor])
+            // 1 MiB of memory needs 32 bytes of log.
+            try wire.send(.setLogBase(LogDescription(size: 16, offset: 0)), fds: [guest.memory.descriptor])
+        case .logUnmappable:
+            try negotiate(wire)
+            try wire.send(.setLogBase(LogDescription(size: 32, offset: 0)), fds: [guest.kick.waitDescriptor])
+        case .ringLogWithoutLogAll:
+            try negotiate(wire)
+            var logged = guest.vringAddress()
+            logged.flags = .log
+            logged.logGuestAddress = Guest.addresses.deviceArea
+            try wire.send(.setVringAddr(logged), needsReply: true)
+        case .ringLogOutsideMemory:
+            try negotiate(wire)
+            try wire.send(.setFeatures(VirtioFeatures([.version1, .protocolFeatures, .logAll])), needsReply: true)
+            try wire.send(.setMemTable(MemoryTable(regions: [guest.region])), needsReply: true, fds: [guest.memory.descriptor])
+            try wire.send(.setVringNum(VringState(index: 0, num: 8)), needsReply: true)
+            var logged = guest.vringAddress()
+            logged.flags = .log
+            logged.logGuestAddress = 1 << 40
+            try wire.send(.setVringAddr(logged), needsReply: true)
+        case .backendChannelNotASocket:
+            try negotiate(wire)
+            try wire.send(.setBackendRequestFD, needsReply: true, fds: [guest.memory.descriptor])
+            try wire.send(.setBackendRequestFD, needsReply: true, fds: [guest.kick.waitDescriptor])
         }
     }
 
@@ -161,7 +192,7 @@ enum HostileClass: String, CaseIterable, Sendable, CustomStringConvertible {
         _ = try wire.u64(.getFeatures)
         let offered = try wire.u64(.getProtocolFeatures) ?? 0
         // Everything a message below targets, when offered (so it passes the feature gate).
-        let wanted: ProtocolFeatures = [.replyAck, .config, .inflightSharedMemory, .logSharedMemory]
+        let wanted: ProtocolFeatures = [.replyAck, .config, .inflightSharedMemory, .logSharedMemory, .backendRequest]
         try wire.send(.setProtocolFeatures(ProtocolFeatures(rawValue: offered & wanted.rawValue)))
         try wire.send(.setOwner)
     }

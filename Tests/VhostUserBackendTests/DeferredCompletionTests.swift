@@ -65,21 +65,19 @@ func usleepMilliseconds(_ milliseconds: Int) {
     while clock.now < deadline { yieldThread() }
 }
 
-/// Fills a chain's writable buffers with `byte` (what a device thread does before completing).
-func fill(_ chain: Chain, with byte: UInt8) throws -> UInt32 {
-    var written: UInt32 = 0
-    var buffers = chain.buffers()
-    while let buffer = try buffers.next() {
-        guard buffer.isWritable else { continue }
-        buffer.bytes.initializeMemory(as: UInt8.self, repeating: byte)
-        written += UInt32(buffer.bytes.count)
-    }
-    return written
-}
-
 @Suite("Deferred completion and device event sources")
 struct DeferredCompletionTests {
     static let shortTimeout = VhostUserSessionOptions(completionTimeout: .milliseconds(50))
+
+    /// Starts ring 0, posts and kicks one writable chain, and returns the device's token for it.
+    static func holdOneChain(_ session: VhostUserSession, _ device: PostponingDevice, _ rig: GuestRig) throws -> [DeferredChain] {
+        try rig.start(session)
+        try rig.postWritable(slot: 0)
+        try rig.kick.notify()
+        let held = device.take(1)
+        try #require(held.count == 1)
+        return held
+    }
 
     @Test func chainsCompletedOnOtherThreadsReachTheDriver() throws {
         let before = openFileDescriptorCount()
@@ -125,11 +123,7 @@ struct DeferredCompletionTests {
         let session = try VhostUserSession(device: device)
         defer { session.close() }
         let rig = try GuestRig()
-        try rig.start(session)
-        try rig.postWritable(slot: 0)
-        try rig.kick.notify()
-        let held = device.take(1)
-        try #require(held.count == 1)
+        let held = try Self.holdOneChain(session, device, rig)
         let failures = Failures()
         let completer = startThread {
             usleepMilliseconds(50)
@@ -152,11 +146,7 @@ struct DeferredCompletionTests {
         let session = try VhostUserSession(device: device, options: Self.shortTimeout)
         defer { session.close() }
         let rig = try GuestRig()
-        try rig.start(session)
-        try rig.postWritable(slot: 0)
-        try rig.kick.notify()
-        let held = device.take(1)
-        try #require(held.count == 1)
+        let held = try Self.holdOneChain(session, device, rig)
         let usedIndex = rig.usedIndexInMemory
         switch event {
         case "reset": _ = try session.handle(message(.resetDevice))
@@ -165,6 +155,9 @@ struct DeferredCompletionTests {
         case "vring base": _ = try session.handle(message(.getVringBase(VringState(index: 0, num: 0))))
         default: session.close()
         }
+        // The device may still be using the chain's buffers: they stay mapped (and its translated
+        // buffers valid) while it holds the token, even after a new table or a disconnect.
+        #expect(try fill(held[0].chain, with: 0x77) == 64)
         #expect(throws: CompletionError.ringStopped(ring: 0, id: held[0].chain.id)) {
             try held[0].complete(written: 4)
         }
