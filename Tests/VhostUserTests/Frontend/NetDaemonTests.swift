@@ -86,7 +86,7 @@ struct NetDaemonTests {
     }
 
     @Test(arguments: Layout.allCases)
-    func pollModeServesWithoutKicks(layout: Layout) throws {
+    func pollModeDeliversEveryFrame(layout: Layout) throws {
         try withDaemon(["--source", "--poll-us", "200000"]) { sockets in
             let guest = try NetGuest(socket: sockets[0], features: Self.features(layout))
             for _ in 0..<5 {
