@@ -79,7 +79,7 @@ final class RegistrationTable: @unchecked Sendable {
         }
     }
 
-    private let mutex = PthreadMutex()
+    private let mutex = ConditionLock()
     private var state = State()
 
     func withLock<Result, Failure: Error>(_ body: (inout State) throws(Failure) -> Result) throws(Failure) -> Result {

@@ -13,6 +13,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import VMMBenchCases
+import VMMSysUtil
 import VhostUserDaemon
 
 /// One measured combination.
@@ -142,10 +143,12 @@ enum NetBench {
             unlink(log)
             rmdir(directory)
         }
-        guard let pid = try? spawnLogged(["/usr/bin/timeout", "--kill-after=10", String(seconds)] + arguments, log: log,
-                                         environment: environment) else { return "" }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        // env(1) adds the variables: the spawn helper passes our environment as it is.
+        let settings = environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        guard let child = try? ChildProcess.spawn("/usr/bin/env", arguments: settings + ["/usr/bin/timeout", "--kill-after=10",
+                                                                                        String(seconds)] + arguments,
+                                                  outputPath: log) else { return "" }
+        _ = try? child.waitForExit()
         return readTextFile(log) ?? ""
     }
 }

@@ -8,23 +8,24 @@ import Virtio
 @testable import VhostUserProtocol
 @testable import VhostUserBackend
 
-/// One class of bad input from the vhost-user digest's "hostile front-end" section (§11), sent
+/// One class of bad input a back-end must survive (every field the vhost-user specification lets a
+/// front-end choose, and the ring contents VIRTIO 1.2 §2.7-§2.8 let a driver write), sent
 /// over a real socket. Each attack may first negotiate well-formed (so the bad message reaches
 /// the state it targets), then sends the bad input; what the back-end does is checked by the
 /// caller: it answers or closes, stays up, leaks nothing, and serves the next front-end.
 enum HostileClass: String, CaseIterable, Sendable, CustomStringConvertible {
-    // §11.1 socket and message level
+    // socket and message level
     case headerVersionBits, replyBitOnRequest, unknownRequest, oversizedSize, wrongFixedSize
     case truncatedPayloadThenClose, extraDescriptors, descriptorFlood
-    // §11.2 features and state machine
+    // features and state machine
     case unofferedFeatures, unofferedProtocolFeatures, outOfOrderRingSetup
-    // §11.3 memory regions
+    // memory regions
     case tooManyRegions, regionDescriptorMismatch, regionAddressOverflow, overlappingRegions, regionPastEndOfFile
-    // §11.4 ring setup
+    // ring setup
     case ringIndexOutOfRange, ringSizeInvalid, ringAddressOutsideMemory, ringBaseTooLarge
-    // §11.5 ring contents (guest-controlled)
+    // ring contents (guest-controlled)
     case descriptorLoop, headOutOfRange, descriptorOutsideMemory, availableIndexJump
-    // §11.8 config, inflight, log; back-end channel
+    // config, inflight, log; back-end channel
     case configOutOfRange, inflightOversized, inflightMappingTooSmall
     case logBeyondItsFile, logTooSmallForMemory, logUnmappable, ringLogWithoutLogAll, ringLogOutsideMemory
     case backendChannelNotASocket

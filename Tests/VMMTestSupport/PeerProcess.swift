@@ -3,8 +3,10 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import VMMSysUtil
 
-/// A child process started from a built product, with chosen descriptors mapped into it.
+/// A child process started from a built product, with chosen descriptors mapped into it
+/// (`ChildProcess.spawn` with the product located beside the test binary).
 ///
 /// Thread-safety: use from one test at a time.
 public struct PeerProcess: Sendable {
@@ -12,11 +14,11 @@ public struct PeerProcess: Sendable {
 
     public enum SpawnError: Error, CustomStringConvertible {
         case productNotFound(String)
-        case spawnFailed(Int32)
+        case spawnFailed(SystemCallError)
         public var description: String {
             switch self {
             case .productNotFound(let name): return "\(name) was not built beside the test binary"
-            case .spawnFailed(let code): return "posix_spawn failed: errno \(code)"
+            case .spawnFailed(let error): return "spawn failed: \(error)"
             }
         }
     }
@@ -29,33 +31,19 @@ public struct PeerProcess: Sendable {
         mapping descriptors: [(parent: Int32, child: Int32)] = []
     ) throws -> PeerProcess {
         guard let path = builtProductPath(product) else { throw SpawnError.productNotFound(product) }
-        // dup2(fd, fd) is a no-op that would leave FD_CLOEXEC set, and a later pair could
-        // overwrite an earlier source: first copy every source above the children's numbers.
-        var staged: [Int32] = []
-        defer { staged.forEach { close($0) } }
-        for (parent, _) in descriptors {
-            let copy = fcntl(parent, F_DUPFD_CLOEXEC, 64)
-            guard copy >= 0 else { throw SpawnError.spawnFailed(errno) }
-            staged.append(copy)
+        do {
+            return PeerProcess(pid: try ChildProcess.spawn(path, arguments: arguments, descriptors: descriptors).pid)
+        } catch {
+            throw SpawnError.spawnFailed(error)
         }
-        let argv = ([path] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
-        let rc = withSpawnSetup(defaultSignals: [SIGTERM, SIGINT, SIGPIPE]) { actions, attributes in
-            for (copy, (_, child)) in zip(staged, descriptors) {
-                posix_spawn_file_actions_adddup2(&actions, copy, child)
-            }
-            return posix_spawn(&pid, path, &actions, &attributes, argv, environ)
-        }
-        guard rc == 0 else { throw SpawnError.spawnFailed(rc) }
-        return PeerProcess(pid: pid)
     }
 
     /// Waits for the child to exit and returns its exit status (128 + signal if it was killed).
     public func waitForExit() -> Int32 {
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
-        if status & 0x7f == 0 { return (status >> 8) & 0xff }
-        return 128 + (status & 0x7f)
+        do {
+            return try ChildProcess(pid: pid).waitForExit().code
+        } catch {
+            return -1
+        }
     }
 }

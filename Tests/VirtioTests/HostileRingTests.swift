@@ -11,8 +11,8 @@ import Virtio
     ]
     static let lengths: [UInt32] = [0, 1, 16, 32, 48, 4096, 0xFFFF_FFFF, 17]
 
-    @Test(arguments: VringLoopbackBenchmark.Layout.allCases)
-    func randomRingsNeverEscapeMemory(layout: VringLoopbackBenchmark.Layout) async {
+    @Test(arguments: RingLayout.allCases)
+    func randomRingsNeverEscapeMemory(layout: RingLayout) async {
         let descriptor = zip(Gen.int(in: 0...8), Gen.int(in: 0...7), Gen.int(in: 0...15), Gen.int(in: 0...9))
         await propertyCheck(count: 300, input: descriptor.array(of: 8), Gen.int(in: 0...12)) { table, availIndex in
             do {
@@ -23,7 +23,7 @@ import Virtio
         }
     }
 
-    func check(layout: VringLoopbackBenchmark.Layout, table: [(Int, Int, Int, Int)], availIndex: UInt16) throws {
+    func check(layout: RingLayout, table: [(Int, Int, Int, Int)], availIndex: UInt16) throws {
         let memory = try standardMemory()
         let features: VirtioFeatures = [.ringIndirectDescriptors, .ringEventIndex]
         var queue: any DeviceQueue & ~Copyable
