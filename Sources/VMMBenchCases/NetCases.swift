@@ -89,7 +89,7 @@ final class NetPathRunner<Q: DeviceQueue & ~Copyable>: BenchRunner {
 enum NetPathDirection: Sendable { case rx, tx }
 
 enum NetCases {
-    static func make(_ layout: VringLoopbackBenchmark.Layout, _ direction: NetPathDirection, raw: Bool) throws -> any BenchRunner {
+    static func make(_ layout: RingLayout, _ direction: NetPathDirection, raw: Bool) throws -> any BenchRunner {
         let memory = try SharedMemory(size: vringMemorySize)
         let guest = try GuestMemory(regions: [GuestMemoryRegion(guestPhysicalAddress: 0, mapping: memory.mapping)])
         let size = 256
@@ -110,7 +110,7 @@ enum NetCases {
     }
 
     static func all() -> [BenchCase] {
-        VringLoopbackBenchmark.Layout.allCases.flatMap { layout in
+        RingLayout.allCases.flatMap { layout in
             [("rx-deliver-64B", NetPathDirection.rx), ("tx-take-64B", .tx)].map { name, direction in
                 BenchCase(group: "netpath", name: name, backend: layout.rawValue, batch: 1024) { implementation, _ in
                     try make(layout, direction, raw: implementation == .raw)

@@ -19,7 +19,7 @@ import VhostUserDaemon
 /// used only by its queue's worker; `features` changes only while no worker runs the device.
 final class NetDevice: VhostUserDaemonDevice, @unchecked Sendable {
     static let virtioDeviceType = VirtioDeviceType.network
-    let deviceFeatures: UInt64
+    let deviceFeatures: VirtioFeatures
     let queueCount: Int
     let maxQueueSize: Int
     let configSize = NetConfiguration.size
@@ -47,7 +47,7 @@ final class NetDevice: VhostUserDaemonDevice, @unchecked Sendable {
             | NetFeature.controlQueue | NetFeature.controlReceiveMode | NetFeature.controlMACAddress | NetFeature.mtu
             | NetFeature.ringPacked | port.offloadFeatures
         if pairs > 1 { offered |= NetFeature.multiQueue }
-        deviceFeatures = offered
+        deviceFeatures = VirtioFeatures(rawValue: offered)
         let control = SharedNetControl(mac: mac, maxQueuePairs: UInt16(pairs))
         self.control = control
         let counters = counters
