@@ -39,11 +39,8 @@ final class QueueWorker: @unchecked Sendable {
     private let completionPoller: Poller
     private var completionEvents = PollEvents(capacity: 1)
     private let completionTimeout: Duration
-    /// After serving something, how long to keep looking (kicks left disabled) before sleeping.
-    private let pollWindow: Duration
-    /// Set during a polling window: `drain` leaves the rings' notifications disabled (the window
-    /// looks at the rings itself; the driver need not kick).
-    private var holdingNotifications = false
+    /// Poll mode (`VhostUserSessionOptions.pollTime`); `.zero`: off.
+    private let pollTime: Duration
     private let state = ConditionLock()
     // Guarded by `state`.
     private var command = Command.pause
@@ -62,10 +59,10 @@ final class QueueWorker: @unchecked Sendable {
     /// Creates a parked worker for `rings` and starts its thread.
     ///
     /// - Throws: `VhostUserError.worker` if the poller, notifier or thread cannot be created.
-    init(rings: [Vring], device: any VhostUserDevice, completionTimeout: Duration, pollWindow: Duration = .zero,
+    init(rings: [Vring], device: any VhostUserDevice, completionTimeout: Duration, pollTime: Duration = .zero,
          logger: Logger) throws(VhostUserError) {
-        self.pollWindow = pollWindow
         self.rings = rings
+        self.pollTime = pollTime
         self.device = device
         self.logger = logger
         self.completionTimeout = completionTimeout
@@ -168,16 +165,21 @@ final class QueueWorker: @unchecked Sendable {
 
     private func run() {
         var events = PollEvents(capacity: rings.count + 16)
+        let clock = ContinuousClock()
+        // While set, the worker is in a poll window (see `pollRound`) that ends at this instant.
+        var pollingUntil: ContinuousClock.Instant?
         while true {
             let current = state.withLock { command }
             if current != .run {
+                pollingUntil = nil
                 guard park() else { break }
                 continue
             }
             let polling = rings.contains { $0.isPolled && $0.enabled && !$0.broken }
             let count: Int
             do {
-                count = try poller.wait(into: &events, timeout: polling ? .milliseconds(1) : nil)
+                let timeout: Duration? = pollingUntil != nil ? .zero : polling ? .milliseconds(1) : nil
+                count = try poller.wait(into: &events, timeout: timeout)
             } catch {
                 logger.error("queue worker: poller wait failed: \(error)")
                 state.withLock { command = .pause }
@@ -186,36 +188,59 @@ final class QueueWorker: @unchecked Sendable {
             for i in 0..<count {
                 dispatch(events[i])
             }
-            if count > 0 && pollWindow > .zero { pollWindow(&events) }
             if polling {
                 for ring in rings where ring.isPolled { serve(ring, .kick) }
+            }
+            if pollTime > .zero {
+                let busy = pollRound() || count > 0
+                let now = clock.now
+                if busy {
+                    pollingUntil = now + pollTime
+                } else if let until = pollingUntil, now >= until {
+                    // Idle for a whole window: notifications back on (each ring re-checked once
+                    // by a normal serve), then sleep on the poller.
+                    pollingUntil = nil
+                    for ring in rings { serve(ring, .kick) }
+                }
             }
         }
     }
 
-    /// The polling window (`VhostUserSessionOptions.pollWindow`, QEMU's iothread poll-max-ns):
-    /// after serving something, keep looking at every ring, the device's event sources and the
-    /// deferred completions, without sleeping and with the rings' notifications left disabled,
-    /// until nothing has happened for the window; then re-enable notifications (serving what
-    /// arrived meanwhile) and go back to sleep. It trades a spinning CPU for the driver's kicks
-    /// and our wake-ups.
-    private func pollWindow(_ events: inout PollEvents) {
-        let clock = ContinuousClock()
-        holdingNotifications = true
-        var deadline = clock.now + pollWindow
-        var rounds = 0
-        while clock.now < deadline {
-            rounds &+= 1
-            // A park or exit request must not wait out the window (checked now and then: a mutex).
-            if rounds & 63 == 0 && yieldRequested { break }
-            let count = (try? poller.wait(into: &events, timeout: .zero)) ?? 0
-            var worked = count > 0
-            for i in 0..<count { dispatch(events[i]) }
-            for ring in rings where serve(ring, .kick) { worked = true }
-            if worked { deadline = clock.now + pollWindow }
+    // MARK: poll mode
+
+    /// `process` calls per ring between two looks at the poller (and the clock) in poll mode:
+    /// each look is a system call, which would otherwise cost more than an empty poll.
+    private static let spinsPerRound = 64
+
+    /// Serves every started ring `spinsPerRound` times with available-buffer notifications off
+    /// (the driver need not kick while the worker polls), publishing and signalling after each
+    /// call that completed something. Returns whether any ring published a used entry.
+    private func pollRound() -> Bool {
+        var busy = false
+        for ring in rings where ring.isStarted && ring.enabled && !ring.broken {
+            guard var queue = ring.queue.take() else { continue }
+            queue.worker = self
+            queue.call = ring.call
+            do {
+                try announceStart(ring, &queue)
+                queue.ring.disableNotifications()
+                for _ in 0..<Self.spinsPerRound {
+                    try device.process(&queue)
+                    _ = try queue.drainCompletions()
+                    guard queue.staged > 0 else { continue }
+                    queue.flush()
+                    queue.signalIfNeeded()
+                    busy = true
+                }
+            } catch {
+                queue.flush()
+                markBroken(ring, error)
+            }
+            queue.worker = nil
+            queue.call = nil
+            ring.queue = consume queue
         }
-        holdingNotifications = false
-        for ring in rings { serve(ring, .kick) }
+        return busy
     }
 
     private func dispatch(_ event: PollEvent) {
@@ -332,13 +357,11 @@ final class QueueWorker: @unchecked Sendable {
     /// completions must reach the driver meanwhile. When the control thread asks the worker to
     /// park, the loop ends after the current round (notifications re-enabled); the worker serves
     /// every ring again once resumed, so chains left available are not forgotten.
-    @discardableResult
-    private func serve(_ ring: Vring, _ work: Work) -> Bool {
-        guard !ring.broken else { return false }
+    private func serve(_ ring: Vring, _ work: Work) {
+        guard !ring.broken else { return }
         // A disabled ring takes no new chains, but completions of chains it gave out still land.
-        if case .completions = work {} else if !ring.enabled { return false }
-        guard var queue = ring.queue.take() else { return false }
-        let availBefore = queue.ring.nextAvailIndex
+        if case .completions = work {} else if !ring.enabled { return }
+        guard var queue = ring.queue.take() else { return }
         queue.worker = self
         queue.call = ring.call
         // Kicks keep the historical rule (a call check after every drain); events and
@@ -367,17 +390,9 @@ final class QueueWorker: @unchecked Sendable {
         queue.completions.endServing()
         queue.log?.notificationFieldsWritten()
         if signal { queue.signalIfNeeded() }
-        // Work done: chains popped, deferred completions published, or a device event handled.
-        let worked: Bool
-        switch work {
-        case .kick: worked = queue.ring.nextAvailIndex != availBefore
-        case .completions: worked = signal
-        case .event: worked = true
-        }
         queue.worker = nil
         queue.call = nil
         ring.queue = consume queue
-        return worked
     }
 
     /// Calls `queueStarted` once per start of the ring, before anything else reaches the device.
@@ -395,8 +410,6 @@ final class QueueWorker: @unchecked Sendable {
             try device.process(&queue)
             _ = try queue.drainCompletions()
             queue.flush()
-            // In a polling window the window looks again; the driver need not kick.
-            if holdingNotifications { return }
             let more = queue.ring.enableNotifications()
             // A device that took nothing of what was offered leaves it for later (an rx ring
             // waits for host data, a paced device for tokens): it is called again on the next

@@ -36,17 +36,15 @@ public struct VhostUserSessionOptions: Sendable {
     /// refuses their completions. Default 3 s (a disk request slower than that is stuck); the
     /// front-end's request waits that long at most. Clamped to 0...60 s.
     public var completionTimeout: Duration
-    /// The polling window (QEMU's iothread `poll-max-ns`): after serving something, a worker keeps
-    /// looking at its rings, event sources and deferred completions for this long (with the
-    /// rings' notifications disabled, so the driver does not kick) before it sleeps. Zero (the
-    /// default): sleep at once. Costs a CPU spinning while requests keep coming; pays when the
-    /// back-end has a CPU of its own. Clamped to 0...1 s.
-    public var pollWindow: Duration
+    /// Poll mode: after serving its rings, a worker keeps serving them (available-buffer
+    /// notifications off, its poller checked without blocking) until nothing has moved for this
+    /// long, and only then enables notifications and sleeps. `.zero` (default): sleep at once.
+    /// Trades a CPU for the kick and wake-up costs, as a DPDK poll-mode driver does.
+    public var pollTime: Duration = .zero
 
     /// - Parameters: see the properties; values are clamped into their ranges.
     public init(queuesPerThread: Int = 1, maxMemorySlots: Int = 32, maxThreads: Int? = nil,
-                completionTimeout: Duration = .seconds(3), pollWindow: Duration = .zero) {
-        self.pollWindow = min(max(.zero, pollWindow), .seconds(1))
+                completionTimeout: Duration = .seconds(3)) {
         self.queuesPerThread = max(1, queuesPerThread)
         self.maxMemorySlots = min(max(1, maxMemorySlots), 509)
         self.maxThreads = maxThreads.map { max(1, $0) }
@@ -167,8 +165,7 @@ public final class VhostUserSession {
             let group = Array(rings[start..<min(start + perThread, rings.count)])
             do {
                 let worker = try QueueWorker(rings: group, device: device, completionTimeout: options.completionTimeout,
-                                             pollWindow: options.pollWindow,
-                                             logger: logger)
+                                             pollTime: options.pollTime, logger: logger)
                 workers.append(worker)
                 workerOfRing += Array(repeating: worker, count: group.count)
             } catch {

@@ -18,9 +18,22 @@ import VhostUserBackend
 ///
 /// Thread-safety: a value type.
 public struct VhostUserDaemonOptions: ParsableArguments, Sendable {
-    /// UNIX socket to create and listen on (mode 0600).
-    @Option(help: ArgumentHelp("Listen on a new UNIX socket at <path> (mode 0600).", valueName: "path"))
-    public var socketPath: String?
+    /// UNIX sockets to create and listen on (mode 0600): one, unless the program's device is a set
+    /// of ports (`VhostUserDaemonCommand.makeDevices`, e.g. a switch), one per socket.
+    @Option(name: .customLong("socket-path"), help: ArgumentHelp(
+        "Listen on a new UNIX socket at <path> (mode 0600); repeatable only where each socket is a port.",
+        valueName: "path"))
+    public var socketPaths: [String] = []
+
+    /// The socket to listen on (the last `--socket-path`), or nil with `--fd`.
+    public var socketPath: String? { socketPaths.last }
+
+    /// Poll mode: after serving its rings a worker keeps polling them (notifications off) for
+    /// this many microseconds before it sleeps on kicks again (`VhostUserSessionOptions.pollTime`).
+    @Option(name: .customLong("poll-us"), help: ArgumentHelp(
+        "Keep polling the rings for <us> microseconds after each burst before sleeping on kicks (0: never poll; large: poll like a DPDK PMD).",
+        valueName: "us"))
+    public var pollMicroseconds = 0
 
     /// An inherited socket: listening (then accepted on) or connected (then served once).
     @Option(help: ArgumentHelp(
@@ -43,26 +56,12 @@ public struct VhostUserDaemonOptions: ParsableArguments, Sendable {
         valueName: "ms"))
     public var peerTimeoutMilliseconds: Int = Int(VhostUserServer.defaultPeerTimeout.components.seconds * 1000)
 
-    /// The workers' polling window in microseconds (0: none; see
-    /// `VhostUserSessionOptions.pollWindow`).
-    @Option(name: .customLong("poll-us"), help: ArgumentHelp(
-        "After serving, keep polling the rings for <n> microseconds before sleeping (the driver need not kick meanwhile; default 0: sleep).",
-        valueName: "n"))
-    public var pollMicroseconds = 0
-
     /// Print the capabilities JSON and exit 0. Per QEMU's conventions every other argument is then
     /// ignored: `VhostUserDaemonCommand.main()` answers it before parsing the rest.
     @Flag(help: "Print the capabilities JSON and exit.")
     public var printCapabilities = false
 
     public init() {}
-
-    /// `options` with this command line's polling window.
-    public func applied(to options: VhostUserSessionOptions) -> VhostUserSessionOptions {
-        var options = options
-        if pollMicroseconds > 0 { options.pollWindow = .microseconds(pollMicroseconds) }
-        return options
-    }
 
     /// The peer timeout as a duration.
     public var peerTimeout: Duration { .milliseconds(peerTimeoutMilliseconds) }
@@ -79,11 +78,11 @@ public struct VhostUserDaemonOptions: ParsableArguments, Sendable {
     public mutating func validate() throws {
         if printCapabilities { return }
         if socketPath != nil && fd != nil { throw ValidationError("--socket-path and --fd exclude each other") }
+        guard (0...10_000_000).contains(pollMicroseconds) else {
+            throw ValidationError("--poll-us: \(pollMicroseconds) is not in 0...10000000")
+        }
         if socketPath == nil && fd == nil { throw ValidationError("--socket-path or --fd is required") }
         if let fd, fd < 0 { throw ValidationError("--fd: '\(fd)' is not a descriptor number") }
-        guard (0...1_000_000).contains(pollMicroseconds) else {
-            throw ValidationError("--poll-us: \(pollMicroseconds) is not in 0...1000000")
-        }
         guard Self.peerTimeoutRange.contains(peerTimeoutMilliseconds) else {
             throw ValidationError("--peer-timeout-ms: \(peerTimeoutMilliseconds) is not in 1...3600000")
         }

@@ -210,7 +210,7 @@ func renderBlkTable(_ runs: [BlkBackendRun], placement: String, markdown: Bool) 
         rows.append(row)
     }
     var out = markdown ? "" : "vmm-bench blk: 4 KiB random I/O on a 1 GiB image in the page cache; qd = requests in flight per queue.\n"
-    out += renderGrid(rows, markdown: markdown)
+    out += formatTable(rows, markdown: markdown)
     out += (markdown ? "\n" : "") + "Placement: \(placement)." + (pair ? " Ratios: \(runs[0].backend.name) / \(runs[1].backend.name)." : "") + "\n"
     for run in runs {
         if let peak = run.peakKiB, let guest = run.guestKiB {

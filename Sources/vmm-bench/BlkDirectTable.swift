@@ -48,7 +48,7 @@ func renderBlkDirectTable(_ runs: [BlkBackendRun], fio: [String: BlkLoadResult],
     }
     var out = markdown ? "" : "vmm-bench blk --direct: 4 KiB random I/O, page cache bypassed (O_DIRECT), on this machine's disk; "
         + "qd = requests in flight per queue; CPU/req = the daemon's CPU time per request.\n"
-    out += renderGrid(rows, markdown: markdown)
+    out += formatTable(rows, markdown: markdown)
     out += (markdown ? "\n" : "") + "Placement: \(placement). Ratios: ours / the better qsd configuration of each row"
         + (fio.isEmpty ? "" : ", ours / fio") + ".\n"
     if let fioNote { out += "fio: \(fioNote)\n" }
@@ -57,26 +57,5 @@ func renderBlkDirectTable(_ runs: [BlkBackendRun], fio: [String: BlkLoadResult],
             out += "\(run.backend.name): \(run.queueCount) queues; peak RSS without guest memory \(peak - guest) KiB\n"
         }
     }
-    return out
-}
-
-/// Rows (the first is the header) as a markdown table or as aligned text columns.
-func renderGrid(_ rows: [[String]], markdown: Bool) -> String {
-    guard let header = rows.first else { return "" }
-    if markdown {
-        var out = "| " + header.joined(separator: " | ") + " |\n|---|" + String(repeating: "---:|", count: header.count - 1) + "\n"
-        for row in rows.dropFirst() { out += "| " + row.joined(separator: " | ") + " |\n" }
-        return out
-    }
-    var widths = header.map { _ in 0 }
-    for row in rows { for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) } }
-    func line(_ row: [String]) -> String {
-        row.enumerated().map { i, cell in
-            let pad = String(repeating: " ", count: max(0, widths[i] - cell.count))
-            return i == 0 ? cell + pad : pad + cell
-        }.joined(separator: "  ")
-    }
-    var out = line(header) + "\n" + widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ") + "\n"
-    for row in rows.dropFirst() { out += line(row) + "\n" }
     return out
 }
