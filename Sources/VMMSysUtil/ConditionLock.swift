@@ -28,7 +28,7 @@ import Darwin
 /// Thread-safety: that is its purpose. `wait()` must be called with the lock held; the lock is not
 /// recursive.
 public final class ConditionLock: @unchecked Sendable {
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    @usableFromInline let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let condition: UnsafeMutablePointer<pthread_cond_t>
 
     /// A new, unlocked lock.
@@ -52,9 +52,9 @@ public final class ConditionLock: @unchecked Sendable {
     }
 
     /// Takes the lock, blocking while another thread holds it.
-    public func lock() { _ = pthread_mutex_lock(mutex) }
+    @inlinable public func lock() { _ = pthread_mutex_lock(mutex) }
     /// Releases the lock (held by the calling thread).
-    public func unlock() { _ = pthread_mutex_unlock(mutex) }
+    @inlinable public func unlock() { _ = pthread_mutex_unlock(mutex) }
     /// Atomically unlocks, waits for a `broadcast()`, relocks. Spurious wake-ups happen: call it in
     /// a loop that re-checks the condition.
     public func wait() { _ = pthread_cond_wait(condition, mutex) }
@@ -66,6 +66,7 @@ public final class ConditionLock: @unchecked Sendable {
     /// Runs `body` with the lock held.
     ///
     /// - Throws: what `body` throws (the lock is released either way).
+    @inlinable
     public func withLock<Result, Failure: Error>(_ body: () throws(Failure) -> Result) throws(Failure) -> Result {
         lock()
         defer { unlock() }

@@ -30,7 +30,7 @@ extension VhostUserSession {
             guard let address = ring.address, address.flags.contains(.log), ring.size > 0 else { continue }
             try checkUsedLogRange(ring, address: address, log: log)
         }
-        withWorkersParked {
+        quiesced {
             dirtyLog = log
             refreshLogging()
         }
@@ -44,7 +44,7 @@ extension VhostUserSession {
         } catch {
             throw .invalidLogNotifier(systemError(error))
         }
-        withWorkersParked {
+        quiesced {
             logNotifier = notifier
             refreshLogging()
         }

@@ -98,7 +98,7 @@ extension VhostUserSession {
         } catch {
             throw .inflightMemory(error)
         }
-        withWorkersParked { inflight = buffer }
+        quiesced { inflight = buffer }
         let size = UInt64(buffer.stride * buffer.queueCount)
         let answer = InflightDescription(mmapSize: size, mmapOffset: 0, queueCount: description.queueCount,
                                          queueSize: description.queueSize)
@@ -122,7 +122,7 @@ extension VhostUserSession {
             throw .memoryMapping(error)
         }
         let buffer = InflightBuffer(mapping: mapping, queueCount: queueCount, queueSize: queueSize)
-        withWorkersParked { inflight = buffer }
+        quiesced { inflight = buffer }
     }
 
     private func checkInflightGeometry(_ description: InflightDescription) throws(VhostUserError) {

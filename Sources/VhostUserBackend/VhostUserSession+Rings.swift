@@ -65,7 +65,7 @@ extension VhostUserSession {
     /// Stops the ring and returns where the driver's next request is (`GET_VRING_BASE`).
     func getVringBase(_ state: VringState) throws(VhostUserError) -> VringState {
         let ring = try ring(state.index, .getVringBase)
-        return withWorkersParked(draining: [ring]) {
+        return quiesced(draining: [ring]) {
             removeSources(ring)
             if let queue = ring.queue.take() {
                 ring.base = queue.ring.nextAvailIndex
@@ -105,7 +105,7 @@ extension VhostUserSession {
                 throw .invalidNotifier(.setVringCall, index: ring.index, systemError(error))
             }
         }
-        withWorkersParked {
+        quiesced {
             ring.call = notifier
             // A used-buffer interrupt may have gone to the previous fd (QEMU swaps them when
             // masking): signal once so the driver looks (as libvhost-user does).
@@ -123,13 +123,13 @@ extension VhostUserSession {
                 throw .invalidNotifier(.setVringErr, index: ring.index, systemError(error))
             }
         }
-        withWorkersParked { ring.err = notifier }
+        quiesced { ring.err = notifier }
     }
 
     func setVringEnable(_ state: VringState) throws(VhostUserError) {
         let ring = try ring(state.index, .setVringEnable)
         guard state.num <= 1 else { throw .invalidEnable(index: ring.index, value: state.num) }
-        withWorkersParked { ring.enabled = state.num == 1 }
+        quiesced { ring.enabled = state.num == 1 }
     }
 
     /// Starts `ring` if it is stopped and fully configured: size, addresses, kick, memory.

@@ -196,7 +196,7 @@ public final class VhostUserSession {
     public func close() {
         guard !closed else { return }
         closed = true
-        withWorkersParked(draining: rings) { for ring in rings { removeSources(ring) } }
+        quiesced(draining: rings) { for ring in rings { removeSources(ring) } }
         for worker in workers { worker.stop() }
         workers.removeAll()
         for ring in rings {
@@ -244,7 +244,7 @@ public final class VhostUserSession {
             hasOwner = true
             reply = nil
         case .resetOwner:
-            withWorkersParked { for ring in rings { ring.enabled = false } }
+            quiesced { for ring in rings { ring.enabled = false } }
             reply = nil
         case .getQueueNum: reply = .u64(UInt64(rings.count))
         case .getMaxMemSlots: reply = .u64(UInt64(options.maxMemorySlots))
@@ -292,7 +292,7 @@ public final class VhostUserSession {
             reply = nil
         case .getStatus: reply = .u64(UInt64(status))
         case .resetDevice:
-            withWorkersParked(draining: rings) {
+            quiesced(draining: rings) {
                 for ring in rings {
                     removeSources(ring)
                     ring.reset()
@@ -360,18 +360,13 @@ public final class VhostUserSession {
 
     /// Runs `body` with every queue worker parked; the workers of `draining` first wait (up to
     /// `completionTimeout`) for those rings' postponed chains (the rings stop or are rebuilt).
-    func quiesced<T>(draining: [Vring] = [], _ body: () throws(VhostUserError) -> T) throws(VhostUserError) -> T {
+    ///
+    /// - Throws: what `body` throws (nothing when it cannot fail); the workers resume either way.
+    @discardableResult
+    func quiesced<T, Failure: Error>(draining: [Vring] = [], _ body: () throws(Failure) -> T) throws(Failure) -> T {
         park(draining: draining)
         defer { for worker in workers { worker.resume() } }
         return try body()
-    }
-
-    /// Runs `body` (which cannot fail) with every queue worker parked (see `quiesced`).
-    @discardableResult
-    func withWorkersParked<T>(draining: [Vring] = [], _ body: () -> T) -> T {
-        park(draining: draining)
-        defer { for worker in workers { worker.resume() } }
-        return body()
     }
 
     private func park(draining: [Vring]) {

@@ -120,7 +120,7 @@ enum DaemonServing {
 ///
 /// Thread-safety: any thread (a mutex).
 final class PortFailures: @unchecked Sendable {
-    private let mutex = PthreadMutex()
+    private let mutex = ConditionLock()
     private var message: String?
 
     func record(_ text: String) { mutex.withLock { if message == nil { message = text } } }

@@ -19,7 +19,7 @@ public final class FrameQueue: @unchecked Sendable {
     /// `indices[0]`: head (next to consume, written by the consumer); `indices[1]`: tail (next
     /// free slot, written by producers under `producers`). Free-running, compared modulo 2^32.
     private let indices: UnsafeMutablePointer<UInt32>
-    private let producers = PthreadMutex()
+    private let producers = ConditionLock()
 
     /// A queue of `capacity` slots (at least 1) of `slotSize` bytes each.
     public init(capacity: Int, slotSize: Int) {

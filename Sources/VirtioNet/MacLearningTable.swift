@@ -8,7 +8,7 @@ import VMMSysUtil
 public final class MacLearningTable: @unchecked Sendable {
     /// Ports are small integers; `empty` marks a free slot.
     private static let empty: Int32 = -1
-    private let mutex = PthreadMutex()
+    private let mutex = ConditionLock()
     // Guarded by `mutex`; `capacity` slots each.
     private let keys: UnsafeMutablePointer<UInt64>
     private let ports: UnsafeMutablePointer<Int32>

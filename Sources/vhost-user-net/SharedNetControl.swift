@@ -8,7 +8,7 @@ import VirtioNet
 ///
 /// Thread-safety: any thread.
 final class SharedNetControl: @unchecked Sendable {
-    private let mutex = PthreadMutex()
+    private let mutex = ConditionLock()
     private var state: NetControlState
     private let counter: UnsafeMutablePointer<UInt32>
     /// The MAC address a reset returns to.
