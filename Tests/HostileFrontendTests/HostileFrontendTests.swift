@@ -85,7 +85,7 @@ struct HostileFrontendTests {
     /// In process: a `VhostUserServer` serving `FillDevice` on one end of a socket pair. After the
     /// attack the server's session ends or answers, no fd is left open, and a well-formed session
     /// on a new connection is served by the same server.
-    @Test(arguments: HostileClass.allCases)
+    @Test(.isolatedDescriptors, arguments: HostileClass.allCases)
     func inProcessServerSurvives(_ hostile: HostileClass) throws {
         var logger = Logger(label: "hostile")
         logger.logLevel = .critical

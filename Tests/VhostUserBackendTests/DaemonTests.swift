@@ -33,7 +33,7 @@ struct DaemonTests {
         }
     }
 
-    @Test func rngServesRandomBytesToAFrontendInAnotherProcess() throws {
+    @Test(.isolatedDescriptors) func rngServesRandomBytesToAFrontendInAnotherProcess() throws {
         let baseline = openFileDescriptorCount()
         let child: PeerProcess
         do {
@@ -66,7 +66,7 @@ struct DaemonTests {
 
     /// `--allow-uid` with a connected `--fd`: a peer of another uid is refused before anything is
     /// read (the program exits 1; the front-end sees end of stream, no reply); its own uid is served.
-    @Test func allowUIDRefusesOtherPeersOnAnInheritedConnection() throws {
+    @Test(.isolatedDescriptors) func allowUIDRefusesOtherPeersOnAnInheritedConnection() throws {
         let baseline = openFileDescriptorCount()
         for (uid, served) in [(getuid() &+ 1, false), (getuid(), true)] {
             let child: PeerProcess
@@ -97,7 +97,7 @@ struct DaemonTests {
 
     /// `--socket-path`: the socket file is mode 0600, and with `--allow-uid` a peer of another uid
     /// is disconnected unanswered while the daemon stays up for the next one.
-    @Test func listeningSocketIsPrivateAndFiltersByUID() throws {
+    @Test(.isolatedDescriptors) func listeningSocketIsPrivateAndFiltersByUID() throws {
         let baseline = openFileDescriptorCount()
         let path = "/tmp/vhost-user-rng-allow-\(getpid()).sock"
         for (uid, served) in [(getuid() &+ 1, false), (getuid(), true)] {

@@ -12,7 +12,7 @@ import Virtio
 
 @Suite("VhostUserSession: rings, data path, inflight recovery")
 struct RingTests {
-    @Test func servesAKickedChainAndReportsTheBase() throws {
+    @Test(.isolatedDescriptors) func servesAKickedChainAndReportsTheBase() throws {
         let before = openFileDescriptorCount()
         do {
             let device = PatternDevice(pattern: 0x3C)
@@ -94,7 +94,7 @@ struct RingTests {
             == .vringState(VringState(index: 0, num: 2)))
     }
 
-    @Test func inflightRequestsAreResubmittedOnceInOrder() throws {
+    @Test(.isolatedDescriptors) func inflightRequestsAreResubmittedOnceInOrder() throws {
         let before = openFileDescriptorCount()
         do {
             let rig = try GuestRig()
@@ -186,7 +186,7 @@ struct RingTests {
         #expect(throws: VhostUserError.self) { _ = try hostile.recover(queueIndex: 0, queueSize: 8, deviceUsedIndex: 100) }
     }
 
-    @Test func inflightGeometryIsValidated() throws {
+    @Test(.isolatedDescriptors) func inflightGeometryIsValidated() throws {
         let before = openFileDescriptorCount()
         do {
             let session = try VhostUserSession(device: PatternDevice())

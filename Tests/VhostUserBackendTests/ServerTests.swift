@@ -51,7 +51,7 @@ final class EndBox: @unchecked Sendable {
 
 @Suite("VhostUserServer end to end over a socket")
 struct ServerTests {
-    @Test func servesTwoFrontendsInTurnWithoutLeaking() throws {
+    @Test(.isolatedDescriptors) func servesTwoFrontendsInTurnWithoutLeaking() throws {
         let baseline = openFileDescriptorCount()
         let device = PatternDevice(pattern: 0x5A)
         let server = VhostUserServer(device: device)
@@ -99,7 +99,7 @@ struct ServerTests {
         #expect(openFileDescriptorCount() == baseline)
     }
 
-    @Test func refusalIsAckedThenTheConnectionCloses() throws {
+    @Test(.isolatedDescriptors) func refusalIsAckedThenTheConnectionCloses() throws {
         let baseline = openFileDescriptorCount()
         let server = VhostUserServer(device: PatternDevice())
         do {

@@ -86,7 +86,7 @@ import Virtio
                  guestPhysicalAddress: 0, size: 0x1000_0000, userAddress: 0x7fbe_3fff_f000, mmapOffset: 0)]))),
     ]
 
-    @Test(arguments: sectionC)
+    @Test(.isolatedDescriptors, arguments: sectionC)
     func frontendRequestDecodes(_ line: Line) throws {
         #expect(line.payload.count == line.size, "trace reconstruction")
         let before = openFileDescriptorCount()

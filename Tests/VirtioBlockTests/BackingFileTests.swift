@@ -5,7 +5,7 @@ import VMMTestSupport
 
 @Suite("virtio-blk backing file", .serialized)
 struct BackingFileTests {
-    @Test("capacity counts whole sectors; the descriptor is close-on-exec and closed on release")
+    @Test("capacity counts whole sectors; the descriptor is close-on-exec and closed on release", .isolatedDescriptors)
     func capacity() throws {
         let image = try TestImage(bytes: [UInt8](repeating: 7, count: 4096 + 100))
         let (capacity, leaked) = try descriptorsLeaked { () throws -> UInt64 in
@@ -18,7 +18,7 @@ struct BackingFileTests {
         #expect(try BlockBackingFile(path: empty.path, readOnly: true).capacity == 0)
     }
 
-    @Test("open failures throw typed errors and leak nothing")
+    @Test("open failures throw typed errors and leak nothing", .isolatedDescriptors)
     func failures() throws {
         let (_, leaked) = descriptorsLeaked {
             #expect(throws: BlockBackingFileError.self) { try BlockBackingFile(path: "/nonexistent/virtio-blk-image") }
