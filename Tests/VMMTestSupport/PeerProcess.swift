@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Testing
 
 /// A child process started from a built product, with chosen descriptors mapped into it.
 ///
@@ -51,11 +52,23 @@ public struct PeerProcess: Sendable {
         return PeerProcess(pid: pid)
     }
 
-    /// Waits for the child to exit and returns its exit status (128 + signal if it was killed).
-    public func waitForExit() -> Int32 {
+    /// Waits up to `seconds` for the child to exit and returns its exit status (128 + signal if
+    /// it was killed). A child still running then is killed with SIGKILL, an issue is recorded
+    /// and -1 returned: a test never hangs on a child that does not exit.
+    public func waitForExit(seconds: Int = 30, sourceLocation: SourceLocation = #_sourceLocation) -> Int32 {
         var status: Int32 = 0
+        for _ in 0..<(seconds * 1000) {
+            let done = waitpid(pid, &status, WNOHANG)
+            if done == pid { return exitStatus(status) }
+            if done == -1 && errno != EINTR {
+                Issue.record("waitpid(\(pid)): errno \(errno)", sourceLocation: sourceLocation)
+                return -1
+            }
+            usleep(1000)
+        }
+        Issue.record("process \(pid) did not exit within \(seconds) s: killed", sourceLocation: sourceLocation)
+        kill(pid, SIGKILL)
         while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
-        if status & 0x7f == 0 { return (status >> 8) & 0xff }
-        return 128 + (status & 0x7f)
+        return -1
     }
 }

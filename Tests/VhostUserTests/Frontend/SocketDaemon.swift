@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import VMMSysUtil
 import VMMTestSupport
 
 /// A vhost-user back-end process serving a Unix socket, started under `timeout` (so it cannot
@@ -42,8 +43,9 @@ struct SocketDaemon {
         guard rc == 0 else { throw Failure.spawn(rc) }
         let daemon = SocketDaemon(pid: pid)
         for _ in 0..<200 {
-            var info = stat()
-            if stat(socket, &info) == 0 && info.st_mode & S_IFMT == S_IFSOCK { return daemon }
+            // Ready once it accepts: the socket file appears before listen(2). The probe
+            // connection closes at once; the daemon serves the next front-end.
+            if (try? ScmSocket.connect(path: socket)) != nil { return daemon }
             var status: Int32 = 0
             if waitpid(pid, &status, WNOHANG) == pid { break }
             usleep(50_000)
