@@ -95,10 +95,10 @@ struct HostileFrontendTests {
         for variant in 0...hostile.variants {
             let wellFormed = variant == hostile.variants
             let box = EndBox()
-            let thread: JoinableThread
+            let thread: TestThread
             do {
                 let (ours, theirs) = try ScmSocket.pair()
-                thread = try JoinableThread { box.set(server.serve(theirs)) }
+                thread = startThread { box.set(server.serve(theirs)) }
                 let wire = Wire(ours)
                 if wellFormed {
                     #expect(try wellFormedSession(wire, .entropy), "a well-formed session after \(hostile)")

@@ -18,7 +18,7 @@ import Darwin
             #expect(notifier.backend == backend)
             #expect(try !notifier.tryConsume())
             try notifier.notify()
-            #expect(becomesReadable(notifier.waitDescriptor))
+            try #require(becomesReadable(notifier.waitDescriptor))
             try notifier.wait()
             #expect(try !notifier.tryConsume())
             #expect(!becomesReadable(notifier.waitDescriptor, within: 0))
@@ -88,8 +88,8 @@ import Darwin
             }
             try notifier.notify()
             let finished = becomesReadable(done.waitDescriptor)
-            #expect(finished)
-            if finished { thread.join() }
+            try #require(finished, "the other thread did not finish within the bound")
+            thread.join()
             try done.wait()
         }
         #expect(openFileDescriptorCount() == before)

@@ -57,10 +57,10 @@ struct ServerTests {
         let server = VhostUserServer(device: device)
         for round in 0..<2 {
             let box = EndBox()
-            let thread: JoinableThread
+            let thread: TestThread
             do {
                 let (frontendSide, backendSide) = try ScmSocket.pair()
-                thread = try JoinableThread { box.set(server.serve(backendSide)) }
+                thread = startThread { box.set(server.serve(backendSide)) }
                 let frontend = TestFrontend(socket: frontendSide)
                 let rig = try GuestRig()
                 let features = try frontend.u64(.getFeatures)
@@ -105,7 +105,7 @@ struct ServerTests {
         do {
             let (frontendSide, backendSide) = try ScmSocket.pair()
             let box = EndBox()
-            let thread = try JoinableThread { box.set(server.serve(backendSide)) }
+            let thread = startThread { box.set(server.serve(backendSide)) }
             let frontend = TestFrontend(socket: frontendSide)
             try frontend.send(.setProtocolFeatures([.replyAck]))
             // The server shuts the connection down itself: the reader sees EOF although both
@@ -123,7 +123,7 @@ struct ServerTests {
             // A malformed header (unknown request code) closes the connection too.
             let (frontendSide, backendSide) = try ScmSocket.pair()
             let box = EndBox()
-            let thread = try JoinableThread { box.set(server.serve(backendSide)) }
+            let thread = startThread { box.set(server.serve(backendSide)) }
             var bytes: [UInt8] = []
             MessageHeader(request: 99, flags: .version1, size: 0).encode(into: &bytes)
             try frontendSide.send(bytes)

@@ -27,12 +27,13 @@ struct BackingFileTests {
             }
         }
         #expect(leaked == 0)
-        do {
-            _ = try BlockBackingFile(path: "/nonexistent/virtio-blk-image")
-        } catch let error {
-            guard case let .system(_, systemError) = error else { Issue.record("wrong error \(error)"); return }
-            #expect(systemError.errno == .noSuchFile)
+        // The open must fail, and with the errno of open(2).
+        let error = #expect(throws: BlockBackingFileError.self) { try BlockBackingFile(path: "/nonexistent/virtio-blk-image") }
+        guard case let .system(_, systemError)? = error else {
+            Issue.record("wrong error \(String(describing: error))")
+            return
         }
+        #expect(systemError.errno == .noSuchFile)
     }
 
     @Test("the id is 20 hex digits from the file's device and inode, distinct per file")
