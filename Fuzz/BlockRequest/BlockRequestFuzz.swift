@@ -10,8 +10,9 @@
 // Guest memory: 0x10000–0x20000 and 0x20000–0x30000 (adjacent), a gap, then 0x40000–0x41000.
 // The image is a 64-sector shared-memory file (opened through /proc/self/fd); the device allows
 // 8 segments of at most 4 KiB, 16-sector discard / write-zeroes ranges, 4 ranges per request.
-// Invariants checked (a violation traps, which libFuzzer reports): every popped chain is completed
-// with at most its writable length, and the image never changes size (no I/O beyond capacity).
+// Invariants checked (a violation traps, which libFuzzer reports): every popped chain is handled
+// and completed, with its whole writable length, and the image never changes size (no I/O beyond
+// capacity).
 import CVMMPlatform
 import Virtio
 import VirtioBlock
@@ -81,7 +82,16 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
 private func exercise<Q: DeviceQueue>(_ queue: inout Q, _ processor: BlockRequestProcessor) {
     for _ in 0..<(4 * queue.size + 4) {
         guard let chain = try? queue.pop() else { break }
-        guard let written = try? processor.handle(chain) else { continue }
+        // Nothing rewrites the ring between pop and handle here, so handle must answer every
+        // chain (it throws only for a chain the guest changed after the pop), with its whole
+        // writable length (the status byte is the last writable byte) or 0 without one.
+        let written: UInt32
+        do {
+            written = try processor.handle(chain)
+        } catch {
+            fatalError("a popped chain was not handled: \(error)")
+        }
+        if written != chain.writableLength { fatalError("completed with \(written) of \(chain.writableLength) writable bytes") }
         do {
             try queue.push(chain, written: written)
         } catch {
