@@ -357,7 +357,7 @@ private let bound: Duration = .seconds(10)
         #expect(openFileDescriptorCount() == before)
     }
 
-    @Test(arguments: backends)
+    @Test(.isolatedDescriptors, arguments: backends)
     func pollerDescriptorsAreCloseOnExec(backend: PollerBackend) throws {
         let existing = openDescriptors()
         let poller = try Poller(backend: backend)
