@@ -37,6 +37,13 @@ public struct DescriptorIsolation: TestTrait, SuiteTrait, TestScoping {
             guard child.testID == id else { return }
             settleForeignDescriptors(warmUp: true)
             try await function()
+            settleForeignDescriptors(warmUp: false)
+            let differences = DescriptorBaseline.differences()
+            if !differences.isEmpty {
+                // Not a verdict (a test may keep descriptors on purpose): what to look at if its
+                // count check failed.
+                print("descriptors that differ from the first count of \(id):\n\(differences)")
+            }
             child.markFinished()
             return
         }

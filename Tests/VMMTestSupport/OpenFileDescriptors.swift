@@ -18,24 +18,73 @@ public func openFileDescriptorCount(sourceLocation: SourceLocation = #_sourceLoc
         return -1
     }
     settleForeignDescriptors(warmUp: false)
+    guard let table = openDescriptorTable() else {
+        Issue.record("cannot read the descriptor table (errno \(errno)): descriptors not counted", sourceLocation: sourceLocation)
+        return -1
+    }
+    DescriptorBaseline.recordFirst(table)
+    return table.count
+}
+
+/// This process's descriptors and what each refers to (the readlink of /proc/self/fd/N on Linux;
+/// the number alone elsewhere), without the directory stream's own; nil if it cannot be read.
+func openDescriptorTable() -> [Int32: String]? {
     #if os(Linux)
     let path = "/proc/self/fd"
     #else
     let path = "/dev/fd"
     #endif
-    guard let dir = opendir(path) else {
-        Issue.record("cannot read \(path) (errno \(errno)): descriptors not counted", sourceLocation: sourceLocation)
-        return -1
-    }
+    guard let dir = opendir(path) else { return nil }
+    let own = dirfd(dir)
     defer { closedir(dir) }
-    var count = 0
+    var table: [Int32: String] = [:]
     while let entry = readdir(dir) {
         let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
             String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
         }
-        if name != "." && name != ".." { count += 1 }
+        guard let fd = Int32(name), fd != own else { continue }
+        #if os(Linux)
+        var target = [CChar](repeating: 0, count: 256)
+        let n = readlink("\(path)/\(name)", &target, target.count - 1)
+        table[fd] = n > 0 ? String(decoding: target[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?"
+        #else
+        table[fd] = ""
+        #endif
     }
-    return count - 1  // the directory stream's own descriptor
+    return table
+}
+
+/// The descriptor table at a child's first count, so that a test whose count did not come back
+/// can say which descriptors differ (printed to the child's output, which the parent reports).
+enum DescriptorBaseline {
+    nonisolated(unsafe) private static var first: [Int32: String]?
+    nonisolated(unsafe) private static let lock: UnsafeMutablePointer<pthread_mutex_t> = {
+        let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+        pthread_mutex_init(mutex, nil)
+        return mutex
+    }()
+
+    static func recordFirst(_ table: [Int32: String]) {
+        pthread_mutex_lock(lock)
+        if first == nil { first = table }
+        pthread_mutex_unlock(lock)
+    }
+
+    /// Descriptors opened or closed since the first count, one per line; empty if none.
+    static func differences() -> String {
+        pthread_mutex_lock(lock)
+        let baseline = first
+        pthread_mutex_unlock(lock)
+        guard let baseline, let now = openDescriptorTable() else { return "" }
+        var lines: [String] = []
+        for (fd, target) in now.sorted(by: { $0.key < $1.key }) where baseline[fd] != target {
+            lines.append("  open now: fd \(fd) -> \(target)" + (baseline[fd].map { " (was \($0))" } ?? ""))
+        }
+        for (fd, target) in baseline.sorted(by: { $0.key < $1.key }) where now[fd] == nil {
+            lines.append("  closed since: fd \(fd) -> \(target)")
+        }
+        return lines.joined(separator: "\n")
+    }
 }
 
 /// Runs `body` and returns how many descriptors it left open (negative if it closed some).

@@ -1,6 +1,7 @@
 import PropertyBased
 import Testing
 import Virtio
+import VMMTestSupport
 
 /// Driver → device → driver round trips at the edges: buffers laid out across two adjacent
 /// regions (so some span the boundary) in guest memory of four regions, zero-length descriptors
@@ -192,21 +193,4 @@ import Virtio
                     DriverBuffer(address: Self.regionC, length: UInt32(end - Self.regionC), isWritable: buffer.isWritable)]
         }
     }
-}
-
-/// A small seeded generator (SplitMix64): the property's random choices replay from its seed.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform enough below `bound` (> 0) for test choices.
-    mutating func next(below bound: UInt64) -> UInt64 { next() % bound }
 }

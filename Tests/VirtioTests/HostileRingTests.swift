@@ -1,6 +1,7 @@
 import PropertyBased
 import Testing
 import Virtio
+import VMMTestSupport
 
 /// Random (mostly invalid) descriptor tables: pop either throws a typed error (and the queue is
 /// broken) or returns chains whose every piece lies inside guest memory.
