@@ -115,18 +115,6 @@ final class Wire {
             return .accepted("an unreadable answer: \(error)")
         }
     }
-
-    /// Reads and drops replies until end of stream or `milliseconds` of silence: the back-end
-    /// answered (or refused and closed). True when the stream ended.
-    func drain(milliseconds: Int32 = 300) -> Bool {
-        var entry = pollfd(fd: socket.descriptor, events: Int16(POLLIN), revents: 0)
-        var scratch = [UInt8](repeating: 0, count: 4096)
-        while poll(&entry, 1, milliseconds) == 1 {
-            let n = scratch.withUnsafeMutableBytes { recv(socket.descriptor, $0.baseAddress, $0.count, 0) }
-            if n <= 0 { return true }
-        }
-        return false
-    }
 }
 
 func le<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
