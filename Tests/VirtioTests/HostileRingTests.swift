@@ -90,6 +90,8 @@ import VMMTestSupport
             var writable: UInt64 = 0
             var buffers = chain.buffers()
             while let piece = try buffers.next() {
+                // A zero-length buffer is refused when the chain is popped; none is ever yielded.
+                try #require(piece.bytes.count > 0, "an empty buffer piece")
                 let base = try #require(piece.bytes.baseAddress)
                 let start = try #require(guestAddress(of: base, in: memory))
                 let end = try #require(guestAddress(of: base + (piece.bytes.count - 1), in: memory))
