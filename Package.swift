@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "VhostUserProtocol", targets: ["VhostUserProtocol"]),
         .library(name: "VhostUserBackend", targets: ["VhostUserBackend"]),
         .library(name: "VhostUserFrontend", targets: ["VhostUserFrontend"]),
+        .library(name: "VMMSystemInterop", targets: ["VMMSystemInterop"]),
         .executable(name: "vhost-user-rng", targets: ["vhost-user-rng"]),
         .executable(name: "vhost-user-blk", targets: ["vhost-user-blk"]),
     ],
@@ -18,6 +19,8 @@ let package = Package(
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
     ],
     targets: [
         // The only C in the package: what Swift cannot import (macros, inline atomics, raw syscalls).
@@ -27,6 +30,12 @@ let package = Package(
             linkerSettings: [.linkedLibrary("bsd", .when(platforms: [.linux]))]
         ),
         .target(name: "VMMSysUtil", dependencies: ["CVMMPlatform"]),
+        // swift-system interop: our owned descriptors and errors to and from SystemPackage's
+        // FileDescriptor and Errno. Apart from VMMSysUtil so that it stays libc-only.
+        .target(
+            name: "VMMSystemInterop",
+            dependencies: ["VMMSysUtil", .product(name: "SystemPackage", package: "swift-system")]
+        ),
         .target(name: "Virtio", dependencies: ["VMMSysUtil", "CVMMPlatform"]),
         // The vhost-user wire protocol: header, request codes, typed payloads; decoding that owns
         // the received fds. No I/O (that is what makes it fuzzable).
@@ -41,8 +50,28 @@ let package = Package(
         ),
         // The front-end: negotiation, shared guest memory, driver rings, config, inflight, reconnect.
         .target(name: "VhostUserFrontend", dependencies: ["VhostUserProtocol", "VMMSysUtil", "Virtio", "CVMMPlatform"]),
+        // What every back-end program shares: QEMU's command-line conventions (swift-argument-parser),
+        // the capabilities JSON (Codable, FoundationEssentials: executables only, so not a product),
+        // SIGTERM/SIGINT as a clean stop, serving --socket-path or --fd.
+        .target(
+            name: "VhostUserDaemon",
+            dependencies: [
+                "VhostUserBackend", "VMMSysUtil", "Virtio",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // A virtio-rng vhost-user back-end: the one-page example device.
-        .executableTarget(name: "vhost-user-rng", dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio"]),
+        .executableTarget(
+            name: "vhost-user-rng",
+            dependencies: ["VhostUserDaemon", "VhostUserBackend", "Virtio", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        // Example: a virtio-console back-end driven by its own fds (a host Unix socket).
+        .executableTarget(
+            name: "vhost-user-console",
+            dependencies: ["VhostUserDaemon", "VhostUserBackend", "Virtio", "VMMSysUtil", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Examples/vhost-user-console"
+        ),
         // Shared by the test targets: fd counting, locating the peer executable, spawning, a guest rig.
         .target(name: "VMMTestSupport", dependencies: ["VMMSysUtil", "Virtio", "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend"], path: "Tests/VMMTestSupport"),
         // Spawned by cross-process tests: receives fds, maps memory, answers notifications.
@@ -50,13 +79,32 @@ let package = Package(
         // virtio-blk: request parsing and execution against a raw image file.
         .target(name: "VirtioBlock", dependencies: ["Virtio", "VMMSysUtil", "CVMMPlatform"]),
         // The virtio-blk vhost-user back-end program.
-        .executableTarget(name: "vhost-user-blk", dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VirtioBlock"]),
+        .executableTarget(
+            name: "vhost-user-blk",
+            dependencies: [
+                "VhostUserDaemon", "VhostUserProtocol", "VhostUserBackend", "Virtio", "VirtioBlock",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The front-end half of scripts/soak (connect/disconnect cycles and killed writers).
-        .executableTarget(name: "vhost-user-soak", dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil"]),
+        .executableTarget(
+            name: "vhost-user-soak",
+            dependencies: [
+                "VhostUserDaemon", "VhostUserFrontend", "Virtio", "VMMSysUtil",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         // Benchmarks: each case and its raw-syscall twin, written once, run by vmm-bench and by
         // package-benchmark (`swift package benchmark`).
         .target(name: "VMMBenchCases", dependencies: ["VMMSysUtil", "Virtio", "CVMMPlatform"]),
-        .executableTarget(name: "vmm-bench", dependencies: ["VMMBenchCases", "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil"]),
+        .executableTarget(
+            name: "vmm-bench",
+            dependencies: [
+                "VMMBenchCases", "VhostUserDaemon", "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         .executableTarget(
             name: "VMMBenchmarks",
             dependencies: [.product(name: "Benchmark", package: "benchmark"), "VMMBenchCases", "vmm-bench"],
@@ -66,7 +114,10 @@ let package = Package(
         .testTarget(name: "VMMBenchCasesTests", dependencies: ["VMMBenchCases", "VMMTestSupport", "vmm-bench"]),
         .testTarget(
             name: "VMMSysUtilTests",
-            dependencies: ["VMMSysUtil", "CVMMPlatform", "VMMTestSupport", "vmm-test-peer"]
+            dependencies: [
+                "VMMSysUtil", "VMMSystemInterop", "CVMMPlatform", "VMMTestSupport", "vmm-test-peer",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
         ),
         .testTarget(
             name: "VirtioTests",
@@ -83,7 +134,7 @@ let package = Package(
         // The daemons are dependencies so the front-end tests can run them in their own processes.
         .testTarget(
             name: "VhostUserTests",
-            dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng", "vhost-user-blk"]
+            dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng", "vhost-user-blk", "vhost-user-console"]
         ),
         .testTarget(
             name: "HostileFrontendTests",
@@ -94,7 +145,10 @@ let package = Package(
         ),
         .testTarget(
             name: "VhostUserBackendTests",
-            dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng"]
+            dependencies: [
+                "VhostUserProtocol", "VhostUserBackend", "VhostUserDaemon", "VhostUserFrontend", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -79,7 +79,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     return 0
 }
 
-private func exercise<Q: DeviceQueue>(_ queue: inout Q, _ processor: BlockRequestProcessor) {
+private func exercise<Q: DeviceQueue & ~Copyable>(_ queue: inout Q, _ processor: BlockRequestProcessor) {
     for _ in 0..<(4 * queue.size + 4) {
         guard let chain = try? queue.pop() else { break }
         // Nothing rewrites the ring between pop and handle here, so handle must answer every

@@ -57,7 +57,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
 }
 
 /// Pops every chain, touches every byte of every buffer, copies through the helpers, pushes.
-private func exercise<Q: DeviceQueue>(_ queue: inout Q, memory: GuestMemory, tamper: UnsafeBufferPointer<UInt8>) {
+private func exercise<Q: DeviceQueue & ~Copyable>(_ queue: inout Q, memory: GuestMemory, tamper: UnsafeBufferPointer<UInt8>) {
     var scratch = [UInt8](repeating: 0, count: 256)
     var sum: UInt64 = 0
     queue.disableNotifications()

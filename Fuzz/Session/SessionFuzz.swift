@@ -3,10 +3,15 @@
 //
 // Input: u16 length L, then L bytes copied into a 64 KiB guest memory (rings and buffers), then a
 // stream of vhost-user requests (12-byte header + payload). Each request gets the fds its type
-// needs: an eventfd for SET_VRING_KICK/CALL/ERR, the guest memory's fd for everything else. The
+// needs: an eventfd for SET_VRING_KICK/CALL/ERR/SET_LOG_FD, one end of a socket pair for
+// SET_BACKEND_REQ_FD (the other end never answers: the device's config-change requests time out
+// after 1 ms), the guest memory's fd for everything else (memory regions, the dirty log). The
 // session answers or refuses each one (a refusal ends the input, as it ends a connection). A
-// started ring is kicked after every request, and served by the worker thread. Checks, aborting on
-// failure: nothing traps, and once the session is closed the process' fd count is back where it was.
+// started ring is kicked after every request, and served by the worker thread. The device offers
+// packed rings (the input's SET_FEATURES picks the layout) and postpones every other chain; this
+// thread completes the postponed ones after each request, as a device's I/O thread would (some
+// after the ring stopped or its memory changed: refused). Checks, aborting on failure: nothing
+// traps, and once the session is closed the process' fd count is back where it was.
 
 #if canImport(Glibc)
 import Glibc
@@ -19,27 +24,71 @@ import Virtio
 import VhostUserProtocol
 import VhostUserBackend
 
-/// Fills writable buffers with a pattern, like an entropy device.
-final class FillDevice: VhostUserDevice {
+/// Fills writable buffers with a pattern, like an entropy device; every other chain is postponed
+/// and completed later by the fuzzing thread. Sends a config change on the back-end channel (if
+/// one is open) once per `process` call.
+final class FillDevice: VhostUserDevice, @unchecked Sendable {
+    let channel = BackendChannelSlot()
     let deviceType = VirtioDeviceType.entropy
-    let deviceFeatures = VirtioFeatures.version1.rawValue
+    let deviceFeatures = VirtioFeatures([.version1, .ringPacked]).rawValue
     let queueCount = 2
     let maxQueueSize = 64
     let configSize = 16
+    private let lock = FuzzLock()
+    private var held: [DeferredChain] = []
+    private var postpone = false
+
+    func backendChannelChanged(_ channel: BackendChannel?) { self.channel.set(channel) }
 
     func process(_ queue: inout VhostUserQueue) throws {
+        _ = try? channel.sendConfigChange()
         var budget = 64
         while budget > 0, let chain = try queue.pop() {
             budget -= 1
-            var written: UInt32 = 0
-            var buffers = chain.buffers()
-            while let buffer = try buffers.next() {
-                guard buffer.isWritable else { continue }
-                buffer.bytes.initializeMemory(as: UInt8.self, repeating: 0xA5)
-                written &+= UInt32(buffer.bytes.count)
+            let written = try fill(chain)
+            postpone.toggle()
+            if postpone {
+                let token = queue.postpone(chain)
+                lock.withLock { held.append(token) }
+            } else {
+                try queue.complete(chain, written: written)
             }
-            try queue.complete(chain, written: written)
         }
+    }
+
+    /// Completes what was postponed (from the calling thread); refusals are expected.
+    func completeHeld() {
+        let tokens = lock.withLock { () -> [DeferredChain] in
+            defer { held.removeAll() }
+            return held
+        }
+        for token in tokens { _ = try? token.complete(written: token.chain.writableLength) }
+    }
+
+    private func fill(_ chain: Chain) throws -> UInt32 {
+        var written: UInt32 = 0
+        var buffers = chain.buffers()
+        while let buffer = try buffers.next() {
+            guard buffer.isWritable else { continue }
+            buffer.bytes.initializeMemory(as: UInt8.self, repeating: 0xA5)
+            written &+= UInt32(buffer.bytes.count)
+        }
+        return written
+    }
+}
+
+/// A pthread mutex (the fuzz target has no Foundation).
+final class FuzzLock: @unchecked Sendable {
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    init() { pthread_mutex_init(mutex, nil) }
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body()
     }
 }
 
@@ -64,8 +113,20 @@ private func run(_ input: UnsafeRawBufferPointer) throws {
     let memory = try SharedMemory(size: memorySize)
     memory.mapping.bytes.copyMemory(from: UnsafeRawBufferPointer(rebasing: input[2..<(2 + length)]))
     let kick = try EventNotifier()
-    let session = try VhostUserSession(device: FillDevice(), logger: silent)
-    defer { session.close() }
+    let device = FillDevice()
+    // A short wait for postponed chains: stops and memory changes then refuse the rest quickly;
+    // a short wait for back-end channel answers that never come.
+    var options = VhostUserSessionOptions(completionTimeout: .milliseconds(1))
+    options.backendReplyTimeout = .milliseconds(1)
+    let session = try VhostUserSession(device: device, options: options, logger: silent)
+    // The front-end's ends of back-end channels: held (never read) until the input ends.
+    var channelEnds: [ScmSocket] = []
+    defer { channelEnds.removeAll() }
+    defer {
+        device.completeHeld()
+        session.close()
+        device.completeHeld()
+    }
     var offset = 2 + length
     while input.count - offset >= MessageHeader.byteCount {
         let header = try MessageHeader(decoding: UnsafeRawBufferPointer(rebasing: input[offset...]))
@@ -80,7 +141,12 @@ private func run(_ input: UnsafeRawBufferPointer) throws {
             var fds: [Int32] = []
             for _ in 0..<expected {
                 switch FrontendRequest(rawValue: header.request) {
-                case .setVringKick, .setVringCall, .setVringErr: fds.append(fcntl(kick.waitDescriptor, F_DUPFD_CLOEXEC, 0))
+                case .setVringKick, .setVringCall, .setVringErr, .setLogFD:
+                    fds.append(fcntl(kick.waitDescriptor, F_DUPFD_CLOEXEC, 0))
+                case .setBackendRequestFD:
+                    let (ours, theirs) = try ScmSocket.pair()
+                    channelEnds.append(ours)
+                    fds.append(fcntl(theirs.descriptor, F_DUPFD_CLOEXEC, 0))
                 default: fds.append(fcntl(memory.descriptor, F_DUPFD_CLOEXEC, 0))
                 }
             }
@@ -88,6 +154,7 @@ private func run(_ input: UnsafeRawBufferPointer) throws {
         }
         _ = try session.handle(message)
         try kick.notify()
+        device.completeHeld()
     }
 }
 

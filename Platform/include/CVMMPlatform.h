@@ -187,8 +187,36 @@ static inline uint32_t vmm_load_acquire_u32(const void *_Nonnull p) {
 static inline void vmm_store_release_u32(void *_Nonnull p, uint32_t v) {
     __atomic_store_n((uint32_t *)p, v, __ATOMIC_RELEASE);
 }
+// Dirty-log bitmap (vhost-user live migration): the front-end reads and clears it concurrently.
+static inline void vmm_atomic_or_u8(void *_Nonnull p, uint8_t bits) {
+    __atomic_fetch_or((uint8_t *)p, bits, __ATOMIC_SEQ_CST);
+}
+static inline uint8_t vmm_load_relaxed_u8(const void *_Nonnull p) {
+    return __atomic_load_n((const uint8_t *)p, __ATOMIC_RELAXED);
+}
+static inline uint8_t vmm_atomic_exchange_u8(void *_Nonnull p, uint8_t v) {
+    return __atomic_exchange_n((uint8_t *)p, v, __ATOMIC_SEQ_CST);
+}
 static inline void vmm_fence_seq_cst(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 static inline void vmm_fence_acquire(void) { __atomic_thread_fence(__ATOMIC_ACQUIRE); }
 static inline void vmm_fence_release(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }
+
+// ---- Atomics on the back-end's own memory shared between threads (deferred completions).
+static inline uint64_t vmm_load_acquire_u64(const void *_Nonnull p) {
+    return __atomic_load_n((const uint64_t *)p, __ATOMIC_ACQUIRE);
+}
+static inline void vmm_store_release_u64(void *_Nonnull p, uint64_t v) {
+    __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELEASE);
+}
+/// Compare-and-swap (sequentially consistent): 1 if `*p` was `expected` and is now `desired`.
+static inline int vmm_cas_u64(void *_Nonnull p, uint64_t expected, uint64_t desired) {
+    return __atomic_compare_exchange_n((uint64_t *)p, &expected, desired, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
+static inline uint64_t vmm_fetch_add_u64(void *_Nonnull p, uint64_t v) {
+    return __atomic_fetch_add((uint64_t *)p, v, __ATOMIC_SEQ_CST);
+}
+static inline uint64_t vmm_exchange_u64(void *_Nonnull p, uint64_t v) {
+    return __atomic_exchange_n((uint64_t *)p, v, __ATOMIC_SEQ_CST);
+}
 
 #endif

@@ -42,6 +42,16 @@ public struct ReceivedFileDescriptors: ~Copyable, Sendable {
         return fd >= 0 ? fd : nil
     }
 
+    /// Moves every descriptor out, in order, as raw numbers the caller now owns (e.g. to hand
+    /// them to a decoder that adopts them).
+    public consuming func releaseAll() -> [Int32] {
+        var raw: [Int32] = []
+        for index in 0..<count {
+            if let fd = take(at: index) { raw.append(fd.release()) }
+        }
+        return raw
+    }
+
     /// Closes every descriptor not taken yet; `count` becomes 0.
     public mutating func closeAll() {
         for index in 0..<count {

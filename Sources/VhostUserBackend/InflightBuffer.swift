@@ -2,8 +2,9 @@ import VhostUserProtocol
 import CVMMPlatform
 import VMMSysUtil
 
-/// The shared inflight buffer of `GET/SET_INFLIGHT_FD` (split-queue layout of the digest §5.8):
-/// one region per queue, `stride` bytes apart. The front-end keeps the memory across back-end
+/// The shared inflight buffer of `GET/SET_INFLIGHT_FD` (vhost-user specification, "Inflight I/O
+/// tracking"): one region per queue, `stride` bytes apart, in the split or packed layout of the
+/// ring that uses it. The stride fits the larger, packed, layout, so one buffer serves either. The front-end keeps the memory across back-end
 /// restarts, so a new back-end can resubmit requests the old one popped but never completed.
 ///
 /// Thread-safety: immutable; each queue's region is written only by the thread serving that queue
@@ -17,8 +18,9 @@ final class InflightBuffer: @unchecked Sendable {
     let queueSize: Int
     let stride: Int
 
-    /// Bytes of one queue's region: header (16) + 16 per descriptor, 64-byte aligned.
-    static func stride(queueSize: Int) -> Int { (16 + 16 * queueSize + 63) & ~63 }
+    /// Bytes of one queue's region: the packed layout's header (32) + 32 per descriptor (the split
+    /// layout needs 16 + 16 per descriptor), 64-byte aligned.
+    static func stride(queueSize: Int) -> Int { (InflightPackedQueue.headerSize + InflightPackedQueue.entrySize * queueSize + 63) & ~63 }
 
     /// Creates a zeroed buffer (version 0: "start fresh") for `queueCount` queues of `queueSize`.
     init(queueCount: Int, queueSize: Int) throws(SharedMemoryError) {
@@ -40,12 +42,28 @@ final class InflightBuffer: @unchecked Sendable {
         self.stride = Self.stride(queueSize: queueSize)
     }
 
-    /// The region of queue `index`, or nil if the buffer has none for it.
+    /// The region of queue `index` in the layout of its ring, or nil if the buffer has none for it.
+    func tracker(_ index: Int, packed: Bool) -> InflightTracker? {
+        if packed { return packedQueue(index).map { .packed($0) } }
+        return queue(index).map { .split($0) }
+    }
+
+    /// Queue `index`'s region in the split layout.
     func queue(_ index: Int) -> InflightSplitQueue? {
+        region(index).map { InflightSplitQueue(buffer: self, base: $0, capacity: queueSize) }
+    }
+
+    /// Queue `index`'s region in the packed layout.
+    func packedQueue(_ index: Int) -> InflightPackedQueue? {
+        region(index).map { InflightPackedQueue(buffer: self, base: $0, capacity: queueSize) }
+    }
+
+    private func region(_ index: Int) -> UnsafeMutableRawPointer? {
         guard index >= 0, index < queueCount else { return nil }
         // Safe: index < queueCount and the mapping holds queueCount × stride bytes (checked when
-        // adopted, exact when created); stride is a multiple of 64, so fields are aligned.
-        return InflightSplitQueue(buffer: self, base: mapping.base + index * stride, capacity: queueSize)
+        // adopted, exact when created); stride is a multiple of 64, so fields are aligned, and it
+        // holds either layout for queueSize descriptors.
+        return mapping.base + index * stride
     }
 }
 

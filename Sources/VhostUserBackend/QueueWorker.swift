@@ -2,24 +2,43 @@ import VhostUserProtocol
 import Logging
 import VMMSysUtil
 
-/// A thread serving some of a session's rings: it waits on their kick notifiers and a control
-/// notifier with a `Poller`, and calls the device's `process` for a ring after each kick.
+/// A thread serving some of a session's rings: it waits with a `Poller` on their kick
+/// notifiers, the device's own event sources registered on those rings, its completion wake-up
+/// (deferred chains completed on other threads) and a control notifier, and calls the device
+/// for a ring after each kick or event. Only this thread touches its rings (hence no lock on the
+/// data path).
 ///
 /// The control thread changes ring configuration only while every worker is parked: `pause()`
 /// then `waitUntilParked()`, change, `resume()`. A parked worker holds no poller registration of a
-/// kick fd, so the control thread may close or replace them. After each resume the worker
-/// registers the current kick fds and serves every started ring once (a kick may have come while
-/// it was parked, or before the ring started).
+/// kick fd, so the control thread may close or replace them. Before parking, the worker quiesces
+/// the rings the control thread marked (`Vring.quiesceRequested`): it waits up to
+/// `completionTimeout` for their postponed chains, publishing completions as they come, then
+/// refuses the rest. After each resume the worker registers the current kick fds, tells the
+/// device about rings that (re)started, and serves every started ring once (a kick may have come
+/// while it was parked, or before the ring started).
 ///
-/// Thread-safety: `pause`, `waitUntilParked`, `resume` and `stop` are for the control thread.
+/// Thread-safety: `pause`, `waitUntilParked`, `resume`, `stop` and `removeSources(ring:)` (while
+/// parked) are for the control thread; `addSource` / `removeSource` for the worker thread.
 final class QueueWorker: @unchecked Sendable {
     private enum Command { case run, pause, exit }
+    private enum Work { case kick, event(PollEvent), completions }
+    private struct Source {
+        let ring: Int
+        let descriptor: Int32
+        let token: UInt64
+    }
 
     private let rings: [Vring]
     private let device: any VhostUserDevice
     private let logger: Logger
     private let poller: Poller
     private let control: EventNotifier
+    /// Signalled by other threads' deferred completions (shared by this worker's rings).
+    let wakeup: WorkerWakeup
+    /// Watches only `wakeup`: waiting for deferred completions while quiescing.
+    private let completionPoller: Poller
+    private var completionEvents = PollEvents(capacity: 1)
+    private let completionTimeout: Duration
     private let state = ConditionLock()
     // Guarded by `state`.
     private var command = Command.pause
@@ -27,19 +46,31 @@ final class QueueWorker: @unchecked Sendable {
     private var thread: JoinableThread?
     /// Kick fds registered with the poller (worker thread only).
     private var registered: [Int32] = []
+    /// Device event sources by slot (poller token `sourceTokenBase + slot`).
+    private var sources: [Source?] = []
+    /// Per ring position: the ring's `startCount` the device was told about (`queueStarted`).
+    private var announced: [UInt64]
     private static let controlToken = UInt64.max
+    private static let wakeupToken = UInt64.max - 1
+    private static let sourceTokenBase: UInt64 = 1 << 32
 
     /// Creates a parked worker for `rings` and starts its thread.
     ///
     /// - Throws: `VhostUserError.worker` if the poller, notifier or thread cannot be created.
-    init(rings: [Vring], device: any VhostUserDevice, logger: Logger) throws(VhostUserError) {
+    init(rings: [Vring], device: any VhostUserDevice, completionTimeout: Duration, logger: Logger) throws(VhostUserError) {
         self.rings = rings
         self.device = device
         self.logger = logger
+        self.completionTimeout = completionTimeout
+        announced = Array(repeating: 0, count: rings.count)
         do {
             poller = try Poller()
             control = try EventNotifier()
+            wakeup = try WorkerWakeup()
+            completionPoller = try Poller()
             try poller.register(control.waitDescriptor, interest: .readable, token: Self.controlToken)
+            try poller.register(wakeup.notifier.waitDescriptor, interest: .readable, token: Self.wakeupToken)
+            try completionPoller.register(wakeup.notifier.waitDescriptor, interest: .readable, token: Self.wakeupToken)
         } catch {
             throw .worker("\(error)")
         }
@@ -58,7 +89,8 @@ final class QueueWorker: @unchecked Sendable {
         try? control.notify()
     }
 
-    /// Blocks until the worker is parked (it finishes a `process` call in progress first).
+    /// Blocks until the worker is parked (it finishes a callback in progress, and quiesces the
+    /// marked rings, first).
     func waitUntilParked() {
         state.withLock {
             while !parked && command != .exit { state.wait() }
@@ -88,10 +120,47 @@ final class QueueWorker: @unchecked Sendable {
             thread.join()
             self.thread = nil
         }
+        for slot in sources.indices { sources[slot] = nil }
     }
 
+    // MARK: device event sources
+
+    /// Registers a device source for ring `ring` (worker thread, from a device callback).
+    func addSource(ring: Int, descriptor: Int32, interest: PollInterest, token: UInt64) throws(VhostUserError) {
+        guard !sources.contains(where: { $0?.ring == ring && $0?.token == token }) else {
+            throw .eventSource(index: ring, "token \(token) is already watched")
+        }
+        let slot = sources.firstIndex(where: { $0 == nil }) ?? sources.count
+        do {
+            try poller.register(descriptor, interest: interest, token: Self.sourceTokenBase + UInt64(slot))
+        } catch {
+            throw .eventSource(index: ring, "fd \(descriptor): \(error)")
+        }
+        let source = Source(ring: ring, descriptor: descriptor, token: token)
+        if slot == sources.count { sources.append(source) } else { sources[slot] = source }
+    }
+
+    /// Removes a device source (worker thread).
+    func removeSource(ring: Int, token: UInt64) {
+        guard let slot = sources.firstIndex(where: { $0?.ring == ring && $0?.token == token }),
+              let source = sources[slot] else { return }
+        // The device may have closed the fd already (then the poller forgot it itself).
+        try? poller.deregister(source.descriptor)
+        sources[slot] = nil
+    }
+
+    /// Removes every source of ring `ring` (control thread, worker parked): the ring stopped.
+    func removeSources(ring: Int) {
+        for slot in sources.indices {
+            guard let source = sources[slot], source.ring == ring else { continue }
+            removeSource(ring: ring, token: source.token)
+        }
+    }
+
+    // MARK: the loop
+
     private func run() {
-        var events = PollEvents(capacity: rings.count + 1)
+        var events = PollEvents(capacity: rings.count + 16)
         while true {
             let current = state.withLock { command }
             if current != .run {
@@ -108,32 +177,48 @@ final class QueueWorker: @unchecked Sendable {
                 continue
             }
             for i in 0..<count {
-                let token = events[i].token
-                if token == Self.controlToken {
-                    _ = try? control.tryConsume()
-                    continue
-                }
-                guard token < UInt64(rings.count) else { continue }
-                let ring = rings[Int(token)]
-                if let kick = ring.kick {
-                    do {
-                        _ = try kick.tryConsume()
-                    } catch {
-                        // A kick fd whose writer went away would report readable forever.
-                        logger.warning("ring \(ring.index): kick fd failed (\(error)); no longer watched")
-                        deregister(kick.waitDescriptor)
-                    }
-                }
-                serve(ring)
+                dispatch(events[i])
             }
             if polling {
-                for ring in rings where ring.isPolled { serve(ring) }
+                for ring in rings where ring.isPolled { serve(ring, .kick) }
             }
+        }
+    }
+
+    private func dispatch(_ event: PollEvent) {
+        let token = event.token
+        switch token {
+        case Self.controlToken:
+            _ = try? control.tryConsume()
+        case Self.wakeupToken:
+            wakeup.rearm()
+            for ring in rings { serve(ring, .completions) }
+        case Self.sourceTokenBase...:
+            let slot = Int(token - Self.sourceTokenBase)
+            guard slot < sources.count, let source = sources[slot],
+                  let ring = rings.first(where: { $0.index == source.ring }) else { return }
+            var deviceEvent = event
+            deviceEvent.token = source.token
+            serve(ring, .event(deviceEvent))
+        default:
+            guard token < UInt64(rings.count) else { return }
+            let ring = rings[Int(token)]
+            if let kick = ring.kick {
+                do {
+                    _ = try kick.tryConsume()
+                } catch {
+                    // A kick fd whose writer went away would report readable forever.
+                    logger.warning("ring \(ring.index): kick fd failed (\(error)); no longer watched")
+                    deregister(kick.waitDescriptor)
+                }
+            }
+            serve(ring, .kick)
         }
     }
 
     /// Parks until resumed (true) or told to exit (false).
     private func park() -> Bool {
+        for ring in rings where ring.quiesceRequested { quiesce(ring) }
         for fd in registered { try? poller.deregister(fd) }
         registered.removeAll(keepingCapacity: true)
         let resumed: Bool = state.withLock {
@@ -154,7 +239,7 @@ final class QueueWorker: @unchecked Sendable {
                 logger.error("ring \(ring.index): cannot watch kick fd: \(error)")
             }
         }
-        for ring in rings { serve(ring) }
+        for ring in rings { serve(ring, .kick) }
         return true
     }
 
@@ -163,37 +248,117 @@ final class QueueWorker: @unchecked Sendable {
         registered.removeAll { $0 == fd }
     }
 
-    /// Drains one ring: notification suppression around `process`, batch publication, call.
+    /// Waits up to `completionTimeout` for the ring's postponed chains, publishing completions as
+    /// they arrive, then refuses those still held (`CompletionChannel.abandon`). Worker thread.
+    private func quiesce(_ ring: Vring) {
+        guard var queue = ring.queue.take() else { return }
+        queue.call = ring.call
+        let clock = ContinuousClock()
+        let deadline = clock.now + completionTimeout
+        while queue.postponedCount > 0 {
+            wakeup.rearm()
+            publishCompletions(&queue, ring)
+            let remaining = deadline - clock.now
+            guard queue.postponedCount > 0, remaining > .zero else { break }
+            _ = try? completionPoller.wait(into: &completionEvents, timeout: remaining)
+        }
+        if queue.postponedCount > 0 {
+            let (abandoned, completing) = queue.completions.abandon(keeping: queue.ring.chainReferences)
+            // Completions producers won just before: their entries land within instructions.
+            var landing = completing
+            let landingDeadline = clock.now + .milliseconds(100)
+            while landing > 0, clock.now < landingDeadline {
+                let before = queue.postponedCount
+                publishCompletions(&queue, ring)
+                landing -= before - queue.postponedCount
+                if landing > 0 { yieldThread() }
+            }
+            queue.abandoned += abandoned
+            logger.warning("ring \(ring.index): \(abandoned.count) postponed chain(s) not completed within \(completionTimeout); their completions are refused (an inflight region keeps them for resubmission)")
+        }
+        queue.call = nil
+        ring.queue = consume queue
+    }
+
+    private func publishCompletions(_ queue: inout VhostUserQueue, _ ring: Vring) {
+        guard !ring.broken else { return }
+        do {
+            guard try queue.drainCompletions() > 0 else { return }
+        } catch {
+            markBroken(ring, error)
+        }
+        queue.flush()
+        queue.signalIfNeeded()
+    }
+
+    /// Serves one ring for a kick, a device event or deferred completions: notification
+    /// suppression around `process`, batch publication, call.
     ///
     /// The driver is signalled after every round that published something, not only when the
     /// ring runs dry: a paced device (rate limit) may keep a ring busy for a long time, and its
     /// completions must reach the driver meanwhile. When the control thread asks the worker to
     /// park, the loop ends after the current round (notifications re-enabled); the worker serves
     /// every ring again once resumed, so chains left available are not forgotten.
-    private func serve(_ ring: Vring) {
-        guard ring.enabled, !ring.broken, var queue = ring.queue.take() else { return }
+    private func serve(_ ring: Vring, _ work: Work) {
+        guard !ring.broken else { return }
+        // A disabled ring takes no new chains, but completions of chains it gave out still land.
+        if case .completions = work {} else if !ring.enabled { return }
+        guard var queue = ring.queue.take() else { return }
         queue.worker = self
         queue.call = ring.call
-        defer {
-            queue.worker = nil
-            queue.call = nil
-            ring.queue = queue
-        }
+        // Kicks keep the historical rule (a call check after every drain); events and
+        // completions signal only when they published something.
+        var signal = true
         do {
-            while true {
-                queue.ring.disableNotifications()
-                try device.process(&queue)
-                queue.flush()
-                let more = queue.ring.enableNotifications()
-                if !more || yieldRequested { break }
-                queue.signalIfNeeded()
+            switch work {
+            case .completions:
+                signal = try queue.drainCompletions() > 0
+            case .event(let event):
+                try announceStart(ring, &queue)
+                try device.handle(event, on: &queue)
+                _ = try queue.drainCompletions()
+                signal = queue.staged > 0
+            case .kick:
+                try announceStart(ring, &queue)
+                try drain(&queue)
             }
+            queue.flush()
         } catch {
             queue.flush()
-            ring.broken = true
-            logger.error("ring \(ring.index) broken: \(error)")
-            try? ring.err?.notify()
+            markBroken(ring, error)
         }
-        queue.signalIfNeeded()
+        queue.log?.notificationFieldsWritten()
+        if signal { queue.signalIfNeeded() }
+        queue.worker = nil
+        queue.call = nil
+        ring.queue = consume queue
+    }
+
+    /// Calls `queueStarted` once per start of the ring, before anything else reaches the device.
+    private func announceStart(_ ring: Vring, _ queue: inout VhostUserQueue) throws {
+        guard let position = rings.firstIndex(where: { $0 === ring }), announced[position] != ring.startCount else { return }
+        announced[position] = ring.startCount
+        try device.queueStarted(&queue)
+    }
+
+    private func drain(_ queue: inout VhostUserQueue) throws {
+        while true {
+            queue.ring.disableNotifications()
+            let popped = queue.popCount
+            try device.process(&queue)
+            _ = try queue.drainCompletions()
+            queue.flush()
+            let more = queue.ring.enableNotifications()
+            // A device that took nothing leaves the rest for later (an rx ring waits for host
+            // data, a paced device for tokens): it is called again on the next kick or event.
+            if !more || yieldRequested || queue.popCount == popped { break }
+            queue.signalIfNeeded()
+        }
+    }
+
+    private func markBroken(_ ring: Vring, _ error: any Error) {
+        ring.broken = true
+        logger.error("ring \(ring.index) broken: \(error)")
+        try? ring.err?.notify()
     }
 }

@@ -49,7 +49,7 @@ final class ConditionLock: @unchecked Sendable {
 }
 
 /// A joinable thread running a closure.
-final class JoinableThread: @unchecked Sendable {
+package final class JoinableThread: @unchecked Sendable {
     #if canImport(Darwin)
     private var thread: pthread_t?
     #else
@@ -59,7 +59,7 @@ final class JoinableThread: @unchecked Sendable {
     /// Starts `body` on a new thread.
     ///
     /// - Throws: `SystemCallError` (`pthread_create`) if no thread can be created.
-    init(_ body: @escaping @Sendable () -> Void) throws(SystemCallError) {
+    package init(_ body: @escaping @Sendable () -> Void) throws(SystemCallError) {
         let context = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
         let rc = pthread_create(&thread, nil, { raw in runThreadBody(raw) }, context)
         if rc != 0 {
@@ -69,7 +69,7 @@ final class JoinableThread: @unchecked Sendable {
     }
 
     /// Waits for the thread to exit. Call once.
-    func join() {
+    package func join() {
         #if canImport(Darwin)
         if let thread { pthread_join(thread, nil) }
         #else
@@ -88,3 +88,6 @@ private func runThreadBody(_ raw: UnsafeMutableRawPointer?) -> UnsafeMutableRawP
     Unmanaged<ThreadBody>.fromOpaque(raw).takeRetainedValue().body()
     return nil
 }
+
+/// Gives the CPU to another thread (waiting out another thread's few instructions).
+func yieldThread() { _ = sched_yield() }

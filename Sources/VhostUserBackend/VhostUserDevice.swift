@@ -1,17 +1,33 @@
 import VhostUserProtocol
 import Virtio
+import VMMSysUtil
 
 /// A virtio device served over vhost-user: what a device author implements. The framework
 /// (`VhostUserSession`, `VhostUserServer`) does the protocol, memory, rings and notifications.
 ///
-/// Thread-safety: `process(_:)` is called on queue worker threads, one call per queue at a time but
-/// different queues concurrently (one worker per queue by default). Every other requirement is
-/// called on the connection's control thread while no worker is inside `process(_:)`.
+/// Threading: each ring is served by one queue worker thread, and only that thread touches the
+/// ring, so devices need no locks for ring state.
+/// - `queueStarted(_:)`, `process(_:)` and `handle(_:on:)` are called on the ring's worker, one call
+///   per ring at a time; different rings may run concurrently (one worker per ring by default,
+///   `VhostUserSessionOptions` groups them). Each gets the ring's `VhostUserQueue`: pop, complete,
+///   `publish()`, `postpone(_:)`, and `watch`/`unwatch` the device's own event sources (a socket,
+///   a tap fd, an `EventNotifier` another thread signals, a timer): readiness of a watched source
+///   calls `handle(_:on:)` on that same worker with that ring's queue.
+/// - A chain kept with `postpone(_:)` is completed later from any thread through its
+///   `DeferredChain`; the worker publishes it (batched, EVENT_IDX honoured). `GET_VRING_BASE`,
+///   `SET_MEM_TABLE`, `ADD_MEM_REG`/`REM_MEM_REG`, `RESET_DEVICE` and disconnect wait up to
+///   `VhostUserSessionOptions.completionTimeout` for postponed chains; later completions are
+///   refused (`CompletionError.ringStopped`) without touching guest memory.
+/// - Every other requirement is called on the connection's control thread while no worker is
+///   inside a callback. Event sources are removed when their ring stops, on `RESET_DEVICE` and on
+///   disconnect, before `reset()` is called, so `reset()` may close them.
 public protocol VhostUserDevice: AnyObject, Sendable {
     /// The virtio device ID (for logs and `--print-capabilities`).
     var deviceType: VirtioDeviceType { get }
-    /// Device-specific feature bits plus any transport bits the device wants (e.g. VERSION_1).
-    /// The framework adds PROTOCOL_FEATURES, RING_EVENT_IDX and RING_INDIRECT_DESC itself.
+    /// Device-specific feature bits plus any transport bits the device wants (e.g. VERSION_1,
+    /// RING_PACKED to offer packed rings). The framework adds PROTOCOL_FEATURES, RING_EVENT_IDX
+    /// and RING_INDIRECT_DESC itself. A transport bit the framework cannot serve (ACCESS_PLATFORM,
+    /// IN_ORDER, ...) makes `VhostUserSession.init` throw `VhostUserError.unservableFeature`.
     var deviceFeatures: UInt64 { get }
     /// Protocol features the device needs beyond the framework's own (blk: `.config`). Default [].
     var requiredProtocolFeatures: ProtocolFeatures { get }
@@ -31,8 +47,8 @@ public protocol VhostUserDevice: AnyObject, Sendable {
     /// - Throws: any error to refuse the write (the connection is then closed).
     func writeConfig(offset: Int, bytes: UnsafeRawBufferPointer) throws
     /// Called on the queue's worker thread after a kick (and after the ring (re)starts): drain the
-    /// queue with `queue.pop()` / `queue.complete(_:written:)`, completing every chain popped before
-    /// returning. The framework wraps this in the notification disable/drain/enable/re-check loop,
+    /// queue with `queue.pop()` / `queue.complete(_:written:)`, completing (or postponing with
+    /// `queue.postpone(_:)`) every chain popped before returning. The framework wraps this in the notification disable/drain/enable/re-check loop,
     /// records in-flight chains (INFLIGHT_SHMFD), publishes used entries in one batch per call and
     /// signals the call fd when the driver wants it.
     ///
@@ -44,10 +60,28 @@ public protocol VhostUserDevice: AnyObject, Sendable {
     /// - Throws: any error to mark the queue broken: it is no longer served and its err fd (if any)
     ///   is signalled.
     func process(_ queue: inout VhostUserQueue) throws
+    /// Called on the ring's worker once each time the ring starts (and restarts), before any other
+    /// callback for it: register the device's event sources for this ring here with
+    /// `queue.watch(_:interest:token:)`. Default: nothing.
+    ///
+    /// - Throws: any error to mark the queue broken (as `process`).
+    func queueStarted(_ queue: inout VhostUserQueue) throws
+    /// A source the device watched on this ring (`queue.watch`) is ready (`event.token` is the
+    /// device's token). Called on the ring's worker; pop, complete, postpone and publish as in
+    /// `process`. Default: unwatches the source (a device that watches must implement this).
+    ///
+    /// - Throws: any error to mark the queue broken (as `process`).
+    func handle(_ event: PollEvent, on queue: inout VhostUserQueue) throws
     /// The driver acked these features (`SET_FEATURES`); called before queues start.
     func featuresNegotiated(_ features: UInt64)
     /// `RESET_DEVICE` or the end of a session: forget per-session state.
     func reset()
+    /// The front-end opened a back-end channel (`SET_BACKEND_REQ_FD`), or it went away (nil, at
+    /// the end of the session). Keep it to send requests from any thread, e.g.
+    /// `channel.sendConfigChange()` after the config space changed (a `BackendChannelSlot` keeps
+    /// it thread-safely). Called on the control thread while queue workers may be running, unlike
+    /// the other control-thread requirements. Default: ignored.
+    func backendChannelChanged(_ channel: BackendChannel?)
 }
 
 extension VhostUserDevice {
@@ -59,5 +93,10 @@ extension VhostUserDevice {
         throw VhostUserError.configWriteRefused(offset: offset, size: bytes.count)
     }
     public func featuresNegotiated(_ features: UInt64) {}
+    public func queueStarted(_ queue: inout VhostUserQueue) throws {}
+    public func handle(_ event: PollEvent, on queue: inout VhostUserQueue) throws {
+        queue.unwatch(token: event.token)
+    }
     public func reset() {}
+    public func backendChannelChanged(_ channel: BackendChannel?) {}
 }

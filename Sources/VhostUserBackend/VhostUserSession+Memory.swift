@@ -68,13 +68,22 @@ extension VhostUserSession {
         } catch {
             throw .memoryTable(error)
         }
-        try quiesced { () throws(VhostUserError) in
-            var rebuilt: [(Vring, VhostUserQueue?)] = []
+        try checkLogCovers(newMemory)
+        try quiesced(draining: rings.filter(\.isStarted)) { () throws(VhostUserError) in
+            // Validate every ring over the new memory before changing any.
             for ring in rings where ring.isStarted {
-                rebuilt.append((ring, try rebuild(ring, memory: newMemory)))
+                guard let address = ring.address else { continue }
+                do throws(VirtqueueError) {
+                    _ = try makeRing(ring, memory: newMemory, address: address, features: VirtioFeatures(rawValue: ackedFeatures ?? 0))
+                } catch {
+                    throw .memoryInUse(index: ring.index, error)
+                }
+            }
+            for ring in rings where ring.isStarted {
+                ring.queue = try rebuild(ring, memory: newMemory)
             }
             memory = newMemory
-            for (ring, queue) in rebuilt { ring.queue = queue }
+            refreshLogging()
             // Rings configured before any memory arrived can start now.
             for ring in rings { try start(ring) }
         }

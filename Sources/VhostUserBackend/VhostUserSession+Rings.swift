@@ -26,8 +26,11 @@ extension VhostUserSession {
 
     func setVringBase(_ state: VringState) throws(VhostUserError) {
         let ring = try ring(state.index, .setVringBase)
-        // Split rings: bits 0-15 are the next avail index; the rest must be zero.
-        guard state.num <= 0xFFFF else { throw .invalidRingBase(index: ring.index, base: state.num) }
+        // Split rings: bits 0-15 are the next avail index; the rest must be zero. Packed rings
+        // (vhost-user's encoding): bits 0-14 next avail slot, 15 its wrap counter, 16-30 next used
+        // slot, 31 its wrap counter; the slots are checked against the size when the ring starts.
+        let packed = (ackedFeatures ?? 0) & VirtioFeatures.ringPacked.rawValue != 0
+        guard packed || state.num <= 0xFFFF else { throw .invalidRingBase(index: ring.index, base: state.num) }
         try quiesced { () throws(VhostUserError) in
             guard !ring.isStarted else { throw .ringStarted(.setVringBase, index: ring.index) }
             ring.base = state.num
@@ -36,13 +39,19 @@ extension VhostUserSession {
 
     func setVringAddress(_ address: VringAddress) throws(VhostUserError) {
         let ring = try ring(address.index, .setVringAddr)
-        guard !address.flags.contains(.log) else { throw .ringLoggingUnsupported(index: ring.index) }
-        try quiesced { () throws(VhostUserError) in
+        if address.flags.contains(.log) {
+            guard (ackedFeatures ?? 0) & VirtioFeatures.logAll.rawValue != 0 else {
+                throw .ringLoggingNotNegotiated(index: ring.index)
+            }
+            if ring.size > 0 { try checkUsedLogRange(ring, address: address, log: isLogging ? dirtyLog : nil) }
+        }
+        try quiesced(draining: [ring]) { () throws(VhostUserError) in
             let previous = ring.address
             ring.address = address
             do throws(VhostUserError) {
                 if ring.isStarted, let memory {
-                    ring.queue = try rebuild(ring, memory: memory)
+                    try ring.queue = rebuild(ring, memory: memory)
+                    ring.queue?.log = queueLog(for: ring)
                 } else {
                     try start(ring)
                 }
@@ -56,11 +65,11 @@ extension VhostUserSession {
     /// Stops the ring and returns where the driver's next request is (`GET_VRING_BASE`).
     func getVringBase(_ state: VringState) throws(VhostUserError) -> VringState {
         let ring = try ring(state.index, .getVringBase)
-        return withWorkersParked {
-            if let queue = ring.queue {
+        return withWorkersParked(draining: [ring]) {
+            removeSources(ring)
+            if let queue = ring.queue.take() {
                 ring.base = queue.ring.nextAvailIndex
             }
-            ring.queue = nil
             ring.started = false
             ring.kick = nil
             ring.kickSet = false
@@ -128,54 +137,101 @@ extension VhostUserSession {
     func start(_ ring: Vring) throws(VhostUserError) {
         guard !ring.isStarted, ring.kickSet, ring.size > 0, let address = ring.address, let memory else { return }
         let features = ackedFeatures ?? 0
-        var split: SplitQueue
+        if address.flags.contains(.log) {
+            try checkUsedLogRange(ring, address: address, log: isLogging ? dirtyLog : nil)
+        }
+        let layout: DeviceRing
         do {
-            split = try SplitQueue(memory: memory, size: ring.size, addresses: ringAddresses(address),
-                                   features: VirtioFeatures(rawValue: features))
+            layout = try makeRing(ring, memory: memory, address: address, features: VirtioFeatures(rawValue: features))
         } catch {
             throw .ringSetup(index: ring.index, error)
         }
-        var tracker = inflight?.queue(ring.index)
-        var resubmit: [UInt16] = []
-        var base = ring.base
-        if var tracked = tracker {
-            let used = split.publishedUsedIndex
-            let recovered = try tracked.recover(queueIndex: ring.index, queueSize: ring.size, deviceUsedIndex: used)
-            if recovered.wasInitialized {
-                // The previous back-end's position: every popped request was either completed
-                // (counted in used->idx) or is resubmitted now (libvhost-user does the same).
-                resubmit = recovered.heads
-                base = UInt32(used &+ UInt16(truncatingIfNeeded: resubmit.count))
-            }
-            tracker = tracked
-        }
+        var recovered = try recoverInflight(ring, layout: layout)
+        let positioned: DeviceRing
         do {
-            try split.setNextAvailIndex(base)
+            positioned = try layout.positioned(at: recovered.base)
         } catch {
             throw .ringSetup(index: ring.index, error)
         }
-        if !resubmit.isEmpty {
-            logger.notice("ring \(ring.index): resubmitting \(resubmit.count) request(s) left in flight")
+        let count = recovered.resubmit.count + recovered.packedResubmit.count
+        if count > 0 {
+            logger.notice("ring \(ring.index): resubmitting \(count) request(s) left in flight")
         }
-        ring.queue = VhostUserQueue(index: ring.index, negotiatedFeatures: features, ring: split,
-                                    inflight: tracker, resubmit: resubmit)
+        let tracker = recovered.tracker.take() ?? .none
+        ring.queue = VhostUserQueue(index: ring.index, negotiatedFeatures: features, ring: positioned,
+                                    inflight: tracker, resubmit: recovered.resubmit,
+                                    packedResubmit: recovered.packedResubmit, wakeup: workerOfRing[ring.index].wakeup)
+        ring.queue?.log = queueLog(for: ring)
         ring.started = true
+        ring.startCount &+= 1
         ring.broken = false
     }
 
+    /// What the inflight region says about a ring that starts.
+    struct InflightRecovery: ~Copyable {
+        var tracker: InflightTracker?
+        var base: UInt32
+        var resubmit: [UInt16] = []
+        var packedResubmit: [InflightPackedQueue.Resubmission] = []
+    }
+
+    /// Reads the ring's inflight record, if the front-end set a region: where the previous
+    /// back-end left the ring and the chains it left in flight.
+    private func recoverInflight(_ ring: Vring, layout: borrowing DeviceRing) throws(VhostUserError) -> InflightRecovery {
+        guard let buffer = inflight, let tracker = buffer.tracker(ring.index, packed: layout.isPacked) else {
+            return InflightRecovery(tracker: nil, base: ring.base)
+        }
+        switch consume tracker {
+        case .none:
+            return InflightRecovery(tracker: nil, base: ring.base)
+        case .split(var record):
+            let used = layout.read({ $0.publishedUsedIndex }, { _ in 0 })
+            let recovered = try record.recover(queueIndex: ring.index, queueSize: ring.size, deviceUsedIndex: used)
+            guard recovered.wasInitialized else { return InflightRecovery(tracker: .split(record), base: ring.base) }
+            // The previous back-end's position: every popped request was either completed
+            // (counted in used->idx) or is resubmitted now (libvhost-user does the same).
+            return InflightRecovery(tracker: .split(record), base: UInt32(used &+ UInt16(truncatingIfNeeded: recovered.heads.count)),
+                                    resubmit: recovered.heads)
+        case .packed(var record):
+            // The front-end cannot know a packed ring's position after a crash (it keeps the base
+            // of the last GET_VRING_BASE); the record does.
+            let recovery = try record.recover(queueIndex: ring.index, queueSize: ring.size) { slot, wrap in
+                layout.read({ _ in false }, { $0.isAvailable(slot: slot, wrapCounter: wrap) })
+            }
+            guard let recovery else { return InflightRecovery(tracker: .packed(record), base: ring.base) }
+            return InflightRecovery(tracker: .packed(record), base: recovery.base, packedResubmit: recovery.resubmit)
+        }
+    }
+
+    /// The ring of the negotiated layout over `memory`.
+    func makeRing(_ ring: Vring, memory: GuestMemory, address: VringAddress,
+                          features: VirtioFeatures) throws(VirtqueueError) -> DeviceRing {
+        let addresses = ringAddresses(address)
+        if features.contains(.ringPacked) {
+            return .packed(try PackedQueue(memory: memory, size: ring.size, addresses: addresses, features: features))
+        }
+        return .split(try SplitQueue(memory: memory, size: ring.size, addresses: addresses, features: features))
+    }
+
     /// A started ring's queue re-created over `memory` (new table or new addresses), same position.
+    /// Split rings resubmit chains whose postponed completion was refused by the quiesce (their
+    /// descriptors are still the driver's); packed rings cannot (used entries may have overwritten
+    /// them), the driver sees those chains as lost.
     func rebuild(_ ring: Vring, memory: GuestMemory) throws(VhostUserError) -> VhostUserQueue? {
-        guard let old = ring.queue, let address = ring.address else { return ring.queue }
-        var split: SplitQueue
+        guard let address = ring.address, let base = ring.queue?.ring.nextAvailIndex,
+              let features = ring.queue?.ring.features else { return nil }
+        let layout: DeviceRing
         do {
-            split = try SplitQueue(memory: memory, size: ring.size, addresses: ringAddresses(address),
-                                   features: old.ring.features)
-            try split.setNextAvailIndex(old.ring.nextAvailIndex)
+            layout = try makeRing(ring, memory: memory, address: address, features: features).positioned(at: base)
         } catch {
             throw .memoryInUse(index: ring.index, error)
         }
-        return VhostUserQueue(index: ring.index, negotiatedFeatures: old.negotiatedFeatures, ring: split,
-                              inflight: old.inflight, resubmit: old.pendingResubmissions)
+        guard let old = ring.queue.take() else { return nil }
+        let resubmit = old.pendingResubmissions + (layout.isPacked ? [] : old.abandoned)
+        let packedResubmit = old.pendingPackedResubmissions
+        return VhostUserQueue(index: ring.index, negotiatedFeatures: old.negotiatedFeatures, ring: layout,
+                              inflight: old.inflight, resubmit: resubmit, packedResubmit: packedResubmit,
+                              wakeup: workerOfRing[ring.index].wakeup)
     }
 
     func ringAddresses(_ address: VringAddress) -> RingAddresses {

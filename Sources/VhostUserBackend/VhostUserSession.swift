@@ -29,12 +29,22 @@ public struct VhostUserSessionOptions: Sendable {
     /// At most this many worker threads: more rings then share a thread (consecutive indices
     /// together). nil: `queuesPerThread` alone decides. At least 1.
     public var maxThreads: Int?
+    /// How long a back-end channel request waits for the front-end (its ack, or the socket taking
+    /// the request) before the channel is closed. At least 1 ms.
+    public var backendReplyTimeout: Duration = .seconds(2)
+    /// How long a ring that stops (`GET_VRING_BASE`, `RESET_DEVICE`, disconnect) or whose memory
+    /// table changes waits for chains the device postponed (`VhostUserQueue.postpone`) before it
+    /// refuses their completions. Default 3 s (a disk request slower than that is stuck); the
+    /// front-end's request waits that long at most. Clamped to 0...60 s.
+    public var completionTimeout: Duration
 
     /// - Parameters: see the properties; values are clamped into their ranges.
-    public init(queuesPerThread: Int = 1, maxMemorySlots: Int = 32, maxThreads: Int? = nil) {
+    public init(queuesPerThread: Int = 1, maxMemorySlots: Int = 32, maxThreads: Int? = nil,
+                completionTimeout: Duration = .seconds(3)) {
         self.queuesPerThread = max(1, queuesPerThread)
         self.maxMemorySlots = min(max(1, maxMemorySlots), 509)
         self.maxThreads = maxThreads.map { max(1, $0) }
+        self.completionTimeout = min(max(.zero, completionTimeout), .seconds(60))
     }
 
     /// What back-end programs use: one ring per thread, but no more threads than CPUs the process
@@ -85,28 +95,62 @@ public final class VhostUserSession {
     let options: VhostUserSessionOptions
     let rings: [Vring]
     private var workers: [QueueWorker] = []
+    /// The worker serving each ring, by ring index.
+    var workerOfRing: [QueueWorker] = []
     var memory: GuestMemory?
     var inflight: InflightBuffer?
+    /// `SET_LOG_BASE`: the dirty log (used while `VHOST_F_LOG_ALL` is acked).
+    var dirtyLog: DirtyLog?
+    /// `SET_LOG_FD`: signalled after logging.
+    var logNotifier: EventNotifier?
+    /// `SET_BACKEND_REQ_FD`: the back-end channel, also handed to the device.
+    public internal(set) var backendChannel: BackendChannel?
     private var closed = false
 
     /// Ring-format bits QEMU 7.2 acks even when they were not offered (vhost-user-rng); honoured.
     static let toleratedFeatures = VirtioFeatures.ringEventIndex.rawValue | VirtioFeatures.ringIndirectDescriptors.rawValue
     /// Bits whose change would reinterpret a started ring.
     static let ringFormatFeatures = toleratedFeatures | VirtioFeatures.ringPacked.rawValue
+    /// Transport bits (24-49) the framework serves when a device declares them.
+    static let servedTransportFeatures: VirtioFeatures = [
+        .notifyOnEmpty, .logAll, .anyLayout, .ringIndirectDescriptors, .ringEventIndex, .protocolFeatures, .version1,
+        .ringPacked, .orderPlatform,
+    ]
+
+    /// Refuses a device whose `deviceFeatures` holds a transport bit the framework cannot serve.
+    ///
+    /// - Throws: `VhostUserError.unservableFeature` naming the lowest such bit.
+    static func checkServable(_ features: UInt64) throws(VhostUserError) {
+        let transport: UInt64 = ((1 << 50) - 1) & ~((1 << 24) - 1)
+        let refused = features & transport & ~servedTransportFeatures.rawValue
+        guard refused != 0 else { return }
+        let bit = refused.trailingZeroBitCount
+        let reason = switch bit {
+        case 26: "dirty-page logging (LOG_ALL) is not implemented"
+        case 33: "ACCESS_PLATFORM needs an IOTLB, which is not implemented"
+        case 35: "IN_ORDER completion is not implemented"
+        default: "transport feature not implemented by the framework"
+        }
+        throw .unservableFeature(bit: bit, reason: reason)
+    }
 
     /// Creates a session for `device` and its (parked) queue worker threads.
     ///
-    /// - Throws: `VhostUserError.worker` if a worker thread, poller or notifier cannot be created.
+    /// - Throws: `VhostUserError.unservableFeature` if the device declares a transport feature the
+    ///   framework cannot serve; `.worker` if a worker thread, poller or notifier cannot be created.
     public init(device: any VhostUserDevice, options: VhostUserSessionOptions = .init(),
                 logger: Logger = Logger(label: "vhost-user")) throws(VhostUserError) {
+        try Self.checkServable(device.deviceFeatures)
         self.device = device
         self.options = options
         self.logger = logger
         let queueCount = min(max(device.queueCount, 0), 256)
         rings = (0..<queueCount).map { Vring(index: $0) }
         offeredFeatures = device.deviceFeatures | VirtioFeatures.protocolFeatures.rawValue | Self.toleratedFeatures
+            | VirtioFeatures.logAll.rawValue
         var offered: ProtocolFeatures = [
             .multiqueue, .replyAck, .configureMemorySlots, .inflightSharedMemory, .resetDevice, .status,
+            .logSharedMemory, .backendRequest,
         ]
         if device.configSize > 0 { offered.insert(.config) }
         offered.formUnion(device.requiredProtocolFeatures)
@@ -116,7 +160,10 @@ public final class VhostUserSession {
         while start < rings.count {
             let group = Array(rings[start..<min(start + perThread, rings.count)])
             do {
-                workers.append(try QueueWorker(rings: group, device: device, logger: logger))
+                let worker = try QueueWorker(rings: group, device: device, completionTimeout: options.completionTimeout,
+                                             logger: logger)
+                workers.append(worker)
+                workerOfRing += Array(repeating: worker, count: group.count)
             } catch {
                 for worker in workers { worker.stop() }
                 throw error
@@ -145,6 +192,7 @@ public final class VhostUserSession {
     public func close() {
         guard !closed else { return }
         closed = true
+        withWorkersParked(draining: rings) { for ring in rings { removeSources(ring) } }
         for worker in workers { worker.stop() }
         workers.removeAll()
         for ring in rings {
@@ -154,6 +202,13 @@ public final class VhostUserSession {
         }
         memory = nil
         inflight = nil
+        dirtyLog = nil
+        logNotifier = nil
+        if let backendChannel {
+            backendChannel.close()
+            self.backendChannel = nil
+            device.backendChannelChanged(nil)
+        }
         device.reset()
     }
 
@@ -193,9 +248,7 @@ public final class VhostUserSession {
             try setMemoryTable(table.regions, descriptors: message.descriptors)
             reply = nil
         case .addMemReg(let single):
-            guard let fd = message.takeDescriptor() else {
-                throw .protocolViolation(.missingDescriptors(request: .frontend(request), expected: 1, received: 0))
-            }
+            let fd = try Self.requiredDescriptor(&message)
             try addMemoryRegion(single.region, fd: fd)
             reply = nil
         case .remMemReg(let single):
@@ -236,8 +289,11 @@ public final class VhostUserSession {
             reply = nil
         case .getStatus: reply = .u64(UInt64(status))
         case .resetDevice:
-            withWorkersParked {
-                for ring in rings { ring.reset() }
+            withWorkersParked(draining: rings) {
+                for ring in rings {
+                    removeSources(ring)
+                    ring.reset()
+                }
                 status = 0
                 device.reset()
             }
@@ -247,12 +303,23 @@ public final class VhostUserSession {
             descriptor = fd
             reply = .inflight(answer)
         case .setInflightFD(let description):
-            guard let fd = message.takeDescriptor() else {
-                throw .protocolViolation(.missingDescriptors(request: .frontend(request), expected: 1, received: 0))
-            }
+            let fd = try Self.requiredDescriptor(&message)
             try setInflight(description, fd: fd)
             reply = nil
-        case .setLogBase, .setLogFD, .sendRARP, .netSetMTU, .setBackendRequestFD, .iotlbMessage, .setVringEndian,
+        case .setLogBase(let description):
+            let fd = try Self.requiredDescriptor(&message)
+            try setLogBase(description, fd: fd)
+            // With LOG_SHMFD the front-end waits for this reply (0 = installed).
+            reply = .u64(0)
+        case .setLogFD:
+            let fd = try Self.requiredDescriptor(&message)
+            try setLogFD(fd)
+            reply = nil
+        case .setBackendRequestFD:
+            let fd = try Self.requiredDescriptor(&message)
+            try setBackendChannel(fd)
+            reply = nil
+        case .sendRARP, .netSetMTU, .iotlbMessage, .setVringEndian,
             .closeCryptoSession, .postcopyAdvise, .postcopyListen, .postcopyEnd, .gpuSetSocket, .vringKick,
             .getSharedObject, .setDeviceStateFD, .checkDeviceState:
             throw .notNegotiated(request)
@@ -264,6 +331,15 @@ public final class VhostUserSession {
         return nil
     }
 
+    /// The one fd `message` must carry, moved out.
+    /// - Throws: `.protocolViolation(.missingDescriptors)` if it has none.
+    static func requiredDescriptor(_ message: inout Message) throws(VhostUserError) -> FileDescriptor {
+        guard let fd = message.takeDescriptor() else {
+            throw .protocolViolation(.missingDescriptors(request: .frontend(message.request), expected: 1, received: 0))
+        }
+        return fd
+    }
+
     /// The protocol feature a request needs, if any.
     static func gate(_ request: FrontendRequest) -> ProtocolFeatures? {
         switch request {
@@ -273,25 +349,38 @@ public final class VhostUserSession {
         case .getInflightFD, .setInflightFD: .inflightSharedMemory
         case .resetDevice: .resetDevice
         case .setStatus, .getStatus: .status
+        case .setLogBase: .logSharedMemory
+        case .setBackendRequestFD: .backendRequest
         default: nil
         }
     }
 
-    /// Runs `body` with every queue worker parked.
-    func quiesced<T>(_ body: () throws(VhostUserError) -> T) throws(VhostUserError) -> T {
-        for worker in workers { worker.pause() }
-        for worker in workers { worker.waitUntilParked() }
+    /// Runs `body` with every queue worker parked; the workers of `draining` first wait (up to
+    /// `completionTimeout`) for those rings' postponed chains (the rings stop or are rebuilt).
+    func quiesced<T>(draining: [Vring] = [], _ body: () throws(VhostUserError) -> T) throws(VhostUserError) -> T {
+        park(draining: draining)
         defer { for worker in workers { worker.resume() } }
         return try body()
     }
 
-    /// Runs `body` (which cannot fail) with every queue worker parked.
+    /// Runs `body` (which cannot fail) with every queue worker parked (see `quiesced`).
     @discardableResult
-    func withWorkersParked<T>(_ body: () -> T) -> T {
-        for worker in workers { worker.pause() }
-        for worker in workers { worker.waitUntilParked() }
+    func withWorkersParked<T>(draining: [Vring] = [], _ body: () -> T) -> T {
+        park(draining: draining)
         defer { for worker in workers { worker.resume() } }
         return body()
+    }
+
+    private func park(draining: [Vring]) {
+        for ring in draining { ring.quiesceRequested = true }
+        for worker in workers { worker.pause() }
+        for worker in workers { worker.waitUntilParked() }
+        for ring in draining { ring.quiesceRequested = false }
+    }
+
+    /// Forgets the device's event sources on `ring` (workers parked): the ring stops.
+    func removeSources(_ ring: Vring) {
+        if workerOfRing.indices.contains(ring.index) { workerOfRing[ring.index].removeSources(ring: ring.index) }
     }
 
     private func setFeatures(_ features: UInt64) throws(VhostUserError) {
@@ -303,6 +392,7 @@ public final class VhostUserSession {
             throw .featuresChangedWhileStarted(old: old, new: features)
         }
         ackedFeatures = features
+        refreshLogging()
         if features & VirtioFeatures.protocolFeatures.rawValue == 0 {
             for ring in rings { ring.enabled = true }
         }

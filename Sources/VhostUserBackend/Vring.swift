@@ -28,6 +28,11 @@ final class Vring: @unchecked Sendable {
     var queue: VhostUserQueue?
     /// Set when the ring failed: not served until reconfigured.
     var broken = false
+    /// Counts starts, so the worker tells the device once per start (`queueStarted`).
+    var startCount: UInt64 = 0
+    /// Set by the control thread before parking the worker: wait for the ring's postponed
+    /// chains before parking (the ring is about to stop or be rebuilt).
+    var quiesceRequested = false
 
     init(index: Int) { self.index = index }
 

@@ -21,13 +21,16 @@ public struct NegotiatedFeatures: Hashable, Sendable {
 
 extension VhostUserFrontend {
     /// The protocol features this front-end implements and will accept: MQ, REPLY_ACK, CONFIG,
-    /// INFLIGHT_SHMFD, RESET_DEVICE, CONFIGURE_MEM_SLOTS, STATUS.
+    /// INFLIGHT_SHMFD, RESET_DEVICE, CONFIGURE_MEM_SLOTS, STATUS, LOG_SHMFD (`startLogging`),
+    /// BACKEND_REQ (`openBackendChannel`).
     public static let supportedProtocolFeatures: ProtocolFeatures = [
         .multiqueue, .replyAck, .config, .inflightSharedMemory, .resetDevice, .configureMemorySlots, .status,
+        .logSharedMemory, .backendRequest,
     ]
 
-    /// Feature bits this front-end never acks: it has no IOTLB (ACCESS_PLATFORM), no dirty logging
-    /// (LOG_ALL) and no notification data in an eventfd kick (NOTIFICATION_DATA).
+    /// Feature bits this front-end never acks in negotiation: it has no IOTLB (ACCESS_PLATFORM) and
+    /// no notification data in an eventfd kick (NOTIFICATION_DATA); LOG_ALL is acked only while
+    /// logging (`startLogging`), as QEMU does during a migration.
     public static let unsupportedFeatures: VirtioFeatures = [.accessPlatform, .logAll, .notificationData]
 
     /// Negotiates as QEMU does: `GET_FEATURES`; if PROTOCOL_FEATURES is offered,

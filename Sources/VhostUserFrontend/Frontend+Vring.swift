@@ -48,17 +48,7 @@ extension VhostUserFrontend {
     func configure(_ queue: FrontendQueue, base: UInt32) throws(FrontendError) {
         let ring = UInt32(queue.index)
         let slot = UInt8(truncatingIfNeeded: queue.index)
-        let q = UInt64(queue.size)
-        let parts = queue.addresses
-        let descriptorBytes = 16 * q
-        let driverBytes: UInt64 = queue.isPacked ? 4 : 6 + 2 * q
-        let deviceBytes: UInt64 = queue.isPacked ? 4 : 6 + 8 * q
-        let address = VringAddress(
-            index: ring,
-            descriptorTable: try userAddress(ofGuestPhysical: parts.descriptorTable, length: descriptorBytes),
-            usedRing: try userAddress(ofGuestPhysical: parts.deviceArea, length: deviceBytes),
-            availableRing: try userAddress(ofGuestPhysical: parts.driverArea, length: driverBytes),
-            logGuestAddress: parts.deviceArea)
+        let address = try vringAddress(of: queue)
         try sendAcknowledged(.setVringNum(VringState(index: ring, num: UInt32(queue.size))))
         try sendAcknowledged(.setVringBase(VringState(index: ring, num: base)))
         try sendAcknowledged(.setVringAddr(address))

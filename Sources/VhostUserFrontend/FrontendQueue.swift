@@ -20,8 +20,8 @@ public final class FrontendQueue: @unchecked Sendable {
     public let isPacked: Bool
     /// Guest-physical addresses of the ring's three parts.
     public let addresses: RingAddresses
-    let split: DriverSplitQueue?
-    let packed: DriverPackedQueue?
+    /// The driver side, of the negotiated layout.
+    let driver: DriverRing
     /// We notify it; the back-end waits on it.
     let kickNotifier: EventNotifier
     /// The back-end notifies it; we wait on it.
@@ -44,12 +44,10 @@ public final class FrontendQueue: @unchecked Sendable {
         isPacked = packedLayout
         do {
             if packedLayout {
-                packed = try DriverPackedQueue(memory: memory, size: size, addresses: addresses, features: features)
-                split = nil
+                driver = .packed(try DriverPackedQueue(memory: memory, size: size, addresses: addresses, features: features))
             } else {
-                split = try DriverSplitQueue(memory: memory, size: size, addresses: addresses,
-                                             features: features, startIndex: startIndex)
-                packed = nil
+                driver = .split(try DriverSplitQueue(memory: memory, size: size, addresses: addresses,
+                                                     features: features, startIndex: startIndex))
             }
         } catch { throw .driverQueue(error) }
         tracksUsedEvent = !packedLayout && features.contains(.ringEventIndex)
@@ -87,9 +85,7 @@ public final class FrontendQueue: @unchecked Sendable {
     }
 
     /// Free descriptors (split) or ring slots (packed) left for `post`.
-    public var freeDescriptors: Int {
-        split?.freeDescriptors ?? packed?.freeDescriptors ?? 0
-    }
+    public var freeDescriptors: Int { driver.freeDescriptors }
 
     /// Posts a chain of buffers (device-readable ones first) without notifying the back-end.
     /// Allocates nothing.
@@ -99,10 +95,8 @@ public final class FrontendQueue: @unchecked Sendable {
     @discardableResult
     public func post(_ buffers: UnsafeBufferPointer<DriverBuffer>) throws(FrontendError) -> UInt16 {
         do {
-            if let split { return try split.post(buffers, indirectTable: nil) }
-            if let packed { return try packed.post(buffers, indirectTable: nil) }
+            return try driver.post(buffers)
         } catch { throw .driverQueue(error) }
-        throw .driverQueue(.emptyChain)
     }
 
     /// Array convenience for `post(_:)` (allocates; not for hot loops).
@@ -126,7 +120,7 @@ public final class FrontendQueue: @unchecked Sendable {
     /// - Throws: `.system` from the write.
     @discardableResult
     public func kickIfNeeded() throws(FrontendError) -> Bool {
-        let needed = split?.needsKick() ?? packed?.needsKick() ?? false
+        let needed = driver.needsKick()
         if needed { try kick() }
         return needed
     }
@@ -136,12 +130,9 @@ public final class FrontendQueue: @unchecked Sendable {
     /// - Throws: `.driverQueue(.unknownUsedID)` if the back-end completed an id not in flight.
     public func reap() throws(FrontendError) -> UsedBuffer? {
         do {
-            if let split {
-                let used = try split.reap()
-                if used != nil { nextUsed &+= 1 }
-                return used
-            }
-            return try packed?.reap()
+            let used = try driver.reap()
+            if used != nil { nextUsed &+= 1 }
+            return used
         } catch { throw .driverQueue(error) }
     }
 
@@ -179,7 +170,7 @@ public final class FrontendQueue: @unchecked Sendable {
     /// then block on `callDescriptor`, so a completion published meanwhile is not missed.
     /// Allocates nothing; makes no system call.
     public func requestCall() {
-        if tracksUsedEvent, let split {
+        if tracksUsedEvent, case .split(let split) = driver {
             split.setUsedEvent(nextUsed)
             // The used_event store must be visible before we look at used->idx again (a
             // store-load order, hence a full fence), or a completion could slip between.
@@ -201,10 +192,55 @@ public final class FrontendQueue: @unchecked Sendable {
         } catch { throw .system(error) }
     }
 
-    /// The split driver (for event-suppression control in tests and benchmarks); nil if packed.
-    public var splitDriver: DriverSplitQueue? { split }
-    /// The packed driver; nil if split.
-    public var packedDriver: DriverPackedQueue? { packed }
+    /// The driver side of the ring (for event-suppression control in tests and benchmarks).
+    public var driverRing: DriverRing { driver }
+    /// The split driver, or nil if the ring is packed.
+    public var splitDriver: DriverSplitQueue? { if case .split(let split) = driver { split } else { nil } }
+    /// The packed driver, or nil if the ring is split.
+    public var packedDriver: DriverPackedQueue? { if case .packed(let packed) = driver { packed } else { nil } }
+}
+
+/// The driver side of one ring: exactly one layout.
+///
+/// Thread-safety: as the driver queues (one thread at a time).
+public enum DriverRing {
+    case split(DriverSplitQueue)
+    case packed(DriverPackedQueue)
+
+    /// See `DriverQueue.post(_:indirectTable:)`.
+    @inline(__always)
+    func post(_ buffers: UnsafeBufferPointer<DriverBuffer>) throws(DriverQueueError) -> UInt16 {
+        switch self {
+        case .split(let split): try split.post(buffers, indirectTable: nil)
+        case .packed(let packed): try packed.post(buffers, indirectTable: nil)
+        }
+    }
+
+    /// See `DriverQueue.reap()`.
+    @inline(__always)
+    func reap() throws(DriverQueueError) -> UsedBuffer? {
+        switch self {
+        case .split(let split): try split.reap()
+        case .packed(let packed): try packed.reap()
+        }
+    }
+
+    /// See `DriverQueue.needsKick()`.
+    @inline(__always)
+    func needsKick() -> Bool {
+        switch self {
+        case .split(let split): split.needsKick()
+        case .packed(let packed): packed.needsKick()
+        }
+    }
+
+    /// See `DriverQueue.freeDescriptors`.
+    public var freeDescriptors: Int {
+        switch self {
+        case .split(let split): split.freeDescriptors
+        case .packed(let packed): packed.freeDescriptors
+        }
+    }
 }
 
 @inline(__always)

@@ -43,6 +43,8 @@ public final class VhostUserFrontend: @unchecked Sendable {
     /// The inflight buffer from `GET_INFLIGHT_FD` (or given to `setInflight`), kept so it can be
     /// handed to a back-end again after a reconnect.
     public internal(set) var inflight: InflightRegion?
+    /// The dirty log while logging (`startLogging`), else nil.
+    public internal(set) var dirtyLog: FrontendDirtyLog?
     /// Started queues by index.
     var queues: [Int: FrontendQueue] = [:]
     /// The last status sent with `SET_STATUS`.

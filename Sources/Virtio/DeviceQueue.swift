@@ -5,7 +5,7 @@
 /// `needsNotification()` says so.
 ///
 /// Thread-safety: a queue is a value owned by one worker thread at a time.
-public protocol DeviceQueue {
+public protocol DeviceQueue: ~Copyable {
     /// The queue size (number of descriptors).
     var size: Int { get }
     /// The first error that broke the queue, or nil while it is usable.
@@ -41,7 +41,7 @@ public protocol DeviceQueue {
     mutating func setNextAvailIndex(_ value: UInt32) throws(VirtqueueError)
 }
 
-extension DeviceQueue {
+extension DeviceQueue where Self: ~Copyable {
     /// Pops up to `chains.count` chains into `chains`; returns how many.
     ///
     /// - Throws: as `pop()`; chains popped before the error stay in flight and are in `chains`

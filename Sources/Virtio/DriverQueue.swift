@@ -9,6 +9,8 @@ public protocol DriverQueue: AnyObject {
     func needsKick() -> Bool
     /// Free descriptors (split) or ring slots (packed) left.
     var freeDescriptors: Int { get }
+    /// The memory the ring and buffers live in.
+    var memory: GuestMemory { get }
 }
 
 extension DriverSplitQueue: DriverQueue {}

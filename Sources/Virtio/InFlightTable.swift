@@ -12,11 +12,22 @@ final class InFlightTable {
     let count: Int
     /// The queue's walk context (see `QueueContext`).
     let context: UnsafeMutablePointer<QueueContext>
+    /// Packed queues: descriptor copies of resubmitted chains (16 × count bytes) and the walk
+    /// context over them (see `PackedQueue.resubmit(descriptors:)`). Split queues resubmit from
+    /// their own descriptor table and leave these empty.
+    let resubmitRing: UnsafeMutableRawPointer
+    let resubmitContext: UnsafeMutablePointer<QueueContext>
 
     init(count: Int, context: QueueContext) {
         self.count = count
         self.context = .allocate(capacity: 1)
         self.context.initialize(to: context)
+        let copies = context.layout == .packed ? count : 0
+        resubmitRing = .allocate(byteCount: max(copies, 1) * 16, alignment: 16)
+        resubmitRing.initializeMemory(as: UInt8.self, repeating: 0, count: max(copies, 1) * 16)
+        resubmitContext = .allocate(capacity: 1)
+        resubmitContext.initialize(to: QueueContext(regions: context.regions, ring: resubmitRing, queueSize: context.queueSize,
+                                                    layout: context.layout, indirectAllowed: context.indirectAllowed))
         slots = .allocate(capacity: count)
         slots.initialize(repeating: 0, count: count)
         writable = .allocate(capacity: count)
@@ -34,5 +45,7 @@ final class InFlightTable {
         writable.deallocate()
         cache.deallocate()
         context.deallocate()
+        resubmitRing.deallocate()
+        resubmitContext.deallocate()
     }
 }

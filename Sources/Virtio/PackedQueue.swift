@@ -5,10 +5,9 @@ import CVMMPlatform
 /// Buffer ids are checked against the queue size and against the queue's own in-flight table before
 /// any use; completions are matched by that table, never by trusting guest data.
 ///
-/// Thread-safety: a value type owned by one thread at a time; it may be handed to another thread
-/// (hence `Sendable`), but two copies must never be used (the in-flight table is shared between
-/// copies).
-public struct PackedQueue: DeviceQueue, @unchecked Sendable {
+/// Thread-safety: non-copyable, so it has one owner; it may be moved to another thread (hence
+/// `Sendable`). Its in-flight table is its own (never shared with a copy).
+public struct PackedQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
     /// Queue size (descriptors).
     public let size: Int
     /// Where the descriptor ring and the two event-suppression areas are.
@@ -25,6 +24,10 @@ public struct PackedQueue: DeviceQueue, @unchecked Sendable {
     let writable: UnsafeMutablePointer<UInt32>
     let cacheBase: UnsafeMutablePointer<CachedBuffer>
     let context: UnsafeMutablePointer<QueueContext>
+    let resubmitRing: UnsafeMutableRawPointer
+    let resubmitContext: UnsafeMutablePointer<QueueContext>
+    /// Slots of `resubmitRing` taken since the last `setNextAvailIndex(_:)`.
+    var resubmitUsed = 0
     let regions: RegionTable
     let ring: UnsafeMutableRawPointer
     /// Driver event suppression (the device reads it).
@@ -46,7 +49,7 @@ public struct PackedQueue: DeviceQueue, @unchecked Sendable {
     var signalledValid = false
     var notificationsEnabled = true
     /// Chains popped and not yet staged for completion.
-    public private(set) var inFlightCount = 0
+    public internal(set) var inFlightCount = 0
 
     /// Configures a packed queue of `size` descriptors (1…32768) at `addresses` in `memory`.
     /// Positions start at 0 with both wrap counters 1.
@@ -54,19 +57,25 @@ public struct PackedQueue: DeviceQueue, @unchecked Sendable {
     /// - Throws: `.invalidQueueSize`, `.misalignedRing` (16 / 4 / 4), `.ringOutsideMemory`.
     public init(memory: GuestMemory, size: Int, addresses: RingAddresses, features: VirtioFeatures) throws(VirtqueueError) {
         guard size >= 1, size <= maximumQueueSize else { throw .invalidQueueSize(size) }
+        // Every check before the first stored property (a non-copyable value is all or nothing).
+        let ring = try addresses.translate(.descriptorTable, in: memory, alignment: 16, length: 16 * UInt64(size))
+        let driverEvent = try addresses.translate(.driverArea, in: memory, alignment: 4, length: 4)
+        let deviceEvent = try addresses.translate(.deviceArea, in: memory, alignment: 4, length: 4)
         self.size = size
         self.addresses = addresses
         self.features = features
         self.memory = memory
-        ring = try addresses.translate(.descriptorTable, in: memory, alignment: 16, length: 16 * UInt64(size))
-        driverEvent = try addresses.translate(.driverArea, in: memory, alignment: 4, length: 4)
-        deviceEvent = try addresses.translate(.deviceArea, in: memory, alignment: 4, length: 4)
+        self.ring = ring
+        self.driverEvent = driverEvent
+        self.deviceEvent = deviceEvent
         regions = memory.table
         let indirectAllowed = features.contains(.ringIndirectDescriptors)
         inFlight = InFlightTable(count: size, context: QueueContext(
             regions: regions, ring: ring, queueSize: UInt16(truncatingIfNeeded: size), layout: .packed,
             indirectAllowed: indirectAllowed))
         context = inFlight.context
+        resubmitRing = inFlight.resubmitRing
+        resubmitContext = inFlight.resubmitContext
         slots = inFlight.slots
         writable = inFlight.writable
         cacheBase = inFlight.cache
@@ -119,7 +128,7 @@ public struct PackedQueue: DeviceQueue, @unchecked Sendable {
             cache.update(from: scratch, count: Int(summary.cachedCount))
         }
         writable[Int(id)] = summary.writableLength
-        advance(&nextAvail, &availWrap, by: Int(count))
+        Self.advance(&nextAvail, &availWrap, by: Int(count), size: size)
         if eventIndex && notificationsEnabled { writeDeviceEvent(PackedEventFlag.desc) }
         return Chain(id: id, slots: count, summary: summary, start: start, cache: cache)
     }
@@ -133,7 +142,7 @@ public struct PackedQueue: DeviceQueue, @unchecked Sendable {
 
     /// Moves a ring position by `count` (≤ size) slots, toggling its wrap counter on each lap.
     @inline(__always)
-    func advance(_ position: inout UInt16, _ wrap: inout Bool, by count: Int) {
+    static func advance(_ position: inout UInt16, _ wrap: inout Bool, by count: Int, size: Int) {
         var next = Int(position) + count
         if next >= size {
             next -= size
@@ -180,7 +189,7 @@ public struct PackedQueue: DeviceQueue, @unchecked Sendable {
             vmm_store_release_u16(descriptor + 14, flags.littleEndian)
         }
         stagedCount += 1
-        advance(&nextUsed, &usedWrap, by: count)
+        Self.advance(&nextUsed, &usedWrap, by: count, size: size)
     }
 
     @inline(__always)
@@ -213,6 +222,7 @@ public struct PackedQueue: DeviceQueue, @unchecked Sendable {
         stagedCount = 0
         stagedFirst = nil
         signalledValid = false
+        resubmitUsed = 0
         inFlight.reset()
         inFlightCount = 0
     }

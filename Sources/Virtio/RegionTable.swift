@@ -61,4 +61,18 @@ struct RegionTable {
         guard let piece = piece(at: address, length: length), piece.length == length else { return nil }
         return piece.pointer
     }
+
+    /// The guest-physical address of host pointer `pointer`, if it lies inside a mapped region
+    /// (the inverse of `piece(at:length:)`, for dirty logging of buffers pop translated).
+    @inline(__always)
+    func guestPhysical(host pointer: UnsafeRawPointer) -> UInt64? {
+        for i in 0..<count {
+            let entry = entries[i]
+            let size = entry.end &- entry.start
+            guard pointer >= UnsafeRawPointer(entry.host) else { continue }
+            let offset = UInt64(UnsafeRawPointer(entry.host).distance(to: pointer))
+            if offset < size { return entry.start &+ offset }
+        }
+        return nil
+    }
 }

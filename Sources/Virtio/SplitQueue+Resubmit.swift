@@ -1,4 +1,10 @@
 extension SplitQueue {
+    /// What chains popped from this queue point into besides guest memory (their translated
+    /// buffers and walk context). Holding it (and the `GuestMemory`) keeps such a chain readable
+    /// after the queue itself is gone: vhost-user keeps both while a device may still hold a chain
+    /// whose completion will be refused.
+    public var chainStorage: AnyObject { inFlight }
+
     /// The device's used index (`used->idx` as of configure or `setNextAvailIndex(_:)`, plus what
     /// was published since). vhost-user inflight recovery compares it with its own record.
     public var publishedUsedIndex: UInt16 { usedIndex }

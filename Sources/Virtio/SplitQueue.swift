@@ -6,11 +6,10 @@ import CVMMPlatform
 /// configure and cached; pop and push then touch only cached raw pointers and the queue's own state.
 /// Indices in guest memory are read with acquire and published with release, per the spec.
 ///
-/// Thread-safety: a value type owned by one thread at a time; it may be handed to another thread
-/// (hence `Sendable`), but two copies must never be used (the in-flight table is shared between
-/// copies). The guest writes the rings concurrently, which is what the atomics and the
+/// Thread-safety: non-copyable, so it has one owner; it may be moved to another thread (hence
+/// `Sendable`). Its in-flight table is its own (never shared with a copy). The guest writes the rings concurrently, which is what the atomics and the
 /// copy-then-validate rules are for.
-public struct SplitQueue: DeviceQueue, @unchecked Sendable {
+public struct SplitQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
     /// Queue size (descriptors).
     public let size: Int
     /// Where the rings are.
@@ -56,14 +55,18 @@ public struct SplitQueue: DeviceQueue, @unchecked Sendable {
     ///   (16 / 2 / 4), `.ringOutsideMemory` (a part not inside one region).
     public init(memory: GuestMemory, size: Int, addresses: RingAddresses, features: VirtioFeatures) throws(VirtqueueError) {
         guard size >= 1, size <= maximumQueueSize, size & (size - 1) == 0 else { throw .invalidQueueSize(size) }
+        let q = UInt64(size)
+        // Every check before the first stored property (a non-copyable value is all or nothing).
+        let descriptors = try addresses.translate(.descriptorTable, in: memory, alignment: 16, length: 16 * q)
+        let avail = try addresses.translate(.driverArea, in: memory, alignment: 2, length: 6 + 2 * q)
+        let used = try addresses.translate(.deviceArea, in: memory, alignment: 4, length: 6 + 8 * q)
         self.size = size
         self.addresses = addresses
         self.features = features
         self.memory = memory
-        let q = UInt64(size)
-        descriptors = try addresses.translate(.descriptorTable, in: memory, alignment: 16, length: 16 * q)
-        avail = try addresses.translate(.driverArea, in: memory, alignment: 2, length: 6 + 2 * q)
-        used = try addresses.translate(.deviceArea, in: memory, alignment: 4, length: 6 + 8 * q)
+        self.descriptors = descriptors
+        self.avail = avail
+        self.used = used
         regions = memory.table
         let indirectAllowed = features.contains(.ringIndirectDescriptors)
         inFlight = InFlightTable(count: size, context: QueueContext(

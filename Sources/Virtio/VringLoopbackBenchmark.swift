@@ -2,8 +2,8 @@
 /// hot path: per iteration the driver posts a chain, the device pops it, walks its buffers, reads
 /// 16 bytes from the readable part and pushes it, and the driver reaps the used entry.
 ///
-/// Allocation-free after `init`. Thread-safety: one thread.
-public struct VringLoopbackBenchmark {
+/// Allocation-free after `init`. Non-copyable (it owns a device queue). Thread-safety: one thread.
+public struct VringLoopbackBenchmark: ~Copyable {
     /// Which ring layout to exercise.
     public enum Layout: String, Sendable, CaseIterable {
         case split, packed
@@ -13,8 +13,12 @@ public struct VringLoopbackBenchmark {
     public let layout: Layout
     /// Descriptors per chain (the last one device-writable when more than one).
     public let descriptorsPerChain: Int
-    var split: (device: SplitQueue, driver: DriverSplitQueue)?
-    var packed: (device: PackedQueue, driver: DriverPackedQueue)?
+    enum Rings: ~Copyable {
+        case split(SplitQueue, DriverSplitQueue)
+        case packed(PackedQueue, DriverPackedQueue)
+    }
+    /// Always set; optional only so `runIterations` can move it out and back.
+    var rings: Rings?
     let buffers: [DriverBuffer]
     /// Sum of bytes seen, so the work cannot be optimised away.
     public private(set) var checksum: UInt64 = 0
@@ -30,8 +34,6 @@ public struct VringLoopbackBenchmark {
               (1...maximumQueueSize).contains(queueSize), region.guestPhysicalAddress < 1 << 62 else {
             throw VirtqueueError.invalidQueueSize(queueSize)
         }
-        self.layout = layout
-        self.descriptorsPerChain = descriptorsPerChain
         let base = region.guestPhysicalAddress
         let q = UInt64(queueSize)
         let addresses = RingAddresses(descriptorTable: base, driverArea: base + 16 * q,
@@ -42,39 +44,47 @@ public struct VringLoopbackBenchmark {
             let writable = descriptorsPerChain > 1 && i == descriptorsPerChain - 1
             buffers.append(DriverBuffer(address: data + UInt64(i) * 512, length: writable ? 1 : 64, isWritable: writable))
         }
-        self.buffers = buffers
         let features: VirtioFeatures = [.ringEventIndex, .ringIndirectDescriptors, .version1]
+        // Every throwing step before the first stored property (a non-copyable value is all or nothing).
+        let rings: Rings
         switch layout {
         case .split:
             let driver = try DriverSplitQueue(memory: memory, size: queueSize, addresses: addresses, features: features)
-            let device = try SplitQueue(memory: memory, size: queueSize, addresses: addresses, features: features)
-            split = (device, driver)
+            rings = .split(try SplitQueue(memory: memory, size: queueSize, addresses: addresses, features: features), driver)
         case .packed:
             let driver = try DriverPackedQueue(memory: memory, size: queueSize, addresses: addresses, features: features)
-            let device = try PackedQueue(memory: memory, size: queueSize, addresses: addresses, features: features)
-            packed = (device, driver)
+            rings = .packed(try PackedQueue(memory: memory, size: queueSize, addresses: addresses, features: features), driver)
         }
+        self.rings = consume rings
+        self.buffers = buffers
+        self.layout = layout
+        self.descriptorsPerChain = descriptorsPerChain
     }
 
     /// Runs `n` post → pop → walk → read 16 bytes → push → reap round trips.
     ///
     /// - Throws: whatever the queues throw (nothing, unless memory was corrupted externally).
     public mutating func runIterations(_ n: Int) throws {
-        if var pair = split {
-            split = nil
-            defer { split = pair }
-            try run(n, &pair.device, pair.driver)
-        } else if var pair = packed {
-            packed = nil
-            defer { packed = pair }
-            try run(n, &pair.device, pair.driver)
+        let buffers = self.buffers
+        let sum = checksum
+        guard let taken = rings.take() else { return }
+        switch consume taken {
+        case .split(var device, let driver):
+            let result = Result { try Self.run(n, &device, driver, buffers, sum) }
+            rings = .split(device, driver)
+            checksum = try result.get()
+        case .packed(var device, let driver):
+            let result = Result { try Self.run(n, &device, driver, buffers, sum) }
+            rings = .packed(device, driver)
+            checksum = try result.get()
         }
     }
 
     @inline(__always)
-    private mutating func run<Q: DeviceQueue, D: DriverQueue>(_ n: Int, _ device: inout Q, _ driver: D) throws {
+    private static func run<Q: DeviceQueue & ~Copyable, D: DriverQueue>(_ n: Int, _ device: inout Q, _ driver: D,
+                                                                      _ buffers: [DriverBuffer], _ start: UInt64) throws -> UInt64 {
         var scratch: (UInt64, UInt64) = (0, 0)
-        var sum = checksum
+        var sum = start
         try buffers.withUnsafeBufferPointer { chainBuffers in
             try withUnsafeMutableBytes(of: &scratch) { header in
                 for _ in 0..<n {
@@ -88,6 +98,6 @@ public struct VringLoopbackBenchmark {
                 }
             }
         }
-        checksum = sum &+ scratch.0
+        return sum &+ scratch.0
     }
 }

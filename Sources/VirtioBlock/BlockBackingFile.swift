@@ -1,3 +1,4 @@
+import CVMMPlatform
 import VMMSysUtil
 #if canImport(Glibc)
 import Glibc
@@ -25,15 +26,19 @@ public enum BlockBackingFileError: Error, Hashable, Sendable, CustomStringConver
 /// A raw disk image (regular file or block device) that requests read and write directly, with
 /// positioned vector I/O between guest memory and the file (no intermediate copy).
 ///
-/// Capacity is fixed at open (whole 512-byte sectors; a trailing partial sector is not exposed).
+/// Capacity is measured at open (whole 512-byte sectors; a trailing partial sector is not exposed)
+/// and grows when `refreshCapacity()` finds the file larger (an image grown while served).
 ///
-/// Thread-safety: immutable and `Sendable`; every I/O call is positioned (`preadv`/`pwritev`,
-/// `fallocate`), so queue workers may use one file concurrently.
-public final class BlockBackingFile: Sendable {
+/// Thread-safety: `Sendable`; every I/O call is positioned (`preadv`/`pwritev`, `fallocate`), so
+/// queue workers may use one file concurrently; `capacity` is an atomic word (hence
+/// `@unchecked`), read on every request and grown from any thread.
+public final class BlockBackingFile: @unchecked Sendable {
     /// Whether the file was opened read-only (write-class requests then fail with IOERR).
     public let isReadOnly: Bool
-    /// Capacity in 512-byte sectors.
-    public let capacity: UInt64
+    /// Capacity in 512-byte sectors (acquire load: a request sees the size a resize published).
+    public var capacity: UInt64 { vmm_load_acquire_u64(capacityWord) }
+    /// Where the capacity lives: written only by `init` and `refreshCapacity()`.
+    let capacityWord: UnsafeMutablePointer<UInt64>
     /// The logical block size: the device's for a block device, else 512.
     public let logicalBlockSize: UInt32
     /// The 20-byte ASCII id `T_GET_ID` returns: hex of the file's device and inode numbers.
@@ -72,11 +77,16 @@ public final class BlockBackingFile: Sendable {
             end = try systemCall("lseek") { lseek(file.rawValue, 0, SEEK_END) }
         } catch { throw .system(path: path, error) }
         isReadOnly = readOnly
-        capacity = UInt64(max(0, end)) / UInt64(BlockProtocol.sectorSize)
+        capacityWord = .allocate(capacity: 1)
+        capacityWord.initialize(to: UInt64(max(0, end)) / UInt64(BlockProtocol.sectorSize))
         logicalBlockSize = isBlockDevice ? Self.blockDeviceLogicalSize(file.rawValue) : 512
         identifier = Self.identifier(device: UInt64(truncatingIfNeeded: status.st_dev),
                                      inode: UInt64(truncatingIfNeeded: status.st_ino))
         descriptor = file
+    }
+
+    deinit {
+        capacityWord.deallocate()
     }
 
     /// 8 hex digits of the device number and 12 of the inode: exactly 20 bytes, so no NUL.

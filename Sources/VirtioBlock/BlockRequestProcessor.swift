@@ -99,7 +99,8 @@ public final class BlockRequestProcessor {
 
     /// Byte offset of `count` sectors from `sector`, if the range lies within the capacity.
     private func byteRange(sector: UInt64, sectors: UInt64) -> UInt64? {
-        let capacity = configuration.capacity
+        // The file's, not the configuration's: it grows when the image does (`refreshCapacity`).
+        let capacity = file.capacity
         guard sector <= capacity, sectors <= capacity - sector else { return nil }
         // No overflow: sector ≤ capacity, and capacity × 512 came from a file size (an off_t).
         return sector * UInt64(BlockProtocol.sectorSize)

@@ -1,5 +1,7 @@
+import Logging
 import VhostUserProtocol
 import VhostUserBackend
+import VhostUserDaemon
 import Virtio
 import VirtioBlock
 
@@ -9,8 +11,8 @@ import VirtioBlock
 /// Thread-safety: `Sendable` per the `VhostUserDevice` contract: the processors are touched by
 /// `process` only for their own queue (one call per queue at a time), and by `featuresNegotiated` /
 /// `reset` only while no worker is inside `process`.
-final class BlockDevice: VhostUserDevice, @unchecked Sendable {
-    let deviceType = VirtioDeviceType.block
+final class BlockDevice: VhostUserDaemonDevice, @unchecked Sendable {
+    static let virtioDeviceType = VirtioDeviceType.block
     let deviceFeatures: UInt64
     /// QEMU's vhost-user-blk front-end refuses a back-end without GET_CONFIG.
     var requiredProtocolFeatures: ProtocolFeatures { .config }
@@ -26,6 +28,8 @@ final class BlockDevice: VhostUserDevice, @unchecked Sendable {
     private let heldChains: [HeldChains]
     /// `--iops-limit`: one bucket shared by every queue (the limit is the device's).
     let limiter: TokenBucket?
+    /// The front-end's back-end channel, for config-change messages (capacity grew).
+    let channel = BackendChannelSlot()
 
     /// A device serving `file` on `queueCount` queues of at most `queueSize` descriptors, at most
     /// `iopsLimit` requests per second in total when given.
@@ -39,14 +43,18 @@ final class BlockDevice: VhostUserDevice, @unchecked Sendable {
         let configuration = BlockConfiguration(capacity: file.capacity, blockSize: file.logicalBlockSize,
                                                queueCount: UInt16(queueCount), segmentMax: segmentMax)
         self.configuration = configuration
-        deviceFeatures = configuration.features(readOnly: file.isReadOnly)
+        // Packed rings are served by the framework (and tracked in the inflight region).
+        deviceFeatures = configuration.features(readOnly: file.isReadOnly) | VirtioFeatures.ringPacked.rawValue
         processors = (0..<queueCount).map { _ in BlockRequestProcessor(file: file, configuration: configuration) }
         heldChains = (0..<queueCount).map { _ in HeldChains(capacity: iopsLimit == nil ? 0 : queueSize) }
     }
 
     func readConfig(offset: Int, into buffer: UnsafeMutableRawBufferPointer) {
+        // The capacity is the file's now (it grows with the image, see `imageMayHaveGrown`).
+        var current = configuration
+        current.capacity = file.capacity
         // The framework checked the range against `configSize`; `read` checks again and copies nothing if wrong.
-        if !configuration.read(offset: offset, into: buffer), !buffer.isEmpty {
+        if !current.read(offset: offset, into: buffer), !buffer.isEmpty {
             buffer.initializeMemory(as: UInt8.self, repeating: 0)
         }
     }
@@ -102,6 +110,35 @@ final class BlockDevice: VhostUserDevice, @unchecked Sendable {
 
     func reset() {
         for processor in processors { processor.writeThrough = false }
+    }
+
+    func backendChannelChanged(_ channel: BackendChannel?) {
+        self.channel.set(channel)
+    }
+
+    /// Measures the image again (SIGHUP): if it grew, requests up to the new end are served and
+    /// the front-end is told the config changed (`BACKEND_CONFIG_CHANGE_MSG`), so it re-reads the
+    /// capacity and the guest sees the larger disk. Any thread.
+    func imageMayHaveGrown(logger: Logger) {
+        let sizes: (old: UInt64, new: UInt64)
+        do {
+            sizes = try file.refreshCapacity()
+        } catch {
+            logger.error("cannot measure the image again: \(error)")
+            return
+        }
+        guard sizes.new > sizes.old else {
+            logger.notice("image not larger (\(sizes.old) sectors): capacity unchanged")
+            return
+        }
+        logger.notice("image grew from \(sizes.old) to \(sizes.new) sectors")
+        do {
+            if try !channel.sendConfigChange() {
+                logger.warning("no back-end channel: the front-end learns the new capacity when it reads the config")
+            }
+        } catch {
+            logger.error("config-change message failed: \(error)")
+        }
     }
 }
 

@@ -6,27 +6,8 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import ArgumentParser
 import VMMBenchCases
-
-let blkUsage = """
-    usage: vmm-bench blk [--backend ours|qsd|both] [--json|--markdown] [--spread] [--cpu N]
-                         [--time-ms MS] [--queues N] [--filter TEXT]
-
-      Serves a 1 GiB raw image (in the page cache, in a temp dir) with each back-end (both daemons
-      run side by side on the same image; each case alternates them in 3 slices) and drives them over vhost-user with this package's front-end (guest memory shared with
-      SET_MEM_TABLE, EVENT_IDX): 4 KiB random reads and writes at queue depth 1 and 32 per queue,
-      on one queue and on as many as the back-end offers (at most --queues, default 4). Prints
-      IOPS, p50/p99 latency, kicks and calls per request, and each daemon's peak RSS without guest
-      memory. Needs vhost-user-blk built beside vmm-bench and /usr/bin/qemu-storage-daemon.
-
-      --backend B   ours, qsd or both (default both: side by side, with ours/qsd IOPS ratio)
-      --spread      back-end daemon on the CPU after the front-end's (default: same CPU)
-      --cpu N       CPU for the front-end (default 0)
-      --time-ms MS  measured time per case and back-end (default 1000; plus 15% warm-up)
-      --queues N    most queues to use, 1...4 (default 4)
-      --filter TEXT only cases whose name contains TEXT
-
-    """
 
 /// One measured case of one back-end.
 struct BlkCase {
@@ -54,65 +35,14 @@ struct BlkBackendRun {
 enum BlkBench {
     static let imageSize = 1 << 30
 
-    /// Parses `arguments` (after `blk`), runs, prints; returns the exit status.
-    static func main(_ arguments: [String]) -> Int32 {
-        var arguments = arguments
-        var backends = BlkBackendKind.allCases
-        var json = false, markdown = false, spread = false
-        var cpu: Int32 = 0
-        var milliseconds: UInt64 = 1000
-        var maxQueues = 4
-        var filters: [String] = []
-        while !arguments.isEmpty {
-            let argument = arguments.removeFirst()
-            switch argument {
-            case "--json": json = true
-            case "--markdown": markdown = true
-            case "--spread": spread = true
-            case "-h", "--help":
-                print(blkUsage, terminator: "")
-                return 0
-            case "--backend", "--cpu", "--time-ms", "--queues", "--filter":
-                guard let value = arguments.first else {
-                    writeError("vmm-bench blk: \(argument) needs a value\n" + blkUsage)
-                    return 64
-                }
-                arguments.removeFirst()
-                switch argument {
-                case "--backend":
-                    if value == "both" {
-                        backends = BlkBackendKind.allCases
-                    } else if let one = BlkBackendKind(rawValue: value) {
-                        backends = [one]
-                    } else {
-                        writeError("vmm-bench blk: --backend must be ours, qsd or both\n")
-                        return 64
-                    }
-                case "--cpu":
-                    guard let parsed = Int32(value), parsed >= 0 else {
-                        writeError("vmm-bench blk: bad CPU \(value)\n")
-                        return 64
-                    }
-                    cpu = parsed
-                case "--time-ms":
-                    guard let parsed = UInt64(value), parsed > 0 else {
-                        writeError("vmm-bench blk: bad time \(value)\n")
-                        return 64
-                    }
-                    milliseconds = parsed
-                case "--queues":
-                    guard let parsed = Int(value), (1...4).contains(parsed) else {
-                        writeError("vmm-bench blk: --queues must be 1...4\n")
-                        return 64
-                    }
-                    maxQueues = parsed
-                default: filters.append(value)
-                }
-            default:
-                writeError("vmm-bench blk: unknown argument \(argument)\n" + blkUsage)
-                return 64
-            }
-        }
+    /// Runs the cases and prints the table or JSON; returns the exit status.
+    static func main(_ options: BlkCommand) -> Int32 {
+        let backends = options.backend.kinds
+        let json = options.output.json, markdown = options.output.markdown, spread = options.output.spread
+        let cpu = options.output.cpu
+        let milliseconds = options.output.milliseconds ?? 1000
+        let maxQueues = options.queues
+        let filters = options.output.filter
         let context = BenchContext.standard(spread: spread, cpu: cpu, childExecutable: nil)
         do {
             try pinCurrentThread(context.mainCPU)
@@ -133,7 +63,8 @@ enum BlkBench {
             writeError("vmm-bench blk: creating a 1 GiB image in \(scratch.path)\n")
             try scratch.createImage(size: imageSize)
             runs = try run(backends, scratch: scratch, context: context, maxQueues: maxQueues,
-                           duration: milliseconds * 1_000_000, filters: filters)
+                           duration: milliseconds * 1_000_000, filters: filters,
+                           dirtyLog: options.dirtyLog)
         } catch {
             writeError("vmm-bench blk: \(error)\n")
             return 1
@@ -142,7 +73,12 @@ enum BlkBench {
             : context.mainCPU == context.peerCPU ? "front-end and back-end on CPU \(context.mainCPU ?? 0)"
             : "front-end on CPU \(context.mainCPU ?? 0), back-end on CPU \(context.peerCPU ?? 0)"
         if json {
-            print(renderBlkJSON(runs, placement: placement))
+            do {
+                print(try renderBlkJSON(runs, placement: placement))
+            } catch {
+                writeError("vmm-bench blk: cannot encode the JSON: \(error)\n")
+                return 1
+            }
         } else {
             print(renderBlkTable(runs, placement: placement, markdown: markdown), terminator: "")
         }
@@ -163,7 +99,7 @@ enum BlkBench {
     /// Starts every back-end on the image, then measures each case in `slices` alternating slices
     /// per back-end (so both see the same machine noise), records each daemon's memory, stops them.
     static func run(_ backends: [BlkBackendKind], scratch: BlkScratch, context: BenchContext, maxQueues: Int,
-                    duration: UInt64, filters: [String]) throws -> [BlkBackendRun] {
+                    duration: UInt64, filters: [String], dirtyLog: Bool = false) throws -> [BlkBackendRun] {
         var daemons: [BlkDaemon] = []
         defer { for daemon in daemons { daemon.stop() } }
         var sessions: [BlkSession] = []
@@ -174,7 +110,7 @@ enum BlkBench {
             let log = scratch.file("\(backend.rawValue).log")
             daemons.append(try BlkDaemon(try backend.command(image: scratch.image, socket: socket, queues: maxQueues),
                                          socket: socket, log: log, cpu: context.peerCPU, restoreCPU: context.mainCPU))
-            sessions.append(try BlkSession(socket: socket, maxQueues: maxQueues))
+            sessions.append(try BlkSession(socket: socket, maxQueues: maxQueues, dirtyLog: dirtyLog))
             var run = BlkBackendRun(backend: backend)
             run.queueCount = sessions[sessions.count - 1].queues.count
             runs.append(run)
@@ -262,28 +198,4 @@ func renderBlkTable(_ runs: [BlkBackendRun], placement: String, markdown: Bool) 
         }
     }
     return out
-}
-
-/// `{"placement":..,"cases":[{group,name,backend,unit,median,p99,...,iops,...}]}`: one case per
-/// back-end and load; `median`/`p99` are request latencies; `ratio` is ours/qsd IOPS on ours' rows.
-func renderBlkJSON(_ runs: [BlkBackendRun], placement: String) -> String {
-    func number(_ value: Double?, _ decimals: Int = 1) -> String { value.map { formatFixed($0, decimals: decimals) } ?? "null" }
-    var cases: [String] = []
-    let qsd = runs.first { $0.backend == .qsd }
-    for run in runs {
-        for blkCase in BlkBench.cases(queues: run.queueCount) {
-            guard let r = run.results[blkCase.name] else { continue }
-            let other = run.backend == .ours ? qsd?.results[blkCase.name] : nil
-            let ratio = other.flatMap { $0.iops > 0 ? r.iops / $0.iops : nil }
-            cases.append("{\"group\":\"blk\",\"name\":\"\(blkCase.name)\",\"backend\":\"\(run.backend.rawValue)\","
-                + "\"unit\":\"ns\",\"median\":\(number(r.p50)),\"p99\":\(number(r.p99)),"
-                + "\"raw_median\":\(number(other?.p50)),\"raw_p99\":\(number(other?.p99)),"
-                + "\"ratio\":\(number(ratio, 3)),\"placement\":\"\(placement)\",\"samples\":\(r.requests),"
-                + "\"iops\":\(number(r.iops)),\"raw_iops\":\(number(other?.iops)),"
-                + "\"kicks_per_request\":\(number(r.kicksPerRequest, 4)),\"calls_per_request\":\(number(r.callsPerRequest, 4)),"
-                + "\"peak_rss_kib\":\(run.peakKiB.map(String.init) ?? "null"),"
-                + "\"guest_rss_kib\":\(run.guestKiB.map(String.init) ?? "null")}")
-        }
-    }
-    return "{\"placement\":\"\(placement)\",\"cases\":[" + cases.joined(separator: ",") + "],\"skipped\":[]}"
 }

@@ -73,7 +73,9 @@ final class BlkSession {
         return UInt64(info.st_ino)
     }
 
-    init(socket: String, maxQueues: Int) throws {
+    /// - Parameter dirtyLog: turn dirty logging on after the queues started, as QEMU does when a
+    ///   migration begins (the log is never read: the back-end's cost is the atomic ORs).
+    init(socket: String, maxQueues: Int, dirtyLog: Bool = false) throws {
         frontend = try VhostUserFrontend(connectingTo: socket, timeout: .seconds(10))
         let negotiated = try frontend.negotiate(
             features: [.version1, .ringEventIndex, Self.flushFeature, Self.multiqueueFeature])
@@ -99,6 +101,7 @@ final class BlkSession {
                                    dataLength: UInt32(Self.blockSize))
             })
         }
+        if dirtyLog { _ = try frontend.startLogging() }
         self.queues = queues
         self.slots = slots
         started = .allocate(capacity: queueCount * Self.queueSize)

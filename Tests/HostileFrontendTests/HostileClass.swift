@@ -25,8 +25,10 @@ enum HostileClass: String, CaseIterable, Sendable, CustomStringConvertible {
     case ringIndexOutOfRange, ringSizeInvalid, ringAddressOutsideMemory, ringBaseTooLarge
     // ring contents (guest-controlled)
     case descriptorLoop, headOutOfRange, descriptorOutsideMemory, availableIndexJump
-    // config, inflight, log
-    case configOutOfRange, inflightOversized, inflightMappingTooSmall, logBaseUnoffered
+    // config, inflight, log; back-end channel
+    case configOutOfRange, inflightOversized, inflightMappingTooSmall
+    case logBeyondItsFile, logTooSmallForMemory, logUnmappable, ringLogWithoutLogAll, ringLogOutsideMemory
+    case backendChannelNotASocket
 
     var description: String { rawValue }
 
@@ -36,7 +38,8 @@ enum HostileClass: String, CaseIterable, Sendable, CustomStringConvertible {
         switch self {
         case .ringSizeInvalid: 4
         case .ringIndexOutOfRange: 3
-        case .outOfOrderRingSetup, .regionPastEndOfFile, .ringAddressOutsideMemory, .configOutOfRange, .inflightMappingTooSmall: 2
+        case .outOfOrderRingSetup, .regionPastEndOfFile, .ringAddressOutsideMemory, .configOutOfRange, .inflightMappingTooSmall,
+             .logBeyondItsFile, .backendChannelNotASocket: 2
         default: 1
         }
     }
@@ -192,9 +195,43 @@ enum HostileClass: String, CaseIterable, Sendable, CustomStringConvertible {
             let description = variant == 0 ? InflightDescription(mmapSize: 64, mmapOffset: 0, queueCount: 1, queueSize: 1024)
                 : InflightDescription(mmapSize: UInt64.max, mmapOffset: UInt64.max - 10, queueCount: 1, queueSize: 8)
             return try wire.refuse(.setInflightFD(description), fds: [guest.memory.descriptor])
-        case .logBaseUnoffered:
+        case .logBeyondItsFile:
             try negotiate(wire)
-            return try wire.refuse(.setLogBase(LogDescription(size: 1 << 20, offset: 0)), fds: [guest.memory.descriptor])
+            // The memfd is 1 MiB: a log at its end would SIGBUS when a bit is set. SET_LOG_BASE is
+            // always answered (u64 0 once the log is mapped): a refusal is a non-zero one or a close.
+            let log = variant == 0 ? LogDescription(size: 4096, offset: 1 << 20) : LogDescription(size: UInt64.max, offset: UInt64.max - 10)
+            try wire.send(.setLogBase(log), fds: [guest.memory.descriptor])
+            return wire.answer()
+        case .logTooSmallForMemory:
+            try negotiate(wire)
+            try wire.acked(.setMemTable(MemoryTable(regions: [guest.region])), fds: [guest.memory.descriptor])
+            // 1 MiB of memory needs 32 bytes of log.
+            try wire.send(.setLogBase(LogDescription(size: 16, offset: 0)), fds: [guest.memory.descriptor])
+            return wire.answer()
+        case .logUnmappable:
+            try negotiate(wire)
+            try wire.send(.setLogBase(LogDescription(size: 32, offset: 0)), fds: [guest.kick.waitDescriptor])
+            return wire.answer()
+        case .ringLogWithoutLogAll:
+            try negotiate(wire)
+            var logged = guest.vringAddress()
+            logged.flags = .log
+            logged.logGuestAddress = Guest.addresses.deviceArea
+            return try wire.refuse(.setVringAddr(logged))
+        case .ringLogOutsideMemory:
+            try negotiate(wire)
+            try wire.acked(.setFeatures(VirtioFeatures([.version1, .protocolFeatures, .logAll])))
+            try wire.acked(.setMemTable(MemoryTable(regions: [guest.region])), fds: [guest.memory.descriptor])
+            try wire.acked(.setVringNum(VringState(index: 0, num: 8)))
+            var logged = guest.vringAddress()
+            logged.flags = .log
+            logged.logGuestAddress = 1 << 40
+            // Checked when the addresses arrive or when the ring starts (its kick fd).
+            return try wire.refuseBy([(.setVringAddr(logged), []),
+                                      (.setVringKick(VringFileIndex(index: 0, hasFile: true)), [guest.kick.waitDescriptor])])
+        case .backendChannelNotASocket:
+            try negotiate(wire)
+            return try wire.refuse(.setBackendRequestFD, fds: [variant == 0 ? guest.memory.descriptor : guest.kick.waitDescriptor])
         }
     }
 
@@ -217,7 +254,7 @@ enum HostileClass: String, CaseIterable, Sendable, CustomStringConvertible {
         // Everything a message below targets, when offered (so it passes the feature gate). The
         // attacks need REPLY_ACK: a NACK is how the back-end refuses without closing.
         guard offered & ProtocolFeatures.replyAck.rawValue != 0 else { throw AttackSetupFailed(step: "REPLY_ACK not offered") }
-        let wanted: ProtocolFeatures = [.replyAck, .config, .inflightSharedMemory, .logSharedMemory]
+        let wanted: ProtocolFeatures = [.replyAck, .config, .inflightSharedMemory, .logSharedMemory, .backendRequest]
         try wire.send(.setProtocolFeatures(ProtocolFeatures(rawValue: offered & wanted.rawValue)))
         try wire.acked(.setOwner)
     }

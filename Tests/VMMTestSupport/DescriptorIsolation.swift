@@ -160,7 +160,7 @@ private func waitForChild(_ pid: pid_t, within limit: Duration) async -> Int32? 
     var status: Int32 = 0
     while true {
         let done = waitpid(pid, &status, WNOHANG)
-        if done == pid { return exitStatus(status) }
+        if done == pid { return exitCode(fromWaitStatus: status) }
         if done == -1 && errno != EINTR { return -1 }
         if ContinuousClock.now > deadline {
             kill(pid, SIGKILL)
@@ -172,7 +172,7 @@ private func waitForChild(_ pid: pid_t, within limit: Duration) async -> Int32? 
 }
 
 /// The exit code of a `waitpid` status, or 128 + the signal that killed the process.
-func exitStatus(_ status: Int32) -> Int32 {
+func exitCode(fromWaitStatus status: Int32) -> Int32 {
     if status & 0x7f == 0 { return (status >> 8) & 0xff }
     return 128 + (status & 0x7f)
 }

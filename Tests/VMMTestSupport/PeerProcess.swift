@@ -59,7 +59,7 @@ public struct PeerProcess: Sendable {
         var status: Int32 = 0
         for _ in 0..<(seconds * 1000) {
             let done = waitpid(pid, &status, WNOHANG)
-            if done == pid { return exitStatus(status) }
+            if done == pid { return exitCode(fromWaitStatus: status) }
             if done == -1 && errno != EINTR {
                 Issue.record("waitpid(\(pid)): errno \(errno)", sourceLocation: sourceLocation)
                 return -1

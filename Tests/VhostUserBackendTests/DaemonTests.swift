@@ -9,28 +9,50 @@ import VMMTestSupport
 import Virtio
 @testable import VhostUserProtocol
 @testable import VhostUserBackend
+@testable import VhostUserDaemon
 
 @Suite("Back-end programs: options, and vhost-user-rng across processes")
 struct DaemonTests {
     @Test func parsesTheConventionalOptions() throws {
-        let spaced = try VhostUserDaemonArguments.parse(["--socket-path", "/tmp/x.sock", "--blk-file", "img", "--read-only"])
+        let spaced = try VhostUserDaemonOptions.parse(["--socket-path", "/tmp/x.sock", "--peer-timeout-ms", "250"])
         #expect(spaced.socketPath == "/tmp/x.sock")
         #expect(spaced.fd == nil)
-        #expect(spaced.remaining == ["--blk-file", "img", "--read-only"])
-        let joined = try VhostUserDaemonArguments.parse(["--fd=4", "--num-queues=2"])
+        #expect(spaced.peerTimeout == .milliseconds(250))
+        let joined = try VhostUserDaemonOptions.parse(["--fd=4"])
         #expect(joined.fd == 4)
-        #expect(joined.remaining == ["--num-queues=2"])
-        // --print-capabilities ignores everything else.
-        #expect(try VhostUserDaemonArguments.parse(["--print-capabilities"]).printCapabilities)
-        #expect(try VhostUserDaemonArguments.parse(["--help"]).help)
-        let restricted = try VhostUserDaemonArguments.parse(["--fd=3", "--allow-uid", "0", "--allow-uid=1000"])
+        #expect(joined.peerTimeout == VhostUserServer.defaultPeerTimeout)
+        // --print-capabilities needs neither socket option.
+        #expect(try VhostUserDaemonOptions.parse(["--print-capabilities"]).printCapabilities)
+        let restricted = try VhostUserDaemonOptions.parse(["--fd=3", "--allow-uid", "0", "--allow-uid=1000"])
         #expect(restricted.allowedUIDs == [0, 1000])
         #expect(restricted.allowedSet == [0, 1000])
         #expect(joined.allowedSet == nil)
-        for bad in [[], ["--socket-path"], ["--fd", "x"], ["--fd=-1"], ["--socket-path=a", "--fd=3"],
-                    ["--fd=3", "--allow-uid"], ["--fd=3", "--allow-uid=-1"], ["--fd=3", "--allow-uid", "root"]] {
-            #expect(throws: VhostUserDaemonError.self) { try VhostUserDaemonArguments.parse(bad) }
+        let bad: [([String], String)] = [
+            ([], "--socket-path or --fd"), (["--socket-path"], "--socket-path"), (["--fd", "x"], "--fd"),
+            (["--fd=-1"], "--fd"), (["--socket-path=a", "--fd=3"], "exclude each other"),
+            (["--fd=3", "--allow-uid"], "--allow-uid"), (["--fd=3", "--allow-uid=-1"], "--allow-uid"),
+            (["--fd=3", "--allow-uid", "root"], "--allow-uid"), (["--fd=3", "--peer-timeout-ms=0"], "--peer-timeout-ms"),
+            (["--fd=3", "--bogus"], "--bogus"),
+        ]
+        for (arguments, named) in bad {
+            do {
+                _ = try VhostUserDaemonOptions.parse(arguments)
+                Issue.record("\(arguments) parsed")
+            } catch {
+                let message = VhostUserDaemonOptions.fullMessage(for: error)
+                #expect(message.contains(named), "\(arguments): \(message)")
+                #expect(VhostUserDaemonOptions.exitCode(for: error) == .validationFailure, "\(arguments)")
+            }
         }
+    }
+
+    @Test func capabilitiesAreJSONWithTheDeviceTypeName() throws {
+        #expect(try VhostUserCapabilities(deviceType: .block, features: ["read-only", "blk-file"]).json()
+                == #"{"features":["read-only","blk-file"],"type":"block"}"#)
+        #expect(try VhostUserCapabilities(deviceType: .entropy).json() == #"{"features":[],"type":"rng"}"#)
+        #expect(try VhostUserCapabilities(deviceType: VirtioDeviceType(rawValue: 77)).json() == #"{"features":[],"type":"77"}"#)
+        #expect(VhostUserDaemonOptions.asksForCapabilities(["--bogus", "--print-capabilities"]))
+        #expect(!VhostUserDaemonOptions.asksForCapabilities(["--", "--print-capabilities"]))
     }
 
     @Test(.isolatedDescriptors) func rngServesRandomBytesToAFrontendInAnotherProcess() throws {
@@ -43,14 +65,7 @@ struct DaemonTests {
                                           mapping: [(backendSide.descriptor, 3)])
             let frontend = TestFrontend(socket: frontendSide)
             let rig = try GuestRig()
-            let offered = ProtocolFeatures(rawValue: try frontend.u64(.getProtocolFeatures))
-            for (body, fds) in rig.startRequests(features: drivenFeatures, protocolFeatures: offered) {
-                if case .setProtocolFeatures = body {
-                    try frontend.send(body, fds: fds)
-                } else {
-                    #expect(try frontend.u64(body, needsReply: true, fds: fds) == 0, "\(body)")
-                }
-            }
+            try frontend.start(rig)
             for slot in 0..<3 { try rig.postWritable(slot: slot, length: 4096) }
             try rig.kick.notify()
             var lengths: [UInt32] = []

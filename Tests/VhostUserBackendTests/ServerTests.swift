@@ -41,6 +41,20 @@ final class TestFrontend {
     }
 }
 
+extension TestFrontend {
+    /// Negotiates and starts `rig`'s ring with every request acked (REPLY_ACK), expecting 0s.
+    func start(_ rig: GuestRig) throws {
+        let offered = ProtocolFeatures(rawValue: try u64(.getProtocolFeatures))
+        for (body, fds) in rig.startRequests(features: drivenFeatures, protocolFeatures: offered) {
+            if case .setProtocolFeatures = body {
+                try send(body, fds: fds)
+            } else {
+                #expect(try u64(body, needsReply: true, fds: fds) == 0, "\(body)")
+            }
+        }
+    }
+}
+
 /// Where a server thread reports how its connection ended.
 final class EndBox: @unchecked Sendable {
     private let lock = ConditionLock()

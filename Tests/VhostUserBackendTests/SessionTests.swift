@@ -12,12 +12,13 @@ struct SessionNegotiationTests {
         defer { session.close() }
         let features = try #require(try session.handle(message(.getFeatures)))
         guard case .u64(let bits) = features.payload else { Issue.record("not a u64"); return }
-        let expected: VirtioFeatures = [.version1, .protocolFeatures, .ringEventIndex, .ringIndirectDescriptors]
+        let expected: VirtioFeatures = [.version1, .protocolFeatures, .ringEventIndex, .ringIndirectDescriptors, .logAll]
         #expect(bits == expected.rawValue)
         let protocolReply = try #require(try session.handle(message(.getProtocolFeatures)))
         guard case .u64(let protocolBits) = protocolReply.payload else { Issue.record("not a u64"); return }
         let offered = ProtocolFeatures(rawValue: protocolBits)
-        #expect(offered == [.multiqueue, .replyAck, .configureMemorySlots, .inflightSharedMemory, .resetDevice, .status])
+        #expect(offered == [.multiqueue, .replyAck, .configureMemorySlots, .inflightSharedMemory, .resetDevice, .status,
+                            .logSharedMemory, .backendRequest])
         // CONFIG only for a device with config space.
         let withConfig = try VhostUserSession(device: PatternDevice(configSize: 16))
         defer { withConfig.close() }
@@ -31,7 +32,7 @@ struct SessionNegotiationTests {
             _ = try session.handle(message(.setFeatures(VirtioFeatures([.version1, .ringPacked]))))
         }
         #expect(throws: VhostUserError.self) {
-            _ = try session.handle(message(.setProtocolFeatures([.replyAck, .backendRequest])))
+            _ = try session.handle(message(.setProtocolFeatures([.replyAck, .hostNotifier])))
         }
         // Gated requests need their protocol feature acked first.
         do {
@@ -109,7 +110,7 @@ struct SessionNegotiationTests {
                 if case .invalidNotifier = $0 { true } else { false }
             }
             refused(.setVringAddr(VringAddress(index: 0, flags: .log, descriptorTable: 0, usedRing: 0, availableRing: 0))) {
-                if case .ringLoggingUnsupported = $0 { true } else { false }
+                if case .ringLoggingNotNegotiated = $0 { true } else { false }
             }
             refused(.setBackendRequestFD, fds: [notifier.waitDescriptor]) {
                 if case .notNegotiated(.setBackendRequestFD) = $0 { true } else { false }

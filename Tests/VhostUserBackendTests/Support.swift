@@ -14,7 +14,7 @@ import Virtio
 /// be told to "crash" (pop some chains, complete one, throw) to leave requests in flight.
 final class PatternDevice: VhostUserDevice, @unchecked Sendable {
     let deviceType = VirtioDeviceType.entropy
-    let deviceFeatures = VirtioFeatures.version1.rawValue
+    let deviceFeatures: UInt64
     let queueCount: Int
     let maxQueueSize = 256
     let configSize: Int
@@ -26,7 +26,8 @@ final class PatternDevice: VhostUserDevice, @unchecked Sendable {
 
     struct Crash: Error {}
 
-    init(queueCount: Int = 1, configSize: Int = 0, pattern: UInt8 = 0xA5) {
+    init(queueCount: Int = 1, configSize: Int = 0, pattern: UInt8 = 0xA5, packed: Bool = false) {
+        deviceFeatures = VirtioFeatures.version1.rawValue | (packed ? VirtioFeatures.ringPacked.rawValue : 0)
         self.queueCount = queueCount
         self.configSize = configSize
         self.pattern = pattern
@@ -55,16 +56,21 @@ final class PatternDevice: VhostUserDevice, @unchecked Sendable {
     }
 
     private func fill(_ chain: Chain, _ queue: inout VhostUserQueue) throws {
-        var written: UInt32 = 0
-        var buffers = chain.buffers()
-        while let buffer = try buffers.next() {
-            guard buffer.isWritable else { continue }
-            buffer.bytes.initializeMemory(as: UInt8.self, repeating: pattern)
-            written += UInt32(buffer.bytes.count)
-        }
-        try queue.complete(chain, written: written)
+        try queue.complete(chain, written: try VhostUserBackendTests.fill(chain, with: pattern))
         lock.withLock { completedIDs.append(chain.id) }
     }
+}
+
+/// Fills a chain's writable buffers with `byte`; returns how many bytes that was.
+func fill(_ chain: Chain, with byte: UInt8) throws -> UInt32 {
+    var written: UInt32 = 0
+    var buffers = chain.buffers()
+    while let buffer = try buffers.next() {
+        guard buffer.isWritable else { continue }
+        buffer.bytes.initializeMemory(as: UInt8.self, repeating: byte)
+        written += UInt32(buffer.bytes.count)
+    }
+    return written
 }
 
 /// Encodes `body` as a front-end would and decodes it as the back-end does; `fds` are duplicated

@@ -108,7 +108,7 @@ final class BlockRig {
     let shared: SharedMemory
     let memory: GuestMemory
     let driver: any DriverQueue
-    var device: any DeviceQueue
+    var device: any DeviceQueue & ~Copyable
     let processor: BlockRequestProcessor
 
     init(layout: Layout, file: BlockBackingFile, configuration: BlockConfiguration? = nil, queueSize: Int = 16,
@@ -124,7 +124,7 @@ final class BlockRig {
                                           startIndex: startIndex)
             var queue = try SplitQueue(memory: memory, size: queueSize, addresses: addresses, features: features)
             try queue.setNextAvailIndex(UInt32(startIndex))
-            device = queue
+            device = consume queue
         case .packed:
             features.insert(.ringPacked)
             driver = try DriverPackedQueue(memory: memory, size: queueSize, addresses: addresses, features: features)

@@ -37,7 +37,7 @@ import VMMTestSupport
         var random = SplitMix(seed: seed)
         let memory = try makeMemory([(memoryBase, 1 << 20), (Self.regionB, Self.dataRegionSize),
                                      (Self.regionC, Self.dataRegionSize), (Self.regionD, 0x1_0000)])
-        var device: any DeviceQueue
+        var device: any DeviceQueue & ~Copyable
         let driver: any DriverQueue
         switch layout {
         case .split:
@@ -47,12 +47,13 @@ import VMMTestSupport
                                           features: Self.features, startIndex: start)
             var queue = try SplitQueue(memory: memory, size: Self.size, addresses: standardAddresses(), features: Self.features)
             try queue.setNextAvailIndex(UInt32(start))
-            device = queue
+            device = consume queue
         case .packed:
             driver = try DriverPackedQueue(memory: memory, size: Self.size, addresses: standardAddresses(),
                                            features: Self.features.union(.ringPacked))
-            device = try PackedQueue(memory: memory, size: Self.size, addresses: standardAddresses(),
-                                     features: Self.features.union(.ringPacked))
+            let packed = try PackedQueue(memory: memory, size: Self.size, addresses: standardAddresses(),
+                                         features: Self.features.union(.ringPacked))
+            device = consume packed
         }
         // Warm-up laps: one-buffer round trips move both sides to any slot, lap and wrap counter.
         for _ in 0..<warmUp {
@@ -67,7 +68,7 @@ import VMMTestSupport
             var resumed = try PackedQueue(memory: memory, size: Self.size, addresses: standardAddresses(),
                                           features: Self.features.union(.ringPacked))
             try resumed.setNextAvailIndex(device.nextAvailIndex)
-            device = resumed
+            device = consume resumed
         }
 
         // Lay the chains out back to back from just below the B/C boundary, so buffers span it.

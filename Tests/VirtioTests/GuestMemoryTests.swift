@@ -106,7 +106,7 @@ import Virtio
         #expect(device.brokenReason == .bufferOutsideMemory(address: address, length: 300))
     }
 
-    func makeDevice(_ layout: VringLoopbackBenchmark.Layout, _ memory: GuestMemory) throws -> any DeviceQueue {
+    func makeDevice(_ layout: VringLoopbackBenchmark.Layout, _ memory: GuestMemory) throws -> any DeviceQueue & ~Copyable {
         let features: VirtioFeatures = [.ringIndirectDescriptors]
         switch layout {
         case .split: return try SplitQueue(memory: memory, size: 8, addresses: standardAddresses(), features: features)

@@ -36,14 +36,14 @@ import VMMTestSupport
             choice < Self.addresses.count ? Self.addresses[choice]
                 : memoryBase &+ random.next(below: 1 << 21) &- (1 << 19)  // around and across the region's ends
         }
-        var queue: any DeviceQueue
+        var queue: any DeviceQueue & ~Copyable
         switch layout {
         case .split:
             var split = try SplitQueue(memory: memory, size: 8, addresses: standardAddresses(), features: features)
             // Any start: the avail index the driver has published is counted from there.
             let start = UInt16(truncatingIfNeeded: random.next())
             try split.setNextAvailIndex(UInt32(start))
-            queue = split
+            queue = consume split
             for (i, (a, l, f, n)) in table.enumerated() {
                 try writeDescriptor(memory, at: memoryBase + UInt64(i) * 16, addr: address(a),
                                     len: Self.lengths[l], flags: UInt16(f & 7), next: UInt16(n))
@@ -58,7 +58,7 @@ import VMMTestSupport
             let slot = UInt32(random.next(below: 8))
             let wrap = random.next(below: 2) == 1
             try packed.setNextAvailIndex(slot | (wrap ? 0x8000 : 0))
-            queue = packed
+            queue = consume packed
             for (i, (a, l, f, n)) in table.enumerated() {
                 // A slot before the start is in the next lap: available with the other wrap counter.
                 let lapWrap = i < Int(slot) ? !wrap : wrap

@@ -5,19 +5,24 @@ import Virtio
 @Suite struct NotificationTests {
     let buffer = [DriverBuffer(address: dataBase, length: 64, isWritable: true)]
 
-    func split(_ features: VirtioFeatures) throws -> (SplitQueue, DriverSplitQueue) {
-        let memory = try standardMemory()
-        return (try SplitQueue(memory: memory, size: 8, addresses: standardAddresses(), features: features),
-                try DriverSplitQueue(memory: memory, size: 8, addresses: standardAddresses(), features: features))
+    // Device queues are non-copyable (no tuples of them): the driver first, the device over its memory.
+    func splitDriver(_ features: VirtioFeatures) throws -> DriverSplitQueue {
+        try DriverSplitQueue(memory: try standardMemory(), size: 8, addresses: standardAddresses(), features: features)
     }
 
-    func packed(_ features: VirtioFeatures) throws -> (PackedQueue, DriverPackedQueue) {
-        let memory = try standardMemory()
-        return (try PackedQueue(memory: memory, size: 8, addresses: standardAddresses(), features: features),
-                try DriverPackedQueue(memory: memory, size: 8, addresses: standardAddresses(), features: features))
+    func splitDevice(_ driver: DriverSplitQueue, _ features: VirtioFeatures) throws -> SplitQueue {
+        try SplitQueue(memory: driver.memory, size: 8, addresses: standardAddresses(), features: features)
     }
 
-    func roundTrip<Q: DeviceQueue>(_ device: inout Q, _ driver: some DriverQueue) throws {
+    func packedDriver(_ features: VirtioFeatures) throws -> DriverPackedQueue {
+        try DriverPackedQueue(memory: try standardMemory(), size: 8, addresses: standardAddresses(), features: features)
+    }
+
+    func packedDevice(_ driver: DriverPackedQueue, _ features: VirtioFeatures) throws -> PackedQueue {
+        try PackedQueue(memory: driver.memory, size: 8, addresses: standardAddresses(), features: features)
+    }
+
+    func roundTrip<Q: DeviceQueue & ~Copyable>(_ device: inout Q, _ driver: some DriverQueue) throws {
         try driver.post(buffer, indirectTable: nil)
         let chain = try #require(try device.pop())
         try device.push(chain, written: 1)
@@ -25,7 +30,8 @@ import Virtio
     }
 
     @Test func splitFlagsWithoutEventIndex() throws {
-        var (device, driver) = try split([])
+        let driver = try splitDriver([])
+        var device = try splitDevice(driver, [])
         try roundTrip(&device, driver)
         let decision1 = device.needsNotification()
         #expect(decision1)
@@ -51,7 +57,8 @@ import Virtio
     }
 
     @Test func splitEventIndex() throws {
-        var (device, driver) = try split([.ringEventIndex])
+        let driver = try splitDriver([.ringEventIndex])
+        var device = try splitDevice(driver, [.ringEventIndex])
         try roundTrip(&device, driver)
         let decision6 = device.needsNotification()         // first decision: always
         #expect(decision6)
@@ -85,7 +92,8 @@ import Virtio
     }
 
     @Test func splitAvailEventSuppressesKicks() throws {
-        var (device, driver) = try split([.ringEventIndex])
+        let driver = try splitDriver([.ringEventIndex])
+        var device = try splitDevice(driver, [.ringEventIndex])
         try driver.post(buffer, indirectTable: nil)
         #expect(driver.needsKick())                  // avail_event = 0 initially: first post crosses it
         _ = try #require(try device.pop())           // device writes avail_event = 1
@@ -105,7 +113,8 @@ import Virtio
     }
 
     @Test func packedFlagsWithoutEventIndex() throws {
-        var (device, driver) = try packed([])
+        let driver = try packedDriver([])
+        var device = try packedDevice(driver, [])
         try roundTrip(&device, driver)
         let decision14 = device.needsNotification()
         #expect(decision14)
@@ -129,7 +138,8 @@ import Virtio
     }
 
     @Test func packedEventIndex() throws {
-        var (device, driver) = try packed([.ringEventIndex])
+        let driver = try packedDriver([.ringEventIndex])
+        var device = try packedDevice(driver, [.ringEventIndex])
         driver.setDriverEvent(flags: 2, offWrap: 0x8000 | 3)  // notify when used slot 3 (lap 1) is written
         try roundTrip(&device, driver)               // next used 0 -> 1
         let decision19 = device.needsNotification()          // first decision: always
@@ -165,7 +175,8 @@ import Virtio
     }
 
     @Test func packedDeviceEventDescMode() throws {
-        var (device, driver) = try packed([.ringEventIndex])
+        let driver = try packedDriver([.ringEventIndex])
+        var device = try packedDevice(driver, [.ringEventIndex])
         let decision28 = device.enableNotifications()       // writes DESC with our next slot (0, wrap 1)
         #expect(!decision28)
         try driver.post(buffer, indirectTable: nil)

@@ -1,7 +1,7 @@
 import Virtio
 
 /// A hand-built split ring of 8 descriptors at the standard addresses, for corrupting on purpose.
-struct SplitRig {
+struct SplitRig: ~Copyable {
     let memory: GuestMemory
     let size = 8
     var availIndex: UInt16 = 0
@@ -9,8 +9,10 @@ struct SplitRig {
 
     init(features: VirtioFeatures = [.ringIndirectDescriptors, .ringEventIndex], memory: GuestMemory? = nil) throws {
         let memory = try memory ?? standardMemory()
+        // The throwing step first: a non-copyable value is initialized all at once or not at all.
+        let queue = try SplitQueue(memory: memory, size: 8, addresses: standardAddresses(), features: features)
         self.memory = memory
-        queue = try SplitQueue(memory: memory, size: size, addresses: standardAddresses(), features: features)
+        self.queue = queue
     }
 
     func descriptor(_ index: UInt64, addr: UInt64, len: UInt32, flags: UInt16 = 0, next: UInt16 = 0) throws {
@@ -35,7 +37,7 @@ struct SplitRig {
 }
 
 /// A hand-built packed ring of 8 descriptors at the standard addresses (driver wrap counter 1).
-struct PackedRig {
+struct PackedRig: ~Copyable {
     let memory: GuestMemory
     let size = 8
     var queue: PackedQueue
@@ -45,8 +47,10 @@ struct PackedRig {
 
     init(features: VirtioFeatures = [.ringIndirectDescriptors, .ringEventIndex, .ringPacked]) throws {
         let memory = try standardMemory()
+        // The throwing step first: a non-copyable value is initialized all at once or not at all.
+        let queue = try PackedQueue(memory: memory, size: 8, addresses: standardAddresses(), features: features)
         self.memory = memory
-        queue = try PackedQueue(memory: memory, size: size, addresses: standardAddresses(), features: features)
+        self.queue = queue
     }
 
     /// Writes slot `slot` as available in the first lap (AVAIL=1, USED=0) plus `flags`.

@@ -26,7 +26,7 @@ import Virtio
                    start: UInt16) throws {
         let memory = try standardMemory()
         let size = 16
-        var device: any DeviceQueue
+        var device: any DeviceQueue & ~Copyable
         let driver: any DriverQueue
         switch layout {
         case .split:
@@ -34,7 +34,7 @@ import Virtio
                                           features: Self.features, startIndex: start)
             var queue = try SplitQueue(memory: memory, size: size, addresses: standardAddresses(), features: Self.features)
             try queue.setNextAvailIndex(UInt32(start))
-            device = queue
+            device = consume queue
         case .packed:
             driver = try DriverPackedQueue(memory: memory, size: size, addresses: standardAddresses(), features: Self.features)
             device = try PackedQueue(memory: memory, size: size, addresses: standardAddresses(), features: Self.features)
@@ -109,7 +109,7 @@ import Virtio
         let expected: UInt64 = 1000 * perChain
         #expect(bench.checksum == expected)
         #expect(throws: VirtqueueError.invalidQueueSize(256)) {
-            try VringLoopbackBenchmark(memory: try standardMemory(), layout: layout, descriptorsPerChain: 0)
+            _ = try VringLoopbackBenchmark(memory: try standardMemory(), layout: layout, descriptorsPerChain: 0)
         }
     }
 }

@@ -55,7 +55,7 @@ enum BlockBackend: String, Sendable {
         try resumesAfterRestart(of: .qemuStorageDaemon)
     }
 
-    @Test(.enabled(if: BlockBackend.ours.isAvailable, "needs the vhost-user-blk product"))
+    @Test(.isolatedDescriptors, .enabled(if: BlockBackend.ours.isAvailable, "needs the vhost-user-blk product"))
     func resumesAfterOurDaemonIsRestarted() throws {
         try resumesAfterRestart(of: .ours)
     }

@@ -13,8 +13,8 @@ import Virtio
 /// process. Skipped when that product was not built beside the tests.
 @Suite(.enabled(if: builtProductPath("vhost-user-rng") != nil, "needs the vhost-user-rng product"))
 struct EntropyDaemonTests {
-    @Test(.isolatedDescriptors, arguments: [false, true])
-    func readsRandomBytesFromOurDaemon(eventIndex: Bool) throws {
+    @Test(.isolatedDescriptors, arguments: [(false, false), (true, false), (false, true), (true, true)])
+    func readsRandomBytesFromOurDaemon(eventIndex: Bool, packed: Bool) throws {
         let executable = try #require(builtProductPath("vhost-user-rng"))
         let directory = try TemporaryDirectory()
         defer { directory.remove(["rng.sock", "rng.log"]) }
@@ -26,7 +26,8 @@ struct EntropyDaemonTests {
         let baseline = openFileDescriptorCount()
         do {
             let frontend = try VhostUserFrontend(connectingTo: socket, timeout: .seconds(10))
-            let wanted: VirtioFeatures = eventIndex ? [.version1, .ringEventIndex] : [.version1]
+            var wanted: VirtioFeatures = eventIndex ? [.version1, .ringEventIndex] : [.version1]
+            if packed { wanted.insert(.ringPacked) }
             let negotiated = try frontend.negotiate(features: wanted)
             #expect(negotiated.features == wanted.union(.protocolFeatures))
             let memory = try frontend.setMemory([FrontendMemoryRegion(try SharedMemory(size: 1 << 20))])
@@ -59,7 +60,14 @@ struct EntropyDaemonTests {
             }
             // 20 rounds of 256-byte requests: random bytes cover (nearly) every value.
             #expect(histogram.filter { $0 > 0 }.count > 200)
-            #expect(try frontend.stopQueue(queue) == UInt32(total))
+            #expect(queue.isPacked == packed)
+            if packed {
+                // Both positions at slot total mod 64, wrap counters toggled once per lap from 1.
+                let position = UInt32(total % 64) | (total / 64 % 2 == 0 ? 0x8000 : 0)
+                #expect(try frontend.stopQueue(queue) == position | position << 16)
+            } else {
+                #expect(try frontend.stopQueue(queue) == UInt32(total))
+            }
             try frontend.disconnect()
         }
         #expect(openFileDescriptorCount() == baseline, "descriptors leaked")

@@ -72,14 +72,17 @@ final class LoopbackDevice: @unchecked Sendable {
         let addresses = RingAddresses(descriptorTable: address.descriptorTable, driverArea: address.availableRing,
                                       deviceArea: address.usedRing, space: .frontendUser)
         do {
-            var queue: any DeviceQueue = features.contains(.ringPacked)
-                ? try PackedQueue(memory: memory, size: size, addresses: addresses, features: features)
-                : try SplitQueue(memory: memory, size: size, addresses: addresses, features: features)
+            var queue: any DeviceQueue & ~Copyable
+            if features.contains(.ringPacked) {
+                queue = try PackedQueue(memory: memory, size: size, addresses: addresses, features: features)
+            } else {
+                queue = try SplitQueue(memory: memory, size: size, addresses: addresses, features: features)
+            }
             try queue.setNextAvailIndex(base)
             let box = QueueBox(queue)
             let stop = stop
             worker = startThread {
-                (box.queue, box.failure) = Self.serve(box.queue, kick: kick, call: call, stop: stop)
+                box.failure = Self.serve(&box.queue, kick: kick, call: call, stop: stop)
             }
             pendingBox = box
         } catch {
@@ -102,17 +105,16 @@ final class LoopbackDevice: @unchecked Sendable {
 
     /// The worker: wait for a kick (or the stop signal, at most 20 s in all), drain, signal.
     private static func serve(
-        _ start: any DeviceQueue, kick: EventNotifier, call: EventNotifier, stop: EventNotifier
-    ) -> (any DeviceQueue, String?) {
-        var queue = start
+        _ queue: inout any DeviceQueue & ~Copyable, kick: EventNotifier, call: EventNotifier, stop: EventNotifier
+    ) -> String? {
         var scratch = [UInt8](repeating: 0, count: 4096)
         let clock = ContinuousClock()
         let deadline = clock.now + .seconds(20)
         while clock.now < deadline {
             var fds = [pollfd(fd: kick.waitDescriptor, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: stop.waitDescriptor, events: Int16(POLLIN), revents: 0)]
-            guard poll(&fds, 2, 100) >= 0 || errno == EINTR else { return (queue, "poll failed") }
-            if fds[1].revents != 0 { return (queue, nil) }
+            guard poll(&fds, 2, 100) >= 0 || errno == EINTR else { return "poll failed" }
+            if fds[1].revents != 0 { return nil }
             guard fds[0].revents != 0 else { continue }
             do {
                 try kick.wait()
@@ -131,17 +133,17 @@ final class LoopbackDevice: @unchecked Sendable {
                 } while queue.enableNotifications()
                 if queue.needsNotification() { try call.notify() }
             } catch {
-                return (queue, "device: \(error)")
+                return "device: \(error)"
             }
         }
-        return (queue, "device worker ran out of time")
+        return "device worker ran out of time"
     }
 }
 
 /// Moves a device queue to the worker thread and back (with what went wrong there); read only
 /// after the worker was joined.
 private final class QueueBox: @unchecked Sendable {
-    var queue: any DeviceQueue
+    var queue: any DeviceQueue & ~Copyable
     var failure: String?
-    init(_ queue: any DeviceQueue) { self.queue = queue }
+    init(_ queue: consuming any DeviceQueue & ~Copyable) { self.queue = queue }
 }

@@ -7,16 +7,8 @@ import VMMSysUtil
 import VhostUserFrontend
 import Virtio
 
-// vhost-user-soak: the front-end half of scripts/soak, against a vhost-user-blk daemon.
-//
-//   vhost-user-soak cycles SOCK FIRST COUNT
-//       COUNT full sessions (connect, negotiate, memory, queue, 8 sector writes read back, disconnect),
-//       numbered FIRST...; cycle c writes sectors (c*8 ... c*8+7) mod 2048 (the cycle area, sectors 0..<2048).
-//   vhost-user-soak writer SOCK ROUND
-//       one session writing sectors of its own area (2048 + ROUND*256 ..< +256), each once, 16 in
-//       flight, until killed or the area is full; runs until SIGKILLed by the script.
-//   vhost-user-soak verify IMAGE ACKLOG
-//       every acknowledged write (the last per sector) is in IMAGE.
+// vhost-user-soak: the front-end half of scripts/soak, against a vhost-user-blk daemon (the
+// subcommands are in SoakCommand.swift).
 //
 // Every acknowledged write (status OK seen in the used ring) is printed as "ack SECTOR STAMP" on
 // stdout, flushed at once, so a SIGKILL loses no acknowledgement. Each sector's 512 bytes are a
@@ -164,22 +156,4 @@ extension Substring {
         while let c = s.last, c == "\n" || c == "\r" { s = s.dropLast() }
         return s
     }
-}
-
-let arguments = Array(CommandLine.arguments.dropFirst())
-do {
-    switch (arguments.first, arguments.count) {
-    case ("cycles", 4):
-        guard let first = UInt64(arguments[2]), let count = UInt64(arguments[3]) else { fail("bad numbers") }
-        try cycles(arguments[1], first: first, count: count)
-    case ("writer", 3):
-        guard let round = UInt64(arguments[2]) else { fail("bad round") }
-        try writer(arguments[1], round: round)
-    case ("verify", 3):
-        exit(verify(image: arguments[1], log: arguments[2]))
-    default:
-        fail("usage: vhost-user-soak cycles SOCK FIRST COUNT | writer SOCK ROUND | verify IMAGE ACKLOG")
-    }
-} catch {
-    fail("\(error)")
 }

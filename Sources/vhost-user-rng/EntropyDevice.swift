@@ -1,10 +1,11 @@
 import VhostUserBackend
+import VhostUserDaemon
 import Virtio
 
 /// virtio-rng (entropy device, ID 4): one queue of device-writable buffers, filled with random bytes.
-final class EntropyDevice: VhostUserDevice {
-    let deviceType = VirtioDeviceType.entropy
-    let deviceFeatures = VirtioFeatures.version1.rawValue
+final class EntropyDevice: VhostUserDaemonDevice {
+    static let virtioDeviceType = VirtioDeviceType.entropy
+    let deviceFeatures = VirtioFeatures([.version1, .ringPacked]).rawValue
     let queueCount = 1
     let maxQueueSize = 1024
     let configSize = 0
@@ -35,5 +36,3 @@ final class EntropyDevice: VhostUserDevice {
         }
     }
 }
-
-VhostUserDaemon.main(name: "vhost-user-rng", deviceType: .entropy) { _ in EntropyDevice() }

@@ -1,0 +1,87 @@
+import Virtio
+
+/// A started ring of either layout, owned by its queue worker.
+///
+/// The layout is fixed when the ring starts (`VIRTIO_F_RING_PACKED` acked or not), so each
+/// operation is one predictable branch, then the layout's own inlined code: no dynamic dispatch
+/// on the per-chain path. Non-copyable, so a ring has one owner and its in-flight bookkeeping one
+/// writer; an operation moves the layout out and back in (no reference counting on the way).
+///
+/// Thread-safety: not shared; moved between the control thread and the worker only under the
+/// worker's park handshake.
+enum DeviceRing: ~Copyable {
+    case split(SplitQueue)
+    case packed(PackedQueue)
+
+    /// Runs `split` or `packed` on the ring in place.
+    @inline(__always)
+    mutating func apply<R, E: Error>(_ split: (inout SplitQueue) throws(E) -> R,
+                                     _ packed: (inout PackedQueue) throws(E) -> R) throws(E) -> R {
+        switch consume self {
+        case .split(var ring):
+            let result = Result { () throws(E) in try split(&ring) }
+            self = .split(ring)
+            return try result.get()
+        case .packed(var ring):
+            let result = Result { () throws(E) in try packed(&ring) }
+            self = .packed(ring)
+            return try result.get()
+        }
+    }
+
+    /// Reads a property of either layout.
+    @inline(__always)
+    func read<R>(_ split: (borrowing SplitQueue) -> R, _ packed: (borrowing PackedQueue) -> R) -> R {
+        switch self {
+        case .split(let ring): split(ring)
+        case .packed(let ring): packed(ring)
+        }
+    }
+
+    @inline(__always)
+    mutating func pop() throws(VirtqueueError) -> Chain? {
+        try apply({ (ring) throws(VirtqueueError) in try ring.pop() }, { (ring) throws(VirtqueueError) in try ring.pop() })
+    }
+
+    @inline(__always)
+    mutating func stage(_ chain: Chain, written: UInt32) throws(VirtqueueError) {
+        try apply({ (ring) throws(VirtqueueError) in try ring.stage(chain, written: written) },
+                  { (ring) throws(VirtqueueError) in try ring.stage(chain, written: written) })
+    }
+
+    @inline(__always)
+    mutating func publishUsed() {
+        apply({ $0.publishUsed() }, { $0.publishUsed() })
+    }
+
+    mutating func needsNotification() -> Bool {
+        apply({ $0.needsNotification() }, { $0.needsNotification() })
+    }
+
+    mutating func enableNotifications() -> Bool {
+        apply({ $0.enableNotifications() }, { $0.enableNotifications() })
+    }
+
+    mutating func disableNotifications() {
+        apply({ $0.disableNotifications() }, { $0.disableNotifications() })
+    }
+
+    /// The ring moved to a vhost-user ring base (`SET_VRING_BASE`, split or packed encoding).
+    ///
+    /// - Throws: `VirtqueueError.invalidRingBase` if the base cannot be valid for this ring.
+    consuming func positioned(at base: UInt32) throws(VirtqueueError) -> DeviceRing {
+        var ring = self
+        try ring.apply({ (ring) throws(VirtqueueError) in try ring.setNextAvailIndex(base) },
+                       { (ring) throws(VirtqueueError) in try ring.setNextAvailIndex(base) })
+        return ring
+    }
+
+    var size: Int { read({ $0.size }, { $0.size }) }
+    /// The vhost-user ring base (`GET_VRING_BASE`): split or packed encoding.
+    var nextAvailIndex: UInt32 { read({ $0.nextAvailIndex }, { $0.nextAvailIndex }) }
+    var features: VirtioFeatures { read({ $0.features }, { $0.features }) }
+    var memory: GuestMemory { read({ $0.memory }, { $0.memory }) }
+    /// Guest memory and the queue's chain storage: what a held chain points into.
+    var chainReferences: [AnyObject] { read({ [$0.memory, $0.chainStorage] }, { [$0.memory, $0.chainStorage] }) }
+    var isPacked: Bool { read({ _ in false }, { _ in true }) }
+}
