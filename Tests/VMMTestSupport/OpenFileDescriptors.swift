@@ -98,22 +98,32 @@ public func descriptorsLeaked<T>(sourceLocation: SourceLocation = #_sourceLocati
 /// Brings descriptors that are not ours to a fixed state before a count.
 ///
 /// libkqueue (the kqueue backend on Linux, `VMM_LIBKQUEUE`) owns descriptors of its own: per
-/// kqueue an epoll fd and a close-detection pipe end, freed by its monitoring thread some time
-/// after we close the kqueue, and a process-wide epoll fd and eventfd created with the first
-/// kqueue and kept until exit. `warmUp` creates and closes one kqueue so the process-wide pair
-/// exists before a baseline is taken; every count first asks libkqueue to finish freeing closed
-/// kqueues (`libkqueue_drain_pending_close`, a handshake with its monitoring thread, not a
-/// sleep). What remains in the count is ours: our kqueue descriptor itself is still counted.
-/// Without libkqueue linked in (the symbols are absent) this does nothing.
+/// kqueue an epoll fd, a close-detection pipe and a wake eventfd, freed by its monitoring thread
+/// some time after we close the kqueue, and a process-wide epoll fd and eventfd created with the
+/// first kqueue. `warmUp` opens one kqueue kept for the process's life (so the monitoring thread
+/// and the process-wide pair stay up), then waits, bounded, until the thread frees a probe kqueue
+/// (it starts asynchronously, and until it runs a drain returns at once). Every count first asks
+/// libkqueue to finish freeing closed kqueues (`libkqueue_drain_pending_close`, a handshake with
+/// its monitoring thread, not a sleep). What remains in the count is ours: our kqueue descriptor
+/// itself is still counted. Without libkqueue linked in (the symbols are absent) this does nothing.
 func settleForeignDescriptors(warmUp: Bool) {
     #if os(Linux)
-    guard let drain = dlsym(nil, "libkqueue_drain_pending_close") else { return }
+    guard let drainSymbol = dlsym(nil, "libkqueue_drain_pending_close") else { return }
     typealias Drain = @convention(c) () -> Void
-    if warmUp, let create = dlsym(nil, "kqueue") {
+    let drain = unsafeBitCast(drainSymbol, to: Drain.self)
+    if warmUp, let createSymbol = dlsym(nil, "kqueue") {
         typealias Create = @convention(c) () -> Int32
-        let fd = unsafeBitCast(create, to: Create.self)()
-        if fd >= 0 { close(fd) }
+        let create = unsafeBitCast(createSymbol, to: Create.self)
+        _ = create()  // never closed: libkqueue's monitoring thread lives as long as one kqueue does
+        let before = openDescriptorTable()?.count
+        let probe = create()
+        if probe >= 0 { close(probe) }
+        for _ in 0..<2000 {
+            drain()
+            if openDescriptorTable()?.count == before { break }
+            usleep(1000)
+        }
     }
-    unsafeBitCast(drain, to: Drain.self)()
+    drain()
     #endif
 }
