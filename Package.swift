@@ -11,6 +11,8 @@ let package = Package(
         .library(name: "VhostUserProtocol", targets: ["VhostUserProtocol"]),
         .library(name: "VhostUserBackend", targets: ["VhostUserBackend"]),
         .library(name: "VhostUserFrontend", targets: ["VhostUserFrontend"]),
+        .library(name: "VirtioBlock", targets: ["VirtioBlock"]),
+        .library(name: "VirtioBlockDriver", targets: ["VirtioBlockDriver"]),
         .library(name: "VMMSystemInterop", targets: ["VMMSystemInterop"]),
         .executable(name: "vhost-user-rng", targets: ["vhost-user-rng"]),
         .executable(name: "vhost-user-blk", targets: ["vhost-user-blk"]),
@@ -78,6 +80,8 @@ let package = Package(
         .executableTarget(name: "vmm-test-peer", dependencies: ["VMMSysUtil"], path: "Tests/vmm-test-peer"),
         // virtio-blk: request parsing and execution against a raw image file.
         .target(name: "VirtioBlock", dependencies: ["Virtio", "VMMSysUtil", "CVMMPlatform"]),
+        // The driver side of virtio-blk over VhostUserFrontend: request slots in guest memory.
+        .target(name: "VirtioBlockDriver", dependencies: ["VirtioBlock", "VhostUserFrontend", "Virtio"]),
         // The virtio-blk vhost-user back-end program.
         .executableTarget(
             name: "vhost-user-blk",
@@ -91,7 +95,7 @@ let package = Package(
         .executableTarget(
             name: "vhost-user-soak",
             dependencies: [
-                "VhostUserDaemon", "VhostUserFrontend", "Virtio", "VMMSysUtil",
+                "VhostUserDaemon", "VhostUserFrontend", "Virtio", "VirtioBlock", "VirtioBlockDriver", "VMMSysUtil",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -101,7 +105,8 @@ let package = Package(
         .executableTarget(
             name: "vmm-bench",
             dependencies: [
-                "VMMBenchCases", "VhostUserDaemon", "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil",
+                "VMMBenchCases", "VhostUserDaemon", "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio",
+                "VirtioBlock", "VirtioBlockDriver", "VMMSysUtil",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -111,7 +116,7 @@ let package = Package(
             path: "Benchmarks/VMMBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
-        .testTarget(name: "VMMBenchCasesTests", dependencies: ["VMMBenchCases", "VMMTestSupport", "vmm-bench"]),
+        .testTarget(name: "VMMBenchCasesTests", dependencies: ["VMMBenchCases", "VMMSysUtil", "Virtio", "VMMTestSupport", "vmm-bench"]),
         .testTarget(
             name: "VMMSysUtilTests",
             dependencies: [
@@ -134,7 +139,7 @@ let package = Package(
         // The daemons are dependencies so the front-end tests can run them in their own processes.
         .testTarget(
             name: "VhostUserTests",
-            dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng", "vhost-user-blk", "vhost-user-console"]
+            dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VirtioBlock", "VirtioBlockDriver", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng", "vhost-user-blk", "vhost-user-console"]
         ),
         .testTarget(
             name: "HostileFrontendTests",
@@ -142,6 +147,13 @@ let package = Package(
                 "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng", "vhost-user-blk",
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        // Written as a package user would: imports only the public library products (no test
+        // support, no @testable), spawns its own child program, serves and drives its own device.
+        .executableTarget(name: "consumer-peer", dependencies: ["VMMSysUtil"], path: "Tests/consumer-peer"),
+        .testTarget(
+            name: "ConsumerTests",
+            dependencies: ["VMMSysUtil", "Virtio", "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "consumer-peer"]
         ),
         .testTarget(
             name: "VhostUserBackendTests",

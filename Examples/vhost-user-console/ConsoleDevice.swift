@@ -26,7 +26,7 @@ import Virtio
 /// as a serial line would. Only one client at a time; a second one is disconnected at once.
 final class ConsoleDevice: VhostUserDaemonDevice, @unchecked Sendable {
     static let virtioDeviceType = VirtioDeviceType.console
-    let deviceFeatures = VirtioFeatures([.version1, .ringPacked]).rawValue
+    let deviceFeatures: VirtioFeatures = [.version1, .ringPacked]
     let queueCount = 2
     let maxQueueSize = 1024
     let configSize = 0
@@ -37,7 +37,7 @@ final class ConsoleDevice: VhostUserDaemonDevice, @unchecked Sendable {
     private static let clientToken: UInt64 = 2
 
     private let listener: ScmListener
-    private let lock = ClientLock()
+    private let lock = ConditionLock()
     private var client: ScmSocket?
     /// The receive worker stopped watching the client for want of buffers (receive worker only).
     private var waitingForBuffers = false
@@ -130,27 +130,5 @@ final class ConsoleDevice: VhostUserDaemonDevice, @unchecked Sendable {
             break
         }
         try queue.complete(chain, written: UInt32(written))
-    }
-}
-
-/// A pthread mutex guarding the client reference (the example avoids Foundation).
-final class ClientLock: @unchecked Sendable {
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-
-    init() {
-        mutex = .allocate(capacity: 1)
-        mutex.initialize(to: pthread_mutex_t())
-        pthread_mutex_init(mutex, nil)
-    }
-
-    deinit {
-        pthread_mutex_destroy(mutex)
-        mutex.deallocate()
-    }
-
-    func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        return try body()
     }
 }

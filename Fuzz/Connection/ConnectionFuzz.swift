@@ -22,7 +22,7 @@ import VhostUserBackend
 /// Fills writable buffers with a pattern, like an entropy device.
 final class FillDevice: VhostUserDevice {
     let deviceType = VirtioDeviceType.entropy
-    let deviceFeatures = VirtioFeatures.version1.rawValue
+    let deviceFeatures: VirtioFeatures = .version1
     let queueCount = 1
     let maxQueueSize = 64
     let configSize = 16

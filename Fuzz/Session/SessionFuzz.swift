@@ -30,7 +30,7 @@ import VhostUserBackend
 final class FillDevice: VhostUserDevice, @unchecked Sendable {
     let channel = BackendChannelSlot()
     let deviceType = VirtioDeviceType.entropy
-    let deviceFeatures = VirtioFeatures([.version1, .ringPacked]).rawValue
+    let deviceFeatures: VirtioFeatures = [.version1, .ringPacked]
     let queueCount = 2
     let maxQueueSize = 64
     let configSize = 16

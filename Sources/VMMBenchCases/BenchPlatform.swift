@@ -17,28 +17,12 @@ public func monotonicNanoseconds() -> UInt64 {
     return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
 }
 
-/// Whether `pinCurrentThread` can pin here (Linux `sched_setaffinity`).
-var pinningSupported: Bool {
-    #if os(Linux)
-    return true
-    #else
-    return false
-    #endif
-}
-
-/// Number of online CPUs.
-func onlineCPUCount() -> Int32 {
-    Int32(truncatingIfNeeded: sysconf(Int32(_SC_NPROCESSORS_ONLN)))
-}
-
 /// Pins the calling thread to `cpu` (no-op for nil).
 ///
 /// - Throws: `SystemCallError` from `sched_setaffinity`.
-public func pinCurrentThread(_ cpu: Int32?) throws {
+public func pinCurrentThread(_ cpu: Int32?) throws(SystemCallError) {
     guard let cpu else { return }
-    if vmm_pin_current_thread(cpu) != 0 {
-        throw SystemCallError("sched_setaffinity", Errno.current)
-    }
+    try Processors.pinCurrentThread(to: cpu)
 }
 
 /// Absolute path of the running executable.

@@ -1,3 +1,5 @@
+import VMMSysUtil
+
 /// One prepared benchmark: the resources are created up front, `run` repeats the measured operation.
 ///
 /// `run(_:)` is the hot path: it must allocate nothing and do only the work being measured, so the
@@ -81,10 +83,10 @@ public struct BenchContext: Sendable {
     /// Both sides on `cpu` (default), or on `cpu` and the next CPU when `spread`; unpinned where
     /// the platform cannot pin threads.
     public static func standard(spread: Bool, cpu: Int32 = 0, childExecutable: String?) -> BenchContext {
-        guard pinningSupported else {
+        guard Processors.pinningIsSupported else {
             return BenchContext(mainCPU: nil, peerCPU: nil, childExecutable: childExecutable)
         }
-        let cpus = max(onlineCPUCount(), 1)
+        let cpus = Int32(clamping: Processors.onlineCount)
         let main = cpu % cpus
         let peer = spread ? (main + 1) % cpus : main
         return BenchContext(mainCPU: main, peerCPU: peer, childExecutable: childExecutable)

@@ -9,7 +9,9 @@ import VMMSysUtil
 
 /// The package's end of a ping-pong: `EventNotifier.notify`, and `EventNotifier.wait` or
 /// `Poller.wait` + `tryConsume`.
-final class OursPingPongEnd: PingPongEnd {
+///
+/// Thread-safety: used by one thread at a time; unchecked `Sendable` so a peer thread can own it.
+final class OursPingPongEnd: PingPongEnd, @unchecked Sendable {
     private let waitOn: EventNotifier
     private let signalThrough: EventNotifier
     private let poller: Poller?
@@ -155,18 +157,16 @@ enum NotifyCases {
             // one read, as the raw twin's.
             let toPeer = try EventNotifier(backend: backend, nonBlockingWait: waiter != .wait)
             let fromPeer = try EventNotifier(backend: backend, nonBlockingWait: waiter != .wait)
-            let child = try ChildProcess(
-                executable: executable, role: ChildRole.notifyEcho, arguments: arguments,
-                descriptors: [toPeer.waitDescriptor, fromPeer.notifyDescriptor])
+            let child = try ChildRole.spawnEcho(executable, arguments, waitOn: toPeer.waitDescriptor,
+                                                signalThrough: fromPeer.notifyDescriptor)
             return try ProcessPingPong(
                 main: OursPingPongEnd(waitOn: fromPeer, signalThrough: toPeer, waiter: waiter),
                 child: child, context: context)
         case .raw:
             let toPeer = try RawNotifier(backend.rawKind)
             let fromPeer = try RawNotifier(backend.rawKind)
-            let child = try ChildProcess(
-                executable: executable, role: ChildRole.notifyEcho, arguments: arguments,
-                descriptors: [toPeer.readFD, fromPeer.writeFD])
+            let child = try ChildRole.spawnEcho(executable, arguments, waitOn: toPeer.readFD,
+                                                signalThrough: fromPeer.writeFD)
             return try ProcessPingPong(
                 main: RawPingPongEnd(waitOn: fromPeer, signalThrough: toPeer, waiter: waiter),
                 child: child, context: context)
@@ -177,6 +177,17 @@ enum NotifyCases {
 /// Hidden `--child` roles of vmm-bench.
 public enum ChildRole {
     static let notifyEcho = "notify-echo"
+
+    /// Spawns `executable --child notify-echo ARGUMENTS...` with our `waitOn` as its fd 3 and
+    /// `signalThrough` as its fd 4.
+    ///
+    /// - Throws: `SystemCallError` from `ChildProcess.spawn`.
+    static func spawnEcho(_ executable: String, _ arguments: [String], waitOn: Int32, signalThrough: Int32)
+        throws(SystemCallError) -> ChildProcess
+    {
+        try ChildProcess.spawn(executable, arguments: ["--child", notifyEcho] + arguments,
+                               descriptors: [(waitOn, 3), (signalThrough, 4)])
+    }
 
     /// Runs `role` with `arguments` in a spawned child; returns the exit status.
     ///

@@ -1,7 +1,17 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import VMMSysUtil
+
 /// One side of a notify-to-wake ping-pong: tell the other side, then wait to be told.
 ///
-/// Thread-safety: each end is used by one thread.
-protocol PingPongEnd: AnyObject {
+/// Thread-safety: each end is used by one thread (a peer's end is handed to its thread at start,
+/// hence `Sendable`).
+protocol PingPongEnd: AnyObject, Sendable {
     /// Wakes the other side.
     func signal() throws
     /// Blocks until the other side has signalled, consuming the signal.
@@ -21,7 +31,7 @@ final class ThreadPingPong<End: PingPongEnd>: BenchRunner {
     private let main: End
     private let peer: End
     private let stop = StopFlag()
-    private var thread: PeerThread?
+    private var thread: JoinableThread?
 
     /// Starts the echo thread on `context.peerCPU` and pins the caller to `context.mainCPU`.
     init(main: End, peer: End, context: BenchContext) throws {
@@ -29,7 +39,7 @@ final class ThreadPingPong<End: PingPongEnd>: BenchRunner {
         self.peer = peer
         try pinCurrentThread(context.mainCPU)
         let stop = self.stop
-        thread = try PeerThread(cpu: context.peerCPU) {
+        thread = try JoinableThread(pinnedTo: context.peerCPU) {
             // The echo loop ends when the flag is set or a call fails; either way the thread exits.
             do {
                 while true {
@@ -81,7 +91,7 @@ final class ProcessPingPong<End: PingPongEnd>: BenchRunner {
     }
 
     func tearDown() {
-        child?.stop()
+        child?.terminate(with: SIGKILL)
         child = nil
     }
 
@@ -89,7 +99,9 @@ final class ProcessPingPong<End: PingPongEnd>: BenchRunner {
 }
 
 /// The raw twin's end: blocking `read`/`write` of 8 bytes, or `epoll_wait`/`poll` then `read`.
-final class RawPingPongEnd: PingPongEnd {
+///
+/// Thread-safety: used by one thread at a time; unchecked `Sendable` so a peer thread can own it.
+final class RawPingPongEnd: PingPongEnd, @unchecked Sendable {
     private let waitOn: RawNotifier
     private let signalThrough: RawNotifier
     private let waiter: RawPollSet?

@@ -20,7 +20,7 @@ struct RawRegion {
     }
 }
 
-/// Ring placement shared by the raw twins: the same layout `VringLoopbackBenchmark` uses.
+/// Ring placement shared by the raw twins: the same layout `VringLoopback` uses.
 struct RawRingLayout {
     static let queueSize = 256
     let descriptorTable: UInt64 = 0

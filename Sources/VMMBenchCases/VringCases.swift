@@ -3,15 +3,15 @@ import Virtio
 
 let vringMemorySize = 1 << 20
 
-/// `VringLoopbackBenchmark.runIterations`: post, pop, walk, read 16 bytes, push, reap.
+/// `VringLoopback.runIterations`: post, pop, walk, read 16 bytes, push, reap.
 final class OursVring: BenchRunner {
     let memory: SharedMemory
-    var loopback: VringLoopbackBenchmark
+    var loopback: VringLoopback
 
-    init(_ layout: VringLoopbackBenchmark.Layout, descriptorsPerChain: Int) throws {
+    init(_ layout: RingLayout, descriptorsPerChain: Int) throws {
         memory = try SharedMemory(size: vringMemorySize)
         let guest = try GuestMemory(regions: [GuestMemoryRegion(guestPhysicalAddress: 0, mapping: memory.mapping)])
-        loopback = try VringLoopbackBenchmark(memory: guest, layout: layout, descriptorsPerChain: descriptorsPerChain)
+        loopback = try VringLoopback(memory: guest, layout: layout, descriptorsPerChain: descriptorsPerChain)
     }
 
     func run(_ iterations: Int) throws { try loopback.runIterations(iterations) }
@@ -22,7 +22,7 @@ final class RawVring: BenchRunner {
     let memory: SharedMemory
     let ring: any BenchRunner
 
-    init(_ layout: VringLoopbackBenchmark.Layout, descriptorsPerChain: Int) throws {
+    init(_ layout: RingLayout, descriptorsPerChain: Int) throws {
         memory = try SharedMemory(size: vringMemorySize)
         let region = RawRegion(base: memory.mapping.base, size: UInt64(memory.mapping.size))
         switch layout {
@@ -36,7 +36,7 @@ final class RawVring: BenchRunner {
 
 enum VringCases {
     static func all() -> [BenchCase] {
-        VringLoopbackBenchmark.Layout.allCases.flatMap { layout in
+        RingLayout.allCases.flatMap { layout in
             [1, 3].map { descriptors in
                 BenchCase(group: "vring", name: "pop-walk-read16-push/\(descriptors)-desc", backend: layout.rawValue, batch: 1024) {
                     implementation, _ in

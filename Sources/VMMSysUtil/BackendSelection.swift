@@ -6,7 +6,8 @@ import Musl
 import Darwin
 #endif
 
-/// A backend named in a `VMM_*` environment variable does not exist or is not built for this OS.
+/// A backend named in a `VMM_*` environment variable (or passed to an initialiser) is not a
+/// backend of that primitive at all, or is one this OS lacks.
 ///
 /// Thrown instead of silently falling back, so a test matrix or a user's override can never be
 /// quietly ignored. Thread-safety: a value type.
@@ -17,9 +18,25 @@ public struct BackendSelectionError: Error, Hashable, Sendable, CustomStringConv
     public let requested: String
     /// The backends this build can use, in the order of preference.
     public let available: [String]
+    /// Every backend name the primitive knows, available here or not.
+    public let known: [String]
+
+    /// Whether `requested` is a known backend name (then this OS lacks it) rather than a typo.
+    public var isKnown: Bool { known.contains(requested) }
+
+    public init(source: String, requested: String, available: [String], known: [String]) {
+        self.source = source
+        self.requested = requested
+        self.available = available
+        self.known = known
+    }
 
     public var description: String {
-        "\(source)=\(requested): no such backend on this system (available: \(available.joined(separator: ", ")))"
+        let availableHere = "available here: \(available.joined(separator: ", "))"
+        if isKnown {
+            return "\(source)=\(requested): this system lacks the \(requested) backend (\(availableHere))"
+        }
+        return "\(source)=\(requested): unknown backend name (known: \(known.joined(separator: ", ")); \(availableHere))"
     }
 }
 
@@ -40,13 +57,19 @@ extension SelectableBackend {
 
     /// Parses a backend name, refusing unknown or unavailable ones.
     ///
-    /// - Throws: `BackendSelectionError`.
+    /// - Throws: `BackendSelectionError` (its `isKnown` tells the two apart).
     public static func named(_ name: String, source: String = "initialiser") throws(BackendSelectionError) -> Self {
         guard let backend = Self(rawValue: name), backend.isAvailable else {
-            throw BackendSelectionError(
-                source: source, requested: name, available: availableBackends.map(\.rawValue))
+            throw selectionError(source: source, requested: name)
         }
         return backend
+    }
+
+    /// The error for `requested`, listing the known and the available backends.
+    static func selectionError(source: String, requested: String) -> BackendSelectionError {
+        BackendSelectionError(
+            source: source, requested: requested, available: availableBackends.map(\.rawValue),
+            known: allCases.map(\.rawValue))
     }
 
     /// The backend the environment variable names, or `native` when it is unset or empty.
@@ -62,10 +85,6 @@ extension SelectableBackend {
     ///
     /// - Throws: `BackendSelectionError`.
     public func checkAvailable() throws(BackendSelectionError) {
-        guard isAvailable else {
-            throw BackendSelectionError(
-                source: "initialiser", requested: rawValue,
-                available: Self.availableBackends.map(\.rawValue))
-        }
+        guard isAvailable else { throw Self.selectionError(source: "initialiser", requested: rawValue) }
     }
 }

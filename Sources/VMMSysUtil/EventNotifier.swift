@@ -88,7 +88,7 @@ public final class EventNotifier: @unchecked Sendable {
     /// - Throws: `BackendSelectionError` if the variable names an unknown or unavailable backend.
     /// Thread-safety: safe from any thread; the variable is read exactly once.
     public static var defaultBackend: EventNotifierBackend {
-        get throws { try cachedDefaultBackend.get() }
+        get throws(BackendSelectionError) { try cachedDefaultBackend.get() }
     }
 
     private static let cachedDefaultBackend = Result {
@@ -99,9 +99,9 @@ public final class EventNotifier: @unchecked Sendable {
     /// Creates a notifier with both roles, unnotified.
     ///
     /// - Parameter backend: the backend, or `nil` for `defaultBackend`.
-    /// - Throws: `BackendSelectionError` for an unavailable backend (or a bad `VMM_EVENT_NOTIFIER`),
-    ///   `SystemCallError` if the descriptors cannot be created.
-    public convenience init(backend: EventNotifierBackend? = nil) throws {
+    /// - Throws: `PrimitiveCreationError`: `.backend` for an unavailable backend (or a bad
+    ///   `VMM_EVENT_NOTIFIER`), `.system` if the descriptors cannot be created.
+    public convenience init(backend: EventNotifierBackend? = nil) throws(PrimitiveCreationError) {
         try self.init(backend: backend, nonBlockingWait: false)
     }
 
@@ -113,11 +113,23 @@ public final class EventNotifier: @unchecked Sendable {
     /// `Poller` and consumes after readiness, or when several threads may call `tryConsume` — and
     /// `wait()` with nothing pending costs `read`, `poll`, `read`.
     ///
-    /// - Parameter backend: the backend, or `nil` for `defaultBackend`.
+    /// - Parameters:
+    ///   - backend: the backend, or `nil` for `defaultBackend`.
+    ///   - nonBlockingWait: whether the read side is non-blocking (see above).
     /// - Throws: as `init(backend:)`.
-    public init(backend: EventNotifierBackend?, nonBlockingWait: Bool) throws {
-        let chosen = try backend ?? EventNotifier.defaultBackend
-        try chosen.checkAvailable()
+    public convenience init(backend: EventNotifierBackend?, nonBlockingWait: Bool) throws(PrimitiveCreationError) {
+        let chosen: EventNotifierBackend
+        do throws(BackendSelectionError) {
+            if let backend { chosen = backend } else { chosen = try EventNotifier.defaultBackend }
+            try chosen.checkAvailable()
+        } catch { throw .backend(error) }
+        do throws(SystemCallError) {
+            try self.init(available: chosen, nonBlockingWait: nonBlockingWait)
+        } catch { throw .system(error) }
+    }
+
+    /// Creates a notifier with a backend known to be available here (e.g. `.native`).
+    package init(available chosen: EventNotifierBackend, nonBlockingWait: Bool) throws(SystemCallError) {
         let pair: (read: Int32, write: Int32)
         switch chosen {
         case .eventfd:
@@ -142,7 +154,7 @@ public final class EventNotifier: @unchecked Sendable {
     /// - Throws: `SystemCallError` (`"fstat"`/`"fcntl"`) if it cannot be inspected, or with
     ///   `.invalidArgument` if it is not readable or not an eventfd, pipe or socket. The descriptor
     ///   is closed when this throws.
-    public init(waitingOn received: consuming FileDescriptor) throws {
+    public init(waitingOn received: consuming FileDescriptor) throws(SystemCallError) {
         let kind = try ReceivedNotifierKind(inspecting: received.rawValue, needsRead: true)
         self.backend = nil
         self.readFD = received.release()
@@ -163,7 +175,7 @@ public final class EventNotifier: @unchecked Sendable {
     /// close-on-exec; its O_NONBLOCK flag is left as the peer set it (a blocking pipe write end
     /// would block `notify()` while the pipe is full).
     /// - Throws: as `init(waitingOn:)`, for a descriptor that is not writable.
-    public init(notifyingThrough received: consuming FileDescriptor) throws {
+    public init(notifyingThrough received: consuming FileDescriptor) throws(SystemCallError) {
         let kind = try ReceivedNotifierKind(inspecting: received.rawValue, needsRead: false)
         self.backend = nil
         self.readFD = -1
@@ -236,6 +248,41 @@ public final class EventNotifier: @unchecked Sendable {
             guard try isReadable(fd, timeoutMilliseconds: 0) else { return false }
         }
         return try consumeOnce(fd)
+    }
+
+    /// Blocks until notified or until `timeout` has passed; consumes every pending notification
+    /// if notified. Allocates nothing.
+    ///
+    /// - Parameter timeout: rounded up to whole milliseconds; zero or negative does not block
+    ///   (then it is `tryConsume()`).
+    /// - Returns: `true` if notified (the notifications are consumed), `false` on timeout.
+    /// - Throws: as `wait()`.
+    public func wait(timeout: Duration) throws(SystemCallError) -> Bool {
+        let fd = readFD
+        guard fd >= 0 else { throw SystemCallError("read", .badFileDescriptor) }
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while true {
+            if readIsKnownNonBlocking, try consumeOnce(fd) { return true }
+            // A blocking read side is read only once poll said it is readable.
+            let remaining = pollMilliseconds(clock.now.duration(to: deadline))
+            guard try isReadable(fd, timeoutMilliseconds: remaining) else { return false }
+            if try consumeOnce(fd) { return true }
+            // Readable but nothing to consume: another consumer took it. Wait again, if time is left.
+            if remaining == 0 { return false }
+        }
+    }
+
+    /// Whether a notification is pending, without consuming it (one `poll` with a zero timeout).
+    /// For callers that check readiness without a `Poller` and consume later (`tryConsume()`).
+    ///
+    /// A pipe whose writers all closed also reports `true` (the next `wait()` then throws
+    /// `.brokenPipe`).
+    /// - Throws: `SystemCallError`: `.badFileDescriptor` on a notify-only notifier, or from `poll`.
+    public func isNotified() throws(SystemCallError) -> Bool {
+        let fd = readFD
+        guard fd >= 0 else { throw SystemCallError("read", .badFileDescriptor) }
+        return try isReadable(fd, timeoutMilliseconds: 0)
     }
 
     /// One read (eventfd) or a full drain (pipe). `false` if the descriptor had nothing (EAGAIN).

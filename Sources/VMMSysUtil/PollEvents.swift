@@ -1,9 +1,18 @@
 /// A caller-owned buffer that `Poller.wait` fills; allocate it once and reuse it for every wait.
+/// A random-access collection of the last wait's reports:
 ///
-/// Non-copyable because it owns two fixed allocations (the reports, and scratch space the kernel
-/// writes raw epoll/kqueue events into before they are filtered). Thread-safety: one owner;
-/// transferable between threads.
-public struct PollEvents: ~Copyable, @unchecked Sendable {
+/// ```swift
+/// var events = PollEvents(capacity: 16)
+/// try poller.wait(into: &events, timeout: .seconds(1))
+/// for event in events where event.isReadable { ... }
+/// ```
+///
+/// It owns two fixed allocations (the reports, and scratch space the kernel writes raw
+/// epoll/kqueue events into before they are filtered); iterating allocates nothing.
+///
+/// Thread-safety: one owner at a time; transferable between threads. A wait refills it, so do not
+/// iterate it while a `wait` into it runs, and never give one buffer to two concurrent waits.
+public final class PollEvents: RandomAccessCollection, @unchecked Sendable {
     /// The most events one `wait` reports.
     public let capacity: Int
     /// Events the last `wait` reported; valid indices are `0..<count`.
@@ -15,10 +24,10 @@ public struct PollEvents: ~Copyable, @unchecked Sendable {
 
     /// Allocates room for `capacity` events (at least 1, at most `Int32.max`).
     public init(capacity: Int) {
-        let clamped = min(max(capacity, 1), Int(Int32.max))
+        let clamped = Swift.min(Swift.max(capacity, 1), Int(Int32.max))
         self.capacity = clamped
         storage = .allocate(capacity: clamped)
-        let stride = max(epollKernelEventStride, kqueueKernelEventStride, 1)
+        let stride = Swift.max(epollKernelEventStride, kqueueKernelEventStride, 1)
         kernelEvents = .allocate(byteCount: clamped * stride, alignment: 16)
     }
 
@@ -27,6 +36,11 @@ public struct PollEvents: ~Copyable, @unchecked Sendable {
         kernelEvents.deallocate()
     }
 
+    /// 0.
+    public var startIndex: Int { 0 }
+    /// `count`.
+    public var endIndex: Int { count }
+
     /// The `index`th event of the last `wait`. Traps if `index` is not in `0..<count` (a caller bug).
     public subscript(index: Int) -> PollEvent {
         precondition(index >= 0 && index < count, "PollEvents index out of range")
@@ -34,7 +48,7 @@ public struct PollEvents: ~Copyable, @unchecked Sendable {
     }
 
     /// Appends a report during a wait; the caller guarantees `count < capacity`.
-    mutating func append(_ event: PollEvent) {
+    func append(_ event: PollEvent) {
         (storage + count).initialize(to: event)
         count += 1
     }

@@ -18,7 +18,7 @@ private func bits(_ flag: Int32) -> UInt32 { UInt32(bitPattern: flag) }
 let epollBackendIsAvailable = true
 let epollKernelEventStride = MemoryLayout<epoll_event>.stride
 
-func makeEpollPoller() throws -> any PollerImplementation { try EpollPoller() }
+func makeEpollPoller() throws(SystemCallError) -> any PollerImplementation { try EpollPoller() }
 
 /// Level-triggered epoll. The 64-bit user data carries `generation << 32 | fd`, so a report can be
 /// checked against the registration table (as SwiftNIO does); the wake-up eventfd carries
@@ -28,14 +28,14 @@ final class EpollPoller: PollerImplementation, @unchecked Sendable {
     private let wakeNotifier: EventNotifier
     private let table = RegistrationTable()
 
-    init() throws {
+    init() throws(SystemCallError) {
         // Non-blocking read side: several threads may wait on one epoll and drain the wake-up.
-        let notifier = try EventNotifier(backend: .native, nonBlockingWait: true)
+        let notifier = try EventNotifier(available: .native, nonBlockingWait: true)
         let fd = try systemCall("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
         var event = epoll_event()
         event.events = bits(EPOLLIN)
         event.data.u64 = EpollPoller.userData(notifier.waitDescriptor, generation: wakeGeneration)
-        do {
+        do throws(SystemCallError) {
             _ = try systemCall("epoll_ctl") { epoll_ctl(fd, EPOLL_CTL_ADD, notifier.waitDescriptor, &event) }
         } catch {
             _ = systemClose(fd)
@@ -137,9 +137,8 @@ final class EpollPoller: PollerImplementation, @unchecked Sendable {
 let epollBackendIsAvailable = false
 let epollKernelEventStride = 0
 
-func makeEpollPoller() throws -> any PollerImplementation {
-    throw BackendSelectionError(
-        source: "initialiser", requested: PollerBackend.epoll.rawValue,
-        available: PollerBackend.availableBackends.map(\.rawValue))
+func makeEpollPoller() throws(SystemCallError) -> any PollerImplementation {
+    // Unreachable: Poller.init refuses an unavailable backend before building one.
+    throw SystemCallError("epoll_create1", .noSystemCall)
 }
 #endif

@@ -19,7 +19,7 @@ import Darwin
 let kqueueBackendIsAvailable = true
 let kqueueKernelEventStride = MemoryLayout<kevent>.stride
 
-func makeKqueuePoller() throws -> any PollerImplementation { try KqueuePoller() }
+func makeKqueuePoller() throws(SystemCallError) -> any PollerImplementation { try KqueuePoller() }
 
 /// Level-triggered kqueue: one EVFILT_READ and/or EVFILT_WRITE knote per registered descriptor,
 /// its udata carrying the registration generation; `wake()` triggers an EV_CLEAR EVFILT_USER knote.
@@ -29,7 +29,7 @@ final class KqueuePoller: PollerImplementation, @unchecked Sendable {
     /// The EVFILT_USER identifier (its own namespace, unrelated to descriptors).
     private static let wakeIdent: UInt = 0
 
-    init() throws {
+    init() throws(SystemCallError) {
         let fd = try systemCall("kqueue") { kqueue() }
         kqueueFD = fd
         // Assigned before anything can throw, so deinit closes it on every failure below.
@@ -155,9 +155,8 @@ final class KqueuePoller: PollerImplementation, @unchecked Sendable {
 let kqueueBackendIsAvailable = false
 let kqueueKernelEventStride = 0
 
-func makeKqueuePoller() throws -> any PollerImplementation {
-    throw BackendSelectionError(
-        source: "initialiser", requested: PollerBackend.kqueue.rawValue,
-        available: PollerBackend.availableBackends.map(\.rawValue))
+func makeKqueuePoller() throws(SystemCallError) -> any PollerImplementation {
+    // Unreachable: Poller.init refuses an unavailable backend before building one.
+    throw SystemCallError("kqueue", .noSystemCall)
 }
 #endif

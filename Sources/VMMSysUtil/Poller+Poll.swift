@@ -18,7 +18,7 @@ final class PollPoller: PollerImplementation, @unchecked Sendable {
     private let wakeNotifier: EventNotifier
     private let table = RegistrationTable()
     /// Serialises waits: the arrays below belong to the waiter holding it.
-    private let waiterMutex = PthreadMutex()
+    private let waiterMutex = ConditionLock()
     private var descriptors: UnsafeMutablePointer<pollfd>
     private var generations: UnsafeMutablePointer<UInt32>
     private var slotCapacity: Int
@@ -28,8 +28,8 @@ final class PollPoller: PollerImplementation, @unchecked Sendable {
     /// The table version the arrays were built from; `nil` before the first build.
     private var builtVersion: UInt64?
 
-    init() throws {
-        wakeNotifier = try EventNotifier(backend: .native, nonBlockingWait: true)
+    init() throws(SystemCallError) {
+        wakeNotifier = try EventNotifier(available: .native, nonBlockingWait: true)
         slotCapacity = 16
         descriptors = .allocate(capacity: slotCapacity)
         generations = .allocate(capacity: slotCapacity)

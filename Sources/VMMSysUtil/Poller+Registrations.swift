@@ -79,7 +79,7 @@ final class RegistrationTable: @unchecked Sendable {
         }
     }
 
-    private let mutex = PthreadMutex()
+    private let mutex = ConditionLock()
     private var state = State()
 
     func withLock<Result, Failure: Error>(_ body: (inout State) throws(Failure) -> Result) throws(Failure) -> Result {
@@ -87,27 +87,6 @@ final class RegistrationTable: @unchecked Sendable {
         defer { mutex.unlock() }
         return try body(&state)
     }
-}
-
-/// A pthread mutex at a stable address (Synchronization.Mutex needs macOS 15).
-final class PthreadMutex: @unchecked Sendable {
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-
-    init() {
-        mutex = .allocate(capacity: 1)
-        mutex.initialize(to: pthread_mutex_t())
-        // A default mutex: pthread_mutex_init cannot fail without attributes on the supported systems.
-        _ = pthread_mutex_init(mutex, nil)
-    }
-
-    deinit {
-        _ = pthread_mutex_destroy(mutex)
-        mutex.deinitialize(count: 1)
-        mutex.deallocate()
-    }
-
-    func lock() { _ = pthread_mutex_lock(mutex) }
-    func unlock() { _ = pthread_mutex_unlock(mutex) }
 }
 
 /// A wait timeout in whole milliseconds for epoll_wait/poll: rounded up (so a short timeout never

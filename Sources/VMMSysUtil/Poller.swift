@@ -102,7 +102,7 @@ public final class Poller: @unchecked Sendable {
     /// - Throws: `BackendSelectionError` if the variable names an unknown or unavailable backend.
     /// Thread-safety: safe from any thread; the variable is read exactly once.
     public static var defaultBackend: PollerBackend {
-        get throws { try cachedDefaultBackend.get() }
+        get throws(BackendSelectionError) { try cachedDefaultBackend.get() }
     }
 
     private static let cachedDefaultBackend = Result {
@@ -114,17 +114,22 @@ public final class Poller: @unchecked Sendable {
     /// close-on-exec.
     ///
     /// - Parameter backend: the backend, or `nil` for `defaultBackend`.
-    /// - Throws: `BackendSelectionError` for an unavailable backend (or a bad `VMM_POLLER`),
-    ///   `SystemCallError` if the kernel objects cannot be created.
-    public init(backend: PollerBackend? = nil) throws {
-        let chosen = try backend ?? Poller.defaultBackend
-        try chosen.checkAvailable()
+    /// - Throws: `PrimitiveCreationError`: `.backend` for an unavailable backend (or a bad
+    ///   `VMM_POLLER`), `.system` if the kernel objects cannot be created.
+    public init(backend: PollerBackend? = nil) throws(PrimitiveCreationError) {
+        let chosen: PollerBackend
+        do throws(BackendSelectionError) {
+            if let backend { chosen = backend } else { chosen = try Poller.defaultBackend }
+            try chosen.checkAvailable()
+        } catch { throw .backend(error) }
         self.backend = chosen
-        switch chosen {
-        case .epoll: implementation = try makeEpollPoller()
-        case .kqueue: implementation = try makeKqueuePoller()
-        case .poll: implementation = try PollPoller()
-        }
+        do throws(SystemCallError) {
+            switch chosen {
+            case .epoll: implementation = try makeEpollPoller()
+            case .kqueue: implementation = try makeKqueuePoller()
+            case .poll: implementation = try PollPoller()
+            }
+        } catch { throw .system(error) }
     }
 
     /// Starts watching `fd` for `interest`, reported with `token`.
@@ -155,8 +160,10 @@ public final class Poller: @unchecked Sendable {
     /// and fills `events` with at most `events.capacity` reports. Allocates nothing (the poll
     /// backend allocates only when the registration set has grown since its last wait).
     ///
-    /// - Parameter timeout: `nil` waits forever; durations are rounded up to whole milliseconds
-    ///   (epoll, poll) or nanoseconds (kqueue); negative means do not block.
+    /// - Parameters:
+    ///   - events: the caller's buffer, emptied and then filled with this wait's reports.
+    ///   - timeout: `nil` waits forever; durations are rounded up to whole milliseconds
+    ///     (epoll, poll) or nanoseconds (kqueue); negative means do not block.
     /// - Returns: the number of events, also in `events.count`. 0 after a timeout, a `wake()`, an
     ///   interrupting signal (EINTR is not retried: the caller's loop decides), or (epoll, kqueue)
     ///   when every report was filtered as stale.

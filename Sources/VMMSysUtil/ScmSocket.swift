@@ -215,7 +215,7 @@ public final class ScmSocket: @unchecked Sendable {
 
     /// One `recvmsg`: bytes into `buffer`, descriptors appended to `fds` (at most `limit` in `fds`
     /// in all). Returns the byte count (> 0).
-    private func receiveOnce(
+    func receiveOnce(
         into buffer: UnsafeMutableRawBufferPointer, limit: Int, appendingTo fds: inout ReceivedFileDescriptors
     ) throws(ScmSocketError) -> Int {
         guard let base = buffer.baseAddress, buffer.count > 0 else {

@@ -1,3 +1,5 @@
+import VMMSysUtil
+
 /// Where a device keeps the current back-end channel: set from
 /// `VhostUserDevice.backendChannelChanged(_:)` on the control thread, used from any thread (a
 /// signal thread, an I/O thread).

@@ -1,11 +1,12 @@
-#if canImport(Glibc)
 import VhostUserProtocol
+#if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
 import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import VMMSysUtil
 
 /// A token bucket: at most `rate` grants per second on average, with bursts of at most `burst`
 /// (tokens accrue continuously up to `burst`). Used to cap a device's request rate (for example

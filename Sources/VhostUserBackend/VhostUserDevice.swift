@@ -21,6 +21,17 @@ import VMMSysUtil
 /// - Every other requirement is called on the connection's control thread while no worker is
 ///   inside a callback. Event sources are removed when their ring stops, on `RESET_DEVICE` and on
 ///   disconnect, before `reset()` is called, so `reset()` may close them.
+///
+/// Mutable device state: a device is a class shared by those threads (hence `Sendable`). State
+/// that only one ring's callbacks touch needs no lock; a `var` that two rings share, that
+/// `DeferredChain` completions on your own threads touch, or that your code reads from outside
+/// the callbacks (statistics, a test) needs one: guard it with a `ConditionLock` (VMMSysUtil) or
+/// `Synchronization.Mutex`, declare the class `@unchecked Sendable`, and say in a comment which
+/// lock guards what. Keep constant configuration in `let`s.
+///
+/// Errors: `process`, `handle` and `writeConfig` may throw any error (the framework logs it and
+/// breaks the ring or closes the connection); the README's "Errors" table lists what each module
+/// throws.
 public protocol VhostUserDevice: AnyObject, Sendable {
     /// The virtio device ID (for logs and `--print-capabilities`).
     var deviceType: VirtioDeviceType { get }
@@ -28,7 +39,7 @@ public protocol VhostUserDevice: AnyObject, Sendable {
     /// RING_PACKED to offer packed rings). The framework adds PROTOCOL_FEATURES, RING_EVENT_IDX
     /// and RING_INDIRECT_DESC itself. A transport bit the framework cannot serve (ACCESS_PLATFORM,
     /// IN_ORDER, ...) makes `VhostUserSession.init` throw `VhostUserError.unservableFeature`.
-    var deviceFeatures: UInt64 { get }
+    var deviceFeatures: VirtioFeatures { get }
     /// Protocol features the device needs beyond the framework's own (blk: `.config`). Default [].
     var requiredProtocolFeatures: ProtocolFeatures { get }
     /// Number of queues (answers `GET_QUEUE_NUM`; ring indices at or above it are refused).

@@ -187,8 +187,10 @@ public struct VhostUserQueue: ~Copyable {
     /// is unwatched. Sources are removed when the ring stops, on `RESET_DEVICE` and on
     /// disconnect (before `VhostUserDevice.reset()`, so the device may close them there).
     ///
-    /// - Parameter token: the device's name for the source, passed back in the event; unique
-    ///   per queue.
+    /// - Parameters:
+    ///   - descriptor: the device's descriptor to watch.
+    ///   - interest: the readiness to report (default: readable).
+    ///   - token: the device's name for the source, passed back in the event; unique per queue.
     /// - Throws: `VhostUserError.eventSource` if the poller refuses the fd or the token is in use.
     public mutating func watch(_ descriptor: Int32, interest: PollInterest = .readable, token: UInt64) throws(VhostUserError) {
         guard let worker else { throw .eventSource(index: index, "no worker (queue not being served)") }

@@ -6,6 +6,7 @@ import Musl
 import Darwin
 #endif
 import VhostUserBackend
+import VMMSysUtil
 
 /// SIGTERM and SIGINT as a clean stop: blocked in every thread, and received by one thread that
 /// waits for them (`sigwait`) and calls `VhostUserServer.stop()`, which a signal handler could not

@@ -31,7 +31,7 @@ extension VhostUserFrontend {
     public func startLogging() throws(FrontendError) -> FrontendDirtyLog {
         let negotiated = try requireNegotiated()
         try require(.logSharedMemory)
-        guard negotiated.offeredFeatures.contains(.logAll) else { throw .featuresRejected(status: 0) }
+        guard negotiated.offeredFeatures.contains(.logAll) else { throw .featuresRejected(status: []) }
         guard let guestMemory else { throw .noGuestMemory }
         let size = (DirtyLog.requiredSize(for: guestMemory) + 7) & ~7
         let memory: SharedMemory

@@ -89,9 +89,9 @@ extension VhostUserFrontend {
         result.features = acked
         negotiated = result
         if result.protocolFeatures.contains(.status) {
-            try setStatus(VirtioDeviceStatus.acknowledge | VirtioDeviceStatus.driver | VirtioDeviceStatus.featuresOK)
+            try setStatus([.acknowledge, .driver, .featuresOK])
             let status = try getStatus()
-            guard status & VirtioDeviceStatus.featuresOK != 0 else {
+            guard status.contains(.featuresOK) else {
                 throw .featuresRejected(status: status)
             }
         }
@@ -101,9 +101,9 @@ extension VhostUserFrontend {
     /// Sends `SET_STATUS` (STATUS negotiated).
     ///
     /// - Throws: `.notNegotiated(.status)`, or a transport/ack error.
-    public func setStatus(_ status: UInt8) throws(FrontendError) {
+    public func setStatus(_ status: VirtioDeviceStatus) throws(FrontendError) {
         try require(.status)
-        try sendAcknowledged(.setStatus(UInt64(status)))
+        try sendAcknowledged(.setStatus(UInt64(status.rawValue)))
         self.status = status
     }
 
@@ -111,14 +111,14 @@ extension VhostUserFrontend {
     ///
     /// - Throws: `.notNegotiated(.status)`, `.protocolViolation` if the reply has bits above 7 set
     ///   (reported as `reservedBits`), or a transport error.
-    public func getStatus() throws(FrontendError) -> UInt8 {
+    public func getStatus() throws(FrontendError) -> VirtioDeviceStatus {
         try require(.status)
         let value = try channel.requestU64(.getStatus)
         guard value <= 0xFF else {
             channel.poison()
             throw .protocolViolation(.reservedBits(request: .frontend(.getStatus), value: value))
         }
-        return UInt8(value)
+        return VirtioDeviceStatus(rawValue: UInt8(value))
     }
 
     /// With STATUS negotiated, adds DRIVER_OK to the status (after the queues are started, as a
@@ -127,7 +127,7 @@ extension VhostUserFrontend {
     /// - Throws: a transport or ack error.
     public func setDriverReady() throws(FrontendError) {
         guard try requireNegotiated().protocolFeatures.contains(.status) else { return }
-        try setStatus(status | VirtioDeviceStatus.driverOK)
+        try setStatus(status.union(.driverOK))
         driverReady = true
     }
 }

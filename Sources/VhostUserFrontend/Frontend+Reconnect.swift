@@ -57,7 +57,7 @@ extension VhostUserFrontend {
 
     /// Where the new back-end continues on `queue`.
     func resumeBase(of queue: FrontendQueue) throws(FrontendError) -> UInt32 {
-        if let packed = queue.packedDriver {
+        if case .packed(let packed) = queue.driver {
             guard packed.freeDescriptors == queue.size else { throw .packedRingBusy(index: queue.index) }
             // Nothing in flight: the next slot to fill and the next to complete coincide.
             let position = UInt32(packed.usedOffWrap)

@@ -4,7 +4,7 @@ import VMMSysUtil
 
 extension VhostUserFrontend {
     /// The `SET_VRING_BASE` value of a packed ring that starts fresh: slot 0 on both sides, both
-    /// wrap counters 1 (digest §3.3).
+    /// wrap counters 1 (the packed encoding of `SET_VRING_BASE` in the vhost-user specification).
     static let packedStartBase: UInt32 = 0x8000_8000
 
     /// Sets up ring `index` in guest memory at guest-physical `ringAddress` (64-byte aligned,
@@ -14,8 +14,12 @@ extension VhostUserFrontend {
     /// `SET_VRING_KICK` (each with a new notifier's fd) and, when PROTOCOL_FEATURES was acked,
     /// `SET_VRING_ENABLE` 1. The layout is packed iff RING_PACKED was negotiated.
     ///
-    /// - Parameter startIndex: split rings: the available/used index to start at (e.g. the base a
-    ///   previous `stopQueue` returned). Packed rings always start at slot 0.
+    /// - Parameters:
+    ///   - index: the ring's index (below the back-end's queue count).
+    ///   - size: the ring's size in descriptors (a power of two).
+    ///   - ringAddress: where the ring lives, in guest-physical addresses.
+    ///   - startIndex: split rings: the available/used index to start at (e.g. the base a
+    ///     previous `stopQueue` returned). Packed rings always start at slot 0.
     /// - Throws: `.negotiationState`, `.noGuestMemory`, `.queueIndexOutOfRange` (beyond
     ///   `GET_QUEUE_NUM`, or above 255), `.queueAlreadyStarted`, `.driverQueue` (size not 1-32768,
     ///   or not a power of two for split rings; placement outside memory or misaligned), notifier
@@ -69,7 +73,7 @@ extension VhostUserFrontend {
     /// forgotten (its index may be started again) but stays usable for reaping what completed.
     ///
     /// - Returns: the back-end's resume point (split: next available index in bits 0-15; packed:
-    ///   digest §3.3).
+    ///   the `SET_VRING_BASE` encoding of the vhost-user specification).
     /// - Throws: `.vringStateMismatch` if the reply names another ring, or a transport/ack error.
     @discardableResult
     public func stopQueue(_ queue: FrontendQueue) throws(FrontendError) -> UInt32 {

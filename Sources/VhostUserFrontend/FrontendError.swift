@@ -31,7 +31,7 @@ public enum FrontendError: Error, Hashable, Sendable, CustomStringConvertible {
     /// `negotiate` has not run yet (or ran already, for a second `negotiate`).
     case negotiationState(negotiated: Bool)
     /// With `STATUS` negotiated, the back-end cleared FEATURES_OK after `SET_FEATURES`.
-    case featuresRejected(status: UInt8)
+    case featuresRejected(status: VirtioDeviceStatus)
     /// The back-end supports fewer queues (`GET_QUEUE_NUM`) than the index asked for.
     case queueIndexOutOfRange(index: Int, queueCount: Int)
     /// The queue index is already started.
@@ -72,7 +72,7 @@ public enum FrontendError: Error, Hashable, Sendable, CustomStringConvertible {
         case .notNegotiated(let features): "protocol feature 0x\(String(features.rawValue, radix: 16)) not negotiated"
         case .negotiationState(let negotiated):
             negotiated ? "features were negotiated already" : "negotiate features first"
-        case .featuresRejected(let status): "back-end rejected the features (status 0x\(String(status, radix: 16)))"
+        case .featuresRejected(let status): "back-end rejected the features (status \(status))"
         case .queueIndexOutOfRange(let index, let count): "queue \(index) out of range: back-end has \(count)"
         case .queueAlreadyStarted(let index): "queue \(index) is already started"
         case .featuresChanged(let before, let after):
@@ -90,10 +90,10 @@ public enum FrontendError: Error, Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// Converts the untyped errors of `EventNotifier.init` into `FrontendError`.
-func frontendError(_ error: any Error) -> FrontendError {
-    if let error = error as? SystemCallError { return .system(error) }
-    if let error = error as? BackendSelectionError { return .backendSelection(error) }
-    // EventNotifier documents only these two; anything else is reported as a generic failure.
-    return .system(SystemCallError("eventfd", .invalidArgument))
+/// Converts the errors of `EventNotifier.init` into `FrontendError`.
+func frontendError(_ error: PrimitiveCreationError) -> FrontendError {
+    switch error {
+    case .system(let error): return .system(error)
+    case .backend(let error): return .backendSelection(error)
+    }
 }

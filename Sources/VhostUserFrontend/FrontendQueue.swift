@@ -18,6 +18,8 @@ public final class FrontendQueue: @unchecked Sendable {
     public let size: Int
     /// Whether the ring uses the packed layout (RING_PACKED negotiated).
     public let isPacked: Bool
+    /// The ring's layout (packed when RING_PACKED was negotiated).
+    public var layout: RingLayout { isPacked ? .packed : .split }
     /// Guest-physical addresses of the ring's three parts.
     public let addresses: RingAddresses
     /// The driver side, of the negotiated layout.
@@ -52,7 +54,7 @@ public final class FrontendQueue: @unchecked Sendable {
         } catch { throw .driverQueue(error) }
         tracksUsedEvent = !packedLayout && features.contains(.ringEventIndex)
         nextUsed = startIndex
-        do {
+        do throws(PrimitiveCreationError) {
             // Non-blocking read side, as QEMU makes its kick eventfds: the back-end consumes a kick
             // with one `read` after its poller reports it, instead of `poll` + `read`.
             kickNotifier = try EventNotifier(backend: nil, nonBlockingWait: true)
@@ -191,19 +193,12 @@ public final class FrontendQueue: @unchecked Sendable {
             return try errorNotifier.tryConsume()
         } catch { throw .system(error) }
     }
-
-    /// The driver side of the ring (for event-suppression control in tests and benchmarks).
-    public var driverRing: DriverRing { driver }
-    /// The split driver, or nil if the ring is packed.
-    public var splitDriver: DriverSplitQueue? { if case .split(let split) = driver { split } else { nil } }
-    /// The packed driver, or nil if the ring is split.
-    public var packedDriver: DriverPackedQueue? { if case .packed(let packed) = driver { packed } else { nil } }
 }
 
 /// The driver side of one ring: exactly one layout.
 ///
 /// Thread-safety: as the driver queues (one thread at a time).
-public enum DriverRing {
+enum DriverRing {
     case split(DriverSplitQueue)
     case packed(DriverPackedQueue)
 
@@ -235,7 +230,7 @@ public enum DriverRing {
     }
 
     /// See `DriverQueue.freeDescriptors`.
-    public var freeDescriptors: Int {
+    var freeDescriptors: Int {
         switch self {
         case .split(let split): split.freeDescriptors
         case .packed(let packed): packed.freeDescriptors

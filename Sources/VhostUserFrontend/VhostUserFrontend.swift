@@ -5,7 +5,8 @@ import VMMSysUtil
 /// The front-end (driver, VMM) side of a vhost-user connection: negotiates features with a
 /// back-end, shares guest memory with it, sets up virtqueues in that memory and drives them.
 ///
-/// Typical use, as QEMU does it (see the digest's §5.1):
+/// Typical use, in the order QEMU sends the requests (the vhost-user specification's
+/// "Communication" and "Starting and stopping rings" sections):
 /// ```swift
 /// let frontend = try VhostUserFrontend(connectingTo: path, timeout: .seconds(5))
 /// try frontend.negotiate(features: [.version1, .ringEventIndex], protocolFeatures: [.replyAck, .config])
@@ -48,13 +49,15 @@ public final class VhostUserFrontend: @unchecked Sendable {
     /// Started queues by index.
     var queues: [Int: FrontendQueue] = [:]
     /// The last status sent with `SET_STATUS`.
-    var status: UInt8 = 0
+    var status: VirtioDeviceStatus = []
     /// `setDriverReady` set DRIVER_OK; `reconnect` sets it again.
     var driverReady = false
 
     /// Connects to a back-end listening on the Unix socket at `path`.
     ///
-    /// - Parameter timeout: the longest wait for each reply; nil waits forever. Default 10 s.
+    /// - Parameters:
+    ///   - path: the back-end's socket.
+    ///   - timeout: the longest wait for each reply; nil waits forever. Default 10 s.
     /// - Throws: `FrontendError.socket` (e.g. `.system` with ENOENT or ECONNREFUSED).
     public convenience init(connectingTo path: String, timeout: Duration? = .seconds(10)) throws(FrontendError) {
         let socket: ScmSocket
@@ -68,7 +71,9 @@ public final class VhostUserFrontend: @unchecked Sendable {
     ///
     /// The socket is closed on `disconnect()`, on a transport or reply error, or when the frontend
     /// goes away, unless the caller keeps its own reference to it.
-    /// - Parameter timeout: the longest wait for each reply; nil waits forever.
+    /// - Parameters:
+    ///   - socket: the connection to the back-end.
+    ///   - timeout: the longest wait for each reply; nil waits forever.
     public init(socket: ScmSocket, timeout: Duration? = .seconds(10)) {
         channel = FrontendChannel(socket: socket, timeout: timeout)
     }

@@ -1,4 +1,5 @@
-/// A back-end → front-end request with its typed payload (digest table 2.2), without fds.
+/// A back-end → front-end request with its typed payload (the vhost-user specification's
+/// "Back-end message types"), without fds.
 ///
 /// `BackendChannelMessage` pairs it with the fds that arrived on the back-end channel.
 /// Thread-safety: a value type; freely shareable.

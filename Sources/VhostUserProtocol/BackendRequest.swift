@@ -35,7 +35,7 @@ public enum BackendRequest: UInt32, CaseIterable, Hashable, Sendable, CustomStri
         }
     }
 
-    /// The request payload sizes allowed (§2.2).
+    /// The request payload sizes allowed (the vhost-user specification's "Back-end message types").
     var requestShape: PayloadShape {
         switch self {
         case .iotlbMessage: .fixed(IOTLBMessage.wireSize)

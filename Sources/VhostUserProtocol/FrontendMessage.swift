@@ -1,6 +1,7 @@
 import Virtio
 
-/// A front-end → back-end request with its typed payload (digest table 2.1), without fds.
+/// A front-end → back-end request with its typed payload (the vhost-user specification's
+/// "Front-end message types"), without fds.
 ///
 /// `Message` pairs it with the fds that arrived; a front-end encodes it with
 /// `Message.encodeRequest` and passes its fds to the transport separately.

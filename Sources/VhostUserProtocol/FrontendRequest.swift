@@ -140,7 +140,8 @@ public enum FrontendRequest: UInt32, CaseIterable, Hashable, Sendable, CustomStr
         }
     }
 
-    /// The request payload sizes allowed (§2.1 and §3 of the digest).
+    /// The request payload sizes allowed (the vhost-user specification's "Front-end message
+    /// types" and the payload layouts of its "Message specification").
     var requestShape: PayloadShape {
         switch self {
         case .getFeatures, .setOwner, .resetOwner, .setLogFD, .getProtocolFeatures, .getQueueNum,
@@ -167,7 +168,8 @@ public enum FrontendRequest: UInt32, CaseIterable, Hashable, Sendable, CustomStr
         }
     }
 
-    /// The largest reply payload a back-end may send for this request: its own reply (§2.1) or a
+    /// The largest reply payload a back-end may send for this request: its own reply ("Front-end
+    /// message types") or a
     /// REPLY_ACK `u64`, whichever is larger. Exact sizes are checked by the `Reply` decoders.
     var replyLimit: Int {
         switch self {

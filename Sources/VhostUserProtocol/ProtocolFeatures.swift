@@ -1,4 +1,5 @@
-/// vhost-user protocol feature bits (`GET/SET_PROTOCOL_FEATURES`, digest §4.1, bits 0-19).
+/// vhost-user protocol feature bits (`GET/SET_PROTOCOL_FEATURES`, bits 0-19 of the vhost-user
+/// specification's "Protocol features" section).
 ///
 /// Only usable once `VirtioFeatures.protocolFeatures` (bit 30) was offered. Unknown bits are kept
 /// in `rawValue`; a back-end must never offer bits it does not implement.

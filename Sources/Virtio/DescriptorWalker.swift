@@ -6,8 +6,6 @@
 /// 16 and fully mapped, descriptor length non-zero, `addr + len` no overflow, buffer fully mapped.
 @usableFromInline
 struct DescriptorWalker {
-    enum Layout: UInt8 { case split, packed }
-
     let start: WalkStart
     /// Next ring index (split) or slot (packed) to read, while `directMore`.
     var index: UInt16

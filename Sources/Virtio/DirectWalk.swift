@@ -8,7 +8,7 @@ extension DescriptorWalker {
     ///   field of the last one (the packed buffer id).
     @inline(__always)
     static func summarizeDirect(
-        ring: UnsafeMutableRawPointer, first: UInt16, layout: Layout, queueSize size: Int,
+        ring: UnsafeMutableRawPointer, first: UInt16, layout: RingLayout, queueSize size: Int,
         regions table: RegionTable, cache: UnsafeMutablePointer<CachedBuffer>
     ) throws(VirtqueueError) -> (ChainSummary, UInt16, UInt16)? {
         var summary = ChainSummary()

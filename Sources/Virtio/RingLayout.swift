@@ -1,3 +1,12 @@
+/// The two virtqueue layouts (VIRTIO 1.2 §2.7 "Split Virtqueues", §2.8 "Packed Virtqueues"); packed
+/// is used when `VIRTIO_F_RING_PACKED` is negotiated.
+///
+/// Thread-safety: a value type.
+public enum RingLayout: String, Hashable, Sendable, CaseIterable {
+    case split
+    case packed
+}
+
 /// Descriptor flag bits shared by the split and packed layouts (little-endian `flags` field).
 enum DescriptorFlag {
     static let next: UInt16 = 1

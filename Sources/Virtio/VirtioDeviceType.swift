@@ -6,7 +6,7 @@ public struct VirtioDeviceType: RawRepresentable, Hashable, Sendable, CustomStri
     public let rawValue: UInt32
     public init(rawValue: UInt32) { self.rawValue = rawValue }
 
-    // The IDs of the VIRTIO spec's device-types table (digest §10.4).
+    // The device IDs of VIRTIO 1.2 §5 "Device Types".
 
     public static let network = VirtioDeviceType(rawValue: 1)
     public static let block = VirtioDeviceType(rawValue: 2)

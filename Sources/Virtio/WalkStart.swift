@@ -5,7 +5,7 @@ struct QueueContext {
     /// Split descriptor table or packed descriptor ring (16 × queueSize bytes, validated at configure).
     let ring: UnsafeMutableRawPointer
     let queueSize: UInt16
-    let layout: DescriptorWalker.Layout
+    let layout: RingLayout
     let indirectAllowed: Bool
 }
 
@@ -21,6 +21,6 @@ struct WalkStart {
     @inline(__always) var regions: RegionTable { context.pointee.regions }
     @inline(__always) var ring: UnsafeMutableRawPointer { context.pointee.ring }
     @inline(__always) var queueSize: UInt16 { context.pointee.queueSize }
-    @inline(__always) var layout: DescriptorWalker.Layout { context.pointee.layout }
+    @inline(__always) var layout: RingLayout { context.pointee.layout }
     @inline(__always) var indirectAllowed: Bool { context.pointee.indirectAllowed }
 }

@@ -1,14 +1,6 @@
-import CVMMPlatform
 import VMMSysUtil
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
-// Space management and device queries that differ per platform. Where a call does not exist the
+// Space management that not every platform or file system has: where a call does not exist the
 // method reports `false` and the caller writes zeroes instead.
 extension BlockBackingFile {
     /// Deallocates `[offset, offset + length)`; reads then return zeroes. False if unsupported here
@@ -17,11 +9,7 @@ extension BlockBackingFile {
     /// - Throws: `SystemCallError` for failures other than "not supported".
     func punchHole(offset: UInt64, length: UInt64) throws(SystemCallError) -> Bool {
         guard usesSpaceCalls else { return false }
-        #if os(Linux)
-        return try fallocate(VMM_FALLOC_FL_PUNCH_HOLE | VMM_FALLOC_FL_KEEP_SIZE, offset: offset, length: length)
-        #else
-        return false
-        #endif
+        return try FileSpace.punchHole(descriptor.rawValue, offset: offset, length: length)
     }
 
     /// Zeroes `[offset, offset + length)` without writing data (space stays allocated). False if
@@ -30,48 +18,6 @@ extension BlockBackingFile {
     /// - Throws: `SystemCallError` for failures other than "not supported".
     func zeroRange(offset: UInt64, length: UInt64) throws(SystemCallError) -> Bool {
         guard usesSpaceCalls else { return false }
-        #if os(Linux)
-        return try fallocate(VMM_FALLOC_FL_ZERO_RANGE | VMM_FALLOC_FL_KEEP_SIZE, offset: offset, length: length)
-        #else
-        return false
-        #endif
-    }
-
-    #if os(Linux)
-    private func fallocate(_ mode: Int32, offset: UInt64, length: UInt64) throws(SystemCallError) -> Bool {
-        guard length > 0 else { return true }
-        do {
-            _ = try systemCall("fallocate") {
-                vmm_fallocate(descriptor.rawValue, mode, Int64(offset), Int64(length))
-            }
-            return true
-        } catch {
-            // Not every file system (or kernel) implements every mode: let the caller fall back.
-            switch error.errno.rawValue {
-            case EOPNOTSUPP, ENOSYS, ENODEV: return false
-            default: throw error
-            }
-        }
-    }
-    #endif
-
-    /// A block device's logical block size, or 512 if it cannot be queried.
-    static func blockDeviceLogicalSize(_ fd: Int32) -> UInt32 {
-        #if os(Linux)
-        var size: Int32 = 0
-        guard vmm_block_logical_size(fd, &size) == 0, size >= 512, size & (size - 1) == 0 else { return 512 }
-        return UInt32(size)
-        #else
-        return 512
-        #endif
-    }
-
-    /// `fdatasync` where it exists (Darwin declares none; `fsync` is the portable equivalent).
-    static func dataSync(_ fd: Int32) -> Int32 {
-        #if canImport(Darwin)
-        return fsync(fd)
-        #else
-        return fdatasync(fd)
-        #endif
+        return try FileSpace.zeroRange(descriptor.rawValue, offset: offset, length: length)
     }
 }

@@ -79,7 +79,7 @@ public final class BlockBackingFile: @unchecked Sendable {
         isReadOnly = readOnly
         capacityWord = .allocate(capacity: 1)
         capacityWord.initialize(to: UInt64(max(0, end)) / UInt64(BlockProtocol.sectorSize))
-        logicalBlockSize = isBlockDevice ? Self.blockDeviceLogicalSize(file.rawValue) : 512
+        logicalBlockSize = isBlockDevice ? FileSpace.logicalBlockSize(ofBlockDevice: file.rawValue) ?? 512 : 512
         identifier = Self.identifier(device: UInt64(truncatingIfNeeded: status.st_dev),
                                      inode: UInt64(truncatingIfNeeded: status.st_ino))
         descriptor = file
@@ -138,6 +138,6 @@ public final class BlockBackingFile: @unchecked Sendable {
     ///
     /// - Throws: `SystemCallError`.
     func flush() throws(SystemCallError) {
-        _ = try systemCall("fdatasync") { Self.dataSync(descriptor.rawValue) }
+        try FileSpace.dataSync(descriptor.rawValue)
     }
 }

@@ -1,4 +1,4 @@
-/// virtio-blk feature bits (virtio spec 5.2.3), as bits of the 64-bit feature word.
+/// virtio-blk feature bits (VIRTIO 1.2 §5.2.3 "Feature bits"), as bits of the 64-bit feature word.
 ///
 /// Thread-safety: constants.
 public enum BlockFeature {

@@ -13,7 +13,7 @@ import VirtioBlock
 /// `reset` only while no worker is inside `process`.
 final class BlockDevice: VhostUserDaemonDevice, @unchecked Sendable {
     static let virtioDeviceType = VirtioDeviceType.block
-    let deviceFeatures: UInt64
+    let deviceFeatures: VirtioFeatures
     /// QEMU's vhost-user-blk front-end refuses a back-end without GET_CONFIG.
     var requiredProtocolFeatures: ProtocolFeatures { .config }
     let queueCount: Int
@@ -44,7 +44,7 @@ final class BlockDevice: VhostUserDaemonDevice, @unchecked Sendable {
                                                queueCount: UInt16(queueCount), segmentMax: segmentMax)
         self.configuration = configuration
         // Packed rings are served by the framework (and tracked in the inflight region).
-        deviceFeatures = configuration.features(readOnly: file.isReadOnly) | VirtioFeatures.ringPacked.rawValue
+        deviceFeatures = VirtioFeatures(rawValue: configuration.features(readOnly: file.isReadOnly)).union(.ringPacked)
         processors = (0..<queueCount).map { _ in BlockRequestProcessor(file: file, configuration: configuration) }
         heldChains = (0..<queueCount).map { _ in HeldChains(capacity: iopsLimit == nil ? 0 : queueSize) }
     }

@@ -5,7 +5,7 @@ import Virtio
 /// virtio-rng (entropy device, ID 4): one queue of device-writable buffers, filled with random bytes.
 final class EntropyDevice: VhostUserDaemonDevice {
     static let virtioDeviceType = VirtioDeviceType.entropy
-    let deviceFeatures = VirtioFeatures([.version1, .ringPacked]).rawValue
+    let deviceFeatures: VirtioFeatures = [.version1, .ringPacked]
     let queueCount = 1
     let maxQueueSize = 1024
     let configSize = 0

@@ -6,6 +6,8 @@ import Darwin
 import VMMSysUtil
 import VhostUserFrontend
 import Virtio
+import VirtioBlock
+import VirtioBlockDriver
 
 // vhost-user-soak: the front-end half of scripts/soak, against a vhost-user-blk daemon (the
 // subcommands are in SoakCommand.swift).
@@ -65,7 +67,7 @@ struct Session {
         guard let used = try queue.waitForUsed(timeout: .seconds(10)) else { fail("no completion within 10 s") }
         guard let slot = byID[used.id] else { fail("completion of unknown id \(used.id)") }
         let status = try slots[slot].status(in: memory)
-        guard status == VirtioBlockRequest.Status.ok else { fail("request status \(status)") }
+        guard status == BlockStatus.ok else { fail("request status \(status)") }
         return slot
     }
 }

@@ -13,7 +13,8 @@ import VMMSysUtil
 enum BlkBackendKind: String, CaseIterable {
     /// This package's `vhost-user-blk`, built beside vmm-bench.
     case ours
-    /// Debian's qemu-storage-daemon, started as /work/shared/peers/reference-blk.sh starts it.
+    /// Debian's qemu-storage-daemon, with the options QEMU's vhost-user-blk export documentation
+    /// uses (`--blockdev driver=file,... --export type=vhost-user-blk,...`).
     case qsd
 
     static let qsdPath = "/usr/bin/qemu-storage-daemon"
@@ -43,6 +44,7 @@ enum BlkBackendKind: String, CaseIterable {
 /// Thread-safety: owned by the benchmark's thread.
 final class BlkDaemon {
     let pid: pid_t
+    private let process: ChildProcess
     private var reaped = false
 
     /// Spawns `arguments` pinned to `cpu` (the child inherits this thread's affinity, which is
@@ -50,37 +52,15 @@ final class BlkDaemon {
     init(_ arguments: [String], socket: String, log: String, cpu: Int32?, restoreCPU: Int32?) throws {
         try pinCurrentThread(cpu)
         defer { try? pinCurrentThread(restoreCPU) }
-        #if os(Linux)
-        var actions = posix_spawn_file_actions_t()
-        var attributes = posix_spawnattr_t()
-        #else
-        var actions: posix_spawn_file_actions_t? = nil
-        var attributes: posix_spawnattr_t? = nil
-        #endif
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
         // Same process group as vmm-bench: Ctrl-C at the terminal stops the daemons too.
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
-        let argv = arguments.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var child: pid_t = 0
-        let rc = posix_spawn(&child, arguments[0], &actions, &attributes, argv, environ)
-        guard rc == 0 else { throw SystemCallError("posix_spawn", Errno(rawValue: rc)) }
-        pid = child
-        BlkCleanup.add(pid: child)
+        let child = try ChildProcess.spawn(arguments[0], arguments: Array(arguments.dropFirst()), outputPath: log)
+        process = child
+        pid = child.pid
+        BlkCleanup.add(pid: pid)
         for _ in 0..<200 {
             var info = stat()
             if stat(socket, &info) == 0 && info.st_mode & S_IFMT == S_IFSOCK { return }
-            var status: Int32 = 0
-            if waitpid(pid, &status, WNOHANG) == pid {
+            if (try? child.exitStatusIfExited()) != nil {
                 reaped = true
                 BlkCleanup.remove(pid: pid)
                 break
@@ -96,15 +76,7 @@ final class BlkDaemon {
         guard !reaped else { return }
         reaped = true
         defer { BlkCleanup.remove(pid: pid) }
-        kill(pid, SIGTERM)
-        var status: Int32 = 0
-        for _ in 0..<100 {
-            let result = waitpid(pid, &status, WNOHANG)
-            if result == pid || (result == -1 && errno == ECHILD) { return }
-            usleep(50_000)
-        }
-        kill(pid, SIGKILL)
-        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        process.terminate(with: SIGTERM, grace: .seconds(5))
     }
 
     deinit { stop() }

@@ -11,6 +11,8 @@ import VMMBenchCases
 import VMMSysUtil
 import VhostUserFrontend
 import Virtio
+import VirtioBlock
+import VirtioBlockDriver
 
 /// What one load case produced.
 struct BlkLoadResult {
@@ -129,7 +131,7 @@ final class BlkSession {
     /// One slice of a case: keeps `depth` random 4 KiB requests of `kind` in flight on each of the
     /// first `queueCount` queues, `warmup` ns unrecorded, then `duration` ns measured (added to the
     /// case's figures); then waits for what is left in flight.
-    func run(_ kind: VirtioBlockRequest.Kind, depth: Int, queueCount: Int, warmup: UInt64, duration: UInt64,
+    func run(_ kind: BlockRequestType, depth: Int, queueCount: Int, warmup: UInt64, duration: UInt64,
              seed: UInt64) throws {
         let active = min(queueCount, queues.count)
         let depth = min(max(depth, 1), Self.maxDepth)
@@ -178,7 +180,7 @@ final class BlkSession {
                     inFlight -= 1
                     reaped += 1
                     let status = try slots[q][s].status(in: memory)
-                    guard status == VirtioBlockRequest.Status.ok else {
+                    guard status == BlockStatus.ok else {
                         throw BlkLoadError(description: "request completed with status \(status)")
                     }
                     if recording && posting {

@@ -8,10 +8,10 @@ import Virtio
 @testable import VhostUserProtocol
 @testable import VhostUserBackend
 
-/// One class of bad input a hostile front-end can send (vhost-user spec: message header, feature
-/// negotiation, memory table, ring setup; VIRTIO 1.2 §2.7: ring contents), sent over a real
-/// socket. Each attack may first negotiate well-formed (so the bad message reaches the state it
-/// targets), then sends the bad input and returns the back-end's `Answer` to it; the caller
+/// One class of bad input a back-end must refuse (every field the vhost-user specification lets a
+/// front-end choose, and the ring contents VIRTIO 1.2 §2.7-§2.8 let a driver write), sent over a
+/// real socket. Each attack may first negotiate well-formed (so the bad message reaches the state
+/// it targets), then sends the bad input and returns the back-end's `Answer` to it; the caller
 /// checks it is a refusal, that the back-end stays up, leaks nothing, and serves the next front-end.
 enum HostileClass: String, CaseIterable, Sendable, CustomStringConvertible {
     // socket and message level

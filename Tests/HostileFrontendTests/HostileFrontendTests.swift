@@ -15,7 +15,7 @@ import Virtio
 /// writable byte becomes 0x5A.
 final class FillDevice: VhostUserDevice, @unchecked Sendable {
     let deviceType = VirtioDeviceType.entropy
-    let deviceFeatures = VirtioFeatures.version1.rawValue
+    let deviceFeatures: VirtioFeatures = .version1
     let queueCount = 1
     let maxQueueSize = 1024
     let configSize = 8

@@ -203,7 +203,7 @@ import Darwin
                 #expect(try EventNotifierBackend.named(backend.rawValue) == backend)
             } else {
                 #expect(throws: BackendSelectionError.self) { try EventNotifierBackend.named(backend.rawValue) }
-                #expect(throws: BackendSelectionError.self) { try EventNotifier(backend: backend) }
+                #expect(throws: PrimitiveCreationError.self) { try EventNotifier(backend: backend) }
             }
         }
         #expect(EventNotifierBackend.native.isAvailable)

@@ -376,7 +376,8 @@ private let bound: Duration = .seconds(10)
         #expect(try PollerBackend.named("poll", source: "VMM_POLLER") == .poll)
         #expect(throws: BackendSelectionError.self) { try PollerBackend.named("select", source: "VMM_POLLER") }
         for backend in PollerBackend.allCases where !backend.isAvailable {
-            #expect(throws: BackendSelectionError.self) { try Poller(backend: backend) }
+            let refusal = PrimitiveCreationError.backend(PollerBackend.selectionError(source: "initialiser", requested: backend.rawValue))
+            #expect(throws: refusal) { try Poller(backend: backend) }
         }
         #expect(PollerBackend.native.isAvailable)
         #if os(Linux) && !VMM_LIBKQUEUE
@@ -432,7 +433,7 @@ private let bound: Duration = .seconds(10)
 
 /// Tokens seen by a waiter thread, read by the test thread.
 private final class TokenLog: @unchecked Sendable {
-    private let mutex = PthreadMutex()
+    private let mutex = ConditionLock()
     private var seen: [UInt64] = []
     func append(_ token: UInt64) { mutex.lock(); seen.append(token); mutex.unlock() }
     func contains(_ token: UInt64) -> Bool { mutex.lock(); defer { mutex.unlock() }; return seen.contains(token) }

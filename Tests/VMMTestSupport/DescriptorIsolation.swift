@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Testing
+import VMMSysUtil
 
 /// A trait for tests that count this process's descriptors (`openFileDescriptorCount`,
 /// `descriptorsLeaked`): each such test runs alone in a child process, so its count sees only its
@@ -35,6 +36,7 @@ public struct DescriptorIsolation: TestTrait, SuiteTrait, TestScoping {
             // A child runs only the test it was started for; anything else its filter matched runs in
             // its own child from the parent.
             guard child.testID == id else { return }
+            awaitMainThreadParked()
             settleForeignDescriptors(warmUp: true)
             try await function()
             settleForeignDescriptors(warmUp: false)
@@ -121,29 +123,15 @@ private func runIsolated(_ id: String, sourceLocation: SourceLocation) async thr
     }
     environment += ["\(IsolatedChild.testVariable)=\(id)", "\(IsolatedChild.markerVariable)=\(marker)"]
 
-    let outputFD = open(output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-    guard outputFD >= 0 else {
-        Issue.record("cannot create \(output): errno \(errno)", sourceLocation: sourceLocation)
+    let child: ChildProcess
+    do {
+        child = try ChildProcess.spawn(arguments[0], arguments: Array(arguments.dropFirst()), outputPath: output,
+                                       environment: environment)
+    } catch {
+        Issue.record("cannot start the isolated run of \(id): \(error)", sourceLocation: sourceLocation)
         return
     }
-    let argv = arguments.map { strdup($0) } + [nil]
-    let envp = environment.map { strdup($0) } + [nil]
-    defer {
-        argv.forEach { free($0) }
-        envp.forEach { free($0) }
-    }
-    var pid: pid_t = 0
-    let rc = withSpawnSetup(defaultSignals: [SIGTERM, SIGINT, SIGPIPE]) { actions, attributes in
-        posix_spawn_file_actions_adddup2(&actions, outputFD, 1)
-        posix_spawn_file_actions_adddup2(&actions, outputFD, 2)
-        return posix_spawn(&pid, arguments[0], &actions, &attributes, argv, envp)
-    }
-    close(outputFD)
-    guard rc == 0 else {
-        Issue.record("cannot start the isolated run of \(id): posix_spawn \(rc)", sourceLocation: sourceLocation)
-        return
-    }
-    let status = await waitForChild(pid, within: DescriptorIsolation.timeout)
+    let status = await waitForChild(child, within: DescriptorIsolation.timeout)
     let finished = access(marker, F_OK) == 0
     if status != 0 || !finished {
         let why = status == nil ? "did not finish within \(DescriptorIsolation.timeout) (killed)"
@@ -153,28 +141,20 @@ private func runIsolated(_ id: String, sourceLocation: SourceLocation) async thr
     }
 }
 
-/// Polls `pid` until it exits or `limit` passes (then kills it); the exit status, 128 + signal
-/// if it was killed by one, or nil on timeout.
-private func waitForChild(_ pid: pid_t, within limit: Duration) async -> Int32? {
+/// Polls `child` until it exits or `limit` passes (then kills it); its exit status (128 +
+/// signal if a signal ended it), or nil on timeout.
+private func waitForChild(_ child: ChildProcess, within limit: Duration) async -> Int32? {
     let deadline = ContinuousClock.now + limit
-    var status: Int32 = 0
-    while true {
-        let done = waitpid(pid, &status, WNOHANG)
-        if done == pid { return exitCode(fromWaitStatus: status) }
-        if done == -1 && errno != EINTR { return -1 }
-        if ContinuousClock.now > deadline {
-            kill(pid, SIGKILL)
-            while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
-            return nil
+    while ContinuousClock.now < deadline {
+        do {
+            if let status = try child.exitStatusIfExited() { return status.code }
+        } catch {
+            return -1
         }
         try? await Task.sleep(for: .milliseconds(5))
     }
-}
-
-/// The exit code of a `waitpid` status, or 128 + the signal that killed the process.
-func exitCode(fromWaitStatus status: Int32) -> Int32 {
-    if status & 0x7f == 0 { return (status >> 8) & 0xff }
-    return 128 + (status & 0x7f)
+    child.terminate(with: SIGKILL, grace: .zero)
+    return nil
 }
 
 private func currentEnvironment() -> [String] {
@@ -207,3 +187,38 @@ func currentExecutablePath() -> String? {
     return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 #endif
+
+/// Waits (bounded, 2 s) until the process's main thread is parked for good. Swift's async `main`
+/// queues the main task on the main queue (libdispatch gives that queue an eventfd) and hands the
+/// main thread to `dispatch_main`, whose thread-exit path disposes of that eventfd and then parks
+/// the thread in `rt_sigsuspend` forever. Tests run on other threads and may start before that,
+/// so under load the close could fall between a test's two counts. Linux only.
+func awaitMainThreadParked() {
+    #if os(Linux)
+    #if arch(x86_64)
+    let sigsuspend = 130  // rt_sigsuspend (<asm/unistd_64.h>; the macro does not import)
+    #elseif arch(arm64)
+    let sigsuspend = 133  // rt_sigsuspend (<asm-generic/unistd.h>)
+    #else
+    let sigsuspend = -1
+    #endif
+    let path = "/proc/self/task/\(getpid())/syscall"
+    for _ in 0..<2000 {
+        guard sigsuspend >= 0, let number = currentSyscall(path), number != sigsuspend else { return }
+        usleep(1000)
+    }
+    print("the main thread was not parked after 2 s: descriptor counts may see libdispatch's main-queue eventfd close")
+    #endif
+}
+
+/// The number of the system call a thread is blocked in (first field of /proc/.../syscall), or
+/// nil if it cannot be read.
+private func currentSyscall(_ path: String) -> Int? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var buffer = [UInt8](repeating: 0, count: 256)
+    let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+    guard n > 0 else { return nil }
+    return Int(String(decoding: buffer[0..<n].prefix { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\n") }, as: UTF8.self))
+}

@@ -14,7 +14,7 @@ import VhostUserFrontend
 /// Records the channel the session hands over.
 final class ChannelDevice: VhostUserDevice, @unchecked Sendable {
     let deviceType = VirtioDeviceType.block
-    let deviceFeatures = VirtioFeatures.version1.rawValue
+    let deviceFeatures: VirtioFeatures = .version1
     let queueCount = 1
     let maxQueueSize = 64
     let configSize = 8

@@ -9,7 +9,7 @@ import Virtio
 /// also watches a notifier (an event source) and pops one chain per signal.
 final class PostponingDevice: VhostUserDevice, @unchecked Sendable {
     let deviceType = VirtioDeviceType.entropy
-    let deviceFeatures: UInt64
+    let deviceFeatures: VirtioFeatures
     let queueCount = 1
     let maxQueueSize = 256
     let configSize = 0
@@ -21,7 +21,7 @@ final class PostponingDevice: VhostUserDevice, @unchecked Sendable {
 
     init(source: EventNotifier? = nil, packed: Bool = false) {
         self.source = source
-        deviceFeatures = VirtioFeatures.version1.rawValue | (packed ? VirtioFeatures.ringPacked.rawValue : 0)
+        deviceFeatures = packed ? [.version1, .ringPacked] : .version1
     }
 
     var startCount: Int { lock.withLock { starts } }

@@ -14,7 +14,7 @@ import Virtio
 /// the completion reaches the ring through the deferred-completion channel, not `complete`.
 final class DeferringDevice: VhostUserDevice, @unchecked Sendable {
     let deviceType = VirtioDeviceType.entropy
-    let deviceFeatures = VirtioFeatures.version1.rawValue
+    let deviceFeatures: VirtioFeatures = .version1
     let queueCount = 1
     let maxQueueSize = 256
     let configSize = 0

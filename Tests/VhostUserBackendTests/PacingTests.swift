@@ -15,7 +15,7 @@ import Virtio
 /// 30 s, then it records the failure), then completes the rest.
 final class HoldingDevice: VhostUserDevice, @unchecked Sendable {
     let deviceType = VirtioDeviceType.entropy
-    let deviceFeatures = VirtioFeatures.version1.rawValue
+    let deviceFeatures: VirtioFeatures = .version1
     let queueCount = 1
     let maxQueueSize = 256
     let configSize = 0

@@ -14,7 +14,7 @@ import Virtio
 /// be told to "crash" (pop some chains, complete one, throw) to leave requests in flight.
 final class PatternDevice: VhostUserDevice, @unchecked Sendable {
     let deviceType = VirtioDeviceType.entropy
-    let deviceFeatures: UInt64
+    let deviceFeatures: VirtioFeatures
     let queueCount: Int
     let maxQueueSize = 256
     let configSize: Int
@@ -27,7 +27,7 @@ final class PatternDevice: VhostUserDevice, @unchecked Sendable {
     struct Crash: Error {}
 
     init(queueCount: Int = 1, configSize: Int = 0, pattern: UInt8 = 0xA5, packed: Bool = false) {
-        deviceFeatures = VirtioFeatures.version1.rawValue | (packed ? VirtioFeatures.ringPacked.rawValue : 0)
+        deviceFeatures = packed ? [.version1, .ringPacked] : .version1
         self.queueCount = queueCount
         self.configSize = configSize
         self.pattern = pattern

@@ -2,7 +2,8 @@ import Testing
 import VhostUserProtocol
 import Virtio
 
-/// Feature bit numbers against the digest (§4.1, §4.2).
+/// Feature bit numbers against the vhost-user specification ("Protocol features") and VIRTIO 1.2
+/// §6 "Reserved Feature Bits".
 @Suite struct FeatureTests {
     @Test func protocolFeatureBits() {
         let bits: [(ProtocolFeatures, Int)] = [

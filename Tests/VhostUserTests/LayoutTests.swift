@@ -1,7 +1,8 @@
 import Testing
 import VhostUserProtocol
 
-/// Exact bytes of encoded messages against the layouts in the digest (§1.1, §3), built field by
+/// Exact bytes of encoded messages against the layouts of the vhost-user specification's "Message
+/// specification" (header and payloads), built field by
 /// field without the codec.
 @Suite struct LayoutTests {
     @Test func vringAddressIsTwelvePlusFortyBytesAtTheDocumentedOffsets() throws {

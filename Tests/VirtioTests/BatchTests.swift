@@ -6,7 +6,7 @@ import Virtio
     let buffer = [DriverBuffer(address: dataBase, length: 32, isWritable: true)]
 
     // Device queues are non-copyable (no tuples of them): the driver first, the device over its memory.
-    func queueDriver(_ layout: VringLoopbackBenchmark.Layout, _ features: VirtioFeatures) throws -> any DriverQueue {
+    func queueDriver(_ layout: RingLayout, _ features: VirtioFeatures) throws -> any DriverQueue {
         let memory = try standardMemory()
         switch layout {
         case .split: return try DriverSplitQueue(memory: memory, size: 8, addresses: standardAddresses(), features: features)
@@ -14,7 +14,7 @@ import Virtio
         }
     }
 
-    func queueDevice(_ layout: VringLoopbackBenchmark.Layout, _ driver: any DriverQueue,
+    func queueDevice(_ layout: RingLayout, _ driver: any DriverQueue,
                      _ features: VirtioFeatures) throws -> any DeviceQueue & ~Copyable {
         switch layout {
         case .split: return try SplitQueue(memory: driver.memory, size: 8, addresses: standardAddresses(), features: features)
@@ -22,8 +22,8 @@ import Virtio
         }
     }
 
-    @Test(arguments: VringLoopbackBenchmark.Layout.allCases)
-    func batchPopAndStagedPushPublishTogether(layout: VringLoopbackBenchmark.Layout) throws {
+    @Test(arguments: RingLayout.allCases)
+    func batchPopAndStagedPushPublishTogether(layout: RingLayout) throws {
         let driver = try queueDriver(layout, [])
         var device = try queueDevice(layout, driver, [])
         var ids: [UInt16] = []
@@ -44,8 +44,8 @@ import Virtio
         #expect(try device.pop(into: chains) == 0)
     }
 
-    @Test(arguments: VringLoopbackBenchmark.Layout.allCases)
-    func notifyOnEmpty(layout: VringLoopbackBenchmark.Layout) throws {
+    @Test(arguments: RingLayout.allCases)
+    func notifyOnEmpty(layout: RingLayout) throws {
         let driver = try queueDriver(layout, [.notifyOnEmpty])
         var device = try queueDevice(layout, driver, [.notifyOnEmpty])
         switch driver {

@@ -18,8 +18,8 @@ import VMMTestSupport
     static let regionD: UInt64 = 0x40_0000
     static let dataRegionSize = 0x2_0000
 
-    @Test(arguments: VringLoopbackBenchmark.Layout.allCases)
-    func edgesRoundTrip(layout: VringLoopbackBenchmark.Layout) async {
+    @Test(arguments: RingLayout.allCases)
+    func edgesRoundTrip(layout: RingLayout) async {
         await propertyCheck(
             count: 120,
             input: Gen.int(in: 1...2000).array(of: 1...4).array(of: 1...12), Gen.int(in: 0...40),
@@ -33,7 +33,7 @@ import VMMTestSupport
         }
     }
 
-    func roundTrip(layout: VringLoopbackBenchmark.Layout, lengths: [[Int]], warmUp: Int, seed: UInt64) throws {
+    func roundTrip(layout: RingLayout, lengths: [[Int]], warmUp: Int, seed: UInt64) throws {
         var random = SplitMix(seed: seed)
         let memory = try makeMemory([(memoryBase, 1 << 20), (Self.regionB, Self.dataRegionSize),
                                      (Self.regionC, Self.dataRegionSize), (Self.regionD, 0x1_0000)])

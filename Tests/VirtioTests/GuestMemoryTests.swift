@@ -64,8 +64,8 @@ import Virtio
         #expect(!memory.contains(guestPhysical: 0x2fff, length: 2))
     }
 
-    @Test(arguments: VringLoopbackBenchmark.Layout.allCases)
-    func chainBufferCrossingAdjacentRegions(layout: VringLoopbackBenchmark.Layout) throws {
+    @Test(arguments: RingLayout.allCases)
+    func chainBufferCrossingAdjacentRegions(layout: RingLayout) throws {
         // Rings in the first region; one buffer runs from the first region into the second, and the
         // indirect table (second pass) straddles the boundary between the second and the third.
         let memory = try makeMemory([(memoryBase, 0x10000), (memoryBase + 0x10000, 0x10000), (memoryBase + 0x20000, 0x1000)])
@@ -94,8 +94,8 @@ import Virtio
         }
     }
 
-    @Test(arguments: VringLoopbackBenchmark.Layout.allCases)
-    func chainBufferAcrossAGapIsRefused(layout: VringLoopbackBenchmark.Layout) throws {
+    @Test(arguments: RingLayout.allCases)
+    func chainBufferAcrossAGapIsRefused(layout: RingLayout) throws {
         let memory = try makeMemory([(memoryBase, 0x10000), (memoryBase + 0x11000, 0x10000)])
         var device = try makeDevice(layout, memory)
         let driver = try makeDriver(layout, memory)
@@ -106,7 +106,7 @@ import Virtio
         #expect(device.brokenReason == .bufferOutsideMemory(address: address, length: 300))
     }
 
-    func makeDevice(_ layout: VringLoopbackBenchmark.Layout, _ memory: GuestMemory) throws -> any DeviceQueue & ~Copyable {
+    func makeDevice(_ layout: RingLayout, _ memory: GuestMemory) throws -> any DeviceQueue & ~Copyable {
         let features: VirtioFeatures = [.ringIndirectDescriptors]
         switch layout {
         case .split: return try SplitQueue(memory: memory, size: 8, addresses: standardAddresses(), features: features)
@@ -114,7 +114,7 @@ import Virtio
         }
     }
 
-    func makeDriver(_ layout: VringLoopbackBenchmark.Layout, _ memory: GuestMemory) throws -> any DriverQueue {
+    func makeDriver(_ layout: RingLayout, _ memory: GuestMemory) throws -> any DriverQueue {
         let features: VirtioFeatures = [.ringIndirectDescriptors]
         switch layout {
         case .split: return try DriverSplitQueue(memory: memory, size: 8, addresses: standardAddresses(), features: features)

@@ -12,8 +12,8 @@ import VMMTestSupport
     ]
     static let lengths: [UInt32] = [0, 1, 16, 32, 48, 4096, 0xFFFF_FFFF, 17]
 
-    @Test(arguments: VringLoopbackBenchmark.Layout.allCases)
-    func randomRingsNeverEscapeMemory(layout: VringLoopbackBenchmark.Layout) async {
+    @Test(arguments: RingLayout.allCases)
+    func randomRingsNeverEscapeMemory(layout: RingLayout) async {
         // Address: one of the table's edges (0...8) or random (9...11, from the seed); length;
         // flags (bit 3, packed: available in this lap or not); next / id.
         let descriptor = zip(Gen.int(in: 0...11), Gen.int(in: 0...7), Gen.int(in: 0...15), Gen.int(in: 0...15))
@@ -27,7 +27,7 @@ import VMMTestSupport
         }
     }
 
-    func check(layout: VringLoopbackBenchmark.Layout, table: [(Int, Int, Int, Int)], heads: [Int], availIndex: UInt16,
+    func check(layout: RingLayout, table: [(Int, Int, Int, Int)], heads: [Int], availIndex: UInt16,
                seed: UInt64) throws {
         var random = SplitMix(seed: seed)
         let memory = try standardMemory()

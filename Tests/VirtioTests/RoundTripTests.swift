@@ -6,8 +6,8 @@ import Virtio
 @Suite struct RoundTripTests {
     static let features: VirtioFeatures = [.ringIndirectDescriptors, .ringEventIndex, .version1]
 
-    @Test(arguments: VringLoopbackBenchmark.Layout.allCases)
-    func randomChainsRoundTrip(layout: VringLoopbackBenchmark.Layout) async throws {
+    @Test(arguments: RingLayout.allCases)
+    func randomChainsRoundTrip(layout: RingLayout) async throws {
         await propertyCheck(
             count: 60,
             input: Gen.int(in: 1...3000).array(of: 1...8), Gen.int(in: 0...8), Gen.bool, Gen.int(in: 0...40)
@@ -22,7 +22,7 @@ import Virtio
         }
     }
 
-    func roundTrip(layout: VringLoopbackBenchmark.Layout, lengths: [Int], splitPoint: Int, indirect: Bool,
+    func roundTrip(layout: RingLayout, lengths: [Int], splitPoint: Int, indirect: Bool,
                    start: UInt16) throws {
         let memory = try standardMemory()
         let size = 16
@@ -95,21 +95,5 @@ import Virtio
             #expect(driver.freeDescriptors == size)
         }
         #expect(device.brokenReason == nil)
-    }
-}
-
-
-@Suite struct LoopbackBenchmarkTests {
-    @Test(arguments: VringLoopbackBenchmark.Layout.allCases, [1, 3])
-    func completesEveryRoundTrip(layout: VringLoopbackBenchmark.Layout, descriptors: Int) throws {
-        var bench = try VringLoopbackBenchmark(memory: try standardMemory(), layout: layout, descriptorsPerChain: descriptors)
-        try bench.runIterations(1000)   // four laps of a 256-entry ring
-        // Per chain: the buffers' bytes (64 per readable, 1 writable) plus 16 bytes read.
-        let perChain: UInt64 = descriptors == 1 ? 80 : 145
-        let expected: UInt64 = 1000 * perChain
-        #expect(bench.checksum == expected)
-        #expect(throws: VirtqueueError.invalidQueueSize(256)) {
-            _ = try VringLoopbackBenchmark(memory: try standardMemory(), layout: layout, descriptorsPerChain: 0)
-        }
     }
 }

@@ -10,7 +10,8 @@ public struct VringAddress: WirePayload {
     public struct Flags: OptionSet, Hashable, Sendable {
         public let rawValue: UInt32
         public init(rawValue: UInt32) { self.rawValue = rawValue }
-        /// `VHOST_VRING_F_LOG`: log writes to the used ring (§5.7).
+        /// `VHOST_VRING_F_LOG`: log writes to the used ring (the vhost-user specification's
+        /// "Migration" section).
         public static let log = Flags(rawValue: 0x1)
     }
 

@@ -8,7 +8,8 @@ public struct VringState: WirePayload {
 
     /// The ring index.
     public var index: UInt32
-    /// Queue size, ring base (§3.3), enable flag or endianness, per request.
+    /// Queue size, ring base (encoded as `SET_VRING_BASE` in the vhost-user specification
+    /// describes), enable flag or endianness, per request.
     public var num: UInt32
 
     /// Creates the payload from its fields.

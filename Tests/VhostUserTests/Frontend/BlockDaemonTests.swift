@@ -8,6 +8,8 @@ import VMMSysUtil
 import VMMTestSupport
 import VhostUserFrontend
 import Virtio
+import VirtioBlock
+import VirtioBlockDriver
 
 /// A vhost-user-blk back-end to run in its own process.
 enum BlockBackend: String, Sendable {
@@ -114,7 +116,7 @@ enum BlockBackend: String, Sendable {
                     let used = try #require(completion, "no completion within the bound")
                     let removed = pending.removeValue(forKey: used.id)
                     let slot = try #require(removed, "completion of unknown id \(used.id)")
-                    #expect(try slot.status(in: memory) == VirtioBlockRequest.Status.ok)
+                    #expect(try slot.status(in: memory) == BlockStatus.ok)
                 }
             }
 
@@ -210,12 +212,12 @@ extension BlockDaemonTests {
             let queue = try frontend.startQueue(index: 0, size: 64, ringAddress: 0)
             let slot = VirtioBlockRequest(at: 0x1_0000, dataLength: UInt32(Self.blockSize))
 
-            func run(_ kind: VirtioBlockRequest.Kind, sector: UInt64) throws {
+            func run(_ kind: BlockRequestType, sector: UInt64) throws {
                 let id = try slot.post(kind, sector: sector, on: queue, memory: memory)
                 try queue.kickIfNeeded()
                 let used = try #require(try queue.waitForUsed(timeout: Self.wait), "no completion within the bound")
                 #expect(used.id == id)
-                #expect(try slot.status(in: memory) == VirtioBlockRequest.Status.ok)
+                #expect(try slot.status(in: memory) == BlockStatus.ok)
             }
             func data() throws -> [UInt8] {
                 var bytes = [UInt8](repeating: 0, count: Self.blockSize)

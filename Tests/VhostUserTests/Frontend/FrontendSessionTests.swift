@@ -98,7 +98,7 @@ import Virtio
         _ = try session(override: { message in
             message.request == .getStatus ? .raw(replyBytes(to: .getStatus, .u64(0x3))) : nil
         }) { frontend in
-            #expect(throws: FrontendError.featuresRejected(status: 0x3)) {
+            #expect(throws: FrontendError.featuresRejected(status: [.acknowledge, .driver])) {
                 try frontend.negotiate(features: Self.wanted)
             }
         }

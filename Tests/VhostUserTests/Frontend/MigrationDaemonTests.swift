@@ -9,6 +9,8 @@ import VMMTestSupport
 import VhostUserFrontend
 import VhostUserProtocol
 import Virtio
+import VirtioBlock
+import VirtioBlockDriver
 
 /// What a migrating front-end sees of a block back-end in its own process: exactly which guest
 /// pages each request dirties (the front-end reads and clears the log), and the back-end channel
@@ -58,12 +60,12 @@ import Virtio
             let request = VirtioBlockRequest(at: 0x10E00, dataLength: 8192)
             #expect(request.dataAddress == 0x11000 && request.statusAddress == 0x13000)
 
-            func run(_ kind: VirtioBlockRequest.Kind) throws {
+            func run(_ kind: BlockRequestType) throws {
                 let id = try request.post(kind, sector: 8, on: queue, memory: memory)
                 try queue.kickIfNeeded()
                 let used = try #require(try queue.waitForUsed(timeout: Self.wait), "no completion within the bound")
                 #expect(used.id == id)
-                #expect(try request.status(in: memory) == VirtioBlockRequest.Status.ok)
+                #expect(try request.status(in: memory) == BlockStatus.ok)
             }
             let usedPage: UInt64 = 0
             try run(.write)

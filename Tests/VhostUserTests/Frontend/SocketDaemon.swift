@@ -12,11 +12,11 @@ struct SocketDaemon {
     static let timeoutPath = "/usr/bin/timeout"
 
     enum Failure: Error, CustomStringConvertible {
-        case spawn(Int32)
+        case spawn(SystemCallError)
         case noSocket(String)
         var description: String {
             switch self {
-            case .spawn(let code): "posix_spawn failed: errno \(code)"
+            case .spawn(let error): "spawn failed: \(error)"
             case .noSocket(let log): "the back-end did not create its socket; log: \(log)"
             }
         }
@@ -27,27 +27,19 @@ struct SocketDaemon {
     /// Runs `arguments` (the first is the executable's path) for at most 120 s, output to `log`;
     /// waits (at most 10 s) until a socket exists at `socket`.
     static func start(_ arguments: [String], socket: String, log: String) throws -> SocketDaemon {
-        let command = [timeoutPath, "--kill-after=5", "120"] + arguments
-        let argv = command.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
         // Its own process group, so `stop` reaches `timeout` and the daemon together (and nothing
         // else).
-        var pid: pid_t = 0
-        let rc = withSpawnSetup(defaultSignals: [SIGTERM, SIGINT, SIGHUP, SIGPIPE], newProcessGroup: true) {
-            actions, attributes in
-            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-            posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-            posix_spawn_file_actions_adddup2(&actions, 1, 2)
-            return posix_spawn(&pid, timeoutPath, &actions, &attributes, argv, environ)
-        }
-        guard rc == 0 else { throw Failure.spawn(rc) }
-        let daemon = SocketDaemon(pid: pid)
+        let child: ChildProcess
+        do {
+            child = try ChildProcess.spawn(timeoutPath, arguments: ["--kill-after=5", "120"] + arguments,
+                                           outputPath: log, newProcessGroup: true)
+        } catch { throw Failure.spawn(error) }
+        let daemon = SocketDaemon(pid: child.pid)
         for _ in 0..<200 {
             // Ready once it accepts: the socket file appears before listen(2). The probe
             // connection closes at once; the daemon serves the next front-end.
             if (try? ScmSocket.connect(path: socket)) != nil { return daemon }
-            var status: Int32 = 0
-            if waitpid(pid, &status, WNOHANG) == pid { break }
+            if (try? child.exitStatusIfExited()) != nil { break }
             usleep(50_000)
         }
         daemon.stop()
@@ -57,20 +49,13 @@ struct SocketDaemon {
     /// SIGTERM to the process group of our `timeout` and daemon, then reaps `timeout`; SIGKILL to
     /// the group after 5 s.
     func stop() {
-        kill(-pid, SIGTERM)
-        var status: Int32 = 0
-        for _ in 0..<100 {
-            let result = waitpid(pid, &status, WNOHANG)
-            if result == pid || (result == -1 && errno == ECHILD) { return }
-            usleep(50_000)
-        }
-        kill(-pid, SIGKILL)
-        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        ChildProcess(pid: pid).terminate(with: SIGTERM, grace: .seconds(5), group: true)
     }
 }
 
-/// Debian's qemu-storage-daemon (QEMU 7.2) serving an image as a vhost-user-blk export, started
-/// the way /work/shared/peers/reference-blk.sh starts it.
+/// Debian's qemu-storage-daemon (QEMU 7.2) serving an image as a vhost-user-blk export, with the
+/// options of QEMU's storage-daemon documentation (`--blockdev driver=file` and
+/// `--export type=vhost-user-blk`).
 enum StorageDaemon {
     static let path = "/usr/bin/qemu-storage-daemon"
     static var isInstalled: Bool { access(path, X_OK) == 0 && access(SocketDaemon.timeoutPath, X_OK) == 0 }
@@ -112,7 +97,7 @@ struct TemporaryDirectory {
             return mkdtemp(base)
         }
         guard let made else {
-            throw SocketDaemon.Failure.spawn(errno)
+            throw SocketDaemon.Failure.spawn(SystemCallError("mkdtemp", Errno.current))
         }
         path = String(cString: made)
     }

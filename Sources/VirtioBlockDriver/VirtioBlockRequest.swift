@@ -1,38 +1,25 @@
-import VhostUserProtocol
+import VhostUserFrontend
 import Virtio
+import VirtioBlock
 
-/// One virtio-blk request slot in guest memory, for front-end tests and benchmarks: the 16-byte
-/// request header, `dataLength` bytes of data, and the status byte, at fixed guest-physical
-/// addresses (header at `address`, data at `address + 512`, status right after the data).
+/// One virtio-blk request slot in guest memory, for a program that drives a virtio-blk back-end
+/// through `VhostUserFrontend` (tests, benchmarks, the soak tool): the 16-byte request header,
+/// `dataLength` bytes of data, and the status byte, at fixed guest-physical addresses (header at
+/// `address`, data at `address + 512`, status right after the data). Request types, status values
+/// and sizes are VirtioBlock's (`BlockRequestType`, `BlockStatus`, `BlockProtocol`).
 ///
 /// `post` writes the header, presets the status to 0xFF (so a request the device never completed
-/// is visible) and posts the chain the virtio-blk spec describes: header device-readable; data
-/// device-readable for writes, device-writable for reads and GET_ID; status device-writable.
+/// is visible) and posts the chain VIRTIO 1.2 §5.2.6 "Device Operation" describes: header
+/// device-readable; data device-writable for reads and GET_ID, device-readable otherwise (write,
+/// and the segments of discard and write-zeroes); no data for flush; status device-writable.
 /// It allocates nothing.
 ///
 /// Thread-safety: a value type; the memory it describes is driven by one queue's thread.
 public struct VirtioBlockRequest: Hashable, Sendable {
-    /// `VIRTIO_BLK_T_*` request types.
-    public enum Kind: UInt32, Sendable {
-        case read = 0
-        case write = 1
-        case flush = 4
-        case getID = 8
-    }
-
-    /// `VIRTIO_BLK_S_*` status values.
-    public enum Status {
-        public static let ok: UInt8 = 0
-        public static let ioError: UInt8 = 1
-        public static let unsupported: UInt8 = 2
-        /// What `post` presets: the device has not written a status.
-        public static let pending: UInt8 = 0xFF
-    }
-
-    /// Bytes in a sector, the unit of the header's `sector` field and of the config's capacity.
-    public static let sectorSize = 512
+    /// What `post` presets the status byte to: the device has not written a status.
+    public static let pending = BlockStatus(rawValue: 0xFF)
     /// Bytes from the header to the data (the 16-byte header padded to a sector).
-    static let dataOffset: UInt64 = 512
+    static let dataOffset = UInt64(BlockProtocol.sectorSize)
 
     public let headerAddress: UInt64
     public let dataAddress: UInt64
@@ -54,20 +41,21 @@ public struct VirtioBlockRequest: Hashable, Sendable {
     }
 
     /// Writes the header for `kind` at `sector`, presets the status and posts the chain on
-    /// `queue` (without kicking).
+    /// `queue` (without kicking). Discard and write-zeroes take their segments from the data area,
+    /// which the caller fills first.
     ///
     /// - Returns: the id `reap` reports for it.
     /// - Throws: `.guestMemory` if the slot is not inside `memory`, `.driverQueue` when the queue
     ///   is full.
     @discardableResult
-    public func post(_ kind: Kind, sector: UInt64, on queue: FrontendQueue, memory: GuestMemory)
+    public func post(_ kind: BlockRequestType, sector: UInt64, on queue: FrontendQueue, memory: GuestMemory)
         throws(FrontendError) -> UInt16
     {
         do {
             try memory.store(kind.rawValue, guestPhysical: headerAddress)
             try memory.store(UInt32(0), guestPhysical: headerAddress + 4)
             try memory.store(sector, guestPhysical: headerAddress + 8)
-            try memory.store(Status.pending, guestPhysical: statusAddress)
+            try memory.store(Self.pending.rawValue, guestPhysical: statusAddress)
         } catch { throw .guestMemory(error) }
         let header = DriverBuffer(address: headerAddress, length: 16, isWritable: false)
         let status = DriverBuffer(address: statusAddress, length: 1, isWritable: true)
@@ -77,11 +65,11 @@ public struct VirtioBlockRequest: Hashable, Sendable {
         case .flush:
             chain = (header, status, status)
             count = 2
-        case .write:
-            chain = (header, DriverBuffer(address: dataAddress, length: dataLength, isWritable: false), status)
-            count = 3
         case .read, .getID:
             chain = (header, DriverBuffer(address: dataAddress, length: dataLength, isWritable: true), status)
+            count = 3
+        default:
+            chain = (header, DriverBuffer(address: dataAddress, length: dataLength, isWritable: false), status)
             count = 3
         }
         return try withUnsafeMutablePointer(to: &chain) { (tuple) throws(FrontendError) -> UInt16 in
@@ -93,12 +81,12 @@ public struct VirtioBlockRequest: Hashable, Sendable {
         }
     }
 
-    /// The status byte the device wrote (`Status.pending` if it has not).
+    /// The status byte the device wrote (`pending` if it has not).
     ///
     /// - Throws: `.guestMemory` if the slot is not inside `memory`.
-    public func status(in memory: GuestMemory) throws(FrontendError) -> UInt8 {
+    public func status(in memory: GuestMemory) throws(FrontendError) -> BlockStatus {
         do {
-            return try memory.load(UInt8.self, guestPhysical: statusAddress)
+            return BlockStatus(rawValue: try memory.load(UInt8.self, guestPhysical: statusAddress))
         } catch { throw .guestMemory(error) }
     }
 }

@@ -1,18 +1,17 @@
+import Virtio
+
 /// A single-threaded driver/device loopback over one `GuestMemory`, for measuring the device-side
 /// hot path: per iteration the driver posts a chain, the device pops it, walks its buffers, reads
 /// 16 bytes from the readable part and pushes it, and the driver reaps the used entry.
 ///
+/// It uses only the public API of Virtio, as a back-end does.
+///
 /// Allocation-free after `init`. Non-copyable (it owns a device queue). Thread-safety: one thread.
-public struct VringLoopbackBenchmark: ~Copyable {
-    /// Which ring layout to exercise.
-    public enum Layout: String, Sendable, CaseIterable {
-        case split, packed
-    }
-
+struct VringLoopback: ~Copyable {
     /// The ring layout exercised.
-    public let layout: Layout
+    let layout: RingLayout
     /// Descriptors per chain (the last one device-writable when more than one).
-    public let descriptorsPerChain: Int
+    let descriptorsPerChain: Int
     enum Rings: ~Copyable {
         case split(SplitQueue, DriverSplitQueue)
         case packed(PackedQueue, DriverPackedQueue)
@@ -21,7 +20,7 @@ public struct VringLoopbackBenchmark: ~Copyable {
     var rings: Rings?
     let buffers: [DriverBuffer]
     /// Sum of bytes seen, so the work cannot be optimised away.
-    public private(set) var checksum: UInt64 = 0
+    private(set) var checksum: UInt64 = 0
 
     /// Lays out a queue of `queueSize` at the start of `memory`'s first region (which needs
     /// 16 × queueSize + 8 × queueSize + 64 KiB or so) and buffers after it.
@@ -29,9 +28,10 @@ public struct VringLoopbackBenchmark: ~Copyable {
     /// - Throws: `VirtqueueError` or `DriverQueueError` if the memory is too small;
     ///   `VirtqueueError.invalidQueueSize` also if `memory` has no region (or one above 2^62),
     ///   `descriptorsPerChain` is not in 1…16 or `queueSize` not in 1…32768.
-    public init(memory: GuestMemory, layout: Layout, descriptorsPerChain: Int, queueSize: Int = 256) throws {
+    init(memory: GuestMemory, layout: RingLayout, descriptorsPerChain: Int, queueSize: Int = 256) throws {
+        // 32768: the largest queue size either layout allows.
         guard let region = memory.regions.first, (1...16).contains(descriptorsPerChain),
-              (1...maximumQueueSize).contains(queueSize), region.guestPhysicalAddress < 1 << 62 else {
+              (1...32768).contains(queueSize), region.guestPhysicalAddress < 1 << 62 else {
             throw VirtqueueError.invalidQueueSize(queueSize)
         }
         let base = region.guestPhysicalAddress
@@ -64,7 +64,7 @@ public struct VringLoopbackBenchmark: ~Copyable {
     /// Runs `n` post → pop → walk → read 16 bytes → push → reap round trips.
     ///
     /// - Throws: whatever the queues throw (nothing, unless memory was corrupted externally).
-    public mutating func runIterations(_ n: Int) throws {
+    mutating func runIterations(_ n: Int) throws {
         let buffers = self.buffers
         let sum = checksum
         guard let taken = rings.take() else { return }
