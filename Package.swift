@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "VMMSystemInterop", targets: ["VMMSystemInterop"]),
         .executable(name: "vhost-user-rng", targets: ["vhost-user-rng"]),
         .executable(name: "vhost-user-blk", targets: ["vhost-user-blk"]),
+        .executable(name: "vhost-user-net", targets: ["vhost-user-net"]),
     ],
     dependencies: [
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
@@ -80,6 +81,9 @@ let package = Package(
         .executableTarget(name: "vmm-test-peer", dependencies: ["VMMSysUtil"], path: "Tests/vmm-test-peer"),
         // virtio-blk: request parsing and execution against a raw image file.
         .target(name: "VirtioBlock", dependencies: ["Virtio", "VMMSysUtil", "CVMMPlatform"]),
+        // virtio-net: headers, config space, control queue, receive filter, the packet paths, and
+        // the switch's learning table and frame queues.
+        .target(name: "VirtioNet", dependencies: ["Virtio", "VMMSysUtil", "CVMMPlatform"]),
         // The driver side of virtio-blk over VhostUserFrontend: request slots in guest memory.
         .target(name: "VirtioBlockDriver", dependencies: ["VirtioBlock", "VhostUserFrontend", "Virtio"]),
         // The virtio-blk vhost-user back-end program.
@@ -91,6 +95,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The virtio-net vhost-user back-end program: TAP, switch, sink and source ports.
+        .executableTarget(
+            name: "vhost-user-net",
+            dependencies: ["VhostUserDaemon", "VhostUserProtocol", "VhostUserBackend", "Virtio", "VirtioNet", "VMMSysUtil", "CVMMPlatform",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Logging", package: "swift-log")]
+        ),
         // The front-end half of scripts/soak (connect/disconnect cycles and killed writers).
         .executableTarget(
             name: "vhost-user-soak",
@@ -101,7 +112,7 @@ let package = Package(
         ),
         // Benchmarks: each case and its raw-syscall twin, written once, run by vmm-bench and by
         // package-benchmark (`swift package benchmark`).
-        .target(name: "VMMBenchCases", dependencies: ["VMMSysUtil", "Virtio", "CVMMPlatform"]),
+        .target(name: "VMMBenchCases", dependencies: ["VMMSysUtil", "Virtio", "VirtioNet", "CVMMPlatform"]),
         .executableTarget(
             name: "vmm-bench",
             dependencies: [
@@ -131,6 +142,7 @@ let package = Package(
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),
+        .testTarget(name: "VirtioNetTests", dependencies: ["VirtioNet", "Virtio", "VMMSysUtil", "VMMTestSupport"]),
         .testTarget(name: "VirtioBlockTests", dependencies: ["VirtioBlock", "Virtio", "VMMSysUtil", "CVMMPlatform", "VMMTestSupport"]),
         .testTarget(
             name: "VhostUserBlockTests",
@@ -139,13 +151,14 @@ let package = Package(
         // The daemons are dependencies so the front-end tests can run them in their own processes.
         .testTarget(
             name: "VhostUserTests",
-            dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VirtioBlock", "VirtioBlockDriver", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng", "vhost-user-blk", "vhost-user-console"]
+            dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VirtioBlock", "VirtioBlockDriver", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng", "vhost-user-blk", "vhost-user-console",
+                           "VirtioNet", "vhost-user-net"]
         ),
         .testTarget(
             name: "HostileFrontendTests",
             dependencies: [
                 "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng", "vhost-user-blk",
-                .product(name: "Logging", package: "swift-log"),
+                "vhost-user-net", .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // Written as a package user would: imports only the public library products (no test

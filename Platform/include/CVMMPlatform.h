@@ -201,6 +201,42 @@ static inline void vmm_fence_seq_cst(void) { __atomic_thread_fence(__ATOMIC_SEQ_
 static inline void vmm_fence_acquire(void) { __atomic_thread_fence(__ATOMIC_ACQUIRE); }
 static inline void vmm_fence_release(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }
 
+// ---- Statistics counters shared by threads of this process (relaxed: totals, no ordering).
+static inline void vmm_add_relaxed_u64(void *_Nonnull p, uint64_t v) {
+    __atomic_fetch_add((uint64_t *)p, v, __ATOMIC_RELAXED);
+}
+static inline uint64_t vmm_load_relaxed_u64(const void *_Nonnull p) {
+    return __atomic_load_n((const uint64_t *)p, __ATOMIC_RELAXED);
+}
+
+// ---- TAP devices (Linux tun/tap): the ioctls are function-like macros and take struct ifreq.
+#if defined(__linux__)
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <string.h>
+/// TUNSETIFF: attaches `fd` (/dev/net/tun) to tap NAME with `flags` (IFF_TAP|IFF_NO_PI|...),
+/// creating it if needed. Returns 0 or -1 (errno).
+static inline int vmm_tap_set_interface(int fd, const char *_Nonnull name, int flags) {
+    struct ifreq request;
+    memset(&request, 0, sizeof request);
+    if (strlen(name) >= IFNAMSIZ) { errno = ENAMETOOLONG; return -1; }
+    strncpy(request.ifr_name, name, IFNAMSIZ - 1);
+    request.ifr_flags = (short)flags;
+    return ioctl(fd, TUNSETIFF, &request);
+}
+/// TUNSETVNETHDRSZ: the virtio-net header size before each frame.
+static inline int vmm_tap_set_vnet_header_size(int fd, int size) { return ioctl(fd, TUNSETVNETHDRSZ, &size); }
+/// TUNSETOFFLOAD: the offloads (TUN_F_*) the kernel may hand us on read.
+static inline int vmm_tap_set_offload(int fd, unsigned int offloads) { return ioctl(fd, TUNSETOFFLOAD, (unsigned long)offloads); }
+/// TUNSETQUEUE with IFF_ATTACH_QUEUE (attach != 0) or IFF_DETACH_QUEUE: steer frames to this queue or not.
+static inline int vmm_tap_set_queue_attached(int fd, int attach) {
+    struct ifreq request;
+    memset(&request, 0, sizeof request);
+    request.ifr_flags = (short)(attach ? IFF_ATTACH_QUEUE : IFF_DETACH_QUEUE);
+    return ioctl(fd, TUNSETQUEUE, &request);
+}
+#endif
+
 // ---- Atomics on the back-end's own memory shared between threads (deferred completions).
 static inline uint64_t vmm_load_acquire_u64(const void *_Nonnull p) {
     return __atomic_load_n((const uint64_t *)p, __ATOMIC_ACQUIRE);

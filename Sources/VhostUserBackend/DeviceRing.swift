@@ -5,36 +5,42 @@ import Virtio
 /// The layout is fixed when the ring starts (`VIRTIO_F_RING_PACKED` acked or not), so each
 /// operation is one predictable branch, then the layout's own inlined code: no dynamic dispatch
 /// on the per-chain path. Non-copyable, so a ring has one owner and its in-flight bookkeeping one
-/// writer; an operation moves the layout out and back in (no reference counting on the way).
+/// writer. The layout is held in place (an optional per layout, exactly one set) rather than as an
+/// enum payload: an enum's payload can only be changed by moving it out and back in, which copies
+/// the whole queue (and retains and releases its references) on every pop and completion, the
+/// largest cost of the poll-mode profile before; an optional's is mutated where it lies.
 ///
 /// Thread-safety: not shared; moved between the control thread and the worker only under the
 /// worker's park handshake.
-enum DeviceRing: ~Copyable {
-    case split(SplitQueue)
-    case packed(PackedQueue)
+struct DeviceRing: ~Copyable {
+    private var splitRing: SplitQueue?
+    private var packedRing: PackedQueue?
+
+    /// A split ring.
+    static func split(_ ring: consuming SplitQueue) -> DeviceRing { DeviceRing(splitRing: ring, packedRing: nil) }
+    /// A packed ring.
+    static func packed(_ ring: consuming PackedQueue) -> DeviceRing { DeviceRing(splitRing: nil, packedRing: ring) }
 
     /// Runs `split` or `packed` on the ring in place.
     @inline(__always)
     mutating func apply<R, E: Error>(_ split: (inout SplitQueue) throws(E) -> R,
                                      _ packed: (inout PackedQueue) throws(E) -> R) throws(E) -> R {
-        switch consume self {
-        case .split(var ring):
-            let result = Result { () throws(E) in try split(&ring) }
-            self = .split(ring)
-            return try result.get()
-        case .packed(var ring):
-            let result = Result { () throws(E) in try packed(&ring) }
-            self = .packed(ring)
-            return try result.get()
-        }
+        // Exactly one is set (the initialisers are the only writers of the optionals themselves).
+        if splitRing != nil { return try split(&splitRing!) }
+        return try packed(&packedRing!)
     }
 
     /// Reads a property of either layout.
     @inline(__always)
     func read<R>(_ split: (borrowing SplitQueue) -> R, _ packed: (borrowing PackedQueue) -> R) -> R {
-        switch self {
-        case .split(let ring): split(ring)
-        case .packed(let ring): packed(ring)
+        switch splitRing {
+        case .some(let ring): return split(ring)
+        case .none: break
+        }
+        switch packedRing {
+        case .some(let ring): return packed(ring)
+        // Unreachable: `split(_:)` and `packed(_:)`, the only initialisers, set exactly one.
+        case .none: fatalError("DeviceRing without a ring")
         }
     }
 

@@ -39,6 +39,8 @@ final class QueueWorker: @unchecked Sendable {
     private let completionPoller: Poller
     private var completionEvents = PollEvents(capacity: 1)
     private let completionTimeout: Duration
+    /// Poll mode (`VhostUserSessionOptions.pollTime`); `.zero`: off.
+    private let pollTime: Duration
     private let state = ConditionLock()
     // Guarded by `state`.
     private var command = Command.pause
@@ -57,8 +59,10 @@ final class QueueWorker: @unchecked Sendable {
     /// Creates a parked worker for `rings` and starts its thread.
     ///
     /// - Throws: `VhostUserError.worker` if the poller, notifier or thread cannot be created.
-    init(rings: [Vring], device: any VhostUserDevice, completionTimeout: Duration, logger: Logger) throws(VhostUserError) {
+    init(rings: [Vring], device: any VhostUserDevice, completionTimeout: Duration, pollTime: Duration = .zero,
+         logger: Logger) throws(VhostUserError) {
         self.rings = rings
+        self.pollTime = pollTime
         self.device = device
         self.logger = logger
         self.completionTimeout = completionTimeout
@@ -161,16 +165,21 @@ final class QueueWorker: @unchecked Sendable {
 
     private func run() {
         var events = PollEvents(capacity: rings.count + 16)
+        let clock = ContinuousClock()
+        // While set, the worker is in a poll window (see `pollRound`) that ends at this instant.
+        var pollingUntil: ContinuousClock.Instant?
         while true {
             let current = state.withLock { command }
             if current != .run {
+                pollingUntil = nil
                 guard park() else { break }
                 continue
             }
             let polling = rings.contains { $0.isPolled && $0.enabled && !$0.broken }
             let count: Int
             do {
-                count = try poller.wait(into: &events, timeout: polling ? .milliseconds(1) : nil)
+                let timeout: Duration? = pollingUntil != nil ? .zero : polling ? .milliseconds(1) : nil
+                count = try poller.wait(into: &events, timeout: timeout)
             } catch {
                 logger.error("queue worker: poller wait failed: \(error)")
                 state.withLock { command = .pause }
@@ -182,7 +191,56 @@ final class QueueWorker: @unchecked Sendable {
             if polling {
                 for ring in rings where ring.isPolled { serve(ring, .kick) }
             }
+            if pollTime > .zero {
+                let busy = pollRound() || count > 0
+                let now = clock.now
+                if busy {
+                    pollingUntil = now + pollTime
+                } else if let until = pollingUntil, now >= until {
+                    // Idle for a whole window: notifications back on (each ring re-checked once
+                    // by a normal serve), then sleep on the poller.
+                    pollingUntil = nil
+                    for ring in rings { serve(ring, .kick) }
+                }
+            }
         }
+    }
+
+    // MARK: poll mode
+
+    /// `process` calls per ring between two looks at the poller (and the clock) in poll mode:
+    /// each look is a system call, which would otherwise cost more than an empty poll.
+    private static let spinsPerRound = 64
+
+    /// Serves every started ring `spinsPerRound` times with available-buffer notifications off
+    /// (the driver need not kick while the worker polls), publishing and signalling after each
+    /// call that completed something. Returns whether any ring published a used entry.
+    private func pollRound() -> Bool {
+        var busy = false
+        for ring in rings where ring.isStarted && ring.enabled && !ring.broken {
+            guard var queue = ring.queue.take() else { continue }
+            queue.worker = self
+            queue.call = ring.call
+            do {
+                try announceStart(ring, &queue)
+                queue.ring.disableNotifications()
+                for _ in 0..<Self.spinsPerRound {
+                    try device.process(&queue)
+                    _ = try queue.drainCompletions()
+                    guard queue.staged > 0 else { continue }
+                    queue.flush()
+                    queue.signalIfNeeded()
+                    busy = true
+                }
+            } catch {
+                queue.flush()
+                markBroken(ring, error)
+            }
+            queue.worker = nil
+            queue.call = nil
+            ring.queue = consume queue
+        }
+        return busy
     }
 
     private func dispatch(_ event: PollEvent) {

@@ -36,6 +36,11 @@ public struct VhostUserSessionOptions: Sendable {
     /// refuses their completions. Default 3 s (a disk request slower than that is stuck); the
     /// front-end's request waits that long at most. Clamped to 0...60 s.
     public var completionTimeout: Duration
+    /// Poll mode: after serving its rings, a worker keeps serving them (available-buffer
+    /// notifications off, its poller checked without blocking) until nothing has moved for this
+    /// long, and only then enables notifications and sleeps. `.zero` (default): sleep at once.
+    /// Trades a CPU for the kick and wake-up costs, as a DPDK poll-mode driver does.
+    public var pollTime: Duration = .zero
 
     /// - Parameters: see the properties; values are clamped into their ranges.
     public init(queuesPerThread: Int = 1, maxMemorySlots: Int = 32, maxThreads: Int? = nil,
@@ -160,7 +165,7 @@ public final class VhostUserSession {
             let group = Array(rings[start..<min(start + perThread, rings.count)])
             do {
                 let worker = try QueueWorker(rings: group, device: device, completionTimeout: options.completionTimeout,
-                                             logger: logger)
+                                             pollTime: options.pollTime, logger: logger)
                 workers.append(worker)
                 workerOfRing += Array(repeating: worker, count: group.count)
             } catch {

@@ -28,6 +28,40 @@ public enum VhostUserDaemonError: Error, Sendable, CustomStringConvertible {
 /// Serves on the socket the options name, until the server is stopped (or, for a connected
 /// `--fd`, until that connection ends).
 enum DaemonServing {
+    /// `servers[i]` on `options.socketPaths[i]`: the last on this thread, the others on threads of
+    /// their own (joined before returning); or `servers[0]` on `--fd`.
+    static func serve(_ servers: [VhostUserServer], _ options: VhostUserDaemonOptions) throws(VhostUserDaemonError) {
+        let paths = options.socketPaths
+        guard paths.count > 1 else { return try serve(servers[0], options) }
+        let failures = PortFailures()
+        var threads: [JoinableThread] = []
+        for (server, path) in zip(servers, paths).dropLast() {
+            do {
+                threads.append(try JoinableThread {
+                    do {
+                        try server.run(socketPath: path, mode: 0o600, allowedUIDs: options.allowedSet)
+                    } catch {
+                        failures.record("cannot serve on \(path): \(error)")
+                        // One port down takes the program down: stop the others.
+                        for other in servers { other.stop() }
+                    }
+                })
+            } catch {
+                throw .socket("cannot start a thread for \(path): \(error)")
+            }
+        }
+        var last: VhostUserDaemonError?
+        do {
+            try serve(servers[paths.count - 1], options)
+        } catch {
+            last = error
+            for other in servers { other.stop() }
+        }
+        for thread in threads { thread.join() }
+        if let last { throw last }
+        if let message = failures.first { throw .socket(message) }
+    }
+
     static func serve(_ server: VhostUserServer, _ options: VhostUserDaemonOptions) throws(VhostUserDaemonError) {
         if let path = options.socketPath {
             do {
@@ -80,4 +114,15 @@ enum DaemonServing {
         }
         return listening != 0
     }
+}
+
+/// The first failure of a port's thread.
+///
+/// Thread-safety: any thread (a mutex).
+final class PortFailures: @unchecked Sendable {
+    private let mutex = PthreadMutex()
+    private var message: String?
+
+    func record(_ text: String) { mutex.withLock { if message == nil { message = text } } }
+    var first: String? { mutex.withLock { message } }
 }

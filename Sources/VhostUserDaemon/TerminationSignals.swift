@@ -30,10 +30,10 @@ struct TerminationSignals {
         return TerminationSignals()
     }
 
-    /// Starts the thread that stops `server` on the first signal and exits on the second.
+    /// Starts the thread that stops `servers` on the first signal and exits on the second.
     ///
     /// - Throws: `VhostUserDaemonError.signals` if the thread cannot be created.
-    func stopOnSignal(_ server: VhostUserServer) throws(VhostUserDaemonError) {
+    func stopOnSignal(_ servers: [VhostUserServer]) throws(VhostUserDaemonError) {
         do {
             // Never joined: it lives until the process exits.
             _ = try JoinableThread {
@@ -41,8 +41,8 @@ struct TerminationSignals {
                 var received: Int32 = 0
                 // sigwait fails only for an invalid set; loop rather than stop listening.
                 while sigwait(&set, &received) != 0 {}
-                server.logger.info("signal \(received): stopping")
-                server.stop()
+                servers.first?.logger.info("signal \(received): stopping")
+                for server in servers { server.stop() }
                 while sigwait(&set, &received) != 0 {}
                 _exit(0)
             }

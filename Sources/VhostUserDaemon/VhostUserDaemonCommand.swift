@@ -64,12 +64,19 @@ public protocol VhostUserDaemonCommand: ParsableCommand {
 
     /// Builds the device from the parsed options; throw to exit 1 with the error's description.
     func makeDevice() throws -> Device
+
+    /// The devices to serve, one per `--socket-path` in order (or one for `--fd`). Default:
+    /// `[makeDevice()]`, so a repeated `--socket-path` is refused. A program whose device is a set
+    /// of ports (a switch) returns one per socket; each is served on its own thread.
+    func makeDevices() throws -> [Device]
 }
 
 extension VhostUserDaemonCommand {
     public static var capabilityFeatures: [String] { [] }
 
     public var sessionOptions: VhostUserSessionOptions { .daemon }
+
+    public func makeDevices() throws -> [Device] { [try makeDevice()] }
 
     /// What `--print-capabilities` prints.
     public static var capabilities: VhostUserCapabilities {
@@ -121,10 +128,17 @@ extension VhostUserDaemonCommand {
         // Before any thread exists, so every thread inherits the mask and the signals reach only
         // the thread that waits for them.
         let termination = TerminationSignals.block()
-        let device = try makeDevice()
-        let server = VhostUserServer(device: device, options: sessionOptions, peerTimeout: daemon.peerTimeout,
-                                     logger: Logger(label: name))
-        try termination.stopOnSignal(server)
-        try DaemonServing.serve(server, daemon)
+        let devices = try makeDevices()
+        let sockets = max(1, daemon.socketPaths.count)
+        guard devices.count == sockets else {
+            throw ValidationError("--socket-path given \(daemon.socketPaths.count) times for \(devices.count) device(s)")
+        }
+        var options = sessionOptions
+        options.pollTime = .microseconds(daemon.pollMicroseconds)
+        let servers = devices.map {
+            VhostUserServer(device: $0, options: options, peerTimeout: daemon.peerTimeout, logger: Logger(label: name))
+        }
+        try termination.stopOnSignal(servers)
+        try DaemonServing.serve(servers, daemon)
     }
 }

@@ -18,9 +18,22 @@ import VhostUserBackend
 ///
 /// Thread-safety: a value type.
 public struct VhostUserDaemonOptions: ParsableArguments, Sendable {
-    /// UNIX socket to create and listen on (mode 0600).
-    @Option(help: ArgumentHelp("Listen on a new UNIX socket at <path> (mode 0600).", valueName: "path"))
-    public var socketPath: String?
+    /// UNIX sockets to create and listen on (mode 0600): one, unless the program's device is a set
+    /// of ports (`VhostUserDaemonCommand.makeDevices`, e.g. a switch), one per socket.
+    @Option(name: .customLong("socket-path"), help: ArgumentHelp(
+        "Listen on a new UNIX socket at <path> (mode 0600); repeatable only where each socket is a port.",
+        valueName: "path"))
+    public var socketPaths: [String] = []
+
+    /// The socket to listen on (the last `--socket-path`), or nil with `--fd`.
+    public var socketPath: String? { socketPaths.last }
+
+    /// Poll mode: after serving its rings a worker keeps polling them (notifications off) for
+    /// this many microseconds before it sleeps on kicks again (`VhostUserSessionOptions.pollTime`).
+    @Option(name: .customLong("poll-us"), help: ArgumentHelp(
+        "Keep polling the rings for <us> microseconds after each burst before sleeping on kicks (0: never poll; large: poll like a DPDK PMD).",
+        valueName: "us"))
+    public var pollMicroseconds = 0
 
     /// An inherited socket: listening (then accepted on) or connected (then served once).
     @Option(help: ArgumentHelp(
@@ -65,6 +78,9 @@ public struct VhostUserDaemonOptions: ParsableArguments, Sendable {
     public mutating func validate() throws {
         if printCapabilities { return }
         if socketPath != nil && fd != nil { throw ValidationError("--socket-path and --fd exclude each other") }
+        guard (0...10_000_000).contains(pollMicroseconds) else {
+            throw ValidationError("--poll-us: \(pollMicroseconds) is not in 0...10000000")
+        }
         if socketPath == nil && fd == nil { throw ValidationError("--socket-path or --fd is required") }
         if let fd, fd < 0 { throw ValidationError("--fd: '\(fd)' is not a descriptor number") }
         guard Self.peerTimeoutRange.contains(peerTimeoutMilliseconds) else {

@@ -173,23 +173,8 @@ func renderBlkTable(_ runs: [BlkBackendRun], placement: String, markdown: Bool) 
         }
         rows.append(row)
     }
-    var out: String
-    if markdown {
-        out = "| " + header.joined(separator: " | ") + " |\n|---|" + String(repeating: "---:|", count: header.count - 1) + "\n"
-        for row in rows.dropFirst() { out += "| " + row.joined(separator: " | ") + " |\n" }
-    } else {
-        var widths = header.map { _ in 0 }
-        for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
-        func line(_ row: [String]) -> String {
-            row.enumerated().map { i, cell in
-                let pad = String(repeating: " ", count: widths[i] - cell.count)
-                return i == 0 ? cell + pad : pad + cell
-            }.joined(separator: "  ")
-        }
-        out = "vmm-bench blk: 4 KiB random I/O on a 1 GiB image in the page cache; qd = requests in flight per queue.\n"
-        out += line(rows[0]) + "\n" + widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ") + "\n"
-        for row in rows.dropFirst() { out += line(row) + "\n" }
-    }
+    var out = markdown ? "" : "vmm-bench blk: 4 KiB random I/O on a 1 GiB image in the page cache; qd = requests in flight per queue.\n"
+    out += formatTable(rows, markdown: markdown)
     out += (markdown ? "\n" : "") + "Placement: \(placement)." + (pair ? " Ratios: \(runs[0].backend.rawValue) / \(runs[1].backend.rawValue)." : "") + "\n"
     for run in runs {
         if let peak = run.peakKiB, let guest = run.guestKiB {

@@ -63,3 +63,25 @@ func renderTable(_ results: [CaseResult], skipped: [(BenchCase, String)], contex
     }
     return out
 }
+
+/// `rows` (the first is the header) as a Markdown table, or as aligned text with a rule under the
+/// header; the first column is left-aligned, the others (numbers) right-aligned.
+func formatTable(_ rows: [[String]], markdown: Bool) -> String {
+    guard let header = rows.first else { return "" }
+    if markdown {
+        var out = "| " + header.joined(separator: " | ") + " |\n|---|" + String(repeating: "---:|", count: header.count - 1) + "\n"
+        for row in rows.dropFirst() { out += "| " + row.joined(separator: " | ") + " |\n" }
+        return out
+    }
+    var widths = header.map { _ in 0 }
+    for row in rows { for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) } }
+    func line(_ row: [String]) -> String {
+        row.enumerated().map { i, cell in
+            let pad = String(repeating: " ", count: max(0, widths[min(i, widths.count - 1)] - cell.count))
+            return i == 0 ? cell + pad : pad + cell
+        }.joined(separator: "  ")
+    }
+    var out = line(header) + "\n" + widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ") + "\n"
+    for row in rows.dropFirst() { out += line(row) + "\n" }
+    return out
+}

@@ -16,7 +16,7 @@ struct VMMBench: ParsableCommand {
         commandName: "vmm-bench",
         abstract: "Every hot path of the package beside its raw-syscall twin.",
         version: vhostUserPackageVersion,
-        subcommands: [CasesCommand.self, BlkCommand.self],
+        subcommands: [CasesCommand.self, BlkCommand.self, NetCommand.self],
         defaultSubcommand: CasesCommand.self)
 
     /// `vmm-bench --child ROLE ARGS...` is the peer process of a cross-process case (spawned by

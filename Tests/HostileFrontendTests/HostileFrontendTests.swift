@@ -40,14 +40,17 @@ final class FillDevice: VhostUserDevice, @unchecked Sendable {
 
 /// Which device the well-formed session after each attack talks to.
 enum Served {
-    /// `FillDevice` (0x5A bytes), vhost-user-rng (random bytes: only the length is checked), vhost-user-blk.
-    case entropy, randomEntropy, block
+    /// `FillDevice` (0x5A bytes), vhost-user-rng (random bytes: only the length is checked),
+    /// vhost-user-blk, vhost-user-net --source (a 64-byte frame behind a 12-byte header on ring 0).
+    case entropy, randomEntropy, block, netSource
 
     /// Posts one well-formed request and checks the completion (rng: 64 bytes; blk: read sector 0).
     func roundTrip(_ guest: Guest) throws -> Bool {
         switch self {
         case .entropy, .randomEntropy:
             try guest.driver.post([DriverBuffer(address: Guest.bufferBase, length: 64, isWritable: true)])
+        case .netSource:
+            try guest.driver.post([DriverBuffer(address: Guest.bufferBase, length: 2048, isWritable: true)])
         case .block:
             let header = guest.pointer(Guest.bufferBase)
             header.storeBytes(of: UInt32(0).littleEndian, toByteOffset: 0, as: UInt32.self)  // IN
@@ -69,6 +72,8 @@ enum Served {
             return used.length == 64
         case .block:
             return used.length == 513 && guest.pointer(Guest.bufferBase + 0x2000).load(as: UInt8.self) == 0
+        case .netSource:
+            return used.length == 12 + 64
         }
     }
 }
@@ -116,10 +121,10 @@ struct HostileFrontendTests {
         }
     }
 
-    /// Across processes: the real daemons (vhost-user-rng, vhost-user-blk) get every variant of
-    /// every attack in turn on their listening socket, refuse each (NACK, close, or err fd), stay
-    /// up, keep their fd count, and serve a well-formed session after each attack.
-    @Test(arguments: ["vhost-user-rng", "vhost-user-blk"])
+    /// Across processes: the real daemons (vhost-user-rng, vhost-user-blk, vhost-user-net) get
+    /// every variant of every attack in turn on their listening socket, refuse each (NACK, close,
+    /// or err fd), stay up, keep their fd count, and serve a well-formed session after each attack.
+    @Test(arguments: ["vhost-user-rng", "vhost-user-blk", "vhost-user-net"])
     func daemonRefusesEveryClass(_ program: String) throws {
         let directory = "/tmp/hostile-\(getpid())-\(program)"
         #expect(mkdir(directory, 0o700) == 0)
@@ -133,8 +138,9 @@ struct HostileFrontendTests {
             close(fd)
             arguments += ["--blk-file", image]
         }
+        if program == "vhost-user-net" { arguments.append("--source") }
         defer { unlink(image) }
-        let served: Served = program == "vhost-user-blk" ? .block : .randomEntropy
+        let served: Served = program == "vhost-user-blk" ? .block : program == "vhost-user-net" ? .netSource : .randomEntropy
         let child = try PeerProcess.spawn(program, arguments: arguments, mapping: [])
         defer {
             // SIGKILL: spawned children inherit the test runner's signal mask (SIGTERM may be blocked).

@@ -1,0 +1,138 @@
+import Virtio
+
+/// Puts packets into a receive queue (VIRTIO 1.2 section 5.1.6.3-4): one chain per packet, or with
+/// MRG_RXBUF as many as the packet needs, `num_buffers` set in the first. Chains popped for a
+/// packet that did not fit wait, in order, for the next packet (the ring gives no way to hand a
+/// chain back), so a packet is never split over a chain it cannot fill.
+///
+/// Bad chains are answered, never fatal: a chain with fewer writable bytes than a header is
+/// completed with length 0 (`rxBadChains`); a packet longer than one chain (without MRG_RXBUF) or
+/// than every buffer the ring can hold (with it) is dropped (`rxTooLong`) and the chains are kept.
+///
+/// Thread-safety: owned by the receive queue's worker. Its held chains belong to the queue's
+/// current memory and ring: `discard()` them whenever the ring is stopped or rebuilt.
+public struct ReceiveWriter: ~Copyable {
+    /// The header size the driver uses (`netHeaderSize`).
+    public private(set) var headerSize: Int
+    public private(set) var mergeable: Bool
+    /// Chains popped and not yet used, oldest first (a ring buffer of `capacity`).
+    @usableFromInline let held: UnsafeMutablePointer<Chain>
+    @usableFromInline let allocated: Int
+    @usableFromInline var capacity: Int
+    @usableFromInline var first = 0
+    @usableFromInline var count = 0
+
+    /// A writer for `features`, holding at most `queueSize` chains (the ring's size: never more
+    /// can be in flight), with room for rings of up to `maxQueueSize` (`start` again for each
+    /// ring start without allocating).
+    public init(features: UInt64, queueSize: Int, maxQueueSize: Int? = nil) {
+        allocated = max(1, maxQueueSize ?? queueSize, queueSize)
+        held = .allocate(capacity: allocated)
+        headerSize = 12
+        mergeable = false
+        capacity = 1
+        start(features: features, queueSize: queueSize)
+    }
+
+    deinit { held.deallocate() }
+
+    /// Prepares for a (re)started ring: its features and size; held chains are forgotten.
+    public mutating func start(features: UInt64, queueSize: Int) {
+        headerSize = netHeaderSize(features: features)
+        mergeable = features & NetFeature.mergeableRxBuffers != 0
+        capacity = min(max(1, queueSize), allocated)
+        discard()
+    }
+
+    /// The ring-buffer slot `offset` places after `first` (offset <= capacity; no division).
+    @inlinable @inline(__always)
+    func slot(_ offset: Int) -> Int {
+        let position = first + offset
+        return position >= capacity ? position - capacity : position
+    }
+
+    /// Chains held for the next packet.
+    public var heldCount: Int { count }
+
+    /// Forgets the held chains (the ring stopped or its memory changed: they are stale).
+    public mutating func discard() {
+        first = 0
+        count = 0
+    }
+
+    /// Writes `packet` (a 12-byte `NetHeader` followed by the frame; the writer sets
+    /// `num_buffers` in it) into the queue.
+    ///
+    /// - Returns: `.delivered`, `.noBuffers` (nothing written: keep the packet and retry when the
+    ///   driver adds buffers, or drop it) or `.dropped` (count it).
+    /// - Throws: a `VirtqueueError` from the queue (the ring is broken).
+    @inlinable
+    public mutating func deliver<Queue: NetQueue & ~Copyable>(
+        _ packet: UnsafeMutableRawBufferPointer, to queue: inout Queue, counters: NetCounters
+    ) throws(VirtqueueError) -> DeliveryResult {
+        guard packet.count >= NetHeader.size else { return .dropped(.rxTooLong) }
+        let frameLength = packet.count - NetHeader.size
+        let total = headerSize + frameLength
+        // Gather chains until they can hold the packet.
+        var used = 0
+        var room = 0
+        while true {
+            if used == count {
+                guard count < capacity else {
+                    // Every buffer the ring can hold is not enough.
+                    return .dropped(.rxTooLong)
+                }
+                guard let chain = try queue.pop() else { return .noBuffers }
+                guard chain.writableLength >= UInt32(headerSize) else {
+                    // Section 5.1.6.3.1: every receive buffer holds at least a header. Returned
+                    // empty, before any chain of this packet, so the packet's chains stay adjacent.
+                    try queue.complete(chain, written: 0)
+                    counters.add(.rxBadChains)
+                    continue
+                }
+                held[slot(count)] = chain
+                count += 1
+            }
+            room += Int(held[slot(used)].writableLength)
+            used += 1
+            if room >= total { break }
+            if !mergeable {
+                // One chain per packet: this one is too short for it; it waits for a shorter one.
+                return .dropped(.rxTooLong)
+            }
+        }
+        // Section 5.1.6.3.1: num_buffers is 1 without MRG_RXBUF, else the buffers used.
+        packet.storeBytes(of: UInt16(used).littleEndian, toByteOffset: 10, as: UInt16.self)
+        // The bytes the driver gets: the header it expects, then the frame, contiguous (a
+        // legacy 10-byte header is moved up against the frame).
+        let skip = NetHeader.size - headerSize
+        if skip > 0 {
+            let base = packet.baseAddress!
+            (base + skip).copyMemory(from: base, byteCount: headerSize)
+        }
+        var remaining = UnsafeRawBufferPointer(rebasing: packet[skip...])
+        for index in 0..<used {
+            let chain = held[slot(index)]
+            let take = min(remaining.count, Int(chain.writableLength))
+            let written = try chain.writeWritable(UnsafeRawBufferPointer(rebasing: remaining[..<take]))
+            remaining = UnsafeRawBufferPointer(rebasing: remaining[take...])
+            try queue.complete(chain, written: UInt32(written))
+        }
+        first = slot(used)
+        count -= used
+        counters.add(.rxFrames)
+        counters.add(.rxBytes, UInt64(frameLength))
+        return .delivered
+    }
+}
+
+/// What `ReceiveWriter.deliver` did with a packet.
+///
+/// Thread-safety: a value type.
+public enum DeliveryResult: Hashable, Sendable {
+    case delivered
+    /// The driver has not posted enough buffers yet; nothing was written.
+    case noBuffers
+    /// Dropped for this reason (the caller counts it).
+    case dropped(NetCounter)
+}

@@ -1,0 +1,57 @@
+import CVMMPlatform
+import VhostUserBackend
+import Virtio
+import VirtioNet
+
+/// One receive queue's state, touched only by that queue's worker: the writer (with the chains
+/// it holds), a packet buffer for ports that read frames in, and the receive filter in force.
+///
+/// Thread-safety: used by one worker at a time (the receive queue's), hence `@unchecked Sendable`;
+/// `start` runs on that worker too (`queueStarted`).
+final class ReceiveLane: @unchecked Sendable {
+    /// The queue pair.
+    let pair: Int
+    var writer: ReceiveWriter
+    /// A packet read in and not yet delivered (the ring had no buffers): `packet[..<pending]`.
+    var pending = 0
+    /// Room for one packet: header plus the port's longest frame.
+    let packet: UnsafeMutableRawBufferPointer
+    /// Whether the port's source is watched now (it is not while the ring has no buffers).
+    var watching = false
+    let counters: NetCounters
+    private let control: SharedNetControl
+    private var filter: ReceiveFilter
+    private var filterGeneration: UInt32
+
+    init(pair: Int, maxQueueSize: Int, maxFrameLength: Int, control: SharedNetControl, counters: NetCounters) {
+        self.pair = pair
+        self.control = control
+        self.counters = counters
+        writer = ReceiveWriter(features: 0, queueSize: maxQueueSize, maxQueueSize: maxQueueSize)
+        packet = .allocate(byteCount: NetHeader.size + maxFrameLength, alignment: 64)
+        (filter, filterGeneration) = control.snapshot()
+    }
+
+    deinit { packet.deallocate() }
+
+    /// The ring (re)started: forget held chains (they belonged to the old ring) and any packet.
+    func start(features: UInt64, queueSize: Int) {
+        writer.start(features: features, queueSize: queueSize)
+        pending = 0
+        watching = false
+    }
+
+    /// Delivers `packet` if the receive filter takes its destination; counts drops.
+    @inline(__always)
+    func deliver(_ packet: UnsafeMutableRawBufferPointer, to queue: inout VhostUserQueue) throws(VirtqueueError) -> DeliveryResult {
+        if control.generation != filterGeneration { (filter, filterGeneration) = control.snapshot() }
+        if !filter.promiscuous, let destination = MacAddress.load(from: UnsafeRawBufferPointer(packet), at: NetHeader.size),
+           !filter.accepts(destination) {
+            counters.add(.rxFiltered)
+            return .dropped(.rxFiltered)
+        }
+        let result = try writer.deliver(packet, to: &queue, counters: counters)
+        if case .dropped(let reason) = result { counters.add(reason) }
+        return result
+    }
+}

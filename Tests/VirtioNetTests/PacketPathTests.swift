@@ -1,0 +1,178 @@
+import Testing
+import Virtio
+import VirtioNet
+
+@Suite struct ReceiveWriterTests {
+    /// A 12-byte header (zeros) plus `frame`, in a mutable buffer the writer may patch.
+    func withPacket<T>(_ frame: [UInt8], _ body: (UnsafeMutableRawBufferPointer) throws -> T) rethrows -> T {
+        var packet = [UInt8](repeating: 0, count: NetHeader.size) + frame
+        return try packet.withUnsafeMutableBytes { try body($0) }
+    }
+
+    @Test(arguments: Layout.allCases)
+    func oneChainPerPacket(layout: Layout) throws {
+        let rig = try NetRig(layout: layout, features: modern)
+        var writer = ReceiveWriter(features: modern, queueSize: 16)
+        let counters = NetCounters()
+        let frame = ethernetFrame(to: macA, from: macB, payload: 50)
+        // Header split over two descriptors, frame over a third.
+        try rig.post(writable: [5, 7, 100])
+        #expect(try withPacket(frame) { try writer.deliver($0, to: &rig.device, counters: counters) } == .delivered)
+        let used = try #require(try rig.reap())
+        #expect(used.bytes == headerBytes(NetHeader(bufferCount: 1)) + frame)
+        #expect(counters[.rxFrames] == 1 && counters[.rxBytes] == UInt64(frame.count))
+        // No buffers: nothing happens, the packet can be retried.
+        #expect(try withPacket(frame) { try writer.deliver($0, to: &rig.device, counters: counters) } == .noBuffers)
+    }
+
+    @Test(arguments: Layout.allCases)
+    func tooLongWithoutMergeableIsDroppedAndTheChainReused(layout: Layout) throws {
+        let rig = try NetRig(layout: layout, features: modern)
+        var writer = ReceiveWriter(features: modern, queueSize: 16)
+        let counters = NetCounters()
+        try rig.post(writable: [80])
+        let long = ethernetFrame(to: macA, from: macB, payload: 100)
+        #expect(try withPacket(long) { try writer.deliver($0, to: &rig.device, counters: counters) } == .dropped(.rxTooLong))
+        #expect(try rig.reap() == nil)
+        #expect(writer.heldCount == 1)
+        let short = ethernetFrame(to: macA, from: macB, payload: 40)
+        #expect(try withPacket(short) { try writer.deliver($0, to: &rig.device, counters: counters) } == .delivered)
+        #expect(try rig.reap()?.bytes == headerBytes(NetHeader(bufferCount: 1)) + short)
+        #expect(writer.heldCount == 0)
+    }
+
+    @Test(arguments: Layout.allCases)
+    func mergeableSpansBuffers(layout: Layout) throws {
+        let rig = try NetRig(layout: layout, features: mergeable)
+        var writer = ReceiveWriter(features: mergeable, queueSize: 16)
+        let counters = NetCounters()
+        let frame = ethernetFrame(to: macA, from: macB, payload: 300)
+        // A header-only buffer is legal with MRG_RXBUF (section 5.1.6.3.1: at least a header).
+        let ids = [try rig.post(writable: [12]), try rig.post(writable: [100]), try rig.post(writable: [64, 64]),
+                   try rig.post(writable: [200])]
+        // Needs 12 + 314 bytes: the first four chains (12 + 100 + 128 + 200).
+        #expect(try withPacket(frame) { try writer.deliver($0, to: &rig.device, counters: counters) } == .delivered)
+        var received: [UInt8] = []
+        for id in ids {
+            let used = try #require(try rig.reap())
+            #expect(used.id == id)
+            received += used.bytes
+        }
+        #expect(received == headerBytes(NetHeader(bufferCount: 4)) + frame)
+    }
+
+    @Test(arguments: Layout.allCases)
+    func mergeableWaitsForBuffersWithoutLosingChains(layout: Layout) throws {
+        let rig = try NetRig(layout: layout, features: mergeable)
+        var writer = ReceiveWriter(features: mergeable, queueSize: 16)
+        let counters = NetCounters()
+        let frame = ethernetFrame(to: macA, from: macB, payload: 200)
+        try rig.post(writable: [100])
+        #expect(try withPacket(frame) { try writer.deliver($0, to: &rig.device, counters: counters) } == .noBuffers)
+        #expect(writer.heldCount == 1)
+        #expect(try rig.reap() == nil)
+        try rig.post(writable: [200])
+        #expect(try withPacket(frame) { try writer.deliver($0, to: &rig.device, counters: counters) } == .delivered)
+        let first = try #require(try rig.reap()), second = try #require(try rig.reap())
+        #expect(first.bytes + second.bytes == headerBytes(NetHeader(bufferCount: 2)) + frame)
+    }
+
+    @Test(arguments: Layout.allCases)
+    func mergeableFrameLargerThanTheRingIsDropped(layout: Layout) throws {
+        let rig = try NetRig(layout: layout, features: mergeable, queueSize: 4)
+        var writer = ReceiveWriter(features: mergeable, queueSize: 4)
+        let counters = NetCounters()
+        for _ in 0..<4 { try rig.post(writable: [64]) }
+        let huge = ethernetFrame(to: macA, from: macB, payload: 1000)
+        #expect(try withPacket(huge) { try writer.deliver($0, to: &rig.device, counters: counters) } == .dropped(.rxTooLong))
+        let small = ethernetFrame(to: macA, from: macB, payload: 30)
+        #expect(try withPacket(small) { try writer.deliver($0, to: &rig.device, counters: counters) } == .delivered)
+        #expect(try rig.reap()?.bytes == headerBytes(NetHeader(bufferCount: 1)) + small)
+    }
+
+    @Test(arguments: Layout.allCases)
+    func chainsWithoutRoomForAHeaderAreReturnedEmpty(layout: Layout) throws {
+        let rig = try NetRig(layout: layout, features: mergeable)
+        var writer = ReceiveWriter(features: mergeable, queueSize: 16)
+        let counters = NetCounters()
+        let readOnly = try rig.post(readable: [1, 2, 3])
+        let tiny = try rig.post(writable: [11])
+        let good = try rig.post(writable: [200])
+        let frame = ethernetFrame(to: macA, from: macB, payload: 20)
+        #expect(try withPacket(frame) { try writer.deliver($0, to: &rig.device, counters: counters) } == .delivered)
+        #expect(try rig.reap().map { [$0.id: $0.bytes] } == [readOnly: []])
+        #expect(try rig.reap().map { [$0.id: $0.bytes] } == [tiny: []])
+        #expect(try rig.reap().map { [$0.id: $0.bytes] } == [good: headerBytes(NetHeader(bufferCount: 1)) + frame])
+        #expect(counters[.rxBadChains] == 2)
+    }
+
+    @Test(arguments: Layout.allCases)
+    func descriptorOutsideMemoryBreaksTheQueueNotTheProcess(layout: Layout) throws {
+        let rig = try NetRig(layout: layout, features: modern)
+        var writer = ReceiveWriter(features: modern, queueSize: 16)
+        try rig.postOutsideMemory(writable: true)
+        let frame = ethernetFrame(to: macA, from: macB, payload: 20)
+        #expect(throws: VirtqueueError.self) {
+            try withPacket(frame) { _ = try writer.deliver($0, to: &rig.device, counters: NetCounters()) }
+        }
+    }
+}
+
+@Suite struct TransmitReaderTests {
+    let packet = UnsafeMutableRawBufferPointer.allocate(byteCount: NetHeader.size + 1514, alignment: 8)
+
+    func read(_ rig: NetRig, features: UInt64 = modern, counters: NetCounters = NetCounters()) throws -> (TransmitResult, [UInt8]) {
+        let chain = try #require(try rig.device.pop())
+        let result = try TransmitReader(features: features).read(chain, into: packet, counters: counters)
+        try rig.device.complete(chain, written: 0)
+        #expect(try rig.reap()?.bytes == [])
+        guard case .frame(let length) = result else { return (result, []) }
+        return (result, Array(packet[NetHeader.size..<NetHeader.size + length]))
+    }
+
+    @Test(arguments: Layout.allCases)
+    func gathersAHeaderSpreadOverDescriptors(layout: Layout) throws {
+        defer { packet.deallocate() }
+        let rig = try NetRig(layout: layout, features: modern)
+        let frame = ethernetFrame(to: macB, from: macA, payload: 46)
+        let bytes = headerBytes(NetHeader()) + frame
+        try rig.post(readable: bytes, readableSplit: [1, 3, 5, 3, 10, bytes.count - 22])
+        let (result, received) = try read(rig)
+        #expect(result == .frame(length: frame.count))
+        #expect(received == frame)
+    }
+
+    @Test(arguments: Layout.allCases)
+    func refusesBadChains(layout: Layout) throws {
+        defer { packet.deallocate() }
+        let rig = try NetRig(layout: layout, features: modern)
+        let counters = NetCounters()
+        let frame = ethernetFrame(to: macB, from: macA, payload: 46)
+        // Header only, short frame, too long, writable buffer, checksum offload not negotiated.
+        try rig.post(readable: headerBytes(NetHeader()))
+        #expect(try read(rig).0 == .dropped(.txTooShort))
+        try rig.post(readable: headerBytes(NetHeader()) + [1, 2, 3])
+        #expect(try read(rig).0 == .dropped(.txTooShort))
+        try rig.post(readable: headerBytes(NetHeader()) + ethernetFrame(to: macB, from: macA, payload: 1501))
+        #expect(try read(rig).0 == .dropped(.txTooLong))
+        try rig.post(readable: headerBytes(NetHeader()) + frame, writable: [4])
+        #expect(try read(rig).0 == .dropped(.txWritableBuffers))
+        var checksum = NetHeader()
+        checksum.flags = NetHeader.needsChecksum
+        try rig.post(readable: headerBytes(checksum) + frame)
+        #expect(try read(rig).0 == .dropped(.txBadHeader))
+        // A non-zero num_buffers is ignored (and counted).
+        try rig.post(readable: headerBytes(NetHeader(bufferCount: 7)) + frame)
+        #expect(try read(rig, counters: counters).0 == .frame(length: frame.count))
+        #expect(counters[.txNonzeroBufferCount] == 1)
+    }
+
+    @Test func legacyTenByteHeaderIsWidened() throws {
+        defer { packet.deallocate() }
+        let rig = try NetRig(layout: .split, features: 0)
+        let frame = ethernetFrame(to: macB, from: macA, payload: 46)
+        try rig.post(readable: Array(headerBytes(NetHeader()).prefix(10)) + frame)
+        let (result, received) = try read(rig, features: 0)
+        #expect(result == .frame(length: frame.count) && received == frame)
+    }
+}
