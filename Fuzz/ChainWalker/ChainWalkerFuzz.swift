@@ -8,6 +8,8 @@
 //           +0, avail ring/driver event area at +0x1000, used ring/device event area at +0x2000)
 //   rest    up to 0x800 bytes written over the descriptor table after the first pop (a guest
 //           rewriting descriptors under the device)
+// Oracles (a violation traps): every buffer piece lies inside a mapped region; a chain walked to
+// its end adds up to the readable and writable lengths it was popped with.
 // Guest memory: 0x10000–0x20000 and 0x20000–0x30000 (adjacent), a gap, then 0x40000–0x41000.
 import Virtio
 import VMMSysUtil
@@ -64,10 +66,23 @@ private func exercise<Q: DeviceQueue & ~Copyable>(_ queue: inout Q, memory: Gues
         if round == 0, let source = tamper.baseAddress, tamper.count > 0 {
             memory.regions[0].mapping.base.copyMemory(from: source, byteCount: tamper.count)
         }
+        // Oracles: every piece lies inside one mapped region, and a walk that completes adds up
+        // to the lengths the chain was popped with (a walk may throw: the guest rewrote it).
         var buffers = chain.buffers()
-        while let piece = try? buffers.next() {
+        var readable: UInt64 = 0
+        var writable: UInt64 = 0
+        var walked = true
+        while true {
+            let next: GuestBuffer?
+            do { next = try buffers.next() } catch { walked = false; break }
+            guard let piece = next else { break }
+            checkInsideMemory(piece.bytes, memory)
+            if piece.isWritable { writable += UInt64(piece.bytes.count) } else { readable += UInt64(piece.bytes.count) }
             for i in 0..<piece.bytes.count { sum &+= UInt64(piece.bytes[i]) }
             if piece.isWritable { piece.bytes[piece.bytes.count - 1] = 0x5A }
+        }
+        if walked && (readable != UInt64(chain.readableLength) || writable != UInt64(chain.writableLength)) {
+            fatalError("walked \(readable)+\(writable) bytes, popped as \(chain.readableLength)+\(chain.writableLength)")
         }
         let read = scratch.withUnsafeMutableBytes { (try? chain.readReadable(into: $0, fromOffset: Int(sum & 7))) ?? 0 }
         let written = scratch.withUnsafeBytes { (try? chain.writeWritable(UnsafeRawBufferPointer(rebasing: $0[0..<min(read + 3, 256)]))) ?? 0 }
@@ -78,4 +93,14 @@ private func exercise<Q: DeviceQueue & ~Copyable>(_ queue: inout Q, memory: Gues
     _ = queue.needsNotification()
     _ = queue.nextAvailIndex
     if sum == 0x1234_5678_9abc { print("unlikely") }
+}
+
+/// Traps unless `bytes` lies wholly inside one region's mapping.
+private func checkInsideMemory(_ bytes: UnsafeMutableRawBufferPointer, _ memory: GuestMemory) {
+    guard let start = bytes.baseAddress, bytes.count > 0 else { fatalError("an empty buffer piece") }
+    for region in memory.regions {
+        let base = region.mapping.base
+        if start >= base && start + bytes.count <= base + Int(region.size) { return }
+    }
+    fatalError("a buffer piece at \(start) (\(bytes.count) bytes) is outside every mapped region")
 }

@@ -43,7 +43,7 @@ public struct ChildProcess: Hashable, Sendable {
     public init(pid: pid_t) { self.pid = pid }
 
     /// Starts `executable` (a path; no `PATH` search) with `arguments` (after argv[0], which is
-    /// `executable`) and this process's environment.
+    /// `executable`) and this process's environment, or `environment` if given.
     ///
     /// - Parameters:
     ///   - executable: the program's path.
@@ -55,6 +55,8 @@ public struct ChildProcess: Hashable, Sendable {
     ///     to this file (created 0600, or truncated). Otherwise the child shares ours.
     ///   - newProcessGroup: the child leads a process group of its own, so `signalGroup` reaches it
     ///     and its children (and a terminal's Ctrl-C does not).
+    ///   - environment: the child's whole environment as `NAME=value` entries; nil for ours. (A
+    ///     parent that runs threads cannot `setenv` for one child safely.)
     /// - Throws: `SystemCallError`: `.badFileDescriptor` (operation `fcntl(F_DUPFD_CLOEXEC)`) for a
     ///   parent descriptor that is not open, `.invalidArgument` (operation `posix_spawn`) for a
     ///   repeated or negative child number, or the errno of `posix_spawn` (e.g. `.noSuchFile`).
@@ -63,7 +65,8 @@ public struct ChildProcess: Hashable, Sendable {
         arguments: [String] = [],
         descriptors: [(parent: Int32, child: Int32)] = [],
         outputPath: String? = nil,
-        newProcessGroup: Bool = false
+        newProcessGroup: Bool = false,
+        environment: [String]? = nil
     ) throws(SystemCallError) -> ChildProcess {
         let targets = descriptors.map(\.child)
         guard targets.allSatisfy({ $0 >= 0 }), Set(targets).count == targets.count else {
@@ -111,8 +114,15 @@ public struct ChildProcess: Hashable, Sendable {
         }
         posix_spawnattr_setflags(&attributes, Int16(flags))
 
+        var envp = environment.map { $0.map { strdup($0) } + [nil] }
+        defer { for entry in envp ?? [] { free(entry) } }
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+        let rc: Int32
+        if envp != nil {
+            rc = posix_spawn(&pid, executable, &actions, &attributes, argv, &envp!)
+        } else {
+            rc = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+        }
         guard rc == 0 else { throw SystemCallError("posix_spawn", Errno(rawValue: rc)) }
         return ChildProcess(pid: pid)
     }

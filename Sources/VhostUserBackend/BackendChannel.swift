@@ -25,8 +25,9 @@ public final class BackendChannel: @unchecked Sendable {
     // Guarded by `lock`.
     private var closed = false
     private var buffer: [UInt8] = []
-    /// A reply: header and `u64`.
-    private let replyBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: MessageHeader.byteCount + 8, alignment: 8)
+    /// A reply: header and `u64`. Allocated once the checks in `init` passed: an initializer that
+    /// throws runs no `deinit`, so an earlier allocation would leak with every refused fd.
+    private let replyBuffer: UnsafeMutableRawBufferPointer
 
     /// Adopts the channel socket.
     ///
@@ -42,6 +43,7 @@ public final class BackendChannel: @unchecked Sendable {
         self.socket = socket
         self.acknowledged = acknowledged
         self.replyTimeout = replyTimeout
+        replyBuffer = .allocate(byteCount: MessageHeader.byteCount + 8, alignment: 8)
     }
 
     deinit { replyBuffer.deallocate() }

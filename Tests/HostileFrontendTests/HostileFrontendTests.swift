@@ -87,42 +87,45 @@ func wellFormedSession(_ wire: Wire, _ served: Served) throws -> Bool {
 
 @Suite("Hostile front-end: every class of bad input over a real socket")
 struct HostileFrontendTests {
-    /// In process: a `VhostUserServer` serving `FillDevice` on one end of a socket pair. After the
-    /// attack the server's session ends or answers, no fd is left open, and a well-formed session
-    /// on a new connection is served by the same server.
-    @Test(arguments: HostileClass.allCases)
-    func inProcessServerSurvives(_ hostile: HostileClass) throws {
+    /// In process: a `VhostUserServer` serving `FillDevice` on one end of a socket pair. Every
+    /// variant of the attack is refused (a NACK or a close; the err fd where a ring breaks), the
+    /// session ends as refused for bad messages, no fd is left open, and a well-formed session on
+    /// a new connection is served by the same server.
+    @Test(.isolatedDescriptors, arguments: HostileClass.allCases)
+    func inProcessServerRefuses(_ hostile: HostileClass) throws {
         var logger = Logger(label: "hostile")
         logger.logLevel = .critical
         let server = VhostUserServer(device: FillDevice(), logger: logger)
         let baseline = openFileDescriptorCount()
-        for round in 0..<2 {
+        for variant in 0...hostile.variants {
+            let wellFormed = variant == hostile.variants
             let box = EndBox()
-            let thread: JoinableThread
+            let thread: TestThread
             do {
                 let (ours, theirs) = try ScmSocket.pair()
-                thread = try JoinableThread { box.set(server.serve(theirs)) }
+                thread = startThread { box.set(server.serve(theirs)) }
                 let wire = Wire(ours)
-                if round == 0 {
-                    let guest = try Guest()
-                    try hostile.attack(wire, guest)
-                    _ = wire.drain()
-                } else {
+                if wellFormed {
                     #expect(try wellFormedSession(wire, .entropy), "a well-formed session after \(hostile)")
+                } else {
+                    let answer = try hostile.attack(wire, try Guest(), variant: variant)
+                    #expect(answer.isRefusal, "\(hostile) variant \(variant): \(answer)")
                 }
             }
             // Our end is closed: the server sees end of stream (if it had not closed already).
             thread.join()
-            #expect(box.reason != nil)
-            #expect(openFileDescriptorCount() == baseline, "fds after \(hostile), round \(round)")
+            if !wellFormed && !hostile.breaksARing && hostile != .truncatedPayloadThenClose {
+                #expect(box.reason?.endedByServer == true, "\(hostile) variant \(variant) ended as \(String(describing: box.reason))")
+            }
+            #expect(openFileDescriptorCount() == baseline, "fds after \(hostile), variant \(variant)")
         }
     }
 
-    /// Across processes: the real daemons (vhost-user-rng, vhost-user-blk, vhost-user-net) get every attack in
-    /// turn on their listening socket, stay up, keep their fd count, and serve a well-formed
-    /// session after each attack.
+    /// Across processes: the real daemons (vhost-user-rng, vhost-user-blk, vhost-user-net) get
+    /// every variant of every attack in turn on their listening socket, refuse each (NACK, close,
+    /// or err fd), stay up, keep their fd count, and serve a well-formed session after each attack.
     @Test(arguments: ["vhost-user-rng", "vhost-user-blk", "vhost-user-net"])
-    func daemonSurvivesEveryClass(_ program: String) throws {
+    func daemonRefusesEveryClass(_ program: String) throws {
         let directory = "/tmp/hostile-\(getpid())-\(program)"
         #expect(mkdir(directory, 0o700) == 0)
         defer { rmdir(directory) }
@@ -138,29 +141,34 @@ struct HostileFrontendTests {
         if program == "vhost-user-net" { arguments.append("--source") }
         defer { unlink(image) }
         let served: Served = program == "vhost-user-blk" ? .block : program == "vhost-user-net" ? .netSource : .randomEntropy
-        let child = try ListeningDaemon(program, arguments: arguments, path: path)
+        let child = try PeerProcess.spawn(program, arguments: arguments, mapping: [])
+        defer {
+            // SIGKILL: spawned children inherit the test runner's signal mask (SIGTERM may be blocked).
+            kill(child.pid, SIGKILL)
+            _ = child.waitForExit()
+            unlink(path)
+        }
+        // Connecting (with retries) is the readiness check: the listener binds, then listens.
+        let connect = { Wire(try ScmSocket.connectRetrying(path: path)) }
         // The daemon's open fds, counted while a fresh connection is open (so the previous session
         // has been torn down: one front-end at a time).
-        func daemonDescriptors() throws -> Int? {
-            let wire = Wire(try ScmSocket.connect(path: path))
-            guard try wire.u64(.getFeatures) != nil else { return nil }
+        func daemonDescriptors() throws -> Int {
+            let wire = try connect()
+            guard try wire.u64(.getFeatures) != nil else { throw AttackSetupFailed(step: "GET_FEATURES") }
             #if os(Linux)
-            return try? countEntries("/proc/\(child.pid)/fd")
+            return try countEntries("/proc/\(child.pid)/fd")
             #else
             return 0
             #endif
         }
         let before = try daemonDescriptors()
-        #expect(before != nil)
         for hostile in HostileClass.allCases {
-            do {
-                let wire = Wire(try ScmSocket.connect(path: path))
-                try hostile.attack(wire, try Guest())
-                _ = wire.drain()
+            for variant in 0..<hostile.variants {
+                let answer = try hostile.attack(try connect(), try Guest(), variant: variant)
+                #expect(answer.isRefusal, "\(program): \(hostile) variant \(variant): \(answer)")
             }
             #expect(kill(child.pid, 0) == 0, "\(program) died on \(hostile)")
-            let wire = Wire(try ScmSocket.connect(path: path))
-            #expect(try wellFormedSession(wire, served), "\(program): a well-formed session after \(hostile)")
+            #expect(try wellFormedSession(try connect(), served), "\(program): a well-formed session after \(hostile)")
         }
         #expect(try daemonDescriptors() == before, "\(program)'s open fds after every class")
     }
@@ -176,6 +184,15 @@ func countEntries(_ path: String) throws -> Int {
         if name != "." && name != ".." { count += 1 }
     }
     return count
+}
+
+extension VhostUserServer.EndReason {
+    /// The server ended the session itself (refused a request, or the socket failed: the kernel
+    /// truncating a descriptor flood), rather than seeing the front-end go away.
+    var endedByServer: Bool {
+        if case .disconnected = self { return false }
+        return true
+    }
 }
 
 final class EndBox: @unchecked Sendable {

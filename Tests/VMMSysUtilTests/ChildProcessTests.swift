@@ -52,7 +52,7 @@ import VMMTestSupport
         #expect(child.terminate(grace: .milliseconds(200)) == .signalled(SIGKILL))
     }
 
-    @Test func badMappingsAreRefusedBeforeSpawning() throws {
+    @Test(.isolatedDescriptors) func badMappingsAreRefusedBeforeSpawning() throws {
         let before = openFileDescriptorCount()
         #expect(throws: SystemCallError("posix_spawn", .invalidArgument)) {
             try ChildProcess.spawn(Self.shell, descriptors: [(0, 3), (1, 3)])

@@ -65,7 +65,7 @@ private func childPattern(_ index: Int) -> UInt8 { UInt8(truncatingIfNeeded: ind
 
     /// The parent creates memory, sends its fd over ScmSocket; the child maps the region, checks our
     /// bytes, writes its own and acks (reporting whether the fd arrived close-on-exec).
-    @Test(arguments: SharedMemoryBackend.availableBackends, [0, 4096 + 100])
+    @Test(.isolatedDescriptors, arguments: SharedMemoryBackend.availableBackends, [0, 4096 + 100])
     func peerMapsSharedMemory(backend: SharedMemoryBackend, offset: Int) throws {
         let leaked = try descriptorsLeaked {
             let memory = try SharedMemory(size: Self.memorySize, backend: backend)
@@ -110,7 +110,7 @@ private func childPattern(_ index: Int) -> UInt8 { UInt8(truncatingIfNeeded: ind
     }
 
     /// Kick and call notifiers cross the socket; the peer waits on the kick and answers on the call.
-    @Test(arguments: EventNotifierBackend.availableBackends)
+    @Test(.isolatedDescriptors, arguments: EventNotifierBackend.availableBackends)
     func notifiersCrossTheSocket(backend: EventNotifierBackend) throws {
         let rounds = 200
         let leaked = try descriptorsLeaked {

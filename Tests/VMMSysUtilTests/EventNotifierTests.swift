@@ -10,7 +10,7 @@ import Darwin
 @Suite struct EventNotifierTests {
     static let backends = EventNotifierBackend.availableBackends
 
-    @Test(arguments: backends)
+    @Test(.isolatedDescriptors, arguments: backends)
     func notifyThenWait(backend: EventNotifierBackend) throws {
         let before = openFileDescriptorCount()
         do {
@@ -18,7 +18,7 @@ import Darwin
             #expect(notifier.backend == backend)
             #expect(try !notifier.tryConsume())
             try notifier.notify()
-            #expect(becomesReadable(notifier.waitDescriptor))
+            try #require(becomesReadable(notifier.waitDescriptor))
             try notifier.wait()
             #expect(try !notifier.tryConsume())
             #expect(!becomesReadable(notifier.waitDescriptor, within: 0))
@@ -26,7 +26,7 @@ import Darwin
         #expect(openFileDescriptorCount() == before)
     }
 
-    @Test func defaultBackendWorks() throws {
+    @Test(.isolatedDescriptors) func defaultBackendWorks() throws {
         let before = openFileDescriptorCount()
         do {
             let expected = try EventNotifier.defaultBackend
@@ -41,7 +41,7 @@ import Darwin
         #expect(openFileDescriptorCount() == before)
     }
 
-    @Test(arguments: backends)
+    @Test(.isolatedDescriptors, arguments: backends)
     func notificationsCoalesce(backend: EventNotifierBackend) throws {
         let before = openFileDescriptorCount()
         do {
@@ -58,7 +58,7 @@ import Darwin
 
     /// 20,000 notifications are 160,000 bytes: more than a default pipe holds (64 KiB), so for the
     /// pipe backends the later notifies find the pipe full and must still succeed.
-    @Test(arguments: backends)
+    @Test(.isolatedDescriptors, arguments: backends)
     func notifyOnAFullPipeSucceeds(backend: EventNotifierBackend) throws {
         let before = openFileDescriptorCount()
         do {
@@ -72,7 +72,7 @@ import Darwin
         #expect(openFileDescriptorCount() == before)
     }
 
-    @Test(arguments: backends)
+    @Test(.isolatedDescriptors, arguments: backends)
     func waitBlocksUntilAnotherThreadNotifies(backend: EventNotifierBackend) throws {
         let before = openFileDescriptorCount()
         do {
@@ -88,8 +88,8 @@ import Darwin
             }
             try notifier.notify()
             let finished = becomesReadable(done.waitDescriptor)
-            #expect(finished)
-            if finished { thread.join() }
+            try #require(finished, "the other thread did not finish within the bound")
+            thread.join()
             try done.wait()
         }
         #expect(openFileDescriptorCount() == before)
@@ -109,7 +109,7 @@ import Darwin
 
     /// A kick is built from the end we wait on, a call from the end we notify through; each has only
     /// that role, and the received descriptors become close-on-exec.
-    @Test(arguments: backends)
+    @Test(.isolatedDescriptors, arguments: backends)
     func receivedDescriptorsHaveOneRole(backend: EventNotifierBackend) throws {
         let before = openFileDescriptorCount()
         do {
@@ -139,7 +139,7 @@ import Darwin
     }
 
     /// A pipe end in the wrong role, or a descriptor that is no notifier, is refused and closed.
-    @Test func receivedDescriptorsOfTheWrongKindAreRefusedAndClosed() throws {
+    @Test(.isolatedDescriptors) func receivedDescriptorsOfTheWrongKindAreRefusedAndClosed() throws {
         let before = openFileDescriptorCount()
         let ends = rawPipe()
         try #require(ends.read >= 0 && ends.write >= 0)
@@ -153,7 +153,7 @@ import Darwin
 
     /// A peer's non-blocking descriptor keeps its O_NONBLOCK flag, and waiting on it still blocks
     /// until a notification arrives (read, EAGAIN, poll, read).
-    @Test func waitOnAReceivedNonBlockingDescriptor() throws {
+    @Test(.isolatedDescriptors) func waitOnAReceivedNonBlockingDescriptor() throws {
         let before = openFileDescriptorCount()
         do {
             let ends = rawPipe()
@@ -215,7 +215,7 @@ import Darwin
     }
 
     /// The child waits on fd 3 (kick) and notifies fd 4 (call) for `rounds` rounds of ping-pong.
-    @Test(arguments: backends)
+    @Test(.isolatedDescriptors, arguments: backends)
     func pingPongWithAnotherProcess(backend: EventNotifierBackend) throws {
         let before = openFileDescriptorCount()
         let rounds = 200

@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 @Suite struct FileDescriptorTests {
-    @Test func ownerClosesExactlyOnce() throws {
+    @Test(.isolatedDescriptors) func ownerClosesExactlyOnce() throws {
         let before = openFileDescriptorCount()
         do {
             let fd = FileDescriptor(adopting: open("/dev/null", O_RDONLY | O_CLOEXEC))

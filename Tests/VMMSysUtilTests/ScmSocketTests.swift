@@ -60,7 +60,7 @@ enum SocketTesting {
 }
 
 @Suite(.serialized) struct ScmSocketTests {
-    @Test(arguments: [1, 8])
+    @Test(.isolatedDescriptors, arguments: [1, 8])
     func descriptorsTravelWithBytes(count: Int) throws {
         let leaked = try descriptorsLeaked {
             let (left, right) = try ScmSocket.pair()
@@ -100,7 +100,7 @@ enum SocketTesting {
         #expect(leaked.leaked == 0)
     }
 
-    @Test func untakenDescriptorsAreClosed() throws {
+    @Test(.isolatedDescriptors) func untakenDescriptorsAreClosed() throws {
         let (left, right) = try ScmSocket.pair()
         SocketTesting.setReceiveTimeout(right.descriptor)
         let pipe = try SocketTesting.makePipe()
@@ -143,7 +143,7 @@ enum SocketTesting {
         #expect(result.fds.allSatisfy(SocketTesting.isCloseOnExec))
     }
 
-    @Test func closedPeerIsAnError() throws {
+    @Test(.isolatedDescriptors) func closedPeerIsAnError() throws {
         let leaked = try descriptorsLeaked {
             var (left, right): (ScmSocket?, ScmSocket) = try ScmSocket.pair()
             SocketTesting.setReceiveTimeout(right.descriptor)
@@ -158,7 +158,7 @@ enum SocketTesting {
         #expect(leaked.leaked == 0)
     }
 
-    @Test func tooManyDescriptorsAreAllClosed() throws {
+    @Test(.isolatedDescriptors) func tooManyDescriptorsAreAllClosed() throws {
         let (left, right) = try ScmSocket.pair()
         SocketTesting.setReceiveTimeout(right.descriptor)
         let pipe = try SocketTesting.makePipe()
@@ -189,7 +189,7 @@ enum SocketTesting {
         #expect(throws: ScmSocketError.descriptorsWithoutBytes) { try left.send([], fds: [pipe.write]) }
     }
 
-    @Test func truncatedControlDataClosesEverything() throws {
+    @Test(.isolatedDescriptors) func truncatedControlDataClosesEverything() throws {
         let (left, right) = try ScmSocket.pair()
         SocketTesting.setReceiveTimeout(right.descriptor)
         let pipe = try SocketTesting.makePipe()
@@ -239,7 +239,7 @@ enum SocketTesting {
     }
 
     #if os(Linux)
-    @Test func foreignControlMessagesAreRefused() throws {
+    @Test(.isolatedDescriptors) func foreignControlMessagesAreRefused() throws {
         let (left, right) = try ScmSocket.pair()
         SocketTesting.setReceiveTimeout(right.descriptor)
         // SO_PASSCRED makes Linux attach SCM_CREDENTIALS (type 2) to every message we receive.
@@ -268,7 +268,7 @@ enum SocketTesting {
 }
 
 @Suite(.serialized) struct ScmListenerTests {
-    @Test func listenConnectAcceptWithMode() throws {
+    @Test(.isolatedDescriptors) func listenConnectAcceptWithMode() throws {
         let directory = try SocketTesting.makeTemporaryDirectory()
         defer { rmdir(directory) }
         let path = directory + "/control.sock"
@@ -317,7 +317,7 @@ enum SocketTesting {
         #expect(access(base + "a", F_OK) == -1)
     }
 
-    @Test func staleSocketFileIsReplaced() throws {
+    @Test(.isolatedDescriptors) func staleSocketFileIsReplaced() throws {
         let directory = try SocketTesting.makeTemporaryDirectory()
         defer { rmdir(directory) }
         let path = directory + "/stale.sock"
@@ -342,7 +342,7 @@ enum SocketTesting {
         #expect(access(path, F_OK) == -1)
     }
 
-    @Test func liveListenerIsNotReplaced() throws {
+    @Test(.isolatedDescriptors) func liveListenerIsNotReplaced() throws {
         let directory = try SocketTesting.makeTemporaryDirectory()
         defer { rmdir(directory) }
         let path = directory + "/live.sock"
@@ -377,7 +377,7 @@ enum SocketTesting {
         #expect(info.st_mode & S_IFMT == S_IFREG && info.st_size == 1)
     }
 
-    @Test func peersOutsideAllowedUIDsAreRejected() throws {
+    @Test(.isolatedDescriptors) func peersOutsideAllowedUIDsAreRejected() throws {
         let directory = try SocketTesting.makeTemporaryDirectory()
         defer { rmdir(directory) }
         let path = directory + "/guarded.sock"

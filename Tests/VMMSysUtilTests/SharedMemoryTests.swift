@@ -45,7 +45,7 @@ private func mappingPermissions(containing address: UnsafeMutableRawPointer) -> 
 @Suite(.serialized) struct SharedMemoryTests {
     static let size = 3 * 4096 + 123
 
-    @Test(arguments: SharedMemoryBackend.availableBackends)
+    @Test(.isolatedDescriptors, arguments: SharedMemoryBackend.availableBackends)
     func createWriteAndMapAgain(backend: SharedMemoryBackend) throws {
         let leaked = try descriptorsLeaked {
             let memory = try SharedMemory(size: Self.size, backend: backend)
@@ -89,10 +89,9 @@ private func mappingPermissions(containing address: UnsafeMutableRawPointer) -> 
     @Test func memfdIsSealedAgainstResizing() throws {
         let memory = try SharedMemory(size: 2 * 4096, backend: .memfd)
         let fd = memory.descriptor
-        #expect(ftruncate(fd, 4096) == -1)
-        #expect(errno == EPERM)
-        #expect(ftruncate(fd, 4 * 4096) == -1)
-        #expect(errno == EPERM)
+        // errno read in the same expression as the call that set it (nothing runs in between).
+        #expect(ftruncate(fd, 4096) == -1 && errno == EPERM)
+        #expect(ftruncate(fd, 4 * 4096) == -1 && errno == EPERM)
         let seals = fcntl(fd, VMM_F_GET_SEALS)
         #expect(seals & VMM_F_SEAL_SHRINK != 0)
         #expect(seals & VMM_F_SEAL_GROW != 0)
@@ -120,7 +119,7 @@ private func mappingPermissions(containing address: UnsafeMutableRawPointer) -> 
         }
     }
 
-    @Test(arguments: SharedMemoryBackend.availableBackends)
+    @Test(.isolatedDescriptors, arguments: SharedMemoryBackend.availableBackends)
     func receivedRegionsAreChecked(backend: SharedMemoryBackend) throws {
         let memory = try SharedMemory(size: 4 * 4096, backend: backend)
         fillPattern(memory.mapping.bytes, seed: 9)
@@ -154,7 +153,7 @@ private func mappingPermissions(containing address: UnsafeMutableRawPointer) -> 
         #expect(leaked.leaked == 0)
     }
 
-    @Test func explicitPathIsCreatedMappedAndReopenedWithoutTruncation() throws {
+    @Test(.isolatedDescriptors) func explicitPathIsCreatedMappedAndReopenedWithoutTruncation() throws {
         var template = Array("/tmp/vmm-shm-test-XXXXXX".utf8CString)
         let directory = try #require(mkdtemp(&template).map { String(cString: $0) })
         defer { rmdir(directory) }

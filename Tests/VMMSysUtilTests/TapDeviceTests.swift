@@ -11,7 +11,7 @@ import VMMTestSupport
 /// persistent: it disappears when its last queue is closed.
 @Suite(.enabled(if: tapAvailable, "needs root and /dev/net/tun (Linux)"))
 struct TapDeviceTests {
-    @Test func opensQueuesAttachesAndDetachesWithoutLeaking() throws {
+    @Test(.isolatedDescriptors) func opensQueuesAttachesAndDetachesWithoutLeaking() throws {
         let baseline = openFileDescriptorCount()
         do {
             let name = "vmmt\(getpid() % 100_000)"

@@ -3,6 +3,8 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Testing
+import VMMTestSupport
 
 /// Whether `fd` becomes readable within `milliseconds` (default 10 s: generous, only a bound).
 func becomesReadable(_ fd: Int32, within milliseconds: Int32 = 10_000) -> Bool {
@@ -14,9 +16,13 @@ func becomesReadable(_ fd: Int32, within milliseconds: Int32 = 10_000) -> Bool {
     }
 }
 
-/// The descriptors open in this process (probing the first 4096 numbers).
-func openDescriptors() -> Set<Int32> {
-    Set((0..<4096).filter { fcntl($0, F_GETFD) != -1 })
+/// The descriptors open in this process (probing the first 4096 numbers). Like
+/// `openFileDescriptorCount`, meaningful only in a `.isolatedDescriptors` child: fails otherwise.
+func openDescriptors(sourceLocation: SourceLocation = #_sourceLocation) -> Set<Int32> {
+    if !isDescriptorIsolated {
+        Issue.record("descriptors listed outside isolation: add the .isolatedDescriptors trait", sourceLocation: sourceLocation)
+    }
+    return Set((0..<4096).filter { fcntl($0, F_GETFD) != -1 })
 }
 
 /// Whether FD_CLOEXEC is set on `fd`.

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import VMMSysUtil
 
 /// Polls `condition` every 5 ms for at most `seconds`; whether it became true. For tests, which
 /// must never wait without a bound.
@@ -19,14 +20,12 @@ extension PeerProcess {
     /// The exit status (128 + signal if killed), or nil if the child did not exit within
     /// `seconds` (it is then killed and reaped, so no test waits forever).
     public func exitStatus(within seconds: Double = 10) -> Int32? {
-        var status: Int32 = 0
-        let exited = eventually(within: seconds) { waitpid(pid, &status, WNOHANG) == pid }
-        guard exited else {
-            kill(pid, SIGKILL)
-            _ = waitForExit()
+        let child = ChildProcess(pid: pid)
+        var status: ChildProcess.ExitStatus?
+        guard eventually(within: seconds, { status = try? child.exitStatusIfExited(); return status != nil }) else {
+            child.terminate(with: SIGKILL, grace: .zero)
             return nil
         }
-        if status & 0x7f == 0 { return (status >> 8) & 0xff }
-        return 128 + (status & 0x7f)
+        return status?.code
     }
 }

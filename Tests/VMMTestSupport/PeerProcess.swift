@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Testing
 import VMMSysUtil
 
 /// A child process started from a built product, with chosen descriptors mapped into it
@@ -38,12 +39,23 @@ public struct PeerProcess: Sendable {
         }
     }
 
-    /// Waits for the child to exit and returns its exit status (128 + signal if it was killed).
-    public func waitForExit() -> Int32 {
-        do {
-            return try ChildProcess(pid: pid).waitForExit().code
-        } catch {
-            return -1
+    /// Waits up to `seconds` for the child to exit and returns its exit status (128 + signal if
+    /// it was killed). A child still running then is killed with SIGKILL, an issue is recorded
+    /// and -1 returned: a test never hangs on a child that does not exit.
+    public func waitForExit(seconds: Int = 30, sourceLocation: SourceLocation = #_sourceLocation) -> Int32 {
+        let child = ChildProcess(pid: pid)
+        for _ in 0..<(seconds * 1000) {
+            do {
+                if let status = try child.exitStatusIfExited() { return status.code }
+            } catch {
+                Issue.record("waitpid(\(pid)): \(error)", sourceLocation: sourceLocation)
+                return -1
+            }
+            usleep(1000)
         }
+        Issue.record("process \(pid) did not exit within \(seconds) s: killed", sourceLocation: sourceLocation)
+        kill(pid, SIGKILL)
+        _ = try? child.waitForExit()
+        return -1
     }
 }

@@ -52,7 +52,7 @@ struct BackendChannelTests {
         }
     }
 
-    @Test func configChangeIsAcknowledgedRefusedOrTimedOut() throws {
+    @Test(.isolatedDescriptors) func configChangeIsAcknowledgedRefusedOrTimedOut() throws {
         let before = openFileDescriptorCount()
         do {
             let device = ChannelDevice()
@@ -113,7 +113,7 @@ struct BackendChannelTests {
         #expect(throws: FrontendError.self) { _ = try channel.receive(timeout: .seconds(5)) }
     }
 
-    @Test func channelFdsThatAreNotStreamSocketsAreRefused() throws {
+    @Test(.isolatedDescriptors) func channelFdsThatAreNotStreamSocketsAreRefused() throws {
         let before = openFileDescriptorCount()
         do {
             let session = try VhostUserSession(device: ChannelDevice())

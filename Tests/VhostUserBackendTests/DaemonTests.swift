@@ -55,7 +55,7 @@ struct DaemonTests {
         #expect(!VhostUserDaemonOptions.asksForCapabilities(["--", "--print-capabilities"]))
     }
 
-    @Test func rngServesRandomBytesToAFrontendInAnotherProcess() throws {
+    @Test(.isolatedDescriptors) func rngServesRandomBytesToAFrontendInAnotherProcess() throws {
         let baseline = openFileDescriptorCount()
         let child: PeerProcess
         do {
@@ -81,7 +81,7 @@ struct DaemonTests {
 
     /// `--allow-uid` with a connected `--fd`: a peer of another uid is refused before anything is
     /// read (the program exits 1; the front-end sees end of stream, no reply); its own uid is served.
-    @Test func allowUIDRefusesOtherPeersOnAnInheritedConnection() throws {
+    @Test(.isolatedDescriptors) func allowUIDRefusesOtherPeersOnAnInheritedConnection() throws {
         let baseline = openFileDescriptorCount()
         for (uid, served) in [(getuid() &+ 1, false), (getuid(), true)] {
             let child: PeerProcess
@@ -112,7 +112,7 @@ struct DaemonTests {
 
     /// `--socket-path`: the socket file is mode 0600, and with `--allow-uid` a peer of another uid
     /// is disconnected unanswered while the daemon stays up for the next one.
-    @Test func listeningSocketIsPrivateAndFiltersByUID() throws {
+    @Test(.isolatedDescriptors) func listeningSocketIsPrivateAndFiltersByUID() throws {
         let baseline = openFileDescriptorCount()
         let path = "/tmp/vhost-user-rng-allow-\(getpid()).sock"
         for (uid, served) in [(getuid() &+ 1, false), (getuid(), true)] {
@@ -126,16 +126,15 @@ struct DaemonTests {
                 #expect(access(path, F_OK) != 0)
                 unlink(path)
             }
+            // A connection is accepted only once the listener has bound, set the mode and listened:
+            // the mode checked after it is the final one.
+            var first: ScmSocket? = try ScmSocket.connectRetrying(path: path)
             var info = stat()
-            var waited = 0
-            while stat(path, &info) != 0 && waited < 1000 {
-                usleep(10_000)
-                waited += 1
-            }
+            #expect(stat(path, &info) == 0)
             #expect(info.st_mode & S_IFMT == S_IFSOCK)
             #expect(info.st_mode & 0o777 == 0o600)
             for _ in 0..<2 {
-                let frontend = TestFrontend(socket: try ScmSocket.connect(path: path))
+                let frontend = TestFrontend(socket: try first.take() ?? ScmSocket.connect(path: path))
                 if served {
                     #expect(try frontend.u64(.getFeatures) & VirtioFeatures.version1.rawValue != 0)
                 } else {

@@ -79,7 +79,7 @@ struct DeferredCompletionTests {
         return held
     }
 
-    @Test func chainsCompletedOnOtherThreadsReachTheDriver() throws {
+    @Test(.isolatedDescriptors) func chainsCompletedOnOtherThreadsReachTheDriver() throws {
         let before = openFileDescriptorCount()
         do {
             let device = PostponingDevice()
@@ -176,7 +176,7 @@ struct DeferredCompletionTests {
         }
     }
 
-    @Test func deviceEventSourceDrivesTheQueue() throws {
+    @Test(.isolatedDescriptors) func deviceEventSourceDrivesTheQueue() throws {
         let before = openFileDescriptorCount()
         do {
             let source = try EventNotifier()

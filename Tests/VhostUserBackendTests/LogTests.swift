@@ -74,7 +74,7 @@ struct LogTests {
         return try reapWaiting(rig)
     }
 
-    @Test func completionMarksTheWrittenPagesAndTheUsedRingOnlyWhileLogging() throws {
+    @Test(.isolatedDescriptors) func completionMarksTheWrittenPagesAndTheUsedRingOnlyWhileLogging() throws {
         let before = openFileDescriptorCount()
         do {
             let session = try VhostUserSession(device: PatternDevice(pattern: 0x5A))
@@ -130,7 +130,7 @@ struct LogTests {
         #expect(dirtyPages(log, including: [0x50, 0x80]) == [0x50, 0x80])
     }
 
-    @Test func badLogsAndLogAddressesAreRefusedWithoutLeaking() throws {
+    @Test(.isolatedDescriptors) func badLogsAndLogAddressesAreRefusedWithoutLeaking() throws {
         let before = openFileDescriptorCount()
         do {
             let session = try VhostUserSession(device: PatternDevice())

@@ -12,7 +12,7 @@ import Virtio
 
 @Suite("VhostUserSession: rings, data path, inflight recovery")
 struct RingTests {
-    @Test func servesAKickedChainAndReportsTheBase() throws {
+    @Test(.isolatedDescriptors) func servesAKickedChainAndReportsTheBase() throws {
         let before = openFileDescriptorCount()
         do {
             let device = PatternDevice(pattern: 0x3C)
@@ -94,7 +94,7 @@ struct RingTests {
             == .vringState(VringState(index: 0, num: 2)))
     }
 
-    @Test func inflightRequestsAreResubmittedOnceInOrder() throws {
+    @Test(.isolatedDescriptors) func inflightRequestsAreResubmittedOnceInOrder() throws {
         let before = openFileDescriptorCount()
         do {
             let rig = try GuestRig()
@@ -127,7 +127,6 @@ struct RingTests {
                 #expect(completed.id == posted[1])
                 #expect(device.completed == [posted[1]])
             }
-            #expect(posted.count == 3)
             #expect(try rig.reap() == nil)
             let answer = try #require(keptAnswer)
             #expect(keptFD >= 0)
@@ -186,7 +185,7 @@ struct RingTests {
         #expect(throws: VhostUserError.self) { _ = try hostile.recover(queueIndex: 0, queueSize: 8, deviceUsedIndex: 100) }
     }
 
-    @Test func inflightGeometryIsValidated() throws {
+    @Test(.isolatedDescriptors) func inflightGeometryIsValidated() throws {
         let before = openFileDescriptorCount()
         do {
             let session = try VhostUserSession(device: PatternDevice())

@@ -29,7 +29,7 @@ struct ServerStopTests {
         #expect(try reapWaiting(rig)?.length == 16)
     }
 
-    @Test func stopEndsRunWithASessionOpenAndLeavesNothingBehind() throws {
+    @Test(.isolatedDescriptors) func stopEndsRunWithASessionOpenAndLeavesNothingBehind() throws {
         let baseline = openFileDescriptorCount()
         let path = "/tmp/vhost-user-stop-\(getpid()).sock"
         let device = PatternDevice(pattern: 0x11)
@@ -66,7 +66,7 @@ struct ServerStopTests {
         #expect(openFileDescriptorCount() == baseline)
     }
 
-    @Test func stopEndsServeOfAConnectedSocketAndAnIdleRun() throws {
+    @Test(.isolatedDescriptors) func stopEndsServeOfAConnectedSocketAndAnIdleRun() throws {
         let baseline = openFileDescriptorCount()
         do {
             let server = VhostUserServer(device: PatternDevice())

@@ -65,16 +65,16 @@ final class EndBox: @unchecked Sendable {
 
 @Suite("VhostUserServer end to end over a socket")
 struct ServerTests {
-    @Test func servesTwoFrontendsInTurnWithoutLeaking() throws {
+    @Test(.isolatedDescriptors) func servesTwoFrontendsInTurnWithoutLeaking() throws {
         let baseline = openFileDescriptorCount()
         let device = PatternDevice(pattern: 0x5A)
         let server = VhostUserServer(device: device)
         for round in 0..<2 {
             let box = EndBox()
-            let thread: JoinableThread
+            let thread: TestThread
             do {
                 let (frontendSide, backendSide) = try ScmSocket.pair()
-                thread = try JoinableThread { box.set(server.serve(backendSide)) }
+                thread = startThread { box.set(server.serve(backendSide)) }
                 let frontend = TestFrontend(socket: frontendSide)
                 let rig = try GuestRig()
                 let features = try frontend.u64(.getFeatures)
@@ -113,13 +113,13 @@ struct ServerTests {
         #expect(openFileDescriptorCount() == baseline)
     }
 
-    @Test func refusalIsAckedThenTheConnectionCloses() throws {
+    @Test(.isolatedDescriptors) func refusalIsAckedThenTheConnectionCloses() throws {
         let baseline = openFileDescriptorCount()
         let server = VhostUserServer(device: PatternDevice())
         do {
             let (frontendSide, backendSide) = try ScmSocket.pair()
             let box = EndBox()
-            let thread = try JoinableThread { box.set(server.serve(backendSide)) }
+            let thread = startThread { box.set(server.serve(backendSide)) }
             let frontend = TestFrontend(socket: frontendSide)
             try frontend.send(.setProtocolFeatures([.replyAck]))
             // The server shuts the connection down itself: the reader sees EOF although both
@@ -137,7 +137,7 @@ struct ServerTests {
             // A malformed header (unknown request code) closes the connection too.
             let (frontendSide, backendSide) = try ScmSocket.pair()
             let box = EndBox()
-            let thread = try JoinableThread { box.set(server.serve(backendSide)) }
+            let thread = startThread { box.set(server.serve(backendSide)) }
             var bytes: [UInt8] = []
             MessageHeader(request: 99, flags: .version1, size: 0).encode(into: &bytes)
             try frontendSide.send(bytes)

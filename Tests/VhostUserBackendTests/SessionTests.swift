@@ -64,7 +64,7 @@ struct SessionNegotiationTests {
         #expect(queues.payload == .u64(1))
     }
 
-    @Test func refusesBadRingRequestsWithoutLeaking() throws {
+    @Test(.isolatedDescriptors) func refusesBadRingRequestsWithoutLeaking() throws {
         let before = openFileDescriptorCount()
         do {
             let session = try VhostUserSession(device: PatternDevice(queueCount: 2))
@@ -139,7 +139,7 @@ struct SessionNegotiationTests {
         }
     }
 
-    @Test func memoryRegionsAreCheckedAgainstTheirFds() throws {
+    @Test(.isolatedDescriptors) func memoryRegionsAreCheckedAgainstTheirFds() throws {
         let before = openFileDescriptorCount()
         do {
             let session = try VhostUserSession(device: PatternDevice())

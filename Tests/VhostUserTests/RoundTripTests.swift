@@ -10,7 +10,7 @@ import VhostUserProtocol
         #expect(Set(backendSamples.map(\.request)) == Set(BackendRequest.allCases))
     }
 
-    @Test(arguments: frontendSamples)
+    @Test(.isolatedDescriptors, arguments: frontendSamples)
     func frontendRequestRoundTrips(_ sample: FrontendMessage) throws {
         let before = openFileDescriptorCount()
         for needsReply in [false, true] {
@@ -27,7 +27,7 @@ import VhostUserProtocol
         #expect(openFileDescriptorCount() == before)
     }
 
-    @Test(arguments: backendSamples)
+    @Test(.isolatedDescriptors, arguments: backendSamples)
     func backendRequestRoundTrips(_ sample: BackendMessage) throws {
         let before = openFileDescriptorCount()
         var bytes: [UInt8] = []
@@ -46,7 +46,7 @@ import VhostUserProtocol
         #expect(openFileDescriptorCount() == before)
     }
 
-    @Test func decodedMessageOwnsItsDescriptorsUntilTaken() throws {
+    @Test(.isolatedDescriptors) func decodedMessageOwnsItsDescriptorsUntilTaken() throws {
         let before = openFileDescriptorCount()
         let bytes = try encoded(.setVringKick(VringFileIndex(index: 0, hasFile: true)))
         let fds = openDescriptors(1)
@@ -100,7 +100,7 @@ import VhostUserProtocol
         #expect(decodedConfig == config)
     }
 
-    @Test func inflightReplyCarriesItsDescriptor() throws {
+    @Test(.isolatedDescriptors) func inflightReplyCarriesItsDescriptor() throws {
         let before = openFileDescriptorCount()
         let inflight = InflightDescription(mmapSize: 4160, mmapOffset: 0, queueCount: 1, queueSize: 128)
         var bytes: [UInt8] = []
@@ -120,7 +120,7 @@ import VhostUserProtocol
         #expect(openFileDescriptorCount() == before)
     }
 
-    @Test func deviceStateReplyCarriesAnFdUnlessBitEight() throws {
+    @Test(.isolatedDescriptors) func deviceStateReplyCarriesAnFdUnlessBitEight() throws {
         let before = openFileDescriptorCount()
         for (value, count) in [(UInt64(0), 1), (0x100, 0), (0x101, 0)] {
             var bytes: [UInt8] = []
@@ -138,7 +138,7 @@ import VhostUserProtocol
         #expect(openFileDescriptorCount() == before)
     }
 
-    @Test func messagesCanBeBuiltDirectlyWithTheirDescriptors() throws {
+    @Test(.isolatedDescriptors) func messagesCanBeBuiltDirectlyWithTheirDescriptors() throws {
         let before = openFileDescriptorCount()
         let message = try Message(
             .setVringCall(VringFileIndex(index: 0, hasFile: true)),

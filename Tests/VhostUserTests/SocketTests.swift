@@ -6,7 +6,7 @@ import VhostUserProtocol
 /// The codec over a real socket: a request and its fds sent with one `sendmsg`, received the way a
 /// back-end reads (header first, validated, then exactly the payload), then decoded.
 @Suite struct SocketTests {
-    @Test func memoryTableAndItsDescriptorsCrossASocket() throws {
+    @Test(.isolatedDescriptors) func memoryTableAndItsDescriptorsCrossASocket() throws {
         let before = openFileDescriptorCount()
         do {
             let (frontend, backend) = try ScmSocket.pair()

@@ -3,29 +3,29 @@ import VMMTestSupport
 import VhostUserProtocol
 
 /// One test per header, payload and fd-count rule; each also checks that no fd leaked.
-@Suite struct ValidationTests {
+@Suite(.isolatedDescriptors) struct ValidationTests {
     let getFeatures = FrontendRequest.getFeatures.rawValue
     let setVringNum = FrontendRequest.setVringNum.rawValue
     let setMemTable = FrontendRequest.setMemTable.rawValue
     let setConfig = FrontendRequest.setConfig.rawValue
     let setVringKick = FrontendRequest.setVringKick.rawValue
 
-    @Test func truncatedHeaderIsRefused() {
+    @Test(.isolatedDescriptors) func truncatedHeaderIsRefused() {
         expectRefused([1, 0, 0, 0, 1], descriptors: 1, .truncatedHeader(byteCount: 5))
     }
 
-    @Test func badVersionIsRefused() {
+    @Test(.isolatedDescriptors) func badVersionIsRefused() {
         expectRefused(wire(getFeatures, flags: 0x0), descriptors: 1, .unsupportedVersion(flags: 0))
         expectRefused(wire(getFeatures, flags: 0x2), .unsupportedVersion(flags: 2))
         expectRefused(wire(getFeatures, flags: 0x3), .unsupportedVersion(flags: 3))
     }
 
-    @Test func unknownFlagsAreRefused() {
+    @Test(.isolatedDescriptors) func unknownFlagsAreRefused() {
         expectRefused(wire(getFeatures, flags: 0x11), descriptors: 1, .unknownFlags(flags: 0x11))
         expectRefused(wire(getFeatures, flags: 0x8000_0001), .unknownFlags(flags: 0x8000_0001))
     }
 
-    @Test func replyFlagOnRequestIsRefused() {
+    @Test(.isolatedDescriptors) func replyFlagOnRequestIsRefused() {
         expectRefused(
             wire(getFeatures, flags: 0x5), descriptors: 2,
             .replyFlagOnRequest(request: .frontend(.getFeatures), flags: 0x5))
@@ -37,7 +37,7 @@ import VhostUserProtocol
         #expect(needsReply)
     }
 
-    @Test func sizeTooLargeIsRefusedFromTheHeaderAlone() {
+    @Test(.isolatedDescriptors) func sizeTooLargeIsRefusedFromTheHeaderAlone() {
         // A reader checks this before reading the payload.
         let header = MessageHeader(request: setConfig, flags: .version1, size: 269)
         #expect(throws: ProtocolError.payloadTooLarge(request: .frontend(.setConfig), size: 269, limit: 268)) {
@@ -53,7 +53,7 @@ import VhostUserProtocol
         #expect(MessageHeader.maximumPayloadSize == 268)
     }
 
-    @Test func sizeNotMatchingTheFixedPayloadIsRefused() {
+    @Test(.isolatedDescriptors) func sizeNotMatchingTheFixedPayloadIsRefused() {
         let error = ProtocolError.payloadSize(request: .frontend(.setVringNum), size: 4, expected: 8)
         expectRefused(wire(setVringNum, Bytes().u32(0)), descriptors: 1, error)
         #expect(error.description == "SET_VRING_NUM: payload size 4, expected 8")
@@ -64,7 +64,7 @@ import VhostUserProtocol
             .payloadSize(request: .frontend(.setVringAddr), size: 32, expected: 40))
     }
 
-    @Test func payloadShorterOrLongerThanTheHeaderSaysIsRefused() {
+    @Test(.isolatedDescriptors) func payloadShorterOrLongerThanTheHeaderSaysIsRefused() {
         expectRefused(
             wire(setVringNum, size: 8, Bytes().u32(0)), descriptors: 1,
             .payloadLengthMismatch(request: .frontend(.setVringNum), headerSize: 8, received: 4))
@@ -73,7 +73,7 @@ import VhostUserProtocol
             .payloadLengthMismatch(request: .frontend(.setVringNum), headerSize: 8, received: 12))
     }
 
-    @Test func memoryTableWithMoreThanEightRegionsIsRefused() {
+    @Test(.isolatedDescriptors) func memoryTableWithMoreThanEightRegionsIsRefused() {
         expectRefused(
             wire(setMemTable, Bytes().u32(9).zeros(4 + 32)), descriptors: 1,
             .tooManyMemoryRegions(request: .frontend(.setMemTable), count: 9))
@@ -82,7 +82,7 @@ import VhostUserProtocol
             .tooManyMemoryRegions(request: .frontend(.setMemTable), count: .max))
     }
 
-    @Test func memoryTableCountNotMatchingSizeIsRefused() {
+    @Test(.isolatedDescriptors) func memoryTableCountNotMatchingSizeIsRefused() {
         expectRefused(
             wire(setMemTable, Bytes().u32(2).zeros(4 + 32)), descriptors: 2,
             .memoryRegionCountMismatch(request: .frontend(.setMemTable), count: 2, size: 40))
@@ -94,7 +94,7 @@ import VhostUserProtocol
             .payloadTooSmall(request: .frontend(.setMemTable), size: 4, minimum: 8))
     }
 
-    @Test func configLargerThan256IsRefused() {
+    @Test(.isolatedDescriptors) func configLargerThan256IsRefused() {
         expectRefused(
             wire(setConfig, Bytes().u32(0).u32(257).u32(0).zeros(57)),
             .configSizeMismatch(request: .frontend(.setConfig), configSize: 257, payloadSize: 69))
@@ -107,7 +107,7 @@ import VhostUserProtocol
         }
     }
 
-    @Test func configSizeNotMatchingIsRefused() {
+    @Test(.isolatedDescriptors) func configSizeNotMatchingIsRefused() {
         expectRefused(
             wire(FrontendRequest.getConfig.rawValue, Bytes().u32(0).u32(56).u32(0).zeros(57)), descriptors: 1,
             .configSizeMismatch(request: .frontend(.getConfig), configSize: 56, payloadSize: 69))
@@ -116,7 +116,7 @@ import VhostUserProtocol
             .payloadTooSmall(request: .frontend(.setConfig), size: 8, minimum: 12))
     }
 
-    @Test func unknownRequestNumbersAreRefused() {
+    @Test(.isolatedDescriptors) func unknownRequestNumbersAreRefused() {
         for code: UInt32 in [0, 44, 45, 1000, .max] {
             expectRefused(wire(code), descriptors: 1, .unknownRequest(code: code, direction: .frontendRequest))
         }
@@ -126,13 +126,13 @@ import VhostUserProtocol
         }
     }
 
-    @Test func cryptoSessionIsRefusedAsUnsupported() {
+    @Test(.isolatedDescriptors) func cryptoSessionIsRefusedAsUnsupported() {
         expectRefused(
             wire(FrontendRequest.createCryptoSession.rawValue), descriptors: 1,
             .unsupportedRequest(.frontend(.createCryptoSession)))
     }
 
-    @Test func tooManyDescriptorsAreRefusedAndClosed() {
+    @Test(.isolatedDescriptors) func tooManyDescriptorsAreRefusedAndClosed() {
         expectRefused(
             wire(getFeatures), descriptors: 1,
             .unexpectedDescriptors(request: .frontend(.getFeatures), expected: 0, received: 1))
@@ -145,7 +145,7 @@ import VhostUserProtocol
             .unexpectedDescriptors(request: .frontend(.setBackendRequestFD), expected: 1, received: 8))
     }
 
-    @Test func tooFewDescriptorsAreRefusedAndClosed() {
+    @Test(.isolatedDescriptors) func tooFewDescriptorsAreRefusedAndClosed() {
         let table = Bytes().u32(2).zeros(4 + 64)
         expectRefused(
             wire(setMemTable, table), descriptors: 1,
@@ -158,7 +158,7 @@ import VhostUserProtocol
             .missingDescriptors(request: .frontend(.addMemReg), expected: 1, received: 0))
     }
 
-    @Test func kickWithTheNoFileFlagAndAFileIsRefused() {
+    @Test(.isolatedDescriptors) func kickWithTheNoFileFlagAndAFileIsRefused() {
         for request in [FrontendRequest.setVringKick, .setVringCall, .setVringErr] {
             expectRefused(
                 wire(request.rawValue, Bytes().u64(0x100)), descriptors: 1,
@@ -166,7 +166,7 @@ import VhostUserProtocol
         }
     }
 
-    @Test func kickWithReservedBitsIsRefused() {
+    @Test(.isolatedDescriptors) func kickWithReservedBitsIsRefused() {
         expectRefused(
             wire(setVringKick, Bytes().u64(0x200)), descriptors: 1,
             .reservedBits(request: .frontend(.setVringKick), value: 0x200))
@@ -175,7 +175,7 @@ import VhostUserProtocol
             .reservedBits(request: .frontend(.setVringKick), value: 1 << 63))
     }
 
-    @Test func removeRegionToleratesOneDescriptorAndClosesIt() throws {
+    @Test(.isolatedDescriptors) func removeRegionToleratesOneDescriptorAndClosesIt() throws {
         let before = openFileDescriptorCount()
         let (body, count, _) = try decodeBody(
             wire(FrontendRequest.remMemReg.rawValue, Bytes().zeros(40)), descriptors: 1)
@@ -228,7 +228,7 @@ import VhostUserProtocol
         }
     }
 
-    @Test func inflightReplyWithoutItsDescriptorIsRefused() throws {
+    @Test(.isolatedDescriptors) func inflightReplyWithoutItsDescriptorIsRefused() throws {
         let bytes = wire(FrontendRequest.getInflightFD.rawValue, flags: 0x5, Bytes().u64(4096).u64(0).u16(1).u16(128).zeros(4))
         let (header, payload) = try split(bytes)
         let before = openFileDescriptorCount()
@@ -246,7 +246,7 @@ import VhostUserProtocol
         #expect(openFileDescriptorCount() == before)
     }
 
-    @Test func deviceStateReplyRules() throws {
+    @Test(.isolatedDescriptors) func deviceStateReplyRules() throws {
         let before = openFileDescriptorCount()
         let cases: [(UInt64, Int, ProtocolError)] = [
             (0, 0, .missingDescriptors(request: .frontend(.setDeviceStateFD), expected: 1, received: 0)),
@@ -280,7 +280,7 @@ import VhostUserProtocol
         }
     }
 
-    @Test func backendChannelRulesApply() {
+    @Test(.isolatedDescriptors) func backendChannelRulesApply() {
         let before = openFileDescriptorCount()
         let cases: [([UInt8], Int, ProtocolError)] = [
             (wire(3, Bytes().u64(0x101).u64(0).u64(0)), 1,

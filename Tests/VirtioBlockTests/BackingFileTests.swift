@@ -5,7 +5,7 @@ import VMMTestSupport
 
 @Suite("virtio-blk backing file", .serialized)
 struct BackingFileTests {
-    @Test("capacity counts whole sectors; the descriptor is close-on-exec and closed on release")
+    @Test("capacity counts whole sectors; the descriptor is close-on-exec and closed on release", .isolatedDescriptors)
     func capacity() throws {
         let image = try TestImage(bytes: [UInt8](repeating: 7, count: 4096 + 100))
         let (capacity, leaked) = try descriptorsLeaked { () throws -> UInt64 in
@@ -18,7 +18,7 @@ struct BackingFileTests {
         #expect(try BlockBackingFile(path: empty.path, readOnly: true).capacity == 0)
     }
 
-    @Test("open failures throw typed errors and leak nothing")
+    @Test("open failures throw typed errors and leak nothing", .isolatedDescriptors)
     func failures() throws {
         let (_, leaked) = descriptorsLeaked {
             #expect(throws: BlockBackingFileError.self) { try BlockBackingFile(path: "/nonexistent/virtio-blk-image") }
@@ -27,12 +27,13 @@ struct BackingFileTests {
             }
         }
         #expect(leaked == 0)
-        do {
-            _ = try BlockBackingFile(path: "/nonexistent/virtio-blk-image")
-        } catch let error {
-            guard case let .system(_, systemError) = error else { Issue.record("wrong error \(error)"); return }
-            #expect(systemError.errno == .noSuchFile)
+        // The open must fail, and with the errno of open(2).
+        let error = #expect(throws: BlockBackingFileError.self) { try BlockBackingFile(path: "/nonexistent/virtio-blk-image") }
+        guard case let .system(_, systemError)? = error else {
+            Issue.record("wrong error \(String(describing: error))")
+            return
         }
+        #expect(systemError.errno == .noSuchFile)
     }
 
     @Test("the id is 20 hex digits from the file's device and inode, distinct per file")

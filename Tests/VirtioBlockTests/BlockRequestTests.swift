@@ -2,6 +2,7 @@ import Testing
 import Virtio
 @testable import VirtioBlock
 import VMMSysUtil
+import VMMTestSupport
 
 @Suite("virtio-blk requests over real rings")
 struct BlockRequestTests {

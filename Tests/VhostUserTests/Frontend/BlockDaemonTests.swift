@@ -41,7 +41,7 @@ enum BlockBackend: String, Sendable {
 /// The front-end against block back-ends in their own processes: Debian's qemu-storage-daemon
 /// (skipped when not installed) and our vhost-user-blk. Every wait is bounded (10 s per reply or
 /// completion).
-@Suite struct BlockDaemonTests {
+@Suite(.isolatedDescriptors) struct BlockDaemonTests {
     @Test(.enabled(if: BlockBackend.qemuStorageDaemon.isAvailable, "needs /usr/bin/qemu-storage-daemon"))
     func writesAndReadsThroughQemuStorageDaemon() throws {
         try writesAndReadsBlocks(on: .qemuStorageDaemon)
@@ -57,7 +57,7 @@ enum BlockBackend: String, Sendable {
         try resumesAfterRestart(of: .qemuStorageDaemon)
     }
 
-    @Test(.enabled(if: BlockBackend.ours.isAvailable, "needs the vhost-user-blk product"))
+    @Test(.isolatedDescriptors, .enabled(if: BlockBackend.ours.isAvailable, "needs the vhost-user-blk product"))
     func resumesAfterOurDaemonIsRestarted() throws {
         try resumesAfterRestart(of: .ours)
     }

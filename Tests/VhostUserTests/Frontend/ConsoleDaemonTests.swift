@@ -16,7 +16,7 @@ import Virtio
 struct ConsoleDaemonTests {
     static let wait: Duration = .seconds(10)
 
-    @Test(arguments: [false, true])
+    @Test(.isolatedDescriptors, arguments: [false, true])
     func bytesFlowBothWaysThroughTheHostSocket(packed: Bool) throws {
         let executable = try #require(builtProductPath("vhost-user-console"))
         let directory = try TemporaryDirectory()

@@ -13,7 +13,7 @@ import Virtio
 /// process. Skipped when that product was not built beside the tests.
 @Suite(.enabled(if: builtProductPath("vhost-user-rng") != nil, "needs the vhost-user-rng product"))
 struct EntropyDaemonTests {
-    @Test(arguments: [(false, false), (true, false), (false, true), (true, true)])
+    @Test(.isolatedDescriptors, arguments: [(false, false), (true, false), (false, true), (true, true)])
     func readsRandomBytesFromOurDaemon(eventIndex: Bool, packed: Bool) throws {
         let executable = try #require(builtProductPath("vhost-user-rng"))
         let directory = try TemporaryDirectory()

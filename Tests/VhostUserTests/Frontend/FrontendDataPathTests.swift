@@ -13,7 +13,7 @@ import Virtio
         [.version1], [.version1, .ringEventIndex], [.version1, .ringPacked], [.version1, .ringPacked, .ringEventIndex],
     ]
 
-    @Test(arguments: variants)
+    @Test(.isolatedDescriptors, arguments: variants)
     func chainsRoundTripThroughTheDevice(features: VirtioFeatures) throws {
         let before = openFileDescriptorCount()
         do {

@@ -12,7 +12,7 @@ import Virtio
 
 /// Resuming on a restarted back-end.
 @Suite struct FrontendReconnectTests {
-    @Test func reconnectResendsMemoryInflightAndRingsAtTheUsedIndex() throws {
+    @Test(.isolatedDescriptors) func reconnectResendsMemoryInflightAndRingsAtTheUsedIndex() throws {
         var configured = WellBehaved()
         configured.protocolFeatures |= ProtocolFeatures.inflightSharedMemory.rawValue
         let backend = configured
@@ -82,7 +82,7 @@ import Virtio
 }
 
 extension FrontendReconnectTests {
-    @Test func failedReconnectCanBeRetried() throws {
+    @Test(.isolatedDescriptors) func failedReconnectCanBeRetried() throws {
         let before = openFileDescriptorCount()
         do {
             let memory = try SharedMemory(size: 65536)

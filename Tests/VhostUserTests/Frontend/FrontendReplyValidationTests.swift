@@ -32,61 +32,61 @@ import VhostUserFrontend
         #expect(openFileDescriptorCount() == before, "descriptors leaked", sourceLocation: sourceLocation)
     }
 
-    @Test func replyWithoutReplyFlagIsRefused() throws {
+    @Test(.isolatedDescriptors) func replyWithoutReplyFlagIsRefused() throws {
         try expectRefused(.protocolViolation(.malformedReplyFlags(request: .frontend(.getFeatures), flags: 0x1))) {
             .raw(wire(1, flags: 0x1, Bytes().u64(1 << 32)))
         }
     }
 
-    @Test func replyWithNeedReplyFlagIsRefused() throws {
+    @Test(.isolatedDescriptors) func replyWithNeedReplyFlagIsRefused() throws {
         try expectRefused(.protocolViolation(.malformedReplyFlags(request: .frontend(.getFeatures), flags: 0xD))) {
             .raw(wire(1, flags: 0xD, Bytes().u64(1 << 32)))
         }
     }
 
-    @Test func replyWithWrongVersionIsRefused() throws {
+    @Test(.isolatedDescriptors) func replyWithWrongVersionIsRefused() throws {
         try expectRefused(.protocolViolation(.unsupportedVersion(flags: 0x6))) {
             .raw(wire(1, flags: 0x6, Bytes().u64(1 << 32)))
         }
     }
 
-    @Test func replyWithShortPayloadIsRefused() throws {
+    @Test(.isolatedDescriptors) func replyWithShortPayloadIsRefused() throws {
         try expectRefused(.protocolViolation(.payloadSize(request: .frontend(.getFeatures), size: 4, expected: 8))) {
             .raw(wire(1, flags: 0x5, Bytes().u32(7)))
         }
     }
 
-    @Test func oversizedReplyIsRefusedFromItsHeader() throws {
+    @Test(.isolatedDescriptors) func oversizedReplyIsRefusedFromItsHeader() throws {
         // Only the header is sent: the size must be refused before any payload is awaited.
         try expectRefused(.protocolViolation(.payloadTooLarge(request: .frontend(.getFeatures), size: 300, limit: 8))) {
             .raw(wire(1, flags: 0x5, size: 300))
         }
     }
 
-    @Test func replyToAnotherRequestIsRefused() throws {
+    @Test(.isolatedDescriptors) func replyToAnotherRequestIsRefused() throws {
         try expectRefused(.protocolViolation(.replyMismatch(expected: .frontend(.getFeatures), received: 15))) {
             .raw(wire(15, flags: 0x5, Bytes().u64(0)))
         }
     }
 
-    @Test func replyWithUnexpectedDescriptorIsRefusedAndTheDescriptorClosed() throws {
+    @Test(.isolatedDescriptors) func replyWithUnexpectedDescriptorIsRefusedAndTheDescriptorClosed() throws {
         try expectRefused(.protocolViolation(.unexpectedDescriptors(request: .frontend(.getFeatures), expected: 0, received: 1))) {
             // The fake closes its copy after sending; the front-end must close the one it received.
             .raw(wire(1, flags: 0x5, Bytes().u64(1 << 32)), fds: openDescriptors(1))
         }
     }
 
-    @Test func missingReplyTimesOut() throws {
+    @Test(.isolatedDescriptors) func missingReplyTimesOut() throws {
         try expectRefused(.timedOut(.getFeatures), timeout: .milliseconds(100)) { .nothing }
     }
 
-    @Test func truncatedReplyTimesOut() throws {
+    @Test(.isolatedDescriptors) func truncatedReplyTimesOut() throws {
         try expectRefused(.timedOut(.getFeatures), timeout: .milliseconds(100)) {
             .raw(Array(wire(1, flags: 0x5, Bytes().u64(1 << 32)).prefix(16)))
         }
     }
 
-    @Test func hangUpIsPeerClosed() throws {
+    @Test(.isolatedDescriptors) func hangUpIsPeerClosed() throws {
         try expectRefused(.socket(.peerClosed)) { .hangUp }
     }
 }

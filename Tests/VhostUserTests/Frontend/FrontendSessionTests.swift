@@ -11,7 +11,7 @@ import VhostUserFrontend
 import Virtio
 
 /// The requests a front-end sends, and how it reads the answers, checked against a fake back-end.
-@Suite struct FrontendSessionTests {
+@Suite(.isolatedDescriptors) struct FrontendSessionTests {
     static let wanted: VirtioFeatures = [.version1, .ringEventIndex, .ringPacked]
 
     /// Runs `body` against a fake with `backend`'s answers (overridden by `override` when it

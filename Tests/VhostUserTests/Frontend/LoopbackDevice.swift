@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import VMMSysUtil
+import Testing
 import VMMTestSupport
 import VhostUserProtocol
 import Virtio

@@ -15,7 +15,7 @@ import VirtioBlockDriver
 /// What a migrating front-end sees of a block back-end in its own process: exactly which guest
 /// pages each request dirties (the front-end reads and clears the log), and the back-end channel
 /// telling it the disk grew. Every wait is bounded (10 s).
-@Suite struct MigrationDaemonTests {
+@Suite(.isolatedDescriptors) struct MigrationDaemonTests {
     static let wait: Duration = .seconds(10)
     static let imageSize = 1 << 20
 

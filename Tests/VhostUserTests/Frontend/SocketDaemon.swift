@@ -36,8 +36,9 @@ struct SocketDaemon {
         } catch { throw Failure.spawn(error) }
         let daemon = SocketDaemon(pid: child.pid)
         for _ in 0..<200 {
-            var info = stat()
-            if stat(socket, &info) == 0 && info.st_mode & S_IFMT == S_IFSOCK { return daemon }
+            // Ready once it accepts: the socket file appears before listen(2). The probe
+            // connection closes at once; the daemon serves the next front-end.
+            if (try? ScmSocket.connect(path: socket)) != nil { return daemon }
             if (try? child.exitStatusIfExited()) != nil { break }
             usleep(50_000)
         }
