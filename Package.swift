@@ -6,8 +6,11 @@ import Foundation
 // (Debian: liburing-dev), so the package builds everywhere without it. The C side checks again
 // with __has_include; VMM_NO_LIBURING=1 builds without it on purpose (the threads engine only).
 #if os(Linux)
-let liburingFound = ProcessInfo.processInfo.environment["VMM_NO_LIBURING"] == nil
-    && ["/usr/include/liburing.h", "/usr/local/include/liburing.h"].contains { FileManager.default.fileExists(atPath: $0) }
+let liburingFound =
+    ProcessInfo.processInfo.environment["VMM_NO_LIBURING"] == nil
+    && ["/usr/include/liburing.h", "/usr/local/include/liburing.h"].contains {
+        FileManager.default.fileExists(atPath: $0)
+    }
 #else
 let liburingFound = false
 #endif
@@ -72,7 +75,8 @@ let package = Package(
             ]
         ),
         // The front-end: negotiation, shared guest memory, driver rings, config, inflight, reconnect.
-        .target(name: "VhostUserFrontend", dependencies: ["VhostUserProtocol", "VMMSysUtil", "Virtio", "CVMMPlatform"]),
+        .target(
+            name: "VhostUserFrontend", dependencies: ["VhostUserProtocol", "VMMSysUtil", "Virtio", "CVMMPlatform"]),
         // What every back-end program shares: QEMU's command-line conventions (swift-argument-parser),
         // the capabilities JSON (Codable, FoundationEssentials: executables only, so not a product),
         // SIGTERM/SIGINT as a clean stop, serving --socket-path or --fd.
@@ -87,16 +91,25 @@ let package = Package(
         // A virtio-rng vhost-user back-end: the one-page example device.
         .executableTarget(
             name: "vhost-user-rng",
-            dependencies: ["VhostUserDaemon", "VhostUserBackend", "Virtio", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: [
+                "VhostUserDaemon", "VhostUserBackend", "Virtio",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
         ),
         // Example: a virtio-console back-end driven by its own fds (a host Unix socket).
         .executableTarget(
             name: "vhost-user-console",
-            dependencies: ["VhostUserDaemon", "VhostUserBackend", "Virtio", "VMMSysUtil", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "VhostUserDaemon", "VhostUserBackend", "Virtio", "VMMSysUtil",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             path: "Examples/vhost-user-console"
         ),
         // Shared by the test targets: fd counting, locating the peer executable, spawning, a guest rig.
-        .target(name: "VMMTestSupport", dependencies: ["VMMSysUtil", "Virtio", "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend"], path: "Tests/VMMTestSupport"),
+        .target(
+            name: "VMMTestSupport",
+            dependencies: ["VMMSysUtil", "Virtio", "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend"],
+            path: "Tests/VMMTestSupport"),
         // Spawned by cross-process tests: receives fds, maps memory, answers notifications.
         .executableTarget(name: "vmm-test-peer", dependencies: ["VMMSysUtil"], path: "Tests/vmm-test-peer"),
         // virtio-blk: request parsing and execution against a raw image file.
@@ -118,9 +131,12 @@ let package = Package(
         // The virtio-net vhost-user back-end program: TAP, switch, sink and source ports.
         .executableTarget(
             name: "vhost-user-net",
-            dependencies: ["VhostUserDaemon", "VhostUserProtocol", "VhostUserBackend", "Virtio", "VirtioNet", "VMMSysUtil", "CVMMPlatform",
-                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                           .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "VhostUserDaemon", "VhostUserProtocol", "VhostUserBackend", "Virtio", "VirtioNet", "VMMSysUtil",
+                "CVMMPlatform",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         // The front-end half of scripts/soak (connect/disconnect cycles and killed writers).
         .executableTarget(
@@ -136,7 +152,8 @@ let package = Package(
         .executableTarget(
             name: "vmm-bench",
             dependencies: [
-                "VMMBenchCases", "VhostUserDaemon", "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio",
+                "VMMBenchCases", "VhostUserDaemon", "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend",
+                "Virtio",
                 "VirtioBlock", "VirtioBlockDriver", "VMMSysUtil",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -147,7 +164,9 @@ let package = Package(
             path: "Benchmarks/VMMBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
-        .testTarget(name: "VMMBenchCasesTests", dependencies: ["VMMBenchCases", "VMMSysUtil", "Virtio", "VMMTestSupport", "vmm-bench"]),
+        .testTarget(
+            name: "VMMBenchCasesTests",
+            dependencies: ["VMMBenchCases", "VMMSysUtil", "Virtio", "VMMTestSupport", "vmm-bench"]),
         .testTarget(
             name: "VMMSysUtilTests",
             dependencies: [
@@ -163,21 +182,31 @@ let package = Package(
             ]
         ),
         .testTarget(name: "VirtioNetTests", dependencies: ["VirtioNet", "Virtio", "VMMSysUtil", "VMMTestSupport"]),
-        .testTarget(name: "VirtioBlockTests", dependencies: ["VirtioBlock", "Virtio", "VMMSysUtil", "CVMMPlatform", "VMMTestSupport"]),
+        .testTarget(
+            name: "VirtioBlockTests",
+            dependencies: ["VirtioBlock", "Virtio", "VMMSysUtil", "CVMMPlatform", "VMMTestSupport"]),
         .testTarget(
             name: "VhostUserBlockTests",
-            dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-blk"]
+            dependencies: [
+                "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil", "VMMTestSupport",
+                "vhost-user-blk",
+            ]
         ),
         // The daemons are dependencies so the front-end tests can run them in their own processes.
         .testTarget(
             name: "VhostUserTests",
-            dependencies: ["VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VirtioBlock", "VirtioBlockDriver", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng", "vhost-user-blk", "vhost-user-console",
-                           "VirtioNet", "vhost-user-net"]
+            dependencies: [
+                "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VirtioBlock",
+                "VirtioBlockDriver", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng", "vhost-user-blk",
+                "vhost-user-console",
+                "VirtioNet", "vhost-user-net",
+            ]
         ),
         .testTarget(
             name: "HostileFrontendTests",
             dependencies: [
-                "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng", "vhost-user-blk",
+                "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "Virtio", "VMMSysUtil", "VMMTestSupport",
+                "vhost-user-rng", "vhost-user-blk",
                 "vhost-user-net", .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -186,12 +215,15 @@ let package = Package(
         .executableTarget(name: "consumer-peer", dependencies: ["VMMSysUtil"], path: "Tests/consumer-peer"),
         .testTarget(
             name: "ConsumerTests",
-            dependencies: ["VMMSysUtil", "Virtio", "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "consumer-peer"]
+            dependencies: [
+                "VMMSysUtil", "Virtio", "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend", "consumer-peer",
+            ]
         ),
         .testTarget(
             name: "VhostUserBackendTests",
             dependencies: [
-                "VhostUserProtocol", "VhostUserBackend", "VhostUserDaemon", "VhostUserFrontend", "Virtio", "VMMSysUtil", "VMMTestSupport", "vhost-user-rng",
+                "VhostUserProtocol", "VhostUserBackend", "VhostUserDaemon", "VhostUserFrontend", "Virtio", "VMMSysUtil",
+                "VMMTestSupport", "vhost-user-rng",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

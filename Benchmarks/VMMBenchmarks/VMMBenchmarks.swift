@@ -33,7 +33,8 @@ let benchmarks: @Sendable () -> Void = {
                 maxDuration: .milliseconds(maxMilliseconds),
                 maxIterations: 1_000_000
             )
-            Benchmark("\(benchCase.identifier) [\(implementation.rawValue)]", configuration: configuration) { benchmark in
+            Benchmark("\(benchCase.identifier) [\(implementation.rawValue)]", configuration: configuration) {
+                benchmark in
                 guard let runner = holder.runner else { return }
                 // The framework may call us on a thread other than setup's: pin it (not measured).
                 _ = try? pinCurrentThread(context.mainCPU)

@@ -79,7 +79,8 @@ final class ConsoleDevice: VhostUserDaemonDevice, @unchecked Sendable {
             var buffers = chain.buffers()
             while let buffer = try buffers.next(), !buffer.isWritable {
                 // A client that went away loses the output, as an unplugged terminal.
-                try? currentClient?.send(UnsafeRawBufferPointer(buffer.bytes), fds: UnsafeBufferPointer(start: nil, count: 0))
+                try? currentClient?.send(
+                    UnsafeRawBufferPointer(buffer.bytes), fds: UnsafeBufferPointer(start: nil, count: 0))
             }
             try queue.complete(chain, written: 0)
         }

@@ -42,34 +42,45 @@ private let fuzzMemory: GuestMemory? = {
 
 /// The image (kept for the process's life) and processors over it, writable and read-only.
 /// nonisolated(unsafe): libFuzzer calls the target from one thread.
-nonisolated(unsafe) private let fuzzImage: (image: SharedMemory, writable: BlockRequestProcessor, readOnly: BlockRequestProcessor)? = {
-    guard let image = try? SharedMemory(size: imageSize),
-          let writable = try? BlockBackingFile(path: "/proc/self/fd/\(image.descriptor)"),
-          let readOnly = try? BlockBackingFile(path: "/proc/self/fd/\(image.descriptor)", readOnly: true) else { return nil }
-    let configuration = fuzzConfiguration(writable.capacity)
-    return (image, BlockRequestProcessor(file: writable, configuration: configuration),
-            BlockRequestProcessor(file: readOnly, configuration: configuration))
-}()
+nonisolated(unsafe) private let fuzzImage:
+    (image: SharedMemory, writable: BlockRequestProcessor, readOnly: BlockRequestProcessor)? = {
+        guard let image = try? SharedMemory(size: imageSize),
+            let writable = try? BlockBackingFile(path: "/proc/self/fd/\(image.descriptor)"),
+            let readOnly = try? BlockBackingFile(path: "/proc/self/fd/\(image.descriptor)", readOnly: true)
+        else { return nil }
+        let configuration = fuzzConfiguration(writable.capacity)
+        return (
+            image, BlockRequestProcessor(file: writable, configuration: configuration),
+            BlockRequestProcessor(file: readOnly, configuration: configuration)
+        )
+    }()
 
 /// The differential side: a 64-sector file in TMPDIR (or /var/tmp) opened with `cache: .none`,
 /// and processors over it (writable, read-only) submitting through the preferred engine.
-nonisolated(unsafe) private let directImage: (fd: Int32, writable: BlockRequestProcessor, readOnly: BlockRequestProcessor)? = {
-    let directory = getenv("TMPDIR").map { String(cString: $0) } ?? "/var/tmp"
-    var template = Array("\(directory)/blk-fuzz-XXXXXX".utf8CString)
-    let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-    guard fd >= 0 else { return nil }
-    let path = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-    defer { unlink(path) }
-    guard ftruncate(fd, off_t(imageSize)) == 0,
-          let writable = try? BlockBackingFile(path: path, cache: .none),
-          let readOnly = try? BlockBackingFile(path: path, readOnly: true, cache: .none),
-          writable.capacity == UInt64(imageSize / 512),
-          let engine = try? AsyncFileEngine(kind: .preferred, threadCount: 2),
-          let writableQueue = try? engine.makeQueue(capacity: 8),
-          let readOnlyQueue = try? engine.makeQueue(capacity: 8) else { return nil }
-    return (fd, BlockRequestProcessor(file: writable, configuration: fuzzConfiguration(writable.capacity), io: writableQueue, slotCount: 8),
-            BlockRequestProcessor(file: readOnly, configuration: fuzzConfiguration(readOnly.capacity), io: readOnlyQueue, slotCount: 8))
-}()
+nonisolated(unsafe) private let directImage:
+    (fd: Int32, writable: BlockRequestProcessor, readOnly: BlockRequestProcessor)? = {
+        let directory = getenv("TMPDIR").map { String(cString: $0) } ?? "/var/tmp"
+        var template = Array("\(directory)/blk-fuzz-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else { return nil }
+        let path = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        defer { unlink(path) }
+        guard ftruncate(fd, off_t(imageSize)) == 0,
+            let writable = try? BlockBackingFile(path: path, cache: .none),
+            let readOnly = try? BlockBackingFile(path: path, readOnly: true, cache: .none),
+            writable.capacity == UInt64(imageSize / 512),
+            let engine = try? AsyncFileEngine(kind: .preferred, threadCount: 2),
+            let writableQueue = try? engine.makeQueue(capacity: 8),
+            let readOnlyQueue = try? engine.makeQueue(capacity: 8)
+        else { return nil }
+        return (
+            fd,
+            BlockRequestProcessor(
+                file: writable, configuration: fuzzConfiguration(writable.capacity), io: writableQueue, slotCount: 8),
+            BlockRequestProcessor(
+                file: readOnly, configuration: fuzzConfiguration(readOnly.capacity), io: readOnlyQueue, slotCount: 8)
+        )
+    }()
 
 private func fuzzConfiguration(_ capacity: UInt64) -> BlockConfiguration {
     var configuration = BlockConfiguration(capacity: capacity, segmentMax: 8, sizeMax: 4096)
@@ -95,8 +106,10 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
 }
 
 /// Lays out guest memory from the input and serves its ring with the processor it selects.
-private func run(_ data: UnsafePointer<UInt8>, _ size: Int, _ memory: GuestMemory,
-                 _ writable: BlockRequestProcessor, _ readOnly: BlockRequestProcessor) {
+private func run(
+    _ data: UnsafePointer<UInt8>, _ size: Int, _ memory: GuestMemory,
+    _ writable: BlockRequestProcessor, _ readOnly: BlockRequestProcessor
+) {
     for region in memory.regions { region.mapping.bytes.initializeMemory(as: UInt8.self, repeating: 0xA5) }
     let ringBase = memory.regions[0].mapping.base
     ringBase.initializeMemory(as: UInt8.self, repeating: 0, count: 0x3000)
@@ -115,12 +128,14 @@ private func run(_ data: UnsafePointer<UInt8>, _ size: Int, _ memory: GuestMemor
     let base = UInt32(data[1]) | UInt32(data[2]) << 8
     let addresses = RingAddresses(descriptorTable: 0x10000, driverArea: 0x11000, deviceArea: 0x12000)
     if config & 1 == 0 {
-        guard var queue = try? SplitQueue(memory: memory, size: queueSize, addresses: addresses, features: features) else { return }
+        guard var queue = try? SplitQueue(memory: memory, size: queueSize, addresses: addresses, features: features)
+        else { return }
         try? queue.setNextAvailIndex(base)
         exercise(&queue, processor)
     } else {
         features.insert(.ringPacked)
-        guard var queue = try? PackedQueue(memory: memory, size: queueSize, addresses: addresses, features: features) else { return }
+        guard var queue = try? PackedQueue(memory: memory, size: queueSize, addresses: addresses, features: features)
+        else { return }
         try? queue.setNextAvailIndex(base)
         exercise(&queue, processor)
     }
@@ -130,7 +145,8 @@ private func run(_ data: UnsafePointer<UInt8>, _ size: Int, _ memory: GuestMemor
 private func copyImage(from source: Int32, to destination: Int32) -> Bool {
     var bytes = [UInt8](repeating: 0, count: imageSize)
     return bytes.withUnsafeMutableBytes { raw in
-        pread(source, raw.baseAddress, imageSize, 0) == imageSize && pwrite(destination, raw.baseAddress, imageSize, 0) == imageSize
+        pread(source, raw.baseAddress, imageSize, 0) == imageSize
+            && pwrite(destination, raw.baseAddress, imageSize, 0) == imageSize
     }
 }
 
@@ -155,7 +171,9 @@ private func exercise<Q: DeviceQueue & ~Copyable>(_ queue: inout Q, _ processor:
         } catch {
             fatalError("a popped chain was not handled: \(error)")
         }
-        if written != chain.writableLength { fatalError("completed with \(written) of \(chain.writableLength) writable bytes") }
+        if written != chain.writableLength {
+            fatalError("completed with \(written) of \(chain.writableLength) writable bytes")
+        }
         do {
             try queue.push(chain, written: written)
         } catch {

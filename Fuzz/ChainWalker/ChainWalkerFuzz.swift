@@ -45,11 +45,13 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     let base = UInt32(data[1]) | UInt32(data[2]) << 8
     let addresses = RingAddresses(descriptorTable: 0x10000, driverArea: 0x11000, deviceArea: 0x12000)
     if config & 1 == 0 {
-        guard var queue = try? SplitQueue(memory: memory, size: queueSize, addresses: addresses, features: features) else { return 0 }
+        guard var queue = try? SplitQueue(memory: memory, size: queueSize, addresses: addresses, features: features)
+        else { return 0 }
         try? queue.setNextAvailIndex(base)
         exercise(&queue, memory: memory, tamper: tamper)
     } else {
-        guard var queue = try? PackedQueue(memory: memory, size: queueSize, addresses: addresses, features: features) else { return 0 }
+        guard var queue = try? PackedQueue(memory: memory, size: queueSize, addresses: addresses, features: features)
+        else { return 0 }
         try? queue.setNextAvailIndex(base)
         exercise(&queue, memory: memory, tamper: tamper)
     }
@@ -57,7 +59,9 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
 }
 
 /// Pops every chain, touches every byte of every buffer, copies through the helpers, pushes.
-private func exercise<Q: DeviceQueue & ~Copyable>(_ queue: inout Q, memory: GuestMemory, tamper: UnsafeBufferPointer<UInt8>) {
+private func exercise<Q: DeviceQueue & ~Copyable>(
+    _ queue: inout Q, memory: GuestMemory, tamper: UnsafeBufferPointer<UInt8>
+) {
     var scratch = [UInt8](repeating: 0, count: 256)
     var sum: UInt64 = 0
     queue.disableNotifications()
@@ -74,7 +78,10 @@ private func exercise<Q: DeviceQueue & ~Copyable>(_ queue: inout Q, memory: Gues
         var walked = true
         while true {
             let next: GuestBuffer?
-            do { next = try buffers.next() } catch { walked = false; break }
+            do { next = try buffers.next() } catch {
+                walked = false
+                break
+            }
             guard let piece = next else { break }
             checkInsideMemory(piece.bytes, memory)
             if piece.isWritable { writable += UInt64(piece.bytes.count) } else { readable += UInt64(piece.bytes.count) }
@@ -82,10 +89,13 @@ private func exercise<Q: DeviceQueue & ~Copyable>(_ queue: inout Q, memory: Gues
             if piece.isWritable { piece.bytes[piece.bytes.count - 1] = 0x5A }
         }
         if walked && (readable != UInt64(chain.readableLength) || writable != UInt64(chain.writableLength)) {
-            fatalError("walked \(readable)+\(writable) bytes, popped as \(chain.readableLength)+\(chain.writableLength)")
+            fatalError(
+                "walked \(readable)+\(writable) bytes, popped as \(chain.readableLength)+\(chain.writableLength)")
         }
         let read = scratch.withUnsafeMutableBytes { (try? chain.readReadable(into: $0, fromOffset: Int(sum & 7))) ?? 0 }
-        let written = scratch.withUnsafeBytes { (try? chain.writeWritable(UnsafeRawBufferPointer(rebasing: $0[0..<min(read + 3, 256)]))) ?? 0 }
+        let written = scratch.withUnsafeBytes {
+            (try? chain.writeWritable(UnsafeRawBufferPointer(rebasing: $0[0..<min(read + 3, 256)]))) ?? 0
+        }
         _ = try? queue.push(chain, written: UInt32(written))
         if round & 3 == 0 { _ = queue.needsNotification() }
     }

@@ -33,8 +33,10 @@ private let fuzzMemory: GuestMemory? = {
 
 /// Packet and scratch buffers, allocated once. nonisolated(unsafe): libFuzzer calls the target
 /// from one thread.
-nonisolated(unsafe) private let packet = UnsafeMutableRawBufferPointer.allocate(byteCount: NetHeader.size + maxFrame, alignment: 64)
-nonisolated(unsafe) private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: ControlCommand.maximumLength, alignment: 8)
+nonisolated(unsafe) private let packet = UnsafeMutableRawBufferPointer.allocate(
+    byteCount: NetHeader.size + maxFrame, alignment: 64)
+nonisolated(unsafe) private let scratch = UnsafeMutableRawBufferPointer.allocate(
+    byteCount: ControlCommand.maximumLength, alignment: 8)
 
 /// A device queue as the paths' `NetQueue`; a refused completion is a bug in the paths.
 private struct FuzzQueue<Q: DeviceQueue & ~Copyable>: NetQueue, ~Copyable {
@@ -58,7 +60,8 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     if config & 2 != 0 { ringFeatures.insert(.ringIndirectDescriptors) }
     if config & 4 != 0 { ringFeatures.insert(.ringEventIndex) }
     if config & 1 != 0 { ringFeatures.insert(.ringPacked) }
-    var features = ringFeatures.rawValue | NetFeature.controlQueue | NetFeature.controlReceiveMode
+    var features =
+        ringFeatures.rawValue | NetFeature.controlQueue | NetFeature.controlReceiveMode
         | NetFeature.controlMACAddress | NetFeature.multiQueue
     if config & 0x40 != 0 { features |= NetFeature.mergeableRxBuffers }
     let queueSize = 1 << Int((config >> 3) & 7)
@@ -70,12 +73,18 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     for pass in 0..<3 {
         load(memory, data, size)
         if config & 1 == 0 {
-            guard var queue = try? SplitQueue(memory: memory, size: queueSize, addresses: addresses, features: ringFeatures) else { return 0 }
+            guard
+                var queue = try? SplitQueue(
+                    memory: memory, size: queueSize, addresses: addresses, features: ringFeatures)
+            else { return 0 }
             try? queue.setNextAvailIndex(base)
             var wrapped = FuzzQueue(queue: consume queue)
             exercise(pass, &wrapped, features: features, frameLength: frameLength, counters: counters)
         } else {
-            guard var queue = try? PackedQueue(memory: memory, size: queueSize, addresses: addresses, features: ringFeatures) else { return 0 }
+            guard
+                var queue = try? PackedQueue(
+                    memory: memory, size: queueSize, addresses: addresses, features: ringFeatures)
+            else { return 0 }
             try? queue.setNextAvailIndex(base)
             var wrapped = FuzzQueue(queue: consume queue)
             exercise(pass, &wrapped, features: features, frameLength: frameLength, counters: counters)
@@ -96,8 +105,10 @@ private func load(_ memory: GuestMemory, _ data: UnsafePointer<UInt8>, _ size: I
 }
 
 /// Pass 0: receive (frames until the ring is dry); 1: transmit; 2: control.
-private func exercise<Q: DeviceQueue & ~Copyable>(_ pass: Int, _ queue: inout FuzzQueue<Q>, features: UInt64, frameLength: Int,
-                                      counters: NetCounters) {
+private func exercise<Q: DeviceQueue & ~Copyable>(
+    _ pass: Int, _ queue: inout FuzzQueue<Q>, features: UInt64, frameLength: Int,
+    counters: NetCounters
+) {
     let budget = 4 * queue.queue.size + 4
     switch pass {
     case 0:
@@ -114,8 +125,12 @@ private func exercise<Q: DeviceQueue & ~Copyable>(_ pass: Int, _ queue: inout Fu
         let reader = TransmitReader(features: features)
         for _ in 0..<budget {
             guard let chain = try? queue.pop() else { break }
-            if case .frame(let length) = (try? reader.read(chain, into: packet, counters: counters)) ?? .dropped(.txTooShort),
-               length > maxFrame { fatalError("frame longer than the buffer") }
+            if case .frame(let length) = (try? reader.read(chain, into: packet, counters: counters))
+                ?? .dropped(.txTooShort),
+                length > maxFrame
+            {
+                fatalError("frame longer than the buffer")
+            }
             try? queue.complete(chain, written: 0)
         }
     default:

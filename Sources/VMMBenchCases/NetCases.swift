@@ -29,8 +29,10 @@ final class NetPathRunner<Q: DeviceQueue & ~Copyable>: BenchRunner {
     let counters = NetCounters()
     let packet = UnsafeMutableRawBufferPointer.allocate(byteCount: 2048, alignment: 64)
 
-    init(memory: SharedMemory, driver: any DriverQueue, device: consuming Q, direction: NetPathDirection, raw: Bool,
-         data: UInt64, guest: GuestMemory) throws {
+    init(
+        memory: SharedMemory, driver: any DriverQueue, device: consuming Q, direction: NetPathDirection, raw: Bool,
+        data: UInt64, guest: GuestMemory
+    ) throws {
         self.memory = memory
         self.driver = driver
         let size = device.size
@@ -48,7 +50,8 @@ final class NetPathRunner<Q: DeviceQueue & ~Copyable>: BenchRunner {
             chain = [DriverBuffer(address: data, length: 2048, isWritable: true)]
         case .tx:
             chain = [DriverBuffer(address: data, length: UInt32(NetHeader.size + 64), isWritable: false)]
-            try guest.write(guestPhysical: data, bytes: UnsafeRawBufferPointer(rebasing: packet[..<(NetHeader.size + 64)]))
+            try guest.write(
+                guestPhysical: data, bytes: UnsafeRawBufferPointer(rebasing: packet[..<(NetHeader.size + 64)]))
         }
     }
 
@@ -100,12 +103,16 @@ enum NetCases {
         case .split:
             let driver = try DriverSplitQueue(memory: guest, size: size, addresses: addresses, features: features)
             let device = try SplitQueue(memory: guest, size: size, addresses: addresses, features: features)
-            return try NetPathRunner(memory: memory, driver: driver, device: device, direction: direction, raw: raw, data: data, guest: guest)
+            return try NetPathRunner(
+                memory: memory, driver: driver, device: device, direction: direction, raw: raw, data: data, guest: guest
+            )
         case .packed:
             features.insert(.ringPacked)
             let driver = try DriverPackedQueue(memory: guest, size: size, addresses: addresses, features: features)
             let device = try PackedQueue(memory: guest, size: size, addresses: addresses, features: features)
-            return try NetPathRunner(memory: memory, driver: driver, device: device, direction: direction, raw: raw, data: data, guest: guest)
+            return try NetPathRunner(
+                memory: memory, driver: driver, device: device, direction: direction, raw: raw, data: data, guest: guest
+            )
         }
     }
 

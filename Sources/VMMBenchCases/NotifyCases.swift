@@ -78,35 +78,40 @@ enum NotifyCases {
     static func all() -> [BenchCase] {
         var cases: [BenchCase] = []
         for backend in EventNotifierBackend.allCases {
-            let waiters: [PingPongWaiter] = [.wait] + PollerBackend.allCases.compactMap {
-                PingPongWaiter(rawValue: $0.rawValue)
-            }
+            let waiters: [PingPongWaiter] =
+                [.wait]
+                + PollerBackend.allCases.compactMap {
+                    PingPongWaiter(rawValue: $0.rawValue)
+                }
             for waiter in waiters {
                 let reason = unavailable(backend) ?? PollerBackend(rawValue: waiter.rawValue).flatMap(unavailable)
-                cases.append(BenchCase(
-                    group: "notify", name: "pingpong-threads/\(waiter.rawValue)", backend: backend.rawValue,
-                    usesPlacement: true, unavailableReason: reason
-                ) { implementation, context in
-                    try threadPingPong(implementation, backend.checkedAvailable(), waiter, context)
-                })
-                cases.append(BenchCase(
-                    group: "notify", name: "pingpong-processes/\(waiter.rawValue)", backend: backend.rawValue,
-                    usesPlacement: true, unavailableReason: reason
-                ) { implementation, context in
-                    try processPingPong(implementation, backend.checkedAvailable(), waiter, context)
-                })
+                cases.append(
+                    BenchCase(
+                        group: "notify", name: "pingpong-threads/\(waiter.rawValue)", backend: backend.rawValue,
+                        usesPlacement: true, unavailableReason: reason
+                    ) { implementation, context in
+                        try threadPingPong(implementation, backend.checkedAvailable(), waiter, context)
+                    })
+                cases.append(
+                    BenchCase(
+                        group: "notify", name: "pingpong-processes/\(waiter.rawValue)", backend: backend.rawValue,
+                        usesPlacement: true, unavailableReason: reason
+                    ) { implementation, context in
+                        try processPingPong(implementation, backend.checkedAvailable(), waiter, context)
+                    })
             }
-            cases.append(BenchCase(
-                group: "notify", name: "notify-no-waiter", backend: backend.rawValue, batch: 16,
-                unavailableReason: unavailable(backend)
-            ) {
-                implementation, _ in
-                let backend = try backend.checkedAvailable()
-                switch implementation {
-                case .ours: return try OursNotifyOnly(backend)
-                case .raw: return try RawNotifyOnly(backend.rawKind)
-                }
-            })
+            cases.append(
+                BenchCase(
+                    group: "notify", name: "notify-no-waiter", backend: backend.rawValue, batch: 16,
+                    unavailableReason: unavailable(backend)
+                ) {
+                    implementation, _ in
+                    let backend = try backend.checkedAvailable()
+                    switch implementation {
+                    case .ours: return try OursNotifyOnly(backend)
+                    case .raw: return try RawNotifyOnly(backend.rawKind)
+                    }
+                })
         }
         return cases
     }
@@ -150,23 +155,27 @@ enum NotifyCases {
         guard let executable = context.childExecutable else {
             throw BenchSkipped("no child executable (vmm-bench) beside this binary")
         }
-        let arguments = [implementation.rawValue, backend.rawValue, waiter.rawValue, context.peerCPU.map { "\($0)" } ?? "-"]
+        let arguments = [
+            implementation.rawValue, backend.rawValue, waiter.rawValue, context.peerCPU.map { "\($0)" } ?? "-",
+        ]
         switch implementation {
         case .ours:
             // A waiter in a Poller consumes after readiness: a non-blocking read side makes that
             // one read, as the raw twin's.
             let toPeer = try EventNotifier(backend: backend, nonBlockingWait: waiter != .wait)
             let fromPeer = try EventNotifier(backend: backend, nonBlockingWait: waiter != .wait)
-            let child = try ChildRole.spawnEcho(executable, arguments, waitOn: toPeer.waitDescriptor,
-                                                signalThrough: fromPeer.notifyDescriptor)
+            let child = try ChildRole.spawnEcho(
+                executable, arguments, waitOn: toPeer.waitDescriptor,
+                signalThrough: fromPeer.notifyDescriptor)
             return try ProcessPingPong(
                 main: OursPingPongEnd(waitOn: fromPeer, signalThrough: toPeer, waiter: waiter),
                 child: child, context: context)
         case .raw:
             let toPeer = try RawNotifier(backend.rawKind)
             let fromPeer = try RawNotifier(backend.rawKind)
-            let child = try ChildRole.spawnEcho(executable, arguments, waitOn: toPeer.readFD,
-                                                signalThrough: fromPeer.writeFD)
+            let child = try ChildRole.spawnEcho(
+                executable, arguments, waitOn: toPeer.readFD,
+                signalThrough: fromPeer.writeFD)
             return try ProcessPingPong(
                 main: RawPingPongEnd(waitOn: fromPeer, signalThrough: toPeer, waiter: waiter),
                 child: child, context: context)
@@ -185,8 +194,9 @@ public enum ChildRole {
     static func spawnEcho(_ executable: String, _ arguments: [String], waitOn: Int32, signalThrough: Int32)
         throws(SystemCallError) -> ChildProcess
     {
-        try ChildProcess.spawn(executable, arguments: ["--child", notifyEcho] + arguments,
-                               descriptors: [(waitOn, 3), (signalThrough, 4)])
+        try ChildProcess.spawn(
+            executable, arguments: ["--child", notifyEcho] + arguments,
+            descriptors: [(waitOn, 3), (signalThrough, 4)])
     }
 
     /// Runs `role` with `arguments` in a spawned child; returns the exit status.

@@ -70,21 +70,24 @@ enum PollerCases {
         var cases: [BenchCase] = []
         for backend in PollerBackend.allCases {
             for idle in [0, 64, 1024] {
-                cases.append(BenchCase(
-                    group: "poller", name: "cycle/idle-\(idle)", backend: backend.rawValue,
-                    unavailableReason: unavailable(backend)
-                ) {
-                    implementation, _ in
-                    guard backend.isAvailable else { throw BenchSkipped("\(backend.rawValue) is not available here") }
-                    switch implementation {
-                    case .ours: return try OursPollerCycle(backend, idleCount: idle)
-                    case .raw:
-                        guard let kind = RawPollSet.Kind(rawValue: backend.rawValue) else {
-                            throw BenchSkipped("no raw twin for \(backend.rawValue)")
+                cases.append(
+                    BenchCase(
+                        group: "poller", name: "cycle/idle-\(idle)", backend: backend.rawValue,
+                        unavailableReason: unavailable(backend)
+                    ) {
+                        implementation, _ in
+                        guard backend.isAvailable else {
+                            throw BenchSkipped("\(backend.rawValue) is not available here")
                         }
-                        return try RawPollerCycle(kind, idleCount: idle)
-                    }
-                })
+                        switch implementation {
+                        case .ours: return try OursPollerCycle(backend, idleCount: idle)
+                        case .raw:
+                            guard let kind = RawPollSet.Kind(rawValue: backend.rawValue) else {
+                                throw BenchSkipped("no raw twin for \(backend.rawValue)")
+                            }
+                            return try RawPollerCycle(kind, idleCount: idle)
+                        }
+                    })
             }
         }
         return cases

@@ -108,7 +108,9 @@ final class RawSplitRing: BenchRunner {
                 checksum &+= UInt64(length)
                 if flags & 2 == 0 && copied < 16 {
                     let n = min(16 - copied, Int(length))
-                    withUnsafeMutableBytes(of: &scratch) { $0.baseAddress!.advanced(by: copied).copyMemory(from: pointer, byteCount: n) }
+                    withUnsafeMutableBytes(of: &scratch) {
+                        $0.baseAddress!.advanced(by: copied).copyMemory(from: pointer, byteCount: n)
+                    }
                     copied += n
                 }
                 guard flags & 1 != 0 else { break }
@@ -226,7 +228,9 @@ final class RawPackedRing: BenchRunner {
                 checksum &+= UInt64(length)
                 if descriptorFlags & Self.write == 0 && copied < 16 {
                     let n = min(16 - copied, Int(length))
-                    withUnsafeMutableBytes(of: &scratch) { $0.baseAddress!.advanced(by: copied).copyMemory(from: pointer, byteCount: n) }
+                    withUnsafeMutableBytes(of: &scratch) {
+                        $0.baseAddress!.advanced(by: copied).copyMemory(from: pointer, byteCount: n)
+                    }
                     copied += n
                 }
                 Self.advance(&position, &wrap, by: 1)

@@ -107,7 +107,8 @@ final class RawScm: BenchRunner {
             cmsg.pointee.cmsg_type = Int32(SCM_RIGHTS)
             cmsg.pointee.cmsg_len = .init(vmm_cmsg_len(count * 4))
             // Why it is safe: sendControl holds CMSG_SPACE(count * 4) bytes.
-            UnsafeMutableRawPointer(vmm_cmsg_data(cmsg)).copyMemory(from: payload.fds.baseAddress!, byteCount: count * 4)
+            UnsafeMutableRawPointer(vmm_cmsg_data(cmsg)).copyMemory(
+                from: payload.fds.baseAddress!, byteCount: count * 4)
             _ = try check("sendmsg", sendmsg(sockets.0, &header, vmm_msg_nosignal()))
         }
     }

@@ -58,9 +58,11 @@ final class RawShmCreate: BenchRunner {
         switch backend {
         case .memfd:
             #if os(Linux)
-            let fd = try check("memfd_create", vmm_memfd_create("vmm-shared-memory", VMM_MFD_CLOEXEC | VMM_MFD_ALLOW_SEALING))
+            let fd = try check(
+                "memfd_create", vmm_memfd_create("vmm-shared-memory", VMM_MFD_CLOEXEC | VMM_MFD_ALLOW_SEALING))
             _ = try check("ftruncate", ftruncate(fd, off_t(shmCaseSize)))
-            _ = try check("fcntl(F_ADD_SEALS)", fcntl(fd, VMM_F_ADD_SEALS, VMM_F_SEAL_SHRINK | VMM_F_SEAL_GROW | VMM_F_SEAL_SEAL))
+            _ = try check(
+                "fcntl(F_ADD_SEALS)", fcntl(fd, VMM_F_ADD_SEALS, VMM_F_SEAL_SHRINK | VMM_F_SEAL_GROW | VMM_F_SEAL_SEAL))
             return fd
             #else
             throw BenchSkipped("no memfd here")
@@ -86,7 +88,8 @@ final class RawShmCreate: BenchRunner {
             let fd = try openBackend()
             var info = stat()
             _ = try check("fstat", fstat(fd, &info))
-            guard let base = mmap(nil, shmCaseSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), base != MAP_FAILED else {
+            guard let base = mmap(nil, shmCaseSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), base != MAP_FAILED
+            else {
                 throw SystemCallError("mmap", Errno.current)
             }
             munmap(base, shmCaseSize)
@@ -101,7 +104,8 @@ final class OursMapReceived: BenchRunner {
     let received: FileDescriptor
     init() throws {
         memory = try SharedMemory(size: receivedRegionSize)
-        received = FileDescriptor(adopting: try check("fcntl(F_DUPFD_CLOEXEC)", fcntl(memory.descriptor, F_DUPFD_CLOEXEC, 0)))
+        received = FileDescriptor(
+            adopting: try check("fcntl(F_DUPFD_CLOEXEC)", fcntl(memory.descriptor, F_DUPFD_CLOEXEC, 0)))
     }
     func run(_ iterations: Int) throws {
         for _ in 0..<iterations {
@@ -120,7 +124,9 @@ final class RawMapReceived: BenchRunner {
         for _ in 0..<iterations {
             var info = stat()
             _ = try check("fstat", fstat(fd, &info))
-            guard let base = mmap(nil, receivedRegionSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), base != MAP_FAILED else {
+            guard let base = mmap(nil, receivedRegionSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0),
+                base != MAP_FAILED
+            else {
                 throw SystemCallError("mmap", Errno.current)
             }
             munmap(base, receivedRegionSize)
@@ -142,13 +148,14 @@ enum ShmCases {
                 }
             }
         }
-        cases.append(BenchCase(group: "shm", name: "map-received-256MiB", backend: SharedMemoryBackend.native.rawValue) {
-            implementation, _ in
-            switch implementation {
-            case .ours: return try OursMapReceived()
-            case .raw: return try RawMapReceived()
-            }
-        })
+        cases.append(
+            BenchCase(group: "shm", name: "map-received-256MiB", backend: SharedMemoryBackend.native.rawValue) {
+                implementation, _ in
+                switch implementation {
+                case .ours: return try OursMapReceived()
+                case .raw: return try RawMapReceived()
+                }
+            })
         return cases
     }
 }

@@ -38,7 +38,10 @@ enum VringCases {
     static func all() -> [BenchCase] {
         RingLayout.allCases.flatMap { layout in
             [1, 3].map { descriptors in
-                BenchCase(group: "vring", name: "pop-walk-read16-push/\(descriptors)-desc", backend: layout.rawValue, batch: 1024) {
+                BenchCase(
+                    group: "vring", name: "pop-walk-read16-push/\(descriptors)-desc", backend: layout.rawValue,
+                    batch: 1024
+                ) {
                     implementation, _ in
                     switch implementation {
                     case .ours: return try OursVring(layout, descriptorsPerChain: descriptors)

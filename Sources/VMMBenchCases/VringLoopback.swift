@@ -31,18 +31,21 @@ struct VringLoopback: ~Copyable {
     init(memory: GuestMemory, layout: RingLayout, descriptorsPerChain: Int, queueSize: Int = 256) throws {
         // 32768: the largest queue size either layout allows.
         guard let region = memory.regions.first, (1...16).contains(descriptorsPerChain),
-              (1...32768).contains(queueSize), region.guestPhysicalAddress < 1 << 62 else {
+            (1...32768).contains(queueSize), region.guestPhysicalAddress < 1 << 62
+        else {
             throw VirtqueueError.invalidQueueSize(queueSize)
         }
         let base = region.guestPhysicalAddress
         let q = UInt64(queueSize)
-        let addresses = RingAddresses(descriptorTable: base, driverArea: base + 16 * q,
-                                      deviceArea: (base + 16 * q + 6 + 2 * q + 64) & ~63)
+        let addresses = RingAddresses(
+            descriptorTable: base, driverArea: base + 16 * q,
+            deviceArea: (base + 16 * q + 6 + 2 * q + 64) & ~63)
         let data = (addresses.deviceArea + 6 + 8 * q + 4095) & ~4095
         var buffers: [DriverBuffer] = []
         for i in 0..<descriptorsPerChain {
             let writable = descriptorsPerChain > 1 && i == descriptorsPerChain - 1
-            buffers.append(DriverBuffer(address: data + UInt64(i) * 512, length: writable ? 1 : 64, isWritable: writable))
+            buffers.append(
+                DriverBuffer(address: data + UInt64(i) * 512, length: writable ? 1 : 64, isWritable: writable))
         }
         let features: VirtioFeatures = [.ringEventIndex, .ringIndirectDescriptors, .version1]
         // Every throwing step before the first stored property (a non-copyable value is all or nothing).
@@ -50,10 +53,13 @@ struct VringLoopback: ~Copyable {
         switch layout {
         case .split:
             let driver = try DriverSplitQueue(memory: memory, size: queueSize, addresses: addresses, features: features)
-            rings = .split(try SplitQueue(memory: memory, size: queueSize, addresses: addresses, features: features), driver)
+            rings = .split(
+                try SplitQueue(memory: memory, size: queueSize, addresses: addresses, features: features), driver)
         case .packed:
-            let driver = try DriverPackedQueue(memory: memory, size: queueSize, addresses: addresses, features: features)
-            rings = .packed(try PackedQueue(memory: memory, size: queueSize, addresses: addresses, features: features), driver)
+            let driver = try DriverPackedQueue(
+                memory: memory, size: queueSize, addresses: addresses, features: features)
+            rings = .packed(
+                try PackedQueue(memory: memory, size: queueSize, addresses: addresses, features: features), driver)
         }
         self.rings = consume rings
         self.buffers = buffers
@@ -81,8 +87,10 @@ struct VringLoopback: ~Copyable {
     }
 
     @inline(__always)
-    private static func run<Q: DeviceQueue & ~Copyable, D: DriverQueue>(_ n: Int, _ device: inout Q, _ driver: D,
-                                                                      _ buffers: [DriverBuffer], _ start: UInt64) throws -> UInt64 {
+    private static func run<Q: DeviceQueue & ~Copyable, D: DriverQueue>(
+        _ n: Int, _ device: inout Q, _ driver: D,
+        _ buffers: [DriverBuffer], _ start: UInt64
+    ) throws -> UInt64 {
         var scratch: (UInt64, UInt64) = (0, 0)
         var sum = start
         try buffers.withUnsafeBufferPointer { chainBuffers in

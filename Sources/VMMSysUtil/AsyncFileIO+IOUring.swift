@@ -47,8 +47,10 @@ final class IOUringFileQueue: AsyncFileQueue {
         results.deallocate()
     }
 
-    func submit(_ operation: AsyncFileOperation, descriptor: Int32, vectors: UnsafePointer<iovec>?, count: Int,
-                offset: UInt64, tag: UInt64) throws(SystemCallError) {
+    func submit(
+        _ operation: AsyncFileOperation, descriptor: Int32, vectors: UnsafePointer<iovec>?, count: Int,
+        offset: UInt64, tag: UInt64
+    ) throws(SystemCallError) {
         guard inFlight < capacity else { throw SystemCallError("io_uring_get_sqe", Errno(rawValue: EBUSY)) }
         let code: Int32
         switch operation {

@@ -53,16 +53,18 @@ final class FileIOThreadPool: @unchecked Sendable {
         #else
         var thread = pthread_t()
         #endif
-        let rc = pthread_create(&thread, nil, { raw in
-            // Safe: `raw` is the retained pool passed below; released when the loop ends.
-            #if canImport(Darwin)
-            let pool = Unmanaged<FileIOThreadPool>.fromOpaque(raw).takeRetainedValue()
-            #else
-            let pool = Unmanaged<FileIOThreadPool>.fromOpaque(raw!).takeRetainedValue()
-            #endif
-            pool.run()
-            return nil
-        }, context)
+        let rc = pthread_create(
+            &thread, nil,
+            { raw in
+                // Safe: `raw` is the retained pool passed below; released when the loop ends.
+                #if canImport(Darwin)
+                let pool = Unmanaged<FileIOThreadPool>.fromOpaque(raw).takeRetainedValue()
+                #else
+                let pool = Unmanaged<FileIOThreadPool>.fromOpaque(raw!).takeRetainedValue()
+                #endif
+                pool.run()
+                return nil
+            }, context)
         guard rc == 0 else {
             Unmanaged<FileIOThreadPool>.fromOpaque(context).release()
             return false
@@ -205,8 +207,10 @@ final class ThreadPoolFileQueue: AsyncFileQueue, @unchecked Sendable {
         jobs.deallocate()
     }
 
-    func submit(_ operation: AsyncFileOperation, descriptor: Int32, vectors: UnsafePointer<iovec>?, count: Int,
-                offset: UInt64, tag: UInt64) throws(SystemCallError) {
+    func submit(
+        _ operation: AsyncFileOperation, descriptor: Int32, vectors: UnsafePointer<iovec>?, count: Int,
+        offset: UInt64, tag: UInt64
+    ) throws(SystemCallError) {
         guard let job = free else { throw SystemCallError("submit", Errno(rawValue: EBUSY)) }
         free = job.pointee.next
         job.pointee.operation = operation

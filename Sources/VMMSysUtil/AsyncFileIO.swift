@@ -69,8 +69,9 @@ public protocol AsyncFileQueue: AnyObject {
     /// Queues one operation; it starts at the latest at `commit()`. Allocation-free.
     ///
     /// - Throws: `SystemCallError` (`EBUSY` when `capacity` operations are already in flight).
-    func submit(_ operation: AsyncFileOperation, descriptor: Int32, vectors: UnsafePointer<iovec>?, count: Int,
-                offset: UInt64, tag: UInt64) throws(SystemCallError)
+    func submit(
+        _ operation: AsyncFileOperation, descriptor: Int32, vectors: UnsafePointer<iovec>?, count: Int,
+        offset: UInt64, tag: UInt64) throws(SystemCallError)
     /// Starts everything queued since the last commit.
     ///
     /// - Throws: `SystemCallError` if the kernel took none or only part of the batch for now

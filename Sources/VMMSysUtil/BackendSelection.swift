@@ -36,7 +36,8 @@ public struct BackendSelectionError: Error, Hashable, Sendable, CustomStringConv
         if isKnown {
             return "\(source)=\(requested): this system lacks the \(requested) backend (\(availableHere))"
         }
-        return "\(source)=\(requested): unknown backend name (known: \(known.joined(separator: ", ")); \(availableHere))"
+        return
+            "\(source)=\(requested): unknown backend name (known: \(known.joined(separator: ", ")); \(availableHere))"
     }
 }
 

@@ -163,7 +163,9 @@ public struct ChildProcess: Hashable, Sendable {
     /// `group: true` signals its process group instead. Returns how it ended; `nil` if it had been
     /// reaped already.
     @discardableResult
-    public func terminate(with signal: Int32 = SIGTERM, grace: Duration = .seconds(5), group: Bool = false) -> ExitStatus? {
+    public func terminate(with signal: Int32 = SIGTERM, grace: Duration = .seconds(5), group: Bool = false)
+        -> ExitStatus?
+    {
         _ = group ? kill(-pid, signal) : kill(pid, signal)
         let clock = ContinuousClock()
         let deadline = clock.now + grace

@@ -52,7 +52,9 @@ func makePipeWithFcntl(nonBlockingRead: Bool) throws(SystemCallError) -> (read: 
 }
 
 /// Sets the status flags both pipe backends want; closes both ends on failure.
-private func finishPipe(_ fds: (Int32, Int32), nonBlockingRead: Bool) throws(SystemCallError) -> (read: Int32, write: Int32) {
+private func finishPipe(_ fds: (Int32, Int32), nonBlockingRead: Bool) throws(SystemCallError) -> (
+    read: Int32, write: Int32
+) {
     do {
         try addStatusFlag(fds.1, O_NONBLOCK)
         if nonBlockingRead { try addStatusFlag(fds.0, O_NONBLOCK) }

@@ -62,7 +62,8 @@ public enum FileSpace {
     ) throws(SystemCallError) -> Bool {
         #if os(Linux)
         guard length > 0 else { return true }
-        let mode = VMM_FALLOC_FL_KEEP_SIZE
+        let mode =
+            VMM_FALLOC_FL_KEEP_SIZE
             | (operation == .punchHole ? VMM_FALLOC_FL_PUNCH_HOLE : VMM_FALLOC_FL_ZERO_RANGE)
         do {
             _ = try systemCall("fallocate") { vmm_fallocate(fd, mode, Int64(offset), Int64(length)) }

@@ -34,13 +34,17 @@ final class KqueuePoller: PollerImplementation, @unchecked Sendable {
         kqueueFD = fd
         // Assigned before anything can throw, so deinit closes it on every failure below.
         try setDescriptorFlag(fd, FD_CLOEXEC)
-        try change(ident: KqueuePoller.wakeIdent, filter: EVFILT_USER, flags: EV_ADD | EV_CLEAR, fflags: 0, generation: wakeGeneration)
+        try change(
+            ident: KqueuePoller.wakeIdent, filter: EVFILT_USER, flags: EV_ADD | EV_CLEAR, fflags: 0,
+            generation: wakeGeneration)
     }
 
     deinit { _ = systemClose(kqueueFD) }
 
     /// Applies one change; with no event list, kevent reports a failed change as -1 and errno.
-    private func change(ident: UInt, filter: Int32, flags: Int32, fflags: Int32, generation: UInt32) throws(SystemCallError) {
+    private func change(ident: UInt, filter: Int32, flags: Int32, fflags: Int32, generation: UInt32)
+        throws(SystemCallError)
+    {
         var event = kevent()
         event.ident = ident
         event.filter = Int16(truncatingIfNeeded: filter)
@@ -53,7 +57,9 @@ final class KqueuePoller: PollerImplementation, @unchecked Sendable {
     }
 
     private func setFilter(_ fd: Int32, _ filter: Int32, add: Bool, generation: UInt32) throws(SystemCallError) {
-        try change(ident: UInt(bitPattern: Int(fd)), filter: filter, flags: add ? EV_ADD : EV_DELETE, fflags: 0, generation: generation)
+        try change(
+            ident: UInt(bitPattern: Int(fd)), filter: filter, flags: add ? EV_ADD : EV_DELETE, fflags: 0,
+            generation: generation)
     }
 
     /// Moves the knotes of `fd` from interest `old` to `new`: additions first (undone if one
@@ -121,7 +127,8 @@ final class KqueuePoller: PollerImplementation, @unchecked Sendable {
         let forever = timeout == nil
         // Safe: `buffer` holds `capacity` kevents (PollEvents sizes it for the largest layout).
         let ready = try systemCall("kevent", retryOnInterrupt: false) {
-            let n = forever
+            let n =
+                forever
                 ? kevent(kqueueFD, nil, 0, buffer, capacity, nil)
                 : kevent(kqueueFD, nil, 0, buffer, capacity, &deadline)
             return n == -1 && Errno.current == .interrupted ? 0 : n
@@ -148,7 +155,9 @@ final class KqueuePoller: PollerImplementation, @unchecked Sendable {
     }
 
     func wake() throws(SystemCallError) {
-        try change(ident: KqueuePoller.wakeIdent, filter: EVFILT_USER, flags: 0, fflags: NOTE_TRIGGER, generation: wakeGeneration)
+        try change(
+            ident: KqueuePoller.wakeIdent, filter: EVFILT_USER, flags: 0, fflags: NOTE_TRIGGER,
+            generation: wakeGeneration)
     }
 }
 #else

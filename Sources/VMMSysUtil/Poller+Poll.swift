@@ -63,7 +63,9 @@ final class PollPoller: PollerImplementation, @unchecked Sendable {
     }
 
     /// Applies a change and, if a wait is blocked on the old snapshot, wakes it to rebuild.
-    private func changed(_ body: (inout RegistrationTable.State) throws(SystemCallError) -> Void) throws(SystemCallError) {
+    private func changed(_ body: (inout RegistrationTable.State) throws(SystemCallError) -> Void)
+        throws(SystemCallError)
+    {
         let waiterToWake = try table.withLock { (state) throws(SystemCallError) -> Bool in
             try body(&state)
             return state.pollerIsWaiting

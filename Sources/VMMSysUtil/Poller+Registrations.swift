@@ -41,7 +41,9 @@ final class RegistrationTable: @unchecked Sendable {
         }
 
         /// A new registration for `fd`, not yet stored (the backend stores it once the kernel agreed).
-        mutating func prepareAdd(_ fd: Int32, interest: PollInterest, token: UInt64) throws(SystemCallError) -> Registration {
+        mutating func prepareAdd(_ fd: Int32, interest: PollInterest, token: UInt64) throws(SystemCallError)
+            -> Registration
+        {
             guard fd >= 0 else { throw SystemCallError("Poller.register", .badFileDescriptor) }
             guard entries[fd] == nil else { throw SystemCallError("Poller.register", .fileExists) }
             return Registration(token: token, interest: interest, generation: newGeneration())

@@ -10,10 +10,11 @@ public struct ReceivedFileDescriptors: ~Copyable, Sendable {
     public static let capacity = 16
 
     // A fixed tuple rather than an array: no allocation per message. -1 marks a taken slot.
-    private var storage: (
-        Int32, Int32, Int32, Int32, Int32, Int32, Int32, Int32,
-        Int32, Int32, Int32, Int32, Int32, Int32, Int32, Int32
-    ) = (-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)
+    private var storage:
+        (
+            Int32, Int32, Int32, Int32, Int32, Int32, Int32, Int32,
+            Int32, Int32, Int32, Int32, Int32, Int32, Int32, Int32
+        ) = (-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)
 
     /// How many descriptors arrived (taken ones included: indices stay stable).
     public private(set) var count = 0

@@ -38,7 +38,9 @@ public final class ScmListener: @unchecked Sendable {
     /// Creates a socket file at `path` with permissions `mode` and listens on it.
     ///
     /// - Throws: `.pathTooLong`, `.invalidPath`, `.addressInUse`, `.notASocket`, `.system`.
-    public init(path: String, mode: mode_t = 0o600, allowedUIDs: Set<uid_t>? = nil, backlog: Int32 = 8) throws(ScmSocketError) {
+    public init(path: String, mode: mode_t = 0o600, allowedUIDs: Set<uid_t>? = nil, backlog: Int32 = 8)
+        throws(ScmSocketError)
+    {
         let address = try UnixSocketAddress(path: path)
         let listening: FileDescriptor
         do {

@@ -44,7 +44,9 @@ extension ScmSocket {
         }
         let fd = descriptor
         do {
-            _ = try systemCall(name) { setsockopt(fd, SOL_SOCKET, option, &value, socklen_t(MemoryLayout<timeval>.size)) }
+            _ = try systemCall(name) {
+                setsockopt(fd, SOL_SOCKET, option, &value, socklen_t(MemoryLayout<timeval>.size))
+            }
         } catch { throw .system(error) }
     }
 }

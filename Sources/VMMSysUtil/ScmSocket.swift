@@ -165,7 +165,9 @@ public final class ScmSocket: @unchecked Sendable {
     /// - Throws: `.peerClosed`, `.tooManyDescriptors`, `.controlDataTruncated`,
     ///   `.unexpectedControlMessage`, `.system` (EINVAL for an empty buffer; `Errno.wouldBlock` on
     ///   an SO_RCVTIMEO timeout or a non-blocking socket with nothing to read).
-    public func receive(into buffer: UnsafeMutableRawBufferPointer, maxFDs: Int) throws(ScmSocketError) -> ReceivedMessage {
+    public func receive(into buffer: UnsafeMutableRawBufferPointer, maxFDs: Int) throws(ScmSocketError)
+        -> ReceivedMessage
+    {
         var fds = ReceivedFileDescriptors()
         let count = try receiveOnce(into: buffer, limit: maxFDs, appendingTo: &fds)
         return ReceivedMessage(byteCount: count, fds: fds)
@@ -176,7 +178,9 @@ public final class ScmSocket: @unchecked Sendable {
     ///
     /// - Throws: `.peerClosed` if the stream ends before the buffer is full; otherwise as
     ///   `receive(into:maxFDs:)`. On any error every descriptor collected so far is closed.
-    public func receiveExactly(into buffer: UnsafeMutableRawBufferPointer, maxFDs: Int) throws(ScmSocketError) -> ReceivedFileDescriptors {
+    public func receiveExactly(into buffer: UnsafeMutableRawBufferPointer, maxFDs: Int) throws(ScmSocketError)
+        -> ReceivedFileDescriptors
+    {
         var fds = ReceivedFileDescriptors()
         var filled = 0
         while filled < buffer.count {

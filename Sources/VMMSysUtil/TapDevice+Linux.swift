@@ -8,7 +8,9 @@ import Musl
 
 // Outside the extension, where TapDevice's own `open`/`read`/`write` do not hide libc's.
 private func openTun() -> Int32 { open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC) }
-private func systemRead(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int) -> Int { read(fd, buffer, count) }
+private func systemRead(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int) -> Int {
+    read(fd, buffer, count)
+}
 private func systemWrite(_ fd: Int32, _ buffer: UnsafeRawPointer?, _ count: Int) -> Int { write(fd, buffer, count) }
 
 // Linux tun/tap (Documentation/networking/tuntap.rst): one /dev/net/tun descriptor per queue,

@@ -94,12 +94,14 @@ public final class BackendChannel: @unchecked Sendable {
         let parsed = try MessageHeader(decoding: UnsafeRawBufferPointer(header))
         // Bounded before anything more is read: every answer on this channel is a u64.
         guard parsed.size == 8, headerFDs.count == 0 else {
-            throw VhostUserError.backendChannel(request, reason: "reply of \(parsed.size) bytes, \(headerFDs.count) fd(s); expected a u64")
+            throw VhostUserError.backendChannel(
+                request, reason: "reply of \(parsed.size) bytes, \(headerFDs.count) fd(s); expected a u64")
         }
         let payload = UnsafeMutableRawBufferPointer(rebasing: replyBuffer[MessageHeader.byteCount...])
         let payloadFDs = try socket.receiveExactly(into: payload, maxFDs: 1)
-        return try Reply.u64(to: request, header: parsed, payload: UnsafeRawBufferPointer(payload),
-                             descriptors: MessageDescriptors(adopting: payloadFDs.releaseAll()))
+        return try Reply.u64(
+            to: request, header: parsed, payload: UnsafeRawBufferPointer(payload),
+            descriptors: MessageDescriptors(adopting: payloadFDs.releaseAll()))
     }
 
     /// Closes the channel (the session ends, or the front-end sent a new one). Idempotent.

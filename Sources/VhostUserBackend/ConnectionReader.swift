@@ -75,7 +75,8 @@ final class ConnectionReader {
         try wait(until: nil, received: 0, expected: MessageHeader.byteCount, request: nil)
         let deadline = ContinuousClock.now + peerTimeout
         var descriptors = CollectedDescriptors()
-        try fill(header, deadline: deadline, into: &descriptors, before: 0, expected: MessageHeader.byteCount, request: nil)
+        try fill(
+            header, deadline: deadline, into: &descriptors, before: 0, expected: MessageHeader.byteCount, request: nil)
         let parsed: MessageHeader
         let request: AnyRequest
         do {
@@ -91,11 +92,13 @@ final class ConnectionReader {
         }
         // Safe: size <= payload.count.
         let body = UnsafeMutableRawBufferPointer(rebasing: payload[..<size])
-        try fill(body, deadline: deadline, into: &descriptors, before: MessageHeader.byteCount,
-                 expected: MessageHeader.byteCount + size, request: request)
+        try fill(
+            body, deadline: deadline, into: &descriptors, before: MessageHeader.byteCount,
+            expected: MessageHeader.byteCount + size, request: request)
         do {
-            return try Message.decode(header: parsed, payload: UnsafeRawBufferPointer(body),
-                                      descriptors: MessageDescriptors(adopting: descriptors.release()))
+            return try Message.decode(
+                header: parsed, payload: UnsafeRawBufferPointer(body),
+                descriptors: MessageDescriptors(adopting: descriptors.release()))
         } catch { throw .protocolViolation(error) }
     }
 
@@ -123,8 +126,10 @@ final class ConnectionReader {
         }
     }
 
-    private func wait(until deadline: ContinuousClock.Instant?, received: Int, expected: Int,
-                      request: AnyRequest?) throws(Failure) {
+    private func wait(
+        until deadline: ContinuousClock.Instant?, received: Int, expected: Int,
+        request: AnyRequest?
+    ) throws(Failure) {
         let outcome: ControlWaitOutcome
         do {
             outcome = try waiter.waitReadable(until: deadline)
@@ -142,8 +147,9 @@ final class ConnectionReader {
         let shown = min(received, 32)
         var prefix = Array(header.prefix(min(shown, MessageHeader.byteCount)))
         if shown > MessageHeader.byteCount { prefix += payload.prefix(shown - MessageHeader.byteCount) }
-        return StalledMessage(receivedBytes: received, expectedBytes: expected, request: request,
-                              prefix: prefix, timeout: peerTimeout)
+        return StalledMessage(
+            receivedBytes: received, expectedBytes: expected, request: request,
+            prefix: prefix, timeout: peerTimeout)
     }
 }
 

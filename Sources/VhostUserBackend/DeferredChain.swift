@@ -30,7 +30,8 @@ public struct DeferredChain: Sendable {
     ///   `.writtenExceedsWritable` if `written` is more than the chain's writable bytes.
     public func complete(written: UInt32) throws(CompletionError) {
         guard written <= chain.writableLength else {
-            throw .writtenExceedsWritable(ring: channel.ringIndex, id: chain.id, written: written, writable: chain.writableLength)
+            throw .writtenExceedsWritable(
+                ring: channel.ringIndex, id: chain.id, written: written, writable: chain.writableLength)
         }
         try channel.complete(id: chain.id, sequence: sequence, written: written)
     }
@@ -51,7 +52,8 @@ public enum CompletionError: Error, Sendable, Equatable, CustomStringConvertible
 
     public var description: String {
         switch self {
-        case .ringStopped(let ring, let id): "ring \(ring) chain \(id): the ring stopped or was reconfigured; completion refused"
+        case .ringStopped(let ring, let id):
+            "ring \(ring) chain \(id): the ring stopped or was reconfigured; completion refused"
         case .notOutstanding(let ring, let id): "ring \(ring) chain \(id): completed already"
         case .writtenExceedsWritable(let ring, let id, let written, let writable):
             "ring \(ring) chain \(id): \(written) bytes written, \(writable) writable"

@@ -23,8 +23,10 @@ struct DeviceRing: ~Copyable {
 
     /// Runs `split` or `packed` on the ring in place.
     @inline(__always)
-    mutating func apply<R, E: Error>(_ split: (inout SplitQueue) throws(E) -> R,
-                                     _ packed: (inout PackedQueue) throws(E) -> R) throws(E) -> R {
+    mutating func apply<R, E: Error>(
+        _ split: (inout SplitQueue) throws(E) -> R,
+        _ packed: (inout PackedQueue) throws(E) -> R
+    ) throws(E) -> R {
         // Exactly one is set (the initialisers are the only writers of the optionals themselves).
         if splitRing != nil { return try split(&splitRing!) }
         return try packed(&packedRing!)
@@ -46,13 +48,15 @@ struct DeviceRing: ~Copyable {
 
     @inline(__always)
     mutating func pop() throws(VirtqueueError) -> Chain? {
-        try apply({ (ring) throws(VirtqueueError) in try ring.pop() }, { (ring) throws(VirtqueueError) in try ring.pop() })
+        try apply(
+            { (ring) throws(VirtqueueError) in try ring.pop() }, { (ring) throws(VirtqueueError) in try ring.pop() })
     }
 
     @inline(__always)
     mutating func stage(_ chain: Chain, written: UInt32) throws(VirtqueueError) {
-        try apply({ (ring) throws(VirtqueueError) in try ring.stage(chain, written: written) },
-                  { (ring) throws(VirtqueueError) in try ring.stage(chain, written: written) })
+        try apply(
+            { (ring) throws(VirtqueueError) in try ring.stage(chain, written: written) },
+            { (ring) throws(VirtqueueError) in try ring.stage(chain, written: written) })
     }
 
     @inline(__always)
@@ -77,8 +81,9 @@ struct DeviceRing: ~Copyable {
     /// - Throws: `VirtqueueError.invalidRingBase` if the base cannot be valid for this ring.
     consuming func positioned(at base: UInt32) throws(VirtqueueError) -> DeviceRing {
         var ring = self
-        try ring.apply({ (ring) throws(VirtqueueError) in try ring.setNextAvailIndex(base) },
-                       { (ring) throws(VirtqueueError) in try ring.setNextAvailIndex(base) })
+        try ring.apply(
+            { (ring) throws(VirtqueueError) in try ring.setNextAvailIndex(base) },
+            { (ring) throws(VirtqueueError) in try ring.setNextAvailIndex(base) })
         return ring
     }
 

@@ -20,7 +20,9 @@ final class InflightBuffer: @unchecked Sendable {
 
     /// Bytes of one queue's region: the packed layout's header (32) + 32 per descriptor (the split
     /// layout needs 16 + 16 per descriptor), 64-byte aligned.
-    static func stride(queueSize: Int) -> Int { (InflightPackedQueue.headerSize + InflightPackedQueue.entrySize * queueSize + 63) & ~63 }
+    static func stride(queueSize: Int) -> Int {
+        (InflightPackedQueue.headerSize + InflightPackedQueue.entrySize * queueSize + 63) & ~63
+    }
 
     /// Creates a zeroed buffer (version 0: "start fresh") for `queueCount` queues of `queueSize`.
     init(queueCount: Int, queueSize: Int) throws(SharedMemoryError) {
@@ -120,7 +122,9 @@ struct InflightSplitQueue {
     /// published (`used->idx` moved past our record) but its entries not cleared, clear them; then
     /// every entry still marked in flight is resubmitted in `counter` order.
     /// - Throws: `VhostUserError.corruptInflight` for records that cannot be valid.
-    mutating func recover(queueIndex: Int, queueSize: Int, deviceUsedIndex: UInt16) throws(VhostUserError) -> (heads: [UInt16], wasInitialized: Bool) {
+    mutating func recover(queueIndex: Int, queueSize: Int, deviceUsedIndex: UInt16) throws(VhostUserError) -> (
+        heads: [UInt16], wasInitialized: Bool
+    ) {
         guard queueSize <= capacity else {
             throw .corruptInflight(index: queueIndex, reason: "ring size \(queueSize) exceeds the buffer's \(capacity)")
         }
@@ -141,7 +145,8 @@ struct InflightSplitQueue {
         let unrecorded = deviceUsedIndex &- usedIndex
         if unrecorded != 0 {
             guard Int(unrecorded) <= queueSize else {
-                throw .corruptInflight(index: queueIndex, reason: "used_idx \(usedIndex) vs used->idx \(deviceUsedIndex)")
+                throw .corruptInflight(
+                    index: queueIndex, reason: "used_idx \(usedIndex) vs used->idx \(deviceUsedIndex)")
             }
             var head = lastBatchHead
             for _ in 0..<unrecorded {

@@ -64,31 +64,59 @@ struct InflightPackedQueue {
     // MARK: fields (native endian, as the specification's C structs)
 
     private func u16(_ offset: Int) -> UInt16 { base.load(fromByteOffset: offset, as: UInt16.self) }
-    private func setU16(_ offset: Int, _ value: UInt16) { base.storeBytes(of: value, toByteOffset: offset, as: UInt16.self) }
+    private func setU16(_ offset: Int, _ value: UInt16) {
+        base.storeBytes(of: value, toByteOffset: offset, as: UInt16.self)
+    }
     private func u8(_ offset: Int) -> UInt8 { base.load(fromByteOffset: offset, as: UInt8.self) }
-    private func setU8(_ offset: Int, _ value: UInt8) { base.storeBytes(of: value, toByteOffset: offset, as: UInt8.self) }
+    private func setU8(_ offset: Int, _ value: UInt8) {
+        base.storeBytes(of: value, toByteOffset: offset, as: UInt8.self)
+    }
     // Safe (entry accessors): callers pass entry < size <= capacity; the region holds 32 × capacity
     // bytes after its 32-byte header, and every field is naturally aligned.
-    private func entry(_ index: UInt16) -> UnsafeMutableRawPointer { base + Self.headerSize + Int(index) &* Self.entrySize }
+    private func entry(_ index: UInt16) -> UnsafeMutableRawPointer {
+        base + Self.headerSize + Int(index) &* Self.entrySize
+    }
     private func isInflight(_ index: UInt16) -> Bool { entry(index).load(as: UInt8.self) != 0 }
-    private func setInflight(_ index: UInt16, _ value: Bool) { entry(index).storeBytes(of: value ? 1 : 0, as: UInt8.self) }
+    private func setInflight(_ index: UInt16, _ value: Bool) {
+        entry(index).storeBytes(of: value ? 1 : 0, as: UInt8.self)
+    }
     private func next(_ index: UInt16) -> UInt16 { entry(index).load(fromByteOffset: 2, as: UInt16.self) }
-    private func setNext(_ index: UInt16, _ value: UInt16) { entry(index).storeBytes(of: value, toByteOffset: 2, as: UInt16.self) }
+    private func setNext(_ index: UInt16, _ value: UInt16) {
+        entry(index).storeBytes(of: value, toByteOffset: 2, as: UInt16.self)
+    }
     private func last(_ index: UInt16) -> UInt16 { entry(index).load(fromByteOffset: 4, as: UInt16.self) }
     private func count(_ index: UInt16) -> UInt16 { entry(index).load(fromByteOffset: 6, as: UInt16.self) }
 
-    private var version: UInt16 { get { u16(8) } nonmutating set { setU16(8, newValue) } }
-    private var descriptorCount: UInt16 { get { u16(10) } nonmutating set { setU16(10, newValue) } }
-    private var freeHead: UInt16 { get { u16(12) } nonmutating set { setU16(12, newValue) } }
-    private var oldFreeHead: UInt16 { get { u16(14) } nonmutating set { setU16(14, newValue) } }
+    private var version: UInt16 {
+        get { u16(8) }
+        nonmutating set { setU16(8, newValue) }
+    }
+    private var descriptorCount: UInt16 {
+        get { u16(10) }
+        nonmutating set { setU16(10, newValue) }
+    }
+    private var freeHead: UInt16 {
+        get { u16(12) }
+        nonmutating set { setU16(12, newValue) }
+    }
+    private var oldFreeHead: UInt16 {
+        get { u16(14) }
+        nonmutating set { setU16(14, newValue) }
+    }
     /// Used slot | wrap counter << 15 (the two fields combined).
     private var usedPosition: UInt16 {
         get { u16(16) | (u8(20) != 0 ? 0x8000 : 0) }
-        nonmutating set { setU16(16, newValue & 0x7fff); setU8(20, newValue & 0x8000 != 0 ? 1 : 0) }
+        nonmutating set {
+            setU16(16, newValue & 0x7fff)
+            setU8(20, newValue & 0x8000 != 0 ? 1 : 0)
+        }
     }
     private var oldUsedPosition: UInt16 {
         get { u16(18) | (u8(21) != 0 ? 0x8000 : 0) }
-        nonmutating set { setU16(18, newValue & 0x7fff); setU8(21, newValue & 0x8000 != 0 ? 1 : 0) }
+        nonmutating set {
+            setU16(18, newValue & 0x7fff)
+            setU8(21, newValue & 0x8000 != 0 ? 1 : 0)
+        }
     }
 
     // MARK: recovery
@@ -101,7 +129,9 @@ struct InflightPackedQueue {
     ///   a wrap counter (`PackedQueue.isAvailable(slot:wrapCounter:)`): tells whether an
     ///   interrupted batch was published.
     /// - Throws: `VhostUserError.corruptInflight` for records that cannot be valid.
-    mutating func recover(queueIndex: Int, queueSize: Int, isAvailable: (UInt16, Bool) -> Bool) throws(VhostUserError) -> Recovery? {
+    mutating func recover(queueIndex: Int, queueSize: Int, isAvailable: (UInt16, Bool) -> Bool) throws(VhostUserError)
+        -> Recovery?
+    {
         func corrupt(_ reason: String) -> VhostUserError { .corruptInflight(index: queueIndex, reason: reason) }
         guard queueSize <= capacity, queueSize < Int(Self.none) else {
             throw corrupt("ring size \(queueSize) exceeds the buffer's \(capacity)")
@@ -160,12 +190,17 @@ struct InflightPackedQueue {
                 bytes += packedDescriptor(entry)
                 if step + 1 < num { entry = next(entry) }
             }
-            guard last(head) == entry else { throw corrupt("entry \(head): last \(last(head)), chain ends at \(entry)") }
+            guard last(head) == entry else {
+                throw corrupt("entry \(head): last \(last(head)), chain ends at \(entry)")
+            }
             let id = self.entry(entry).load(fromByteOffset: 16, as: UInt16.self)
-            guard id < n, headOfID[Int(id)] == Self.none else { throw corrupt("buffer id \(id) invalid or twice in flight") }
+            guard id < n, headOfID[Int(id)] == Self.none else {
+                throw corrupt("buffer id \(id) invalid or twice in flight")
+            }
             headOfID[Int(id)] = head
             slots += num
-            pending.append((self.entry(head).load(fromByteOffset: 8, as: UInt64.self), Resubmission(id: id, descriptors: bytes)))
+            pending.append(
+                (self.entry(head).load(fromByteOffset: 8, as: UInt64.self), Resubmission(id: id, descriptors: bytes)))
         }
         rebuildFreeList(claimed: claimed)
         pending.sort { $0.counter < $1.counter }
@@ -200,10 +235,14 @@ struct InflightPackedQueue {
         let e = entry(index)
         var bytes = [UInt8](repeating: 0, count: 16)
         bytes.withUnsafeMutableBytes { out in
-            out.storeBytes(of: e.load(fromByteOffset: 24, as: UInt64.self).littleEndian, toByteOffset: 0, as: UInt64.self)
-            out.storeBytes(of: e.load(fromByteOffset: 20, as: UInt32.self).littleEndian, toByteOffset: 8, as: UInt32.self)
-            out.storeBytes(of: e.load(fromByteOffset: 16, as: UInt16.self).littleEndian, toByteOffset: 12, as: UInt16.self)
-            out.storeBytes(of: e.load(fromByteOffset: 18, as: UInt16.self).littleEndian, toByteOffset: 14, as: UInt16.self)
+            out.storeBytes(
+                of: e.load(fromByteOffset: 24, as: UInt64.self).littleEndian, toByteOffset: 0, as: UInt64.self)
+            out.storeBytes(
+                of: e.load(fromByteOffset: 20, as: UInt32.self).littleEndian, toByteOffset: 8, as: UInt32.self)
+            out.storeBytes(
+                of: e.load(fromByteOffset: 16, as: UInt16.self).littleEndian, toByteOffset: 12, as: UInt16.self)
+            out.storeBytes(
+                of: e.load(fromByteOffset: 18, as: UInt16.self).littleEndian, toByteOffset: 14, as: UInt16.self)
         }
         return bytes
     }
@@ -227,10 +266,18 @@ struct InflightPackedQueue {
                 break
             }
             let e = self.entry(entry)
-            e.storeBytes(of: UInt64(littleEndian: ringDescriptor.loadUnaligned(as: UInt64.self)), toByteOffset: 24, as: UInt64.self)
-            e.storeBytes(of: UInt32(littleEndian: ringDescriptor.loadUnaligned(fromByteOffset: 8, as: UInt32.self)), toByteOffset: 20, as: UInt32.self)
-            e.storeBytes(of: UInt16(littleEndian: ringDescriptor.loadUnaligned(fromByteOffset: 12, as: UInt16.self)), toByteOffset: 16, as: UInt16.self)
-            e.storeBytes(of: UInt16(littleEndian: ringDescriptor.loadUnaligned(fromByteOffset: 14, as: UInt16.self)), toByteOffset: 18, as: UInt16.self)
+            e.storeBytes(
+                of: UInt64(littleEndian: ringDescriptor.loadUnaligned(as: UInt64.self)), toByteOffset: 24,
+                as: UInt64.self)
+            e.storeBytes(
+                of: UInt32(littleEndian: ringDescriptor.loadUnaligned(fromByteOffset: 8, as: UInt32.self)),
+                toByteOffset: 20, as: UInt32.self)
+            e.storeBytes(
+                of: UInt16(littleEndian: ringDescriptor.loadUnaligned(fromByteOffset: 12, as: UInt16.self)),
+                toByteOffset: 16, as: UInt16.self)
+            e.storeBytes(
+                of: UInt16(littleEndian: ringDescriptor.loadUnaligned(fromByteOffset: 14, as: UInt16.self)),
+                toByteOffset: 18, as: UInt16.self)
             copied += 1
             previous = entry
             entry = next(entry)

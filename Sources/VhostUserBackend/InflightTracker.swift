@@ -20,7 +20,9 @@ enum InflightTracker: ~Copyable {
 
     /// Runs `split` or `packed` on the record in place; returns `otherwise` when there is none.
     @inline(__always)
-    mutating func apply<R>(otherwise: R, _ split: (inout InflightSplitQueue) -> R, _ packed: (inout InflightPackedQueue) -> R) -> R {
+    mutating func apply<R>(
+        otherwise: R, _ split: (inout InflightSplitQueue) -> R, _ packed: (inout InflightPackedQueue) -> R
+    ) -> R {
         switch consume self {
         case .none:
             self = .none

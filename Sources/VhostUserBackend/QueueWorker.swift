@@ -59,8 +59,10 @@ final class QueueWorker: @unchecked Sendable {
     /// Creates a parked worker for `rings` and starts its thread.
     ///
     /// - Throws: `VhostUserError.worker` if the poller, notifier or thread cannot be created.
-    init(rings: [Vring], device: any VhostUserDevice, completionTimeout: Duration, pollTime: Duration = .zero,
-         logger: Logger) throws(VhostUserError) {
+    init(
+        rings: [Vring], device: any VhostUserDevice, completionTimeout: Duration, pollTime: Duration = .zero,
+        logger: Logger
+    ) throws(VhostUserError) {
         self.rings = rings
         self.pollTime = pollTime
         self.device = device
@@ -147,7 +149,8 @@ final class QueueWorker: @unchecked Sendable {
     /// Removes a device source (worker thread).
     func removeSource(ring: Int, token: UInt64) {
         guard let slot = sources.firstIndex(where: { $0?.ring == ring && $0?.token == token }),
-              let source = sources[slot] else { return }
+            let source = sources[slot]
+        else { return }
         // The device may have closed the fd already (then the poller forgot it itself).
         try? poller.deregister(source.descriptor)
         sources[slot] = nil
@@ -254,7 +257,8 @@ final class QueueWorker: @unchecked Sendable {
         case Self.sourceTokenBase...:
             let slot = Int(token - Self.sourceTokenBase)
             guard slot < sources.count, let source = sources[slot],
-                  let ring = rings.first(where: { $0.index == source.ring }) else { return }
+                let ring = rings.first(where: { $0.index == source.ring })
+            else { return }
             var deviceEvent = event
             deviceEvent.token = source.token
             serve(ring, .event(deviceEvent))
@@ -332,7 +336,9 @@ final class QueueWorker: @unchecked Sendable {
                 if landing > 0 { yieldThread() }
             }
             queue.abandoned += abandoned
-            logger.warning("ring \(ring.index): \(abandoned.count) postponed chain(s) not completed within \(completionTimeout); their completions are refused (an inflight region keeps them for resubmission)")
+            logger.warning(
+                "ring \(ring.index): \(abandoned.count) postponed chain(s) not completed within \(completionTimeout); their completions are refused (an inflight region keeps them for resubmission)"
+            )
         }
         queue.call = nil
         ring.queue = consume queue
@@ -397,7 +403,9 @@ final class QueueWorker: @unchecked Sendable {
 
     /// Calls `queueStarted` once per start of the ring, before anything else reaches the device.
     private func announceStart(_ ring: Vring, _ queue: inout VhostUserQueue) throws {
-        guard let position = rings.firstIndex(where: { $0 === ring }), announced[position] != ring.startCount else { return }
+        guard let position = rings.firstIndex(where: { $0 === ring }), announced[position] != ring.startCount else {
+            return
+        }
         announced[position] = ring.startCount
         try device.queueStarted(&queue)
     }

@@ -97,10 +97,13 @@ public enum VhostUserError: Error, Sendable, CustomStringConvertible {
             "\(request): ring index \(index), the device has \(count) queue(s)"
         case .invalidQueueSize(let index, let size, let maximum):
             "SET_VRING_NUM: ring \(index) size \(size) is not a power of two in 1...\(maximum)"
-        case .invalidRingBase(let index, let base): "SET_VRING_BASE: ring \(index) base \(hexString(UInt64(base))) cannot be this ring's base"
+        case .invalidRingBase(let index, let base):
+            "SET_VRING_BASE: ring \(index) base \(hexString(UInt64(base))) cannot be this ring's base"
         case .invalidEnable(let index, let value): "SET_VRING_ENABLE: ring \(index) value \(value), expected 0 or 1"
-        case .ringStarted(let request, let index): "\(request): ring \(index) is started; stop it (GET_VRING_BASE) first"
-        case .ringLoggingNotNegotiated(let index): "SET_VRING_ADDR: ring \(index) asks for used-ring logging without VHOST_F_LOG_ALL acked"
+        case .ringStarted(let request, let index):
+            "\(request): ring \(index) is started; stop it (GET_VRING_BASE) first"
+        case .ringLoggingNotNegotiated(let index):
+            "SET_VRING_ADDR: ring \(index) asks for used-ring logging without VHOST_F_LOG_ALL acked"
         case .invalidRingLogAddress(let index, let address, let length, let reason):
             "ring \(index): used-ring log range \(hexString(address)) + \(length) \(reason)"
         case .invalidLog(let size, let offset, let required):
@@ -109,14 +112,17 @@ public enum VhostUserError: Error, Sendable, CustomStringConvertible {
         case .invalidLogNotifier(let error): "SET_LOG_FD: fd refused: \(error)"
         case .invalidBackendChannel(let reason): "SET_BACKEND_REQ_FD: \(reason)"
         case .backendChannel(let request, let reason): "back-end channel \(request): \(reason)"
-        case .backendChannelTimeout(let request): "back-end channel \(request): the front-end did not answer in time; channel closed"
-        case .backendChannelRefused(let request, let ack): "back-end channel \(request): the front-end answered \(ack) (failure)"
+        case .backendChannelTimeout(let request):
+            "back-end channel \(request): the front-end did not answer in time; channel closed"
+        case .backendChannelRefused(let request, let ack):
+            "back-end channel \(request): the front-end answered \(ack) (failure)"
         case .ringSetup(let index, let error): "ring \(index): \(error)"
         case .invalidNotifier(let request, let index, let error): "\(request): ring \(index) fd refused: \(error)"
         case .memoryMapping(let error): "memory region: \(error)"
         case .memoryTable(let error): "memory table: \(error)"
         case .tooManyMemoryRegions(let count, let limit): "\(count) memory regions, at most \(limit) supported"
-        case .memoryRegionNotFound(let address, let size): "REM_MEM_REG: no region at \(hexString(address)) of \(size) bytes"
+        case .memoryRegionNotFound(let address, let size):
+            "REM_MEM_REG: no region at \(hexString(address)) of \(size) bytes"
         case .memoryInUse(let index, let error): "memory change would unmap started ring \(index): \(error)"
         case .configOutOfRange(let offset, let size, let flags, let configSize):
             "config access offset \(offset) size \(size) flags \(flags): config space is \(configSize) bytes, flags 0 or 1"

@@ -47,8 +47,10 @@ public struct VhostUserQueue: ~Copyable {
     /// publication cost one branch more than without logging support).
     var log: QueueLog?
 
-    init(index: Int, negotiatedFeatures: UInt64, ring: consuming DeviceRing, inflight: consuming InflightTracker,
-         resubmit: [UInt16], packedResubmit: [InflightPackedQueue.Resubmission] = [], wakeup: WorkerWakeup) {
+    init(
+        index: Int, negotiatedFeatures: UInt64, ring: consuming DeviceRing, inflight: consuming InflightTracker,
+        resubmit: [UInt16], packedResubmit: [InflightPackedQueue.Resubmission] = [], wakeup: WorkerWakeup
+    ) {
         self.index = index
         self.negotiatedFeatures = negotiatedFeatures
         let size = ring.size
@@ -74,9 +76,11 @@ public struct VhostUserQueue: ~Copyable {
         }
         guard let chain = try ring.pop() else { return nil }
         let descriptors: RingDescriptors? = ring.read({ _ in nil }, { $0.ringDescriptors(of: chain) })
-        inflight.apply(otherwise: (), { $0.recordPop(chain.id) }, { record in
-            if let descriptors { record.recordPop(chain, descriptors: descriptors) }
-        })
+        inflight.apply(
+            otherwise: (), { $0.recordPop(chain.id) },
+            { record in
+                if let descriptors { record.recordPop(chain, descriptors: descriptors) }
+            })
         popCount &+= 1
         return chain
     }
@@ -88,18 +92,20 @@ public struct VhostUserQueue: ~Copyable {
         if resubmitted < resubmit.count {
             let head = resubmit[resubmitted]
             resubmitted += 1
-            return try ring.apply({ (ring) throws(VirtqueueError) in try ring.resubmit(head: head) },
-                                  { (_) throws(VirtqueueError) in throw VirtqueueError.notInFlight(id: head) })
+            return try ring.apply(
+                { (ring) throws(VirtqueueError) in try ring.resubmit(head: head) },
+                { (_) throws(VirtqueueError) in throw VirtqueueError.notInFlight(id: head) })
         }
         let copy = packedResubmit[packedResubmitted]
         packedResubmitted += 1
-        return try ring.apply({ (_) throws(VirtqueueError) in throw VirtqueueError.notInFlight(id: copy.id) },
-                              { (ring) throws(VirtqueueError) in
-                                  let result = copy.descriptors.withUnsafeBytes { bytes in
-                                      Result { () throws(VirtqueueError) in try ring.resubmit(descriptors: bytes) }
-                                  }
-                                  return try result.get()
-                              })
+        return try ring.apply(
+            { (_) throws(VirtqueueError) in throw VirtqueueError.notInFlight(id: copy.id) },
+            { (ring) throws(VirtqueueError) in
+                let result = copy.descriptors.withUnsafeBytes { bytes in
+                    Result { () throws(VirtqueueError) in try ring.resubmit(descriptors: bytes) }
+                }
+                return try result.get()
+            })
     }
 
     /// Completes a popped chain with `written` bytes in its writable part. The driver sees it when
@@ -138,7 +144,13 @@ public struct VhostUserQueue: ~Copyable {
         if let log { log.completed(chain, written: written) }
         try ring.stage(chain, written: written)
         let id = chain.id
-        if inflight.apply(otherwise: false, { _ in true }, { $0.recordCompletion(id); return false }) {
+        if inflight.apply(
+            otherwise: false, { _ in true },
+            {
+                $0.recordCompletion(id)
+                return false
+            })
+        {
             batch.append(id)
         }
         staged &+= 1
@@ -192,7 +204,9 @@ public struct VhostUserQueue: ~Copyable {
     ///   - interest: the readiness to report (default: readable).
     ///   - token: the device's name for the source, passed back in the event; unique per queue.
     /// - Throws: `VhostUserError.eventSource` if the poller refuses the fd or the token is in use.
-    public mutating func watch(_ descriptor: Int32, interest: PollInterest = .readable, token: UInt64) throws(VhostUserError) {
+    public mutating func watch(_ descriptor: Int32, interest: PollInterest = .readable, token: UInt64)
+        throws(VhostUserError)
+    {
         guard let worker else { throw .eventSource(index: index, "no worker (queue not being served)") }
         try worker.addSource(ring: index, descriptor: descriptor, interest: interest, token: token)
     }

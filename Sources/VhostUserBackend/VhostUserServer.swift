@@ -72,9 +72,11 @@ public final class VhostUserServer: Sendable {
     ///   - options: session tuning (worker threads, memory slots).
     ///   - peerTimeout: see the property (clamped to at least 1 ms).
     ///   - logger: swift-log logger (label "vhost-user" by default).
-    public init(device: any VhostUserDevice, options: VhostUserSessionOptions = .init(),
-                peerTimeout: Duration = VhostUserServer.defaultPeerTimeout,
-                logger: Logger = Logger(label: "vhost-user")) {
+    public init(
+        device: any VhostUserDevice, options: VhostUserSessionOptions = .init(),
+        peerTimeout: Duration = VhostUserServer.defaultPeerTimeout,
+        logger: Logger = Logger(label: "vhost-user")
+    ) {
         self.device = device
         self.options = options
         self.peerTimeout = max(peerTimeout, .milliseconds(1))
@@ -99,7 +101,9 @@ public final class VhostUserServer: Sendable {
     /// front-ends until `stop()`; then the listener is closed and its socket file removed.
     ///
     /// - Throws: `ScmSocketError` if the socket cannot be created, as `run(listener:)` otherwise.
-    public func run(socketPath path: String, mode: mode_t = 0o600, allowedUIDs: Set<uid_t>? = nil) throws(ScmSocketError) {
+    public func run(socketPath path: String, mode: mode_t = 0o600, allowedUIDs: Set<uid_t>? = nil)
+        throws(ScmSocketError)
+    {
         let listener = try ScmListener(path: path, mode: mode, allowedUIDs: allowedUIDs, backlog: 1)
         logger.info("listening on \(path)")
         try run(listener: listener)
@@ -134,7 +138,11 @@ public final class VhostUserServer: Sendable {
                     continue
                 }
                 // A connection that went away before accept, on systems that report it.
-                if case .system(let system) = error, [.interrupted, Errno(rawValue: ECONNABORTED)].contains(system.errno) { continue }
+                if case .system(let system) = error,
+                    [.interrupted, Errno(rawValue: ECONNABORTED)].contains(system.errno)
+                {
+                    continue
+                }
                 throw error
             }
             logger.info("front-end connected")
@@ -232,7 +240,9 @@ public final class VhostUserServer: Sendable {
             } catch let error as ScmSocketError {
                 if case .peerClosed = error { return .disconnected }
                 if case .system(let failure) = error, failure.errno == .wouldBlock {
-                    logger.error("front-end did not read the reply to \(request) within \(peerTimeout.milliseconds) ms, disconnecting")
+                    logger.error(
+                        "front-end did not read the reply to \(request) within \(peerTimeout.milliseconds) ms, disconnecting"
+                    )
                     return .transport(error)
                 }
                 logger.error("cannot send the reply to \(request): \(error)")

@@ -69,8 +69,9 @@ extension VhostUserSession {
         } else if logsRing {
             usedRing = address.logGuestAddress
         }
-        return QueueLog(log: dirtyLog, usedRing: usedRing, packedRing: packedRing, queueSize: ring.size,
-                        notifier: logNotifier)
+        return QueueLog(
+            log: dirtyLog, usedRing: usedRing, packedRing: packedRing, queueSize: ring.size,
+            notifier: logNotifier)
     }
 
     /// Whether the rings are packed (`VIRTIO_F_RING_PACKED` acked).
@@ -82,11 +83,13 @@ extension VhostUserSession {
         let length = QueueLog.loggedLength(queueSize: ring.size, packed: isPacked)
         let start = address.logGuestAddress
         if let memory, !memory.contains(guestPhysical: start, length: length) {
-            throw .invalidRingLogAddress(index: ring.index, address: start, length: length, reason: "is not guest memory")
+            throw .invalidRingLogAddress(
+                index: ring.index, address: start, length: length, reason: "is not guest memory")
         }
         if let log, !log.covers(guestPhysical: start, length: length) {
-            throw .invalidRingLogAddress(index: ring.index, address: start, length: length,
-                                         reason: "is beyond the \(log.byteCount)-byte dirty log")
+            throw .invalidRingLogAddress(
+                index: ring.index, address: start, length: length,
+                reason: "is beyond the \(log.byteCount)-byte dirty log")
         }
     }
 
@@ -103,8 +106,9 @@ extension VhostUserSession {
     /// `SET_BACKEND_REQ_FD`: opens the back-end channel (REPLY_ACK on it when negotiated) and
     /// hands it to the device, replacing any earlier one.
     func setBackendChannel(_ fd: consuming FileDescriptor) throws(VhostUserError) {
-        let channel = try BackendChannel(socket: ScmSocket(adopting: fd), acknowledged: replyAckNegotiated,
-                                         replyTimeout: max(options.backendReplyTimeout, .milliseconds(1)))
+        let channel = try BackendChannel(
+            socket: ScmSocket(adopting: fd), acknowledged: replyAckNegotiated,
+            replyTimeout: max(options.backendReplyTimeout, .milliseconds(1)))
         backendChannel?.close()
         backendChannel = channel
         device.backendChannelChanged(channel)

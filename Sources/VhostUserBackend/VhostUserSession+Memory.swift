@@ -14,7 +14,8 @@ extension VhostUserSession {
             // Message.decode guarantees one fd per region; the message owns (and later closes) it,
             // the mapping keeps the memory.
             guard let fd = descriptors.rawValue(at: index) else {
-                throw .protocolViolation(.missingDescriptors(request: .frontend(.setMemTable), expected: table.count, received: index))
+                throw .protocolViolation(
+                    .missingDescriptors(request: .frontend(.setMemTable), expected: table.count, received: index))
             }
             regions.append(try map(region, fd: fd))
         }
@@ -34,10 +35,12 @@ extension VhostUserSession {
     /// `REM_MEM_REG`: unmaps the region with this guest address, front-end address and size.
     func removeMemoryRegion(_ region: MemoryRegion) throws(VhostUserError) {
         let current = memory?.regions ?? []
-        guard let position = current.firstIndex(where: {
-            $0.guestPhysicalAddress == region.guestPhysicalAddress && $0.userAddress == region.userAddress
-                && $0.size == region.size
-        }) else {
+        guard
+            let position = current.firstIndex(where: {
+                $0.guestPhysicalAddress == region.guestPhysicalAddress && $0.userAddress == region.userAddress
+                    && $0.size == region.size
+            })
+        else {
             throw .memoryRegionNotFound(guestPhysicalAddress: region.guestPhysicalAddress, size: region.size)
         }
         var remaining = current
@@ -54,8 +57,9 @@ extension VhostUserSession {
         } catch {
             throw .memoryMapping(error)
         }
-        return GuestMemoryRegion(guestPhysicalAddress: region.guestPhysicalAddress, size: region.size,
-                                 userAddress: region.userAddress, mmapOffset: region.mmapOffset, mapping: mapping)
+        return GuestMemoryRegion(
+            guestPhysicalAddress: region.guestPhysicalAddress, size: region.size,
+            userAddress: region.userAddress, mmapOffset: region.mmapOffset, mapping: mapping)
     }
 
     /// Validates the new table, re-creates every started ring over it, and only then swaps, with
@@ -74,7 +78,9 @@ extension VhostUserSession {
             for ring in rings where ring.isStarted {
                 guard let address = ring.address else { continue }
                 do throws(VirtqueueError) {
-                    _ = try makeRing(ring, memory: newMemory, address: address, features: VirtioFeatures(rawValue: ackedFeatures ?? 0))
+                    _ = try makeRing(
+                        ring, memory: newMemory, address: address,
+                        features: VirtioFeatures(rawValue: ackedFeatures ?? 0))
                 } catch {
                     throw .memoryInUse(index: ring.index, error)
                 }
@@ -100,8 +106,9 @@ extension VhostUserSession {
         }
         quiesced { inflight = buffer }
         let size = UInt64(buffer.stride * buffer.queueCount)
-        let answer = InflightDescription(mmapSize: size, mmapOffset: 0, queueCount: description.queueCount,
-                                         queueSize: description.queueSize)
+        let answer = InflightDescription(
+            mmapSize: size, mmapOffset: 0, queueCount: description.queueCount,
+            queueSize: description.queueSize)
         return (answer, buffer.created?.descriptor)
     }
 

@@ -158,9 +158,10 @@ extension VhostUserSession {
             logger.notice("ring \(ring.index): resubmitting \(count) request(s) left in flight")
         }
         let tracker = recovered.tracker.take() ?? .none
-        ring.queue = VhostUserQueue(index: ring.index, negotiatedFeatures: features, ring: positioned,
-                                    inflight: tracker, resubmit: recovered.resubmit,
-                                    packedResubmit: recovered.packedResubmit, wakeup: workerOfRing[ring.index].wakeup)
+        ring.queue = VhostUserQueue(
+            index: ring.index, negotiatedFeatures: features, ring: positioned,
+            inflight: tracker, resubmit: recovered.resubmit,
+            packedResubmit: recovered.packedResubmit, wakeup: workerOfRing[ring.index].wakeup)
         ring.queue?.log = queueLog(for: ring)
         ring.started = true
         ring.startCount &+= 1
@@ -177,7 +178,8 @@ extension VhostUserSession {
 
     /// Reads the ring's inflight record, if the front-end set a region: where the previous
     /// back-end left the ring and the chains it left in flight.
-    private func recoverInflight(_ ring: Vring, layout: borrowing DeviceRing) throws(VhostUserError) -> InflightRecovery {
+    private func recoverInflight(_ ring: Vring, layout: borrowing DeviceRing) throws(VhostUserError) -> InflightRecovery
+    {
         guard let buffer = inflight, let tracker = buffer.tracker(ring.index, packed: layout.isPacked) else {
             return InflightRecovery(tracker: nil, base: ring.base)
         }
@@ -190,8 +192,9 @@ extension VhostUserSession {
             guard recovered.wasInitialized else { return InflightRecovery(tracker: .split(record), base: ring.base) }
             // The previous back-end's position: every popped request was either completed
             // (counted in used->idx) or is resubmitted now (libvhost-user does the same).
-            return InflightRecovery(tracker: .split(record), base: UInt32(used &+ UInt16(truncatingIfNeeded: recovered.heads.count)),
-                                    resubmit: recovered.heads)
+            return InflightRecovery(
+                tracker: .split(record), base: UInt32(used &+ UInt16(truncatingIfNeeded: recovered.heads.count)),
+                resubmit: recovered.heads)
         case .packed(var record):
             // The front-end cannot know a packed ring's position after a crash (it keeps the base
             // of the last GET_VRING_BASE); the record does.
@@ -204,8 +207,10 @@ extension VhostUserSession {
     }
 
     /// The ring of the negotiated layout over `memory`.
-    func makeRing(_ ring: Vring, memory: GuestMemory, address: VringAddress,
-                          features: VirtioFeatures) throws(VirtqueueError) -> DeviceRing {
+    func makeRing(
+        _ ring: Vring, memory: GuestMemory, address: VringAddress,
+        features: VirtioFeatures
+    ) throws(VirtqueueError) -> DeviceRing {
         let addresses = ringAddresses(address)
         if features.contains(.ringPacked) {
             return .packed(try PackedQueue(memory: memory, size: ring.size, addresses: addresses, features: features))
@@ -219,7 +224,8 @@ extension VhostUserSession {
     /// them), the driver sees those chains as lost.
     func rebuild(_ ring: Vring, memory: GuestMemory) throws(VhostUserError) -> VhostUserQueue? {
         guard let address = ring.address, let base = ring.queue?.ring.nextAvailIndex,
-              let features = ring.queue?.ring.features else { return nil }
+            let features = ring.queue?.ring.features
+        else { return nil }
         let layout: DeviceRing
         do {
             layout = try makeRing(ring, memory: memory, address: address, features: features).positioned(at: base)
@@ -229,14 +235,16 @@ extension VhostUserSession {
         guard let old = ring.queue.take() else { return nil }
         let resubmit = old.pendingResubmissions + (layout.isPacked ? [] : old.abandoned)
         let packedResubmit = old.pendingPackedResubmissions
-        return VhostUserQueue(index: ring.index, negotiatedFeatures: old.negotiatedFeatures, ring: layout,
-                              inflight: old.inflight, resubmit: resubmit, packedResubmit: packedResubmit,
-                              wakeup: workerOfRing[ring.index].wakeup)
+        return VhostUserQueue(
+            index: ring.index, negotiatedFeatures: old.negotiatedFeatures, ring: layout,
+            inflight: old.inflight, resubmit: resubmit, packedResubmit: packedResubmit,
+            wakeup: workerOfRing[ring.index].wakeup)
     }
 
     func ringAddresses(_ address: VringAddress) -> RingAddresses {
-        RingAddresses(descriptorTable: address.descriptorTable, driverArea: address.availableRing,
-                      deviceArea: address.usedRing, space: .frontendUser)
+        RingAddresses(
+            descriptorTable: address.descriptorTable, driverArea: address.availableRing,
+            deviceArea: address.usedRing, space: .frontendUser)
     }
 }
 

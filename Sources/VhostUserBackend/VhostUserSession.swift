@@ -43,8 +43,10 @@ public struct VhostUserSessionOptions: Sendable {
     public var pollTime: Duration = .zero
 
     /// - Parameters: see the properties; values are clamped into their ranges.
-    public init(queuesPerThread: Int = 1, maxMemorySlots: Int = 32, maxThreads: Int? = nil,
-                completionTimeout: Duration = .seconds(3)) {
+    public init(
+        queuesPerThread: Int = 1, maxMemorySlots: Int = 32, maxThreads: Int? = nil,
+        completionTimeout: Duration = .seconds(3)
+    ) {
         self.queuesPerThread = max(1, queuesPerThread)
         self.maxMemorySlots = min(max(1, maxMemorySlots), 509)
         self.maxThreads = maxThreads.map { max(1, $0) }
@@ -112,7 +114,8 @@ public final class VhostUserSession {
     private var closed = false
 
     /// Ring-format bits QEMU 7.2 acks even when they were not offered (vhost-user-rng); honoured.
-    static let toleratedFeatures = VirtioFeatures.ringEventIndex.rawValue | VirtioFeatures.ringIndirectDescriptors.rawValue
+    static let toleratedFeatures =
+        VirtioFeatures.ringEventIndex.rawValue | VirtioFeatures.ringIndirectDescriptors.rawValue
     /// Bits whose change would reinterpret a started ring.
     static let ringFormatFeatures = toleratedFeatures | VirtioFeatures.ringPacked.rawValue
     /// Transport bits (24-49) the framework serves when a device declares them.
@@ -129,12 +132,13 @@ public final class VhostUserSession {
         let refused = features & transport & ~servedTransportFeatures.rawValue
         guard refused != 0 else { return }
         let bit = refused.trailingZeroBitCount
-        let reason = switch bit {
-        case 26: "dirty-page logging (LOG_ALL) is not implemented"
-        case 33: "ACCESS_PLATFORM needs an IOTLB, which is not implemented"
-        case 35: "IN_ORDER completion is not implemented"
-        default: "transport feature not implemented by the framework"
-        }
+        let reason =
+            switch bit {
+            case 26: "dirty-page logging (LOG_ALL) is not implemented"
+            case 33: "ACCESS_PLATFORM needs an IOTLB, which is not implemented"
+            case 35: "IN_ORDER completion is not implemented"
+            default: "transport feature not implemented by the framework"
+            }
         throw .unservableFeature(bit: bit, reason: reason)
     }
 
@@ -142,15 +146,18 @@ public final class VhostUserSession {
     ///
     /// - Throws: `VhostUserError.unservableFeature` if the device declares a transport feature the
     ///   framework cannot serve; `.worker` if a worker thread, poller or notifier cannot be created.
-    public init(device: any VhostUserDevice, options: VhostUserSessionOptions = .init(),
-                logger: Logger = Logger(label: "vhost-user")) throws(VhostUserError) {
+    public init(
+        device: any VhostUserDevice, options: VhostUserSessionOptions = .init(),
+        logger: Logger = Logger(label: "vhost-user")
+    ) throws(VhostUserError) {
         try Self.checkServable(device.deviceFeatures.rawValue)
         self.device = device
         self.options = options
         self.logger = logger
         let queueCount = min(max(device.queueCount, 0), 256)
         rings = (0..<queueCount).map { Vring(index: $0) }
-        offeredFeatures = device.deviceFeatures.rawValue | VirtioFeatures.protocolFeatures.rawValue | Self.toleratedFeatures
+        offeredFeatures =
+            device.deviceFeatures.rawValue | VirtioFeatures.protocolFeatures.rawValue | Self.toleratedFeatures
             | VirtioFeatures.logAll.rawValue
         var offered: ProtocolFeatures = [
             .multiqueue, .replyAck, .configureMemorySlots, .inflightSharedMemory, .resetDevice, .status,
@@ -164,8 +171,9 @@ public final class VhostUserSession {
         while start < rings.count {
             let group = Array(rings[start..<min(start + perThread, rings.count)])
             do {
-                let worker = try QueueWorker(rings: group, device: device, completionTimeout: options.completionTimeout,
-                                             pollTime: options.pollTime, logger: logger)
+                let worker = try QueueWorker(
+                    rings: group, device: device, completionTimeout: options.completionTimeout,
+                    pollTime: options.pollTime, logger: logger)
                 workers.append(worker)
                 workerOfRing += Array(repeating: worker, count: group.count)
             } catch {
@@ -420,7 +428,8 @@ public final class VhostUserSession {
         let size = device.configSize
         // offset is a u32 and data ≤ 256 bytes: no overflow in Int.
         guard config.flags <= 1, Int(config.offset) + config.data.count <= size else {
-            throw .configOutOfRange(offset: config.offset, size: config.data.count, flags: config.flags, configSize: size)
+            throw .configOutOfRange(
+                offset: config.offset, size: config.data.count, flags: config.flags, configSize: size)
         }
     }
 }

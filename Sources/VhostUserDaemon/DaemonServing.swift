@@ -37,15 +37,16 @@ enum DaemonServing {
         var threads: [JoinableThread] = []
         for (server, path) in zip(servers, paths).dropLast() {
             do {
-                threads.append(try JoinableThread {
-                    do {
-                        try server.run(socketPath: path, mode: 0o600, allowedUIDs: options.allowedSet)
-                    } catch {
-                        failures.record("cannot serve on \(path): \(error)")
-                        // One port down takes the program down: stop the others.
-                        for other in servers { other.stop() }
-                    }
-                })
+                threads.append(
+                    try JoinableThread {
+                        do {
+                            try server.run(socketPath: path, mode: 0o600, allowedUIDs: options.allowedSet)
+                        } catch {
+                            failures.record("cannot serve on \(path): \(error)")
+                            // One port down takes the program down: stop the others.
+                            for other in servers { other.stop() }
+                        }
+                    })
             } catch {
                 throw .socket("cannot start a thread for \(path): \(error)")
             }

@@ -131,7 +131,8 @@ extension VhostUserDaemonCommand {
         let devices = try makeDevices()
         let sockets = max(1, daemon.socketPaths.count)
         guard devices.count == sockets else {
-            throw ValidationError("--socket-path given \(daemon.socketPaths.count) times for \(devices.count) device(s)")
+            throw ValidationError(
+                "--socket-path given \(daemon.socketPaths.count) times for \(devices.count) device(s)")
         }
         var options = sessionOptions
         options.pollTime = .microseconds(daemon.pollMicroseconds)

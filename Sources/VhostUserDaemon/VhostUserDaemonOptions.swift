@@ -20,9 +20,11 @@ import VhostUserBackend
 public struct VhostUserDaemonOptions: ParsableArguments, Sendable {
     /// UNIX sockets to create and listen on (mode 0600): one, unless the program's device is a set
     /// of ports (`VhostUserDaemonCommand.makeDevices`, e.g. a switch), one per socket.
-    @Option(name: .customLong("socket-path"), help: ArgumentHelp(
-        "Listen on a new UNIX socket at <path> (mode 0600); repeatable only where each socket is a port.",
-        valueName: "path"))
+    @Option(
+        name: .customLong("socket-path"),
+        help: ArgumentHelp(
+            "Listen on a new UNIX socket at <path> (mode 0600); repeatable only where each socket is a port.",
+            valueName: "path"))
     public var socketPaths: [String] = []
 
     /// The socket to listen on (the last `--socket-path`), or nil with `--fd`.
@@ -30,30 +32,37 @@ public struct VhostUserDaemonOptions: ParsableArguments, Sendable {
 
     /// Poll mode: after serving its rings a worker keeps polling them (notifications off) for
     /// this many microseconds before it sleeps on kicks again (`VhostUserSessionOptions.pollTime`).
-    @Option(name: .customLong("poll-us"), help: ArgumentHelp(
-        "Keep polling the rings for <us> microseconds after each burst before sleeping on kicks (0: never poll; large: poll like a DPDK PMD).",
-        valueName: "us"))
+    @Option(
+        name: .customLong("poll-us"),
+        help: ArgumentHelp(
+            "Keep polling the rings for <us> microseconds after each burst before sleeping on kicks (0: never poll; large: poll like a DPDK PMD).",
+            valueName: "us"))
     public var pollMicroseconds = 0
 
     /// An inherited socket: listening (then accepted on) or connected (then served once).
-    @Option(help: ArgumentHelp(
-        "Serve inherited socket <n>: a listening one is accepted on, a connected one served once.",
-        valueName: "n"))
+    @Option(
+        help: ArgumentHelp(
+            "Serve inherited socket <n>: a listening one is accepted on, a connected one served once.",
+            valueName: "n"))
     public var fd: Int32?
 
     /// Only front-ends running as one of these users are served; any other peer is disconnected
     /// (its uid from `getpeereid`) before a byte is read. Empty: no uid check (the socket's 0600
     /// mode still limits who can connect to its owner and root).
-    @Option(name: .customLong("allow-uid"), help: ArgumentHelp(
-        "Serve only front-ends running as <uid> (repeatable; default: any peer that can open the socket).",
-        valueName: "uid"))
+    @Option(
+        name: .customLong("allow-uid"),
+        help: ArgumentHelp(
+            "Serve only front-ends running as <uid> (repeatable; default: any peer that can open the socket).",
+            valueName: "uid"))
     public var allowedUIDs: [uid_t] = []
 
     /// How long a front-end may take to finish a message it began, or to read a reply, before it
     /// is disconnected.
-    @Option(name: .customLong("peer-timeout-ms"), help: ArgumentHelp(
-        "Disconnect a front-end that stops mid-message, or stops reading replies, for <ms> milliseconds.",
-        valueName: "ms"))
+    @Option(
+        name: .customLong("peer-timeout-ms"),
+        help: ArgumentHelp(
+            "Disconnect a front-end that stops mid-message, or stops reading replies, for <ms> milliseconds.",
+            valueName: "ms"))
     public var peerTimeoutMilliseconds: Int = Int(VhostUserServer.defaultPeerTimeout.components.seconds * 1000)
 
     /// Print the capabilities JSON and exit 0. Per QEMU's conventions every other argument is then

@@ -27,7 +27,8 @@ public final class FrontendBackendChannel: @unchecked Sendable {
     public func receive(timeout: Duration) throws(FrontendError) -> BackendChannelMessage? {
         let ready: Bool
         do {
-            ready = try isReadable(socket.descriptor, timeoutMilliseconds: Int32(clamping: milliseconds(rounding: timeout)))
+            ready = try isReadable(
+                socket.descriptor, timeoutMilliseconds: Int32(clamping: milliseconds(rounding: timeout)))
         } catch { throw .system(error) }
         guard ready else { return nil }
         let header = UnsafeMutableRawBufferPointer(rebasing: buffer[..<MessageHeader.byteCount])
@@ -42,8 +43,9 @@ public final class FrontendBackendChannel: @unchecked Sendable {
             if !payload.isEmpty {
                 fds += try socket.receiveExactly(into: payload, maxFDs: 8 - fds.count).releaseAll()
             }
-            return try BackendChannelMessage.decode(header: parsed, payload: UnsafeRawBufferPointer(payload),
-                                                    descriptors: MessageDescriptors(adopting: fds))
+            return try BackendChannelMessage.decode(
+                header: parsed, payload: UnsafeRawBufferPointer(payload),
+                descriptors: MessageDescriptors(adopting: fds))
         } catch let error as ScmSocketError {
             throw .socket(error)
         } catch let error as ProtocolError {

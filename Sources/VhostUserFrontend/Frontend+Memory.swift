@@ -22,13 +22,15 @@ public struct FrontendMemoryRegion: Sendable {
     var userAddress: UInt64 { UInt64(UInt(bitPattern: memory.mapping.base)) }
 
     var wireRegion: MemoryRegion {
-        MemoryRegion(guestPhysicalAddress: guestPhysicalAddress, size: UInt64(memory.size),
-                     userAddress: userAddress, mmapOffset: 0)
+        MemoryRegion(
+            guestPhysicalAddress: guestPhysicalAddress, size: UInt64(memory.size),
+            userAddress: userAddress, mmapOffset: 0)
     }
 
     var guestRegion: GuestMemoryRegion {
-        GuestMemoryRegion(guestPhysicalAddress: guestPhysicalAddress, size: UInt64(memory.size),
-                          userAddress: userAddress, mmapOffset: 0, mapping: memory.mapping)
+        GuestMemoryRegion(
+            guestPhysicalAddress: guestPhysicalAddress, size: UInt64(memory.size),
+            userAddress: userAddress, mmapOffset: 0, mapping: memory.mapping)
     }
 }
 
@@ -67,8 +69,9 @@ extension VhostUserFrontend {
             }
             memoryRegions = []
             for region in regions {
-                try sendAcknowledged(.addMemReg(SingleMemoryRegion(region: region.wireRegion)),
-                                     fds: [region.memory.descriptor])
+                try sendAcknowledged(
+                    .addMemReg(SingleMemoryRegion(region: region.wireRegion)),
+                    fds: [region.memory.descriptor])
                 memoryRegions.append(region)
             }
             memoryAddedBySlots = true
@@ -76,8 +79,9 @@ extension VhostUserFrontend {
             guard regions.count <= MemoryTable.maximumRegionCount else {
                 throw .tooManyRegions(count: regions.count, limit: MemoryTable.maximumRegionCount)
             }
-            try sendAcknowledged(.setMemTable(MemoryTable(regions: regions.map(\.wireRegion))),
-                                 fds: regions.map(\.memory.descriptor))
+            try sendAcknowledged(
+                .setMemTable(MemoryTable(regions: regions.map(\.wireRegion))),
+                fds: regions.map(\.memory.descriptor))
             memoryRegions = regions
             memoryAddedBySlots = false
         }

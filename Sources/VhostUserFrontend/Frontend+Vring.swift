@@ -41,8 +41,9 @@ extension VhostUserFrontend {
             throw .driverQueue(.configuration(.misalignedRing(.descriptorTable, address: ringAddress)))
         }
         let addresses = FrontendQueue.layout(at: ringAddress, size: size, packed: packed)
-        let queue = try FrontendQueue(index: index, size: size, addresses: addresses, memory: memory,
-                                      features: negotiated.features, startIndex: packed ? 0 : startIndex)
+        let queue = try FrontendQueue(
+            index: index, size: size, addresses: addresses, memory: memory,
+            features: negotiated.features, startIndex: packed ? 0 : startIndex)
         try configure(queue, base: packed ? Self.packedStartBase : UInt32(startIndex))
         queues[index] = queue
         return queue
@@ -56,12 +57,15 @@ extension VhostUserFrontend {
         try sendAcknowledged(.setVringNum(VringState(index: ring, num: UInt32(queue.size))))
         try sendAcknowledged(.setVringBase(VringState(index: ring, num: base)))
         try sendAcknowledged(.setVringAddr(address))
-        try sendAcknowledged(.setVringCall(VringFileIndex(index: slot, hasFile: true)),
-                             fds: [queue.callNotifier.notifyDescriptor])
-        try sendAcknowledged(.setVringErr(VringFileIndex(index: slot, hasFile: true)),
-                             fds: [queue.errorNotifier.notifyDescriptor])
-        try sendAcknowledged(.setVringKick(VringFileIndex(index: slot, hasFile: true)),
-                             fds: [queue.kickNotifier.waitDescriptor])
+        try sendAcknowledged(
+            .setVringCall(VringFileIndex(index: slot, hasFile: true)),
+            fds: [queue.callNotifier.notifyDescriptor])
+        try sendAcknowledged(
+            .setVringErr(VringFileIndex(index: slot, hasFile: true)),
+            fds: [queue.errorNotifier.notifyDescriptor])
+        try sendAcknowledged(
+            .setVringKick(VringFileIndex(index: slot, hasFile: true)),
+            fds: [queue.kickNotifier.waitDescriptor])
         if try requireNegotiated().features.contains(.protocolFeatures) {
             try sendAcknowledged(.setVringEnable(VringState(index: ring, num: 1)))
         }

@@ -113,8 +113,10 @@ final class FrontendChannel {
         let size = Int(header.size)
         guard size <= Self.payloadCapacity else {
             _ = MessageDescriptors(adopting: descriptors)
-            throw .protocolViolation(.payloadTooLarge(request: .frontend(request), size: header.size,
-                                                      limit: Self.payloadCapacity))
+            throw .protocolViolation(
+                .payloadTooLarge(
+                    request: .frontend(request), size: header.size,
+                    limit: Self.payloadCapacity))
         }
         let payload = UnsafeMutableRawBufferPointer(
             rebasing: receiveBuffer[MessageHeader.byteCount..<(MessageHeader.byteCount + size)])

@@ -76,8 +76,8 @@ public enum FrontendError: Error, Hashable, Sendable, CustomStringConvertible {
         case .queueIndexOutOfRange(let index, let count): "queue \(index) out of range: back-end has \(count)"
         case .queueAlreadyStarted(let index): "queue \(index) is already started"
         case .featuresChanged(let before, let after):
-            "the new back-end acked features 0x\(String(after.rawValue, radix: 16)), " +
-                "not 0x\(String(before.rawValue, radix: 16)) as before"
+            "the new back-end acked features 0x\(String(after.rawValue, radix: 16)), "
+                + "not 0x\(String(before.rawValue, radix: 16)) as before"
         case .packedRingBusy(let index): "packed queue \(index) has chains in flight; reap them before reconnecting"
         case .noGuestMemory: "no guest memory shared (setMemory not called, or given no region)"
         case .tooManyRegions(let count, let limit): "\(count) memory regions, at most \(limit) allowed"

@@ -37,8 +37,10 @@ public final class FrontendQueue: @unchecked Sendable {
     /// Whether the back-end was told to run this ring (cleared by `stopQueue`).
     public internal(set) var isStarted = false
 
-    init(index: Int, size: Int, addresses: RingAddresses, memory: GuestMemory, features: VirtioFeatures,
-         startIndex: UInt16) throws(FrontendError) {
+    init(
+        index: Int, size: Int, addresses: RingAddresses, memory: GuestMemory, features: VirtioFeatures,
+        startIndex: UInt16
+    ) throws(FrontendError) {
         self.index = index
         self.size = size
         self.addresses = addresses
@@ -46,10 +48,13 @@ public final class FrontendQueue: @unchecked Sendable {
         isPacked = packedLayout
         do {
             if packedLayout {
-                driver = .packed(try DriverPackedQueue(memory: memory, size: size, addresses: addresses, features: features))
+                driver = .packed(
+                    try DriverPackedQueue(memory: memory, size: size, addresses: addresses, features: features))
             } else {
-                driver = .split(try DriverSplitQueue(memory: memory, size: size, addresses: addresses,
-                                                     features: features, startIndex: startIndex))
+                driver = .split(
+                    try DriverSplitQueue(
+                        memory: memory, size: size, addresses: addresses,
+                        features: features, startIndex: startIndex))
             }
         } catch { throw .driverQueue(error) }
         tracksUsedEvent = !packedLayout && features.contains(.ringEventIndex)
@@ -79,11 +84,13 @@ public final class FrontendQueue: @unchecked Sendable {
         // (a typed error) instead of trapping here.
         let q = UInt64(max(size, 0))
         if packed {
-            return RingAddresses(descriptorTable: address, driverArea: address &+ 16 &* q,
-                                 deviceArea: address &+ 16 &* q &+ 4)
+            return RingAddresses(
+                descriptorTable: address, driverArea: address &+ 16 &* q,
+                deviceArea: address &+ 16 &* q &+ 4)
         }
-        return RingAddresses(descriptorTable: address, driverArea: address &+ 16 &* q,
-                             deviceArea: address &+ align64(16 &* q &+ 6 &+ 2 &* q))
+        return RingAddresses(
+            descriptorTable: address, driverArea: address &+ 16 &* q,
+            deviceArea: address &+ align64(16 &* q &+ 6 &+ 2 &* q))
     }
 
     /// Free descriptors (split) or ring slots (packed) left for `post`.

@@ -5,7 +5,9 @@ extension Chain {
     /// - Returns: the bytes copied (less than `buffer.count` if the readable part ends first).
     /// - Throws: a `VirtqueueError` if the guest rewrote the chain since it was popped.
     @inlinable @inline(__always)
-    public func readReadable(into buffer: UnsafeMutableRawBufferPointer, fromOffset offset: Int = 0) throws(VirtqueueError) -> Int {
+    public func readReadable(into buffer: UnsafeMutableRawBufferPointer, fromOffset offset: Int = 0)
+        throws(VirtqueueError) -> Int
+    {
         guard let destination = buffer.baseAddress, buffer.count > 0 else { return 0 }
         var skip = max(0, offset)
         var copied = 0
@@ -15,7 +17,10 @@ extension Chain {
                 let piece = cache[i]
                 guard copied < buffer.count, !piece.isWritable, let source = piece.pointer else { break }
                 let length = Int(piece.length)
-                if skip >= length { skip -= length; continue }
+                if skip >= length {
+                    skip -= length
+                    continue
+                }
                 let count = min(length - skip, buffer.count - copied)
                 // Safe: `source` holds `skip + count` bytes; `destination` has `buffer.count - copied` left.
                 copyGuestBytes(to: destination + copied, from: source + skip, count: count)
@@ -30,8 +35,10 @@ extension Chain {
     /// `readReadable` for chains that are re-walked (long, or spanning regions).
     /// Takes the chain's parts as scalars so the fast path never has to materialise the chain.
     @usableFromInline @inline(never)
-    static func readWalked(_ start: WalkStart, _ cache: UnsafeMutablePointer<CachedBuffer>, _ readable: UInt32, _ writable: UInt32,
-                           into buffer: UnsafeMutableRawBufferPointer, fromOffset offset: Int) throws(VirtqueueError) -> Int {
+    static func readWalked(
+        _ start: WalkStart, _ cache: UnsafeMutablePointer<CachedBuffer>, _ readable: UInt32, _ writable: UInt32,
+        into buffer: UnsafeMutableRawBufferPointer, fromOffset offset: Int
+    ) throws(VirtqueueError) -> Int {
         guard let destination = buffer.baseAddress, buffer.count > 0 else { return 0 }
         var skip = max(0, offset)
         var copied = 0
@@ -66,7 +73,10 @@ extension Chain {
                 guard written < bytes.count, let destination = piece.pointer else { break }
                 guard piece.isWritable else { continue }
                 let length = Int(piece.length)
-                if skip >= length { skip -= length; continue }
+                if skip >= length {
+                    skip -= length
+                    continue
+                }
                 let count = min(length - skip, bytes.count - written)
                 // Safe: `destination` holds `skip + count` bytes; `source` has `bytes.count - written` left.
                 copyGuestBytes(to: destination + skip, from: source + written, count: count)
@@ -80,8 +90,10 @@ extension Chain {
 
     /// `writeWritable` for chains that are re-walked (long, or spanning regions).
     @usableFromInline @inline(never)
-    static func writeWalked(_ start: WalkStart, _ cache: UnsafeMutablePointer<CachedBuffer>, _ readable: UInt32, _ writable: UInt32,
-                            _ bytes: UnsafeRawBufferPointer, atOffset offset: Int) throws(VirtqueueError) -> Int {
+    static func writeWalked(
+        _ start: WalkStart, _ cache: UnsafeMutablePointer<CachedBuffer>, _ readable: UInt32, _ writable: UInt32,
+        _ bytes: UnsafeRawBufferPointer, atOffset offset: Int
+    ) throws(VirtqueueError) -> Int {
         guard let source = bytes.baseAddress, bytes.count > 0 else { return 0 }
         var skip = max(0, offset)
         var written = 0

@@ -33,7 +33,8 @@ public struct Chain: @unchecked Sendable {
     @usableFromInline let start: WalkStart
 
     @inline(__always)
-    init(id: UInt16, slots: UInt16, summary: ChainSummary, start: WalkStart, cache: UnsafeMutablePointer<CachedBuffer>) {
+    init(id: UInt16, slots: UInt16, summary: ChainSummary, start: WalkStart, cache: UnsafeMutablePointer<CachedBuffer>)
+    {
         self.id = id
         self.slots = slots
         self.readableLength = summary.readableLength
@@ -88,7 +89,8 @@ public struct ChainIterator {
     init(_ chain: Chain) {
         cache = chain.cache
         cachedCount = chain.cachedCount
-        walk = ChainWalkState(start: chain.start, readableLimit: chain.readableLength, writableLimit: chain.writableLength)
+        walk = ChainWalkState(
+            start: chain.start, readableLimit: chain.readableLength, writableLimit: chain.writableLength)
     }
 
     /// The next piece, or nil after the last one.
@@ -102,8 +104,9 @@ public struct ChainIterator {
             // Safe: cacheIndex < cachedCount <= chainCacheCapacity entries written at pop.
             let buffer = cache[Int(cacheIndex)]
             cacheIndex &+= 1
-            return GuestBuffer(bytes: UnsafeMutableRawBufferPointer(start: buffer.pointer, count: Int(buffer.length)),
-                               isWritable: buffer.isWritable)
+            return GuestBuffer(
+                bytes: UnsafeMutableRawBufferPointer(start: buffer.pointer, count: Int(buffer.length)),
+                isWritable: buffer.isWritable)
         }
         return try walk.next()
     }
@@ -166,7 +169,8 @@ struct ChainWalkState {
         }
         address &+= piece.length
         remaining &-= piece.length
-        return GuestBuffer(bytes: UnsafeMutableRawBufferPointer(start: piece.pointer, count: Int(piece.length)),
-                           isWritable: writable)
+        return GuestBuffer(
+            bytes: UnsafeMutableRawBufferPointer(start: piece.pointer, count: Int(piece.length)),
+            isWritable: writable)
     }
 }

@@ -79,7 +79,10 @@ struct DescriptorWalker {
         guard tableMore else { return nil }
         guard tableSteps < tableCount else { throw .chainTooLong(limit: Int(tableCount)) }
         // Table bounds: tableIndex < tableCount, and the whole table was checked to be memory.
-        guard let d = regions.loadDescriptor(at: tableAddress &+ UInt64(tableIndex) &* 16, packed: start.layout == .packed) else {
+        guard
+            let d = regions.loadDescriptor(
+                at: tableAddress &+ UInt64(tableIndex) &* 16, packed: start.layout == .packed)
+        else {
             throw .bufferOutsideMemory(address: tableAddress, length: UInt64(tableCount) &* 16)
         }
         tableSteps += 1

@@ -29,7 +29,9 @@ public final class DriverPackedQueue {
     /// Sets up a zeroed descriptor ring and both event areas (flags ENABLE) at guest-physical `addresses`.
     ///
     /// - Throws: `DriverQueueError.configuration` for a bad size, alignment or placement.
-    public init(memory: GuestMemory, size: Int, addresses: RingAddresses, features: VirtioFeatures) throws(DriverQueueError) {
+    public init(memory: GuestMemory, size: Int, addresses: RingAddresses, features: VirtioFeatures)
+        throws(DriverQueueError)
+    {
         guard size >= 1, size <= maximumQueueSize else { throw .configuration(.invalidQueueSize(size)) }
         do {
             ring = try addresses.translate(.descriptorTable, in: memory, alignment: 16, length: 16 * UInt64(size))
@@ -65,14 +67,17 @@ public final class DriverPackedQueue {
     /// - Returns: the buffer id the device will complete.
     /// - Throws: `.emptyChain`, `.queueFull`, `.outsideMemory` (indirect table).
     @discardableResult
-    public func post(_ buffers: UnsafeBufferPointer<DriverBuffer>, indirectTable: UInt64? = nil) throws(DriverQueueError) -> UInt16 {
+    public func post(_ buffers: UnsafeBufferPointer<DriverBuffer>, indirectTable: UInt64? = nil)
+        throws(DriverQueueError) -> UInt16
+    {
         guard !buffers.isEmpty else { throw .emptyChain }
         let needed = indirectTable == nil ? buffers.count : 1
         guard needed <= freeSlots, freeIDCount > 0, buffers.count <= 0xFFFF else { throw .queueFull }
         if let table = indirectTable {
             for (i, buffer) in buffers.enumerated() {
-                var entry = DescriptorBytes(address: buffer.address, length: buffer.length, id: 0,
-                                            flags: buffer.isWritable ? DescriptorFlag.write : 0)
+                var entry = DescriptorBytes(
+                    address: buffer.address, length: buffer.length, id: 0,
+                    flags: buffer.isWritable ? DescriptorFlag.write : 0)
                 do {
                     try withUnsafeBytes(of: &entry) { (raw) throws(GuestMemoryError) in
                         try memory.write(guestPhysical: table &+ UInt64(i) &* 16, bytes: raw)
@@ -91,8 +96,9 @@ public final class DriverPackedQueue {
             var flags = wrapBits(availWrap)
             if let table = indirectTable {
                 flags |= DescriptorFlag.indirect
-                descriptor = DescriptorBytes(address: table, length: UInt32(truncatingIfNeeded: buffers.count * 16),
-                                             id: id, flags: 0)
+                descriptor = DescriptorBytes(
+                    address: table, length: UInt32(truncatingIfNeeded: buffers.count * 16),
+                    id: id, flags: 0)
             } else {
                 let buffer = buffers[i]
                 if buffer.isWritable { flags |= DescriptorFlag.write }
@@ -123,7 +129,8 @@ public final class DriverPackedQueue {
     /// Array convenience for `post(_:indirectTable:)` (allocates; not for hot loops).
     @discardableResult
     public func post(_ buffers: [DriverBuffer], indirectTable: UInt64? = nil) throws(DriverQueueError) -> UInt16 {
-        try buffers.withUnsafeBufferPointer { (b) throws(DriverQueueError) in try post(b, indirectTable: indirectTable) }
+        try buffers.withUnsafeBufferPointer { (b) throws(DriverQueueError) in try post(b, indirectTable: indirectTable)
+        }
     }
 
     /// The next used buffer, or nil if the device has marked none.

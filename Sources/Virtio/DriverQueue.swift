@@ -20,6 +20,7 @@ extension DriverQueue {
     /// Array convenience for `post(_:indirectTable:)` (allocates; not for hot loops).
     @discardableResult
     public func post(_ buffers: [DriverBuffer], indirectTable: UInt64? = nil) throws(DriverQueueError) -> UInt16 {
-        try buffers.withUnsafeBufferPointer { (b) throws(DriverQueueError) in try post(b, indirectTable: indirectTable) }
+        try buffers.withUnsafeBufferPointer { (b) throws(DriverQueueError) in try post(b, indirectTable: indirectTable)
+        }
     }
 }

@@ -33,8 +33,10 @@ public final class DriverSplitQueue {
     /// `used->idx` set to `startIndex` (to start near the 16-bit wrap, say), event fields 0.
     ///
     /// - Throws: `DriverQueueError.configuration` for a bad size, alignment or placement.
-    public init(memory: GuestMemory, size: Int, addresses: RingAddresses, features: VirtioFeatures,
-                startIndex: UInt16 = 0) throws(DriverQueueError) {
+    public init(
+        memory: GuestMemory, size: Int, addresses: RingAddresses, features: VirtioFeatures,
+        startIndex: UInt16 = 0
+    ) throws(DriverQueueError) {
         guard size >= 1, size <= maximumQueueSize, size & (size - 1) == 0 else {
             throw .configuration(.invalidQueueSize(size))
         }
@@ -82,17 +84,21 @@ public final class DriverSplitQueue {
     /// - Returns: the head index the device will complete.
     /// - Throws: `.emptyChain`, `.queueFull`, `.outsideMemory` (indirect table).
     @discardableResult
-    public func post(_ buffers: UnsafeBufferPointer<DriverBuffer>, indirectTable: UInt64? = nil) throws(DriverQueueError) -> UInt16 {
+    public func post(_ buffers: UnsafeBufferPointer<DriverBuffer>, indirectTable: UInt64? = nil)
+        throws(DriverQueueError) -> UInt16
+    {
         guard !buffers.isEmpty else { throw .emptyChain }
         let needed = indirectTable == nil ? buffers.count : 1
         guard needed <= freeCount, buffers.count <= 0xFFFF else { throw .queueFull }
         let head: UInt16
         if let table = indirectTable {
             for (i, buffer) in buffers.enumerated() {
-                let flags = (buffer.isWritable ? DescriptorFlag.write : 0)
+                let flags =
+                    (buffer.isWritable ? DescriptorFlag.write : 0)
                     | (i + 1 < buffers.count ? DescriptorFlag.next : 0)
-                var entry = DescriptorBytes(address: buffer.address, length: buffer.length, flags: flags,
-                                            next: UInt16(truncatingIfNeeded: i + 1))
+                var entry = DescriptorBytes(
+                    address: buffer.address, length: buffer.length, flags: flags,
+                    next: UInt16(truncatingIfNeeded: i + 1))
                 do {
                     try withUnsafeBytes(of: &entry) { (raw) throws(GuestMemoryError) in
                         try memory.write(guestPhysical: table &+ UInt64(i) &* 16, bytes: raw)
@@ -103,8 +109,11 @@ public final class DriverSplitQueue {
             freeHead = shadowNext[Int(head)]
             freeCount -= 1
             chainTail[Int(head)] = head
-            write(head, DescriptorBytes(address: table, length: UInt32(truncatingIfNeeded: buffers.count * 16),
-                                        flags: DescriptorFlag.indirect, next: 0))
+            write(
+                head,
+                DescriptorBytes(
+                    address: table, length: UInt32(truncatingIfNeeded: buffers.count * 16),
+                    flags: DescriptorFlag.indirect, next: 0))
             chainCount[Int(head)] = 1
         } else {
             head = freeHead
@@ -114,8 +123,11 @@ public final class DriverSplitQueue {
                 // The free list is already linked: the next free descriptor is the chain's next.
                 let next = shadowNext[Int(current)]
                 let flags = (buffer.isWritable ? DescriptorFlag.write : 0) | (last ? 0 : DescriptorFlag.next)
-                write(current, DescriptorBytes(address: buffer.address, length: buffer.length, flags: flags,
-                                               next: last ? 0 : next))
+                write(
+                    current,
+                    DescriptorBytes(
+                        address: buffer.address, length: buffer.length, flags: flags,
+                        next: last ? 0 : next))
                 if last {
                     chainTail[Int(head)] = current
                     freeHead = next
@@ -136,7 +148,8 @@ public final class DriverSplitQueue {
     /// Array convenience for `post(_:indirectTable:)` (allocates; not for hot loops).
     @discardableResult
     public func post(_ buffers: [DriverBuffer], indirectTable: UInt64? = nil) throws(DriverQueueError) -> UInt16 {
-        try buffers.withUnsafeBufferPointer { (b) throws(DriverQueueError) in try post(b, indirectTable: indirectTable) }
+        try buffers.withUnsafeBufferPointer { (b) throws(DriverQueueError) in try post(b, indirectTable: indirectTable)
+        }
     }
 
     /// The next used entry, freeing its descriptors, or nil if the device has published none.

@@ -3,7 +3,8 @@ extension GuestMemory {
     /// alignment does not matter; each byte is read once). The range may cross adjacent regions.
     ///
     /// - Throws: `GuestMemoryError.outsideMemory` (nothing is copied) if the range is not all memory.
-    public func read(guestPhysical address: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(GuestMemoryError) {
+    public func read(guestPhysical address: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(GuestMemoryError)
+    {
         try copy(address, count: buffer.count) { host, offset, count in
             // Safe: `host` is checked to hold `count` bytes; `offset + count <= buffer.count`.
             (buffer.baseAddress! + offset).copyMemory(from: host, byteCount: count)
@@ -21,7 +22,9 @@ extension GuestMemory {
     }
 
     /// Reads a little-endian integer at any alignment.
-    public func load<T: FixedWidthInteger>(_: T.Type = T.self, guestPhysical address: UInt64) throws(GuestMemoryError) -> T {
+    public func load<T: FixedWidthInteger>(_: T.Type = T.self, guestPhysical address: UInt64) throws(GuestMemoryError)
+        -> T
+    {
         var value = T.zero
         try withUnsafeMutableBytes(of: &value) { (raw) throws(GuestMemoryError) in
             try read(guestPhysical: address, into: raw)
@@ -37,8 +40,10 @@ extension GuestMemory {
         }
     }
 
-    private func copy(_ address: UInt64, count: Int,
-                      _ body: (UnsafeMutableRawPointer, Int, Int) -> Void) throws(GuestMemoryError) {
+    private func copy(
+        _ address: UInt64, count: Int,
+        _ body: (UnsafeMutableRawPointer, Int, Int) -> Void
+    ) throws(GuestMemoryError) {
         guard count > 0 else { return }
         let table = self.table
         guard table.contains(address, length: UInt64(count)) else {

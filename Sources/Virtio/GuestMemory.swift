@@ -31,8 +31,9 @@ public final class GuestMemory: @unchecked Sendable {
                 throw .regionOverflow(address: region.userAddress, size: region.size)
             }
             guard region.size <= UInt64(region.mapping.size) else {
-                throw .mappingTooSmall(guestPhysicalAddress: region.guestPhysicalAddress, size: region.size,
-                                       mappingSize: region.mapping.size)
+                throw .mappingTooSmall(
+                    guestPhysicalAddress: region.guestPhysicalAddress, size: region.size,
+                    mappingSize: region.mapping.size)
             }
             checked.append(region)
         }
@@ -40,7 +41,8 @@ public final class GuestMemory: @unchecked Sendable {
         for (i, a) in checked.enumerated() {
             for b in checked[(i + 1)...] {
                 // Sizes were checked not to overflow above.
-                let gpaOverlap = a.guestPhysicalAddress < b.guestPhysicalAddress + b.size
+                let gpaOverlap =
+                    a.guestPhysicalAddress < b.guestPhysicalAddress + b.size
                     && b.guestPhysicalAddress < a.guestPhysicalAddress + a.size
                 let uvaOverlap = a.userAddress < b.userAddress + b.size && b.userAddress < a.userAddress + a.size
                 if gpaOverlap || uvaOverlap {
@@ -51,9 +53,10 @@ public final class GuestMemory: @unchecked Sendable {
         self.regions = checked
         entries = .allocate(capacity: max(1, checked.count))
         for (i, region) in checked.enumerated() {
-            (entries + i).initialize(to: RegionEntry(
-                start: region.guestPhysicalAddress, end: region.guestPhysicalAddress + region.size,
-                userStart: region.userAddress, host: region.mapping.base))
+            (entries + i).initialize(
+                to: RegionEntry(
+                    start: region.guestPhysicalAddress, end: region.guestPhysicalAddress + region.size,
+                    userStart: region.userAddress, host: region.mapping.base))
         }
     }
 

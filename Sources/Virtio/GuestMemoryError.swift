@@ -17,7 +17,8 @@ public enum GuestMemoryError: Error, Hashable, Sendable, CustomStringConvertible
         case let .regionOverflow(address, size):
             return "guest memory region 0x\(String(address, radix: 16)) + \(size) overflows 64 bits"
         case let .mappingTooSmall(gpa, size, mappingSize):
-            return "guest memory region at 0x\(String(gpa, radix: 16)) of \(size) bytes exceeds its \(mappingSize)-byte mapping"
+            return
+                "guest memory region at 0x\(String(gpa, radix: 16)) of \(size) bytes exceeds its \(mappingSize)-byte mapping"
         case let .overlappingRegions(first, second):
             return "guest memory regions at 0x\(String(first, radix: 16)) and 0x\(String(second, radix: 16)) overlap"
         case let .outsideMemory(address, length):

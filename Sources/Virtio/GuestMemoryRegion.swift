@@ -20,8 +20,10 @@ public struct GuestMemoryRegion: Sendable {
     public let mapping: MemoryMapping
 
     /// Describes a region. Nothing is validated here; `GuestMemory.init` validates the whole table.
-    public init(guestPhysicalAddress: UInt64, size: UInt64, userAddress: UInt64, mmapOffset: UInt64 = 0,
-                mapping: MemoryMapping) {
+    public init(
+        guestPhysicalAddress: UInt64, size: UInt64, userAddress: UInt64, mmapOffset: UInt64 = 0,
+        mapping: MemoryMapping
+    ) {
         self.guestPhysicalAddress = guestPhysicalAddress
         self.size = size
         self.userAddress = userAddress
@@ -31,7 +33,8 @@ public struct GuestMemoryRegion: Sendable {
 
     /// A region covering all of `mapping`, with the front-end address equal to the guest-physical one.
     public init(guestPhysicalAddress: UInt64, mapping: MemoryMapping) {
-        self.init(guestPhysicalAddress: guestPhysicalAddress, size: UInt64(mapping.size),
-                  userAddress: guestPhysicalAddress, mapping: mapping)
+        self.init(
+            guestPhysicalAddress: guestPhysicalAddress, size: UInt64(mapping.size),
+            userAddress: guestPhysicalAddress, mapping: mapping)
     }
 }

@@ -26,8 +26,10 @@ final class InFlightTable {
         resubmitRing = .allocate(byteCount: max(copies, 1) * 16, alignment: 16)
         resubmitRing.initializeMemory(as: UInt8.self, repeating: 0, count: max(copies, 1) * 16)
         resubmitContext = .allocate(capacity: 1)
-        resubmitContext.initialize(to: QueueContext(regions: context.regions, ring: resubmitRing, queueSize: context.queueSize,
-                                                    layout: context.layout, indirectAllowed: context.indirectAllowed))
+        resubmitContext.initialize(
+            to: QueueContext(
+                regions: context.regions, ring: resubmitRing, queueSize: context.queueSize,
+                layout: context.layout, indirectAllowed: context.indirectAllowed))
         slots = .allocate(capacity: count)
         slots.initialize(repeating: 0, count: count)
         writable = .allocate(capacity: count)

@@ -4,7 +4,9 @@ extension PackedQueue {
     ///
     /// - Returns: the summary, the number of slots, and the buffer id (from the last descriptor).
     @inline(__always)
-    func summarizeDirect(cache: UnsafeMutablePointer<CachedBuffer>) throws(VirtqueueError) -> (ChainSummary, UInt16, UInt16)? {
+    func summarizeDirect(cache: UnsafeMutablePointer<CachedBuffer>) throws(VirtqueueError) -> (
+        ChainSummary, UInt16, UInt16
+    )? {
         try DescriptorWalker.summarizeDirect(
             ring: ring, first: nextAvail, layout: .packed, queueSize: size, regions: regions, cache: cache)
     }

@@ -26,7 +26,9 @@ extension PackedQueue {
     /// used entries overwrote its slots. Ask right after `pop()`; empty for a resubmitted chain.
     /// The bytes are guest memory: a copy is validated again when resubmitted.
     public func ringDescriptors(of chain: Chain) -> RingDescriptors {
-        guard chain.start.context == UnsafePointer(context) else { return RingDescriptors(ring: ring, size: size, first: 0, count: 0) }
+        guard chain.start.context == UnsafePointer(context) else {
+            return RingDescriptors(ring: ring, size: size, first: 0, count: 0)
+        }
         return RingDescriptors(ring: ring, size: size, first: Int(chain.start.head), count: Int(chain.slots))
     }
 
@@ -50,7 +52,8 @@ extension PackedQueue {
         (resubmitRing + first &* 16).copyMemory(from: source, byteCount: count &* 16)
         // The last copy must not link further: the walk ends within what was copied.
         let lastFlags = resubmitRing + (first + count - 1) &* 16 + 14
-        lastFlags.storeBytes(of: UInt16(littleEndian: lastFlags.load(as: UInt16.self)) & ~DescriptorFlag.next, as: UInt16.self)
+        lastFlags.storeBytes(
+            of: UInt16(littleEndian: lastFlags.load(as: UInt16.self)) & ~DescriptorFlag.next, as: UInt16.self)
         resubmitUsed += count
         let start = WalkStart(context: resubmitContext, head: UInt16(first))
         let scratch = cacheBase + size &* chainCacheCapacity

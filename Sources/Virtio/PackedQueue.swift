@@ -55,7 +55,9 @@ public struct PackedQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
     /// Positions start at 0 with both wrap counters 1.
     ///
     /// - Throws: `.invalidQueueSize`, `.misalignedRing` (16 / 4 / 4), `.ringOutsideMemory`.
-    public init(memory: GuestMemory, size: Int, addresses: RingAddresses, features: VirtioFeatures) throws(VirtqueueError) {
+    public init(memory: GuestMemory, size: Int, addresses: RingAddresses, features: VirtioFeatures)
+        throws(VirtqueueError)
+    {
         guard size >= 1, size <= maximumQueueSize else { throw .invalidQueueSize(size) }
         // Every check before the first stored property (a non-copyable value is all or nothing).
         let ring = try addresses.translate(.descriptorTable, in: memory, alignment: 16, length: 16 * UInt64(size))
@@ -70,9 +72,11 @@ public struct PackedQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
         self.deviceEvent = deviceEvent
         regions = memory.table
         let indirectAllowed = features.contains(.ringIndirectDescriptors)
-        inFlight = InFlightTable(count: size, context: QueueContext(
-            regions: regions, ring: ring, queueSize: UInt16(truncatingIfNeeded: size), layout: .packed,
-            indirectAllowed: indirectAllowed))
+        inFlight = InFlightTable(
+            count: size,
+            context: QueueContext(
+                regions: regions, ring: ring, queueSize: UInt16(truncatingIfNeeded: size), layout: .packed,
+                indirectAllowed: indirectAllowed))
         context = inFlight.context
         resubmitRing = inFlight.resubmitRing
         resubmitContext = inFlight.resubmitContext

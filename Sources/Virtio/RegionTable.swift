@@ -34,8 +34,8 @@ struct RegionTable {
     func piece(at address: UInt64, length: UInt64) -> (pointer: UnsafeMutableRawPointer, length: UInt64)? {
         guard let i = index(containing: address) else { return nil }
         let entry = entries[i]
-        let offset = address &- entry.start          // < end - start: checked by index(containing:)
-        let available = entry.end &- address         // > 0 for the same reason
+        let offset = address &- entry.start  // < end - start: checked by index(containing:)
+        let available = entry.end &- address  // > 0 for the same reason
         return (entry.host + Int(offset), min(length, available))
     }
 

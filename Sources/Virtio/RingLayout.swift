@@ -79,8 +79,10 @@ public struct RingAddresses: Hashable, Sendable {
     }
 
     /// Translates one ring part, checking alignment and that all `length` bytes are in one region.
-    func translate(_ part: RingPart, in memory: GuestMemory, alignment: UInt64,
-                   length: UInt64) throws(VirtqueueError) -> UnsafeMutableRawPointer {
+    func translate(
+        _ part: RingPart, in memory: GuestMemory, alignment: UInt64,
+        length: UInt64
+    ) throws(VirtqueueError) -> UnsafeMutableRawPointer {
         let address: UInt64
         switch part {
         case .descriptorTable: address = descriptorTable

@@ -4,9 +4,12 @@ extension SplitQueue {
     ///
     /// - Returns: the summary and the number of descriptors.
     @inline(__always)
-    func summarizeDirect(head: UInt16, cache: UnsafeMutablePointer<CachedBuffer>) throws(VirtqueueError) -> (ChainSummary, UInt16)? {
-        guard let (summary, count, _) = try DescriptorWalker.summarizeDirect(
-            ring: descriptors, first: head, layout: .split, queueSize: size, regions: regions, cache: cache)
+    func summarizeDirect(head: UInt16, cache: UnsafeMutablePointer<CachedBuffer>) throws(VirtqueueError) -> (
+        ChainSummary, UInt16
+    )? {
+        guard
+            let (summary, count, _) = try DescriptorWalker.summarizeDirect(
+                ring: descriptors, first: head, layout: .split, queueSize: size, regions: regions, cache: cache)
         else { return nil }
         return (summary, count)
     }

@@ -12,7 +12,8 @@ extension SplitQueue {
         vmm_fence_seq_cst()
         // NOTIFY_ON_EMPTY: the driver wants to hear when we run dry, suppression or not.
         if notifyOnEmpty && inFlightCount == 0
-            && UInt16(littleEndian: vmm_load_acquire_u16(avail + 2)) == lastAvail {
+            && UInt16(littleEndian: vmm_load_acquire_u16(avail + 2)) == lastAvail
+        {
             return true
         }
         guard eventIndex else {

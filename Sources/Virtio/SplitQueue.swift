@@ -53,7 +53,9 @@ public struct SplitQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
     ///
     /// - Throws: `.invalidQueueSize` (not a power of two in 1…32768), `.misalignedRing`
     ///   (16 / 2 / 4), `.ringOutsideMemory` (a part not inside one region).
-    public init(memory: GuestMemory, size: Int, addresses: RingAddresses, features: VirtioFeatures) throws(VirtqueueError) {
+    public init(memory: GuestMemory, size: Int, addresses: RingAddresses, features: VirtioFeatures)
+        throws(VirtqueueError)
+    {
         guard size >= 1, size <= maximumQueueSize, size & (size - 1) == 0 else { throw .invalidQueueSize(size) }
         let q = UInt64(size)
         // Every check before the first stored property (a non-copyable value is all or nothing).
@@ -69,9 +71,11 @@ public struct SplitQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
         self.used = used
         regions = memory.table
         let indirectAllowed = features.contains(.ringIndirectDescriptors)
-        inFlight = InFlightTable(count: size, context: QueueContext(
-            regions: regions, ring: descriptors, queueSize: UInt16(truncatingIfNeeded: size), layout: .split,
-            indirectAllowed: indirectAllowed))
+        inFlight = InFlightTable(
+            count: size,
+            context: QueueContext(
+                regions: regions, ring: descriptors, queueSize: UInt16(truncatingIfNeeded: size), layout: .split,
+                indirectAllowed: indirectAllowed))
         context = inFlight.context
         slots = inFlight.slots
         writable = inFlight.writable

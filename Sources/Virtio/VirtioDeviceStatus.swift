@@ -20,7 +20,9 @@ public struct VirtioDeviceStatus: OptionSet, Hashable, Sendable, CustomStringCon
     public static let failed = VirtioDeviceStatus(rawValue: 128)
 
     /// Every bit the specification defines; the others are reserved.
-    public static let defined: VirtioDeviceStatus = [.acknowledge, .driver, .driverOK, .featuresOK, .needsReset, .failed]
+    public static let defined: VirtioDeviceStatus = [
+        .acknowledge, .driver, .driverOK, .featuresOK, .needsReset, .failed,
+    ]
 
     public var description: String {
         let names: [(VirtioDeviceStatus, String)] = [

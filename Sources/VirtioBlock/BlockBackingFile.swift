@@ -22,7 +22,8 @@ public enum BlockBackingFileError: Error, Hashable, Sendable, CustomStringConver
         switch self {
         case let .system(path, error): return "\(path): \(error)"
         case let .unsupportedFileType(path): return "\(path): not a regular file or block device"
-        case let .directIOUnsupported(path): return "\(path): this system cannot bypass the page cache (no O_DIRECT or F_NOCACHE)"
+        case let .directIOUnsupported(path):
+            return "\(path): this system cannot bypass the page cache (no O_DIRECT or F_NOCACHE)"
         }
     }
 }
@@ -80,14 +81,18 @@ public final class BlockBackingFile: @unchecked Sendable {
     ///
     /// - Throws: `BlockBackingFileError` if it cannot be opened or sized, or is not a regular file or
     ///   block device, or the cache cannot be bypassed. No descriptor leaks on failure.
-    public convenience init(path: String, readOnly: Bool = false, cache: BlockCacheMode = .writeback) throws(BlockBackingFileError) {
+    public convenience init(path: String, readOnly: Bool = false, cache: BlockCacheMode = .writeback)
+        throws(BlockBackingFileError)
+    {
         try self.init(path: path, readOnly: readOnly, cache: cache, usesSpaceCalls: true)
     }
 
     /// `directAlignment` replaces what the system reports (tests use a larger one to exercise
     /// the read-modify-write paths of a disk with 4 KiB sectors on any disk).
-    init(path: String, readOnly: Bool, cache: BlockCacheMode = .writeback, usesSpaceCalls: Bool,
-         directAlignment: (memory: Int, offset: Int)? = nil) throws(BlockBackingFileError) {
+    init(
+        path: String, readOnly: Bool, cache: BlockCacheMode = .writeback, usesSpaceCalls: Bool,
+        directAlignment: (memory: Int, offset: Int)? = nil
+    ) throws(BlockBackingFileError) {
         self.usesSpaceCalls = usesSpaceCalls
         var flags = (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC
         let directFlag = vmm_open_direct_flag()
@@ -116,7 +121,8 @@ public final class BlockBackingFile: @unchecked Sendable {
         isReadOnly = readOnly
         cacheMode = cache
         let deviceBlockSize = isBlockDevice ? FileSpace.logicalBlockSize(ofBlockDevice: file.rawValue) ?? 512 : 512
-        let alignment = cache == .none && directFlag != 0
+        let alignment =
+            cache == .none && directFlag != 0
             ? directAlignment ?? Self.directAlignment(file.rawValue, blockDevice: isBlockDevice ? deviceBlockSize : nil)
             : (memory: 1, offset: 1)
         directMemoryAlignment = alignment.memory
@@ -124,8 +130,9 @@ public final class BlockBackingFile: @unchecked Sendable {
         capacityWord = .allocate(capacity: 1)
         capacityWord.initialize(to: Self.capacity(ofFileEnd: UInt64(max(0, end)), blockSize: alignment.offset))
         logicalBlockSize = max(deviceBlockSize, UInt32(alignment.offset))
-        identifier = Self.identifier(device: UInt64(truncatingIfNeeded: status.st_dev),
-                                     inode: UInt64(truncatingIfNeeded: status.st_ino))
+        identifier = Self.identifier(
+            device: UInt64(truncatingIfNeeded: status.st_dev),
+            inode: UInt64(truncatingIfNeeded: status.st_ino))
         descriptor = file
     }
 
@@ -147,17 +154,26 @@ public final class BlockBackingFile: @unchecked Sendable {
     ///
     /// - Returns: false if the file ended before everything was transferred.
     /// - Throws: `SystemCallError` from `preadv`/`pwritev`.
-    func transfer(write: Bool, _ iovecs: UnsafeMutablePointer<iovec>, count: Int, offset: UInt64) throws(SystemCallError) -> Bool {
+    func transfer(write: Bool, _ iovecs: UnsafeMutablePointer<iovec>, count: Int, offset: UInt64)
+        throws(SystemCallError) -> Bool
+    {
         var first = 0
         var position = off_t(offset)
         while first < count {
             // Skip empty entries so a zero-byte result below can only mean end of file.
-            if iovecs[first].iov_len == 0 { first += 1; continue }
+            if iovecs[first].iov_len == 0 {
+                first += 1
+                continue
+            }
             let done: Int
             if write {
-                done = try systemCall("pwritev") { pwritev(descriptor.rawValue, iovecs + first, Int32(count - first), position) }
+                done = try systemCall("pwritev") {
+                    pwritev(descriptor.rawValue, iovecs + first, Int32(count - first), position)
+                }
             } else {
-                done = try systemCall("preadv") { preadv(descriptor.rawValue, iovecs + first, Int32(count - first), position) }
+                done = try systemCall("preadv") {
+                    preadv(descriptor.rawValue, iovecs + first, Int32(count - first), position)
+                }
             }
             if done == 0 { return false }
             position += off_t(done)

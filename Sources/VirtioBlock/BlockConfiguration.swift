@@ -31,8 +31,10 @@ public struct BlockConfiguration: Hashable, Sendable {
 
     /// Limits for a device of `capacity` sectors with `queueCount` queues; `segmentMax` must leave
     /// two descriptors of a queue for header and status, so pass at most the queue size minus 2.
-    public init(capacity: UInt64, blockSize: UInt32 = 512, queueCount: UInt16 = 1, segmentMax: UInt32 = 126,
-                sizeMax: UInt32 = 1 << 20) {
+    public init(
+        capacity: UInt64, blockSize: UInt32 = 512, queueCount: UInt16 = 1, segmentMax: UInt32 = 126,
+        sizeMax: UInt32 = 1 << 20
+    ) {
         self.capacity = capacity
         self.sizeMax = sizeMax
         self.segmentMax = segmentMax
@@ -49,7 +51,8 @@ public struct BlockConfiguration: Hashable, Sendable {
     /// The feature bits this configuration backs: SIZE_MAX, SEG_MAX, BLK_SIZE, FLUSH, MQ and
     /// VERSION_1, plus RO if `readOnly`, else DISCARD and WRITE_ZEROES.
     public func features(readOnly: Bool) -> UInt64 {
-        var bits = BlockFeature.sizeMax | BlockFeature.segmentMax | BlockFeature.blockSize | BlockFeature.flush
+        var bits =
+            BlockFeature.sizeMax | BlockFeature.segmentMax | BlockFeature.blockSize | BlockFeature.flush
             | BlockFeature.multiQueue | BlockFeature.version1
         bits |= readOnly ? BlockFeature.readOnly : BlockFeature.discard | BlockFeature.writeZeroes
         return bits
@@ -86,6 +89,7 @@ public struct BlockConfiguration: Hashable, Sendable {
 
 /// 96 zeroed bytes on the stack (storeBytes needs no alignment); keeps `read` allocation-free.
 private struct EncodedConfiguration {
-    var words: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64)
-        = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    var words: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+    )
 }

@@ -68,8 +68,12 @@ public struct BlockRequest {
         var lastWritable: UnsafeMutableRawBufferPointer?
         var buffers = chain.buffers()
         while let piece = try buffers.next() {
-            guard var bytes = piece.bytes.baseAddress.map({ UnsafeMutableRawBufferPointer(start: $0, count: piece.bytes.count) }),
-                  !bytes.isEmpty else { continue }
+            guard
+                var bytes = piece.bytes.baseAddress.map({
+                    UnsafeMutableRawBufferPointer(start: $0, count: piece.bytes.count)
+                }),
+                !bytes.isEmpty
+            else { continue }
             if piece.isWritable {
                 lastWritable = bytes
             } else if headerBytes < BlockProtocol.headerSize {

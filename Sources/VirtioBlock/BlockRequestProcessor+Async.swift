@@ -147,8 +147,10 @@ extension BlockRequestProcessor {
     }
 
     /// Submits `operation` for slot `slot` over `segments.iovecs[first..<first+count]`.
-    func submit(slot: Int, _ operation: AsyncFileOperation, first: Int, count: Int, offset: UInt64,
-                length: Int) -> BlockStatus {
+    func submit(
+        slot: Int, _ operation: AsyncFileOperation, first: Int, count: Int, offset: UInt64,
+        length: Int
+    ) -> BlockStatus {
         guard let io else { return .ioError }
         slotState[slot].operation = operation
         slotState[slot].first = first
@@ -156,8 +158,9 @@ extension BlockRequestProcessor {
         slotState[slot].offset = offset
         slotState[slot].remaining = length
         do {
-            try io.submit(operation, descriptor: file.rawDescriptor, vectors: UnsafePointer(slots[slot].iovecs + first),
-                          count: count, offset: offset, tag: UInt64(slot))
+            try io.submit(
+                operation, descriptor: file.rawDescriptor, vectors: UnsafePointer(slots[slot].iovecs + first),
+                count: count, offset: offset, tag: UInt64(slot))
         } catch {
             return .ioError
         }
@@ -189,8 +192,9 @@ extension BlockRequestProcessor {
         slotState[slot] = state
         guard state.count > 0 else { return false }
         do {
-            try io.submit(state.operation, descriptor: file.rawDescriptor, vectors: UnsafePointer(vectors + state.first),
-                          count: state.count, offset: state.offset, tag: UInt64(slot))
+            try io.submit(
+                state.operation, descriptor: file.rawDescriptor, vectors: UnsafePointer(vectors + state.first),
+                count: state.count, offset: state.offset, tag: UInt64(slot))
         } catch {
             return false
         }

@@ -62,12 +62,15 @@ extension BlockRequestProcessor {
 
     /// Performs a transfer of `length` bytes at `offset` between the segments and the file through
     /// the aligned bounce buffer, synchronously (see `bounced`).
-    func transferBounced(_ bounce: BlockBounceBuffer, write: Bool, first: Int, count: Int, offset: UInt64,
-                         length: Int) -> BlockStatus {
+    func transferBounced(
+        _ bounce: BlockBounceBuffer, write: Bool, first: Int, count: Int, offset: UInt64,
+        length: Int
+    ) -> BlockStatus {
         do {
             try bounced(bounce, write: write, offset: offset, length: length) { buffer, guestOffset, bytes in
-                copySegments(first: first, count: count, skip: guestOffset, length: bytes, buffer: buffer,
-                             intoSegments: !write)
+                copySegments(
+                    first: first, count: count, skip: guestOffset, length: bytes, buffer: buffer,
+                    intoSegments: !write)
             }
             if write && writeThrough { try file.flush() }
         } catch {
@@ -90,8 +93,10 @@ extension BlockRequestProcessor {
     /// range, its length) to fill or drain it, and for writes the chunk is written back.
     ///
     /// - Throws: `SystemCallError` from the file, or `EIO` for a transfer cut short by its end.
-    private func bounced(_ bounce: BlockBounceBuffer, write: Bool, offset: UInt64, length: Int,
-                         _ exchange: (UnsafeMutableRawPointer, Int, Int) -> Void) throws(SystemCallError) {
+    private func bounced(
+        _ bounce: BlockBounceBuffer, write: Bool, offset: UInt64, length: Int,
+        _ exchange: (UnsafeMutableRawPointer, Int, Int) -> Void
+    ) throws(SystemCallError) {
         let block = UInt64(file.directOffsetAlignment)
         let start = offset / block * block
         // No overflow: offset + length lies within the capacity, which is whole blocks.
@@ -120,8 +125,10 @@ extension BlockRequestProcessor {
 
     /// Copies `length` bytes between `buffer` and the segments `first..<first+count`, starting
     /// `skip` bytes into them (into the segments if `intoSegments`, else out of them).
-    private func copySegments(first: Int, count: Int, skip: Int, length: Int, buffer: UnsafeMutableRawPointer,
-                              intoSegments: Bool) {
+    private func copySegments(
+        first: Int, count: Int, skip: Int, length: Int, buffer: UnsafeMutableRawPointer,
+        intoSegments: Bool
+    ) {
         var skip = skip
         var copied = 0
         for i in first..<(first + count) where copied < length {

@@ -48,8 +48,10 @@ public final class BlockRequestProcessor {
     /// A processor for `file` enforcing `configuration`'s limits (its `capacity` is replaced by the
     /// file's), executing synchronously, or through `io` with up to `slotCount` requests in flight
     /// (at least 1; use the queue size: no more chains can be in flight).
-    public init(file: BlockBackingFile, configuration: BlockConfiguration, io: (any AsyncFileQueue)? = nil,
-                slotCount: Int = 1) {
+    public init(
+        file: BlockBackingFile, configuration: BlockConfiguration, io: (any AsyncFileQueue)? = nil,
+        slotCount: Int = 1
+    ) {
         self.file = file
         var limits = configuration
         limits.capacity = file.capacity
@@ -67,7 +69,8 @@ public final class BlockRequestProcessor {
         zeroes.initializeMemory(as: UInt8.self, repeating: 0, count: Self.zeroChunk)
         zeroVectors = .allocate(capacity: Self.zeroVectorCount)
         zeroVectors.initialize(repeating: iovec(iov_base: nil, iov_len: 0), count: Self.zeroVectorCount)
-        bounce = file.cacheMode == .none && (file.directMemoryAlignment > 1 || file.directOffsetAlignment > 1)
+        bounce =
+            file.cacheMode == .none && (file.directMemoryAlignment > 1 || file.directOffsetAlignment > 1)
             ? BlockBounceBuffer(alignment: max(file.directMemoryAlignment, file.directOffsetAlignment)) : nil
     }
 
@@ -101,12 +104,14 @@ public final class BlockRequestProcessor {
         switch request.type {
         case .read:
             guard request.readableDataLength == 0 else { return .ioError }
-            return transfer(request, write: false, length: request.writableDataLength,
-                            first: request.readableSegmentCount, count: request.writableSegmentCount)
+            return transfer(
+                request, write: false, length: request.writableDataLength,
+                first: request.readableSegmentCount, count: request.writableSegmentCount)
         case .write:
             guard request.writableDataLength == 0, !file.isReadOnly else { return .ioError }
-            return transfer(request, write: true, length: request.readableDataLength, first: 0,
-                            count: request.readableSegmentCount)
+            return transfer(
+                request, write: true, length: request.readableDataLength, first: 0,
+                count: request.readableSegmentCount)
         case .flush:
             guard request.readableDataLength == 0, request.writableDataLength == 0 else { return .ioError }
             return flush()
@@ -125,7 +130,7 @@ public final class BlockRequestProcessor {
     private func segmentsFitSizeMax(_ request: BlockRequest) -> Bool {
         let limit = Int(configuration.sizeMax)
         for i in 0..<(request.readableSegmentCount + request.writableSegmentCount)
-            where segments.iovecs[i].iov_len > limit {
+        where segments.iovecs[i].iov_len > limit {
             return false
         }
         return true
@@ -142,14 +147,16 @@ public final class BlockRequestProcessor {
 
     private func transfer(_ request: BlockRequest, write: Bool, length: UInt32, first: Int, count: Int) -> BlockStatus {
         guard length % UInt32(BlockProtocol.sectorSize) == 0,
-              let offset = byteRange(sector: request.sector, sectors: UInt64(length) / UInt64(BlockProtocol.sectorSize))
+            let offset = byteRange(sector: request.sector, sectors: UInt64(length) / UInt64(BlockProtocol.sectorSize))
         else { return .ioError }
         if let bounce, needsBounce(first: first, count: count, offset: offset, length: length) {
-            return transferBounced(bounce, write: write, first: first, count: count, offset: offset, length: Int(length))
+            return transferBounced(
+                bounce, write: write, first: first, count: count, offset: offset, length: Int(length))
         }
         if let slot = submittingSlot {
-            return submit(slot: slot, write ? (writeThrough ? .durableWrite : .write) : .read,
-                          first: first, count: count, offset: offset, length: Int(length))
+            return submit(
+                slot: slot, write ? (writeThrough ? .durableWrite : .write) : .read,
+                first: first, count: count, offset: offset, length: Int(length))
         }
         do {
             guard try file.transfer(write: write, segments.iovecs + first, count: count, offset: offset) else {
@@ -208,7 +215,8 @@ public final class BlockRequestProcessor {
                         try writeZeroesByWriting(range)
                     }
                 } else if unmap && configuration.writeZeroesMayUnmap,
-                          try file.punchHole(offset: range.offset, length: range.length) {
+                    try file.punchHole(offset: range.offset, length: range.length)
+                {
                     continue
                 } else if try !file.zeroRange(offset: range.offset, length: range.length) {
                     try writeZeroesByWriting(range)
@@ -225,10 +233,15 @@ public final class BlockRequestProcessor {
 
     /// Segment `index` of a discard / write-zeroes request, copied out of guest memory and checked:
     /// flags (UNSUPP), sector count limit and capacity (IOERR).
-    private func checkedRange(_ request: BlockRequest, index: Int, discard: Bool) -> ((offset: UInt64, length: UInt64)?, Bool, BlockStatus) {
+    private func checkedRange(_ request: BlockRequest, index: Int, discard: Bool) -> (
+        (offset: UInt64, length: UInt64)?, Bool, BlockStatus
+    ) {
         var raw: (UInt64, UInt64) = (0, 0)
-        let copied = withUnsafeMutableBytes(of: &raw) { gather(into: $0, fromOffset: index * BlockProtocol.rangeSegmentSize,
-                                                              segmentCount: request.readableSegmentCount) }
+        let copied = withUnsafeMutableBytes(of: &raw) {
+            gather(
+                into: $0, fromOffset: index * BlockProtocol.rangeSegmentSize,
+                segmentCount: request.readableSegmentCount)
+        }
         guard copied == BlockProtocol.rangeSegmentSize else { return (nil, false, .ioError) }
         let sector = UInt64(littleEndian: raw.0)
         let word = UInt64(littleEndian: raw.1)
@@ -252,7 +265,10 @@ public final class BlockRequestProcessor {
         for i in 0..<segmentCount where copied < buffer.count {
             let length = segments.iovecs[i].iov_len
             guard let base = segments.iovecs[i].iov_base else { continue }
-            if skip >= length { skip -= length; continue }
+            if skip >= length {
+                skip -= length
+                continue
+            }
             let count = min(length - skip, buffer.count - copied)
             // Safe: the segment holds `skip + count` bytes; `buffer` has `count` left.
             (destination + copied).copyMemory(from: base + skip, byteCount: count)

@@ -41,7 +41,8 @@ public struct MacAddress: Hashable, Sendable, CustomStringConvertible {
     @inlinable @inline(__always)
     public func store(to bytes: UnsafeMutableRawBufferPointer, at offset: Int) {
         bytes.storeBytes(of: UInt32(truncatingIfNeeded: rawValue).littleEndian, toByteOffset: offset, as: UInt32.self)
-        bytes.storeBytes(of: UInt16(truncatingIfNeeded: rawValue >> 32).littleEndian, toByteOffset: offset + 4, as: UInt16.self)
+        bytes.storeBytes(
+            of: UInt16(truncatingIfNeeded: rawValue >> 32).littleEndian, toByteOffset: offset + 4, as: UInt16.self)
     }
 
     /// The octet `index` (0...5).

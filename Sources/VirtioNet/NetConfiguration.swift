@@ -18,7 +18,9 @@ public struct NetConfiguration: Hashable, Sendable {
     /// `mtu`: the largest packet (without Ethernet header) the driver should send.
     public var mtu: UInt16
 
-    public init(mac: MacAddress, maxQueuePairs: UInt16 = 1, mtu: UInt16 = 1500, status: UInt16 = NetConfiguration.linkUp) {
+    public init(
+        mac: MacAddress, maxQueuePairs: UInt16 = 1, mtu: UInt16 = 1500, status: UInt16 = NetConfiguration.linkUp
+    ) {
         self.mac = mac
         self.status = status
         self.maxQueuePairs = max(1, maxQueuePairs)

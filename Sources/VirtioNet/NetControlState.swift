@@ -60,7 +60,9 @@ public struct NetControlState: Hashable, Sendable {
     ///
     /// - Returns: the ack written (nil when there was no writable byte) and the bytes written.
     /// - Throws: a `VirtqueueError` if the guest rewrote the chain since it was popped.
-    public mutating func answer(_ chain: Chain, features: UInt64, scratch: UnsafeMutableRawBufferPointer) throws(VirtqueueError) -> (ack: UInt8?, written: UInt32) {
+    public mutating func answer(_ chain: Chain, features: UInt64, scratch: UnsafeMutableRawBufferPointer)
+        throws(VirtqueueError) -> (ack: UInt8?, written: UInt32)
+    {
         let length = Int(chain.readableLength)
         var ack = ControlCommand.ackError
         if length <= scratch.count {

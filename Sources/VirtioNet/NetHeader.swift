@@ -98,7 +98,9 @@ public struct NetHeader: Hashable, Sendable {
         }
         guard features & needed != 0 else { return .offloadNotNegotiated }
         if gsoType & Self.gsoECN != 0, features & NetFeature.hostECN == 0 { return .offloadNotNegotiated }
-        guard gsoSize != 0, flags & Self.needsChecksum != 0, Int(headerLength) <= packetLength else { return .badSegmentation }
+        guard gsoSize != 0, flags & Self.needsChecksum != 0, Int(headerLength) <= packetLength else {
+            return .badSegmentation
+        }
         return nil
     }
 }

@@ -23,7 +23,9 @@ public struct TransmitReader: Sendable {
     ///   the chain carries no frame to forward (`counters` also records `txNonzeroBufferCount`).
     /// - Throws: a `VirtqueueError` if the guest rewrote the chain since it was popped.
     @inlinable
-    public func read(_ chain: Chain, into packet: UnsafeMutableRawBufferPointer, counters: NetCounters) throws(VirtqueueError) -> TransmitResult {
+    public func read(_ chain: Chain, into packet: UnsafeMutableRawBufferPointer, counters: NetCounters)
+        throws(VirtqueueError) -> TransmitResult
+    {
         // VIRTIO 1.2 section 2.7.4.2 / 5.1.6.2: transmit buffers are device-readable only.
         guard chain.writableLength == 0 else { return .dropped(.txWritableBuffers) }
         let readable = Int(chain.readableLength)
@@ -31,7 +33,8 @@ public struct TransmitReader: Sendable {
         let frameLength = readable - headerSize
         guard frameLength <= packet.count - NetHeader.size else { return .dropped(.txTooLong) }
         let start = NetHeader.size - headerSize
-        let copied = try chain.readReadable(into: UnsafeMutableRawBufferPointer(rebasing: packet[start..<start + readable]))
+        let copied = try chain.readReadable(
+            into: UnsafeMutableRawBufferPointer(rebasing: packet[start..<start + readable]))
         guard copied == readable else { return .dropped(.txTooShort) }
         if start > 0 {
             // Legacy header: move its 10 bytes to the front and clear num_buffers.
@@ -39,7 +42,9 @@ public struct TransmitReader: Sendable {
             packet.storeBytes(of: UInt16(0), toByteOffset: 10, as: UInt16.self)
         }
         guard let header = NetHeader(UnsafeRawBufferPointer(packet)) else { return .dropped(.txTooShort) }
-        if header.transmitProblem(features: features, packetLength: frameLength) != nil { return .dropped(.txBadHeader) }
+        if header.transmitProblem(features: features, packetLength: frameLength) != nil {
+            return .dropped(.txBadHeader)
+        }
         if header.bufferCount != 0 { counters.add(.txNonzeroBufferCount) }
         return .frame(length: frameLength)
     }

@@ -31,8 +31,9 @@ struct BlockDaemon: VhostUserDaemonCommand {
     func makeDevice() throws -> BlockDevice {
         let file = try BlockBackingFile(path: block.blkFile, readOnly: block.readOnly, cache: block.cache)
         let engine = try block.engine.map { kind throws(AsyncFileEngineError) in try AsyncFileEngine(kind: kind) }
-        let device = try BlockDevice(file: file, queueCount: block.queueCount, queueSize: block.queueSize,
-                                     iopsLimit: block.iopsLimit, engine: engine)
+        let device = try BlockDevice(
+            file: file, queueCount: block.queueCount, queueSize: block.queueSize,
+            iopsLimit: block.iopsLimit, engine: engine)
         // SIGHUP: the image may have grown; serve the new size and tell the front-end.
         let logger = Logger(label: "vhost-user-blk")
         try SignalThread.start(onEach: SIGHUP) { device.imageMayHaveGrown(logger: logger) }

@@ -49,16 +49,19 @@ final class BlockDevice: VhostUserDaemonDevice, @unchecked Sendable {
     /// device performs its requests synchronously: pacing holds requests back anyway).
     ///
     /// - Throws: `AsyncFileEngineError` if a queue of the engine cannot be created.
-    init(file: BlockBackingFile, queueCount: Int, queueSize: Int, iopsLimit: Int? = nil,
-         engine: AsyncFileEngine? = nil) throws(AsyncFileEngineError) {
+    init(
+        file: BlockBackingFile, queueCount: Int, queueSize: Int, iopsLimit: Int? = nil,
+        engine: AsyncFileEngine? = nil
+    ) throws(AsyncFileEngineError) {
         self.file = file
         limiter = iopsLimit.map { TokenBucket(rate: UInt64($0)) }
         self.queueCount = queueCount
         maxQueueSize = queueSize
         // Header and status take two descriptors of a chain that is not indirect.
         let segmentMax = UInt32(max(1, min(126, queueSize - 2)))
-        let configuration = BlockConfiguration(capacity: file.capacity, blockSize: file.logicalBlockSize,
-                                               queueCount: UInt16(queueCount), segmentMax: segmentMax)
+        let configuration = BlockConfiguration(
+            capacity: file.capacity, blockSize: file.logicalBlockSize,
+            queueCount: UInt16(queueCount), segmentMax: segmentMax)
         self.configuration = configuration
         // Packed rings are served by the framework (and tracked in the inflight region).
         deviceFeatures = VirtioFeatures(rawValue: configuration.features(readOnly: file.isReadOnly)).union(.ringPacked)
@@ -67,7 +70,8 @@ final class BlockDevice: VhostUserDaemonDevice, @unchecked Sendable {
         var processors: [BlockRequestProcessor] = []
         for _ in 0..<queueCount {
             let io = try engine?.makeQueue(capacity: queueSize)
-            processors.append(BlockRequestProcessor(file: file, configuration: configuration, io: io, slotCount: queueSize))
+            processors.append(
+                BlockRequestProcessor(file: file, configuration: configuration, io: io, slotCount: queueSize))
         }
         self.processors = processors
         inFlight = processors.map { InFlightChains(slots: engine == nil ? 0 : $0.slotCount) }
@@ -129,7 +133,8 @@ final class BlockDevice: VhostUserDaemonDevice, @unchecked Sendable {
 
     func queueStarted(_ queue: inout VhostUserQueue) throws {
         guard queue.index >= 0, queue.index < processors.count,
-              let descriptor = processors[queue.index].completionDescriptor else { return }
+            let descriptor = processors[queue.index].completionDescriptor
+        else { return }
         try queue.watch(descriptor, token: Self.completionToken)
     }
 
@@ -149,8 +154,10 @@ final class BlockDevice: VhostUserDaemonDevice, @unchecked Sendable {
     /// Pops every available chain and starts it; reads, writes and flushes stay in flight (their
     /// chains postponed), the rest complete at once. A request that needs the queue quiet (a
     /// read-modify-write of a partial direct-I/O block) waits here for the others to finish.
-    private func submitAvailable(_ queue: inout VhostUserQueue, _ processor: BlockRequestProcessor,
-                                 _ chains: InFlightChains) throws {
+    private func submitAvailable(
+        _ queue: inout VhostUserQueue, _ processor: BlockRequestProcessor,
+        _ chains: InFlightChains
+    ) throws {
         defer { commit(processor, chains) }
         while let chain = try queue.pop() {
             while true {

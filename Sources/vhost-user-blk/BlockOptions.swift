@@ -20,19 +20,22 @@ struct BlockOptions: ParsableArguments {
     var queueSize = 128
 
     /// Requests per second over all queues (token bucket, bursts of a tenth of a second); nil: none.
-    @Option(help: ArgumentHelp("Serve at most <n> requests per second, 1...1000000 (default: no limit).", valueName: "n"))
+    @Option(
+        help: ArgumentHelp("Serve at most <n> requests per second, 1...1000000 (default: no limit).", valueName: "n"))
     var iopsLimit: Int?
 
     /// `--cache`: through the page cache (default) or bypassing it.
-    @Option(help: ArgumentHelp(
-        "writeback (through the page cache) or none (bypass it: O_DIRECT on Linux and FreeBSD, F_NOCACHE on macOS; refused on OpenBSD).",
-        valueName: "mode"))
+    @Option(
+        help: ArgumentHelp(
+            "writeback (through the page cache) or none (bypass it: O_DIRECT on Linux and FreeBSD, F_NOCACHE on macOS; refused on OpenBSD).",
+            valueName: "mode"))
     var cache = BlockCacheMode.writeback
 
     /// `--aio`: how requests are performed; nil: see `engine`.
-    @Option(help: ArgumentHelp(
-        "io_uring (Linux with liburing, when the kernel allows it) or threads (up to 64 threads running preadv/pwritev): up to the queue size in flight per queue; or sync (one request at a time per queue, on its worker). Default: with --cache none io_uring where available, else threads; with the page cache, sync.",
-        valueName: "engine"))
+    @Option(
+        help: ArgumentHelp(
+            "io_uring (Linux with liburing, when the kernel allows it) or threads (up to 64 threads running preadv/pwritev): up to the queue size in flight per queue; or sync (one request at a time per queue, on its worker). Default: with --cache none io_uring where available, else threads; with the page cache, sync.",
+            valueName: "engine"))
     var aio: BlockAIO?
 
     /// The engine to use (nil: synchronous): `--aio` if given; else with `--cache none` io_uring
@@ -50,7 +53,9 @@ struct BlockOptions: ParsableArguments {
     ///
     /// - Throws: `ValidationError` naming the option.
     mutating func validate() throws {
-        guard (1...256).contains(queueCount) else { throw ValidationError("--num-queues: \(queueCount) is not in 1...256") }
+        guard (1...256).contains(queueCount) else {
+            throw ValidationError("--num-queues: \(queueCount) is not in 1...256")
+        }
         guard (4...32768).contains(queueSize), queueSize & (queueSize - 1) == 0 else {
             throw ValidationError("--queue-size: \(queueSize) is not a power of two in 4...32768")
         }

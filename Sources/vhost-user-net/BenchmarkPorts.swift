@@ -63,8 +63,10 @@ final class SourcePort: NetPort {
         MacAddress(rawValue: 0x01_00_00_00_00_02).store(to: frame, at: 6)
         frame.storeBytes(of: UInt16(0x0800).bigEndian, toByteOffset: 12, as: UInt16.self)
         let ipLength = frame.count - 14
-        let ip: [UInt8] = [0x45, 0, UInt8(ipLength >> 8), UInt8(ipLength & 0xff), 0, 0, 0, 0, 64, 17, 0, 0,
-                           198, 18, 0, 1, 198, 18, 0, 2]
+        let ip: [UInt8] = [
+            0x45, 0, UInt8(ipLength >> 8), UInt8(ipLength & 0xff), 0, 0, 0, 0, 64, 17, 0, 0,
+            198, 18, 0, 1, 198, 18, 0, 2,
+        ]
         for (offset, byte) in ip.enumerated() { frame[14 + offset] = byte }
         var sum: UInt32 = 0
         for word in stride(from: 0, to: 20, by: 2) { sum += UInt32(ip[word]) << 8 | UInt32(ip[word + 1]) }

@@ -19,20 +19,23 @@ struct NetDaemon: VhostUserDaemonCommand {
     private var sockets: [String] { daemon.socketPaths.isEmpty ? ["fd:\(daemon.fd ?? -1)"] : daemon.socketPaths }
 
     private func device(_ port: any NetPort, socket: String) -> NetDevice {
-        NetDevice(port: port, mac: net.macAddress ?? MacAddress.stable(seed: socket), pairs: net.queuePairs,
-                  maxQueueSize: net.queueSize, logger: Logger(label: "vhost-user-net"))
+        NetDevice(
+            port: port, mac: net.macAddress ?? MacAddress.stable(seed: socket), pairs: net.queuePairs,
+            maxQueueSize: net.queueSize, logger: Logger(label: "vhost-user-net"))
     }
 
     func makeDevice() throws -> NetDevice {
         guard sockets.count == 1 else { throw ValidationError("repeat --socket-path only with --switch") }
         let socket = sockets[0]
         if let name = net.tap {
-            return device(try TapPort(name: name, pairs: net.queuePairs, logger: Logger(label: "vhost-user-net")), socket: socket)
+            return device(
+                try TapPort(name: name, pairs: net.queuePairs, logger: Logger(label: "vhost-user-net")), socket: socket)
         }
         if net.sink { return device(SinkPort(maxFrameLength: SwitchFabric.maxFrameLength), socket: socket) }
         let mac = net.macAddress ?? MacAddress.stable(seed: socket)
-        return device(SourcePort(frameLength: net.frameLength, destination: mac, maxFrameLength: SwitchFabric.maxFrameLength),
-                      socket: socket)
+        return device(
+            SourcePort(frameLength: net.frameLength, destination: mac, maxFrameLength: SwitchFabric.maxFrameLength),
+            socket: socket)
     }
 
     /// `--switch`: one device per socket, all ports of one fabric; otherwise the one device.

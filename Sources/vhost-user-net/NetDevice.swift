@@ -43,7 +43,8 @@ final class NetDevice: VhostUserDaemonDevice, @unchecked Sendable {
         self.logger = logger
         mtu = UInt16(min(65535, port.maxFrameLength - 14))
         queueCount = 2 * pairs + 1
-        var offered = NetFeature.version1 | NetFeature.mergeableRxBuffers | NetFeature.mac | NetFeature.status
+        var offered =
+            NetFeature.version1 | NetFeature.mergeableRxBuffers | NetFeature.mac | NetFeature.status
             | NetFeature.controlQueue | NetFeature.controlReceiveMode | NetFeature.controlMACAddress | NetFeature.mtu
             | NetFeature.ringPacked | port.offloadFeatures
         if pairs > 1 { offered |= NetFeature.multiQueue }
@@ -52,7 +53,9 @@ final class NetDevice: VhostUserDaemonDevice, @unchecked Sendable {
         self.control = control
         let counters = counters
         lanes = (0..<pairs).map {
-            ReceiveLane(pair: $0, maxQueueSize: maxQueueSize, maxFrameLength: port.maxFrameLength, control: control, counters: counters)
+            ReceiveLane(
+                pair: $0, maxQueueSize: maxQueueSize, maxFrameLength: port.maxFrameLength, control: control,
+                counters: counters)
         }
         transmitBuffers = (0..<pairs).map { _ in
             .allocate(byteCount: NetHeader.size + port.maxFrameLength, alignment: 64)
@@ -117,7 +120,9 @@ final class NetDevice: VhostUserDaemonDevice, @unchecked Sendable {
             case .frame(let length):
                 frames &+= 1
                 bytes &+= UInt64(length)
-                if !port.transmit(UnsafeMutableRawBufferPointer(rebasing: buffer[..<(NetHeader.size + length)]), pair: pair) {
+                if !port.transmit(
+                    UnsafeMutableRawBufferPointer(rebasing: buffer[..<(NetHeader.size + length)]), pair: pair)
+                {
                     counters.add(.txPortDropped)
                 }
             case .dropped(let reason):

@@ -43,10 +43,14 @@ final class ReceiveLane: @unchecked Sendable {
 
     /// Delivers `packet` if the receive filter takes its destination; counts drops.
     @inline(__always)
-    func deliver(_ packet: UnsafeMutableRawBufferPointer, to queue: inout VhostUserQueue) throws(VirtqueueError) -> DeliveryResult {
+    func deliver(_ packet: UnsafeMutableRawBufferPointer, to queue: inout VhostUserQueue) throws(VirtqueueError)
+        -> DeliveryResult
+    {
         if control.generation != filterGeneration { (filter, filterGeneration) = control.snapshot() }
-        if !filter.promiscuous, let destination = MacAddress.load(from: UnsafeRawBufferPointer(packet), at: NetHeader.size),
-           !filter.accepts(destination) {
+        if !filter.promiscuous,
+            let destination = MacAddress.load(from: UnsafeRawBufferPointer(packet), at: NetHeader.size),
+            !filter.accepts(destination)
+        {
             counters.add(.rxFiltered)
             return .dropped(.rxFiltered)
         }

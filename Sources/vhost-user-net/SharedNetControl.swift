@@ -35,7 +35,9 @@ final class SharedNetControl: @unchecked Sendable {
     var current: NetControlState { mutex.withLock { state } }
 
     /// Runs `body` on the state and publishes the change.
-    func update<Result, Failure: Error>(_ body: (inout NetControlState) throws(Failure) -> Result) throws(Failure) -> Result {
+    func update<Result, Failure: Error>(_ body: (inout NetControlState) throws(Failure) -> Result) throws(Failure)
+        -> Result
+    {
         try mutex.withLock { () throws(Failure) -> Result in
             let result = try body(&state)
             vmm_store_release_u32(counter, vmm_load_acquire_u32(counter) &+ 1)

@@ -25,7 +25,9 @@ final class SwitchFabric: @unchecked Sendable {
     var counters: [NetCounters] = []
 
     init(ports: Int, queueCapacity: Int) throws {
-        queues = (0..<ports).map { _ in FrameQueue(capacity: queueCapacity, slotSize: NetHeader.size + Self.maxFrameLength) }
+        queues = (0..<ports).map { _ in
+            FrameQueue(capacity: queueCapacity, slotSize: NetHeader.size + Self.maxFrameLength)
+        }
         wakers = try (0..<ports).map { _ in try EventNotifier() }
         attachedFlags = .allocate(capacity: ports)
         attachedFlags.initialize(repeating: 0, count: ports)
@@ -59,7 +61,8 @@ final class SwitchPort: NetPort, @unchecked Sendable {
 
     func transmit(_ packet: UnsafeMutableRawBufferPointer, pair: Int) -> Bool {
         let frame = UnsafeRawBufferPointer(rebasing: packet[NetHeader.size...])
-        guard let destination = MacAddress.load(from: frame, at: 0), let source = MacAddress.load(from: frame, at: 6) else {
+        guard let destination = MacAddress.load(from: frame, at: 0), let source = MacAddress.load(from: frame, at: 6)
+        else {
             return false
         }
         // No offloads were negotiated: a zero header is the whole truth (num_buffers is set on delivery).

@@ -96,10 +96,11 @@ final class TapPort: NetPort {
     func featuresNegotiated(_ features: UInt64) {
         for tap in taps {
             do {
-                try tap.setOffloads(checksum: features & NetFeature.guestChecksum != 0,
-                                    tso4: features & NetFeature.guestTSO4 != 0,
-                                    tso6: features & NetFeature.guestTSO6 != 0,
-                                    ecn: features & NetFeature.guestECN != 0)
+                try tap.setOffloads(
+                    checksum: features & NetFeature.guestChecksum != 0,
+                    tso4: features & NetFeature.guestTSO4 != 0,
+                    tso6: features & NetFeature.guestTSO6 != 0,
+                    ecn: features & NetFeature.guestECN != 0)
             } catch {
                 logger.warning("tap \(tap.name): cannot set offloads: \(error)")
             }

@@ -88,11 +88,14 @@ func cycles(_ path: String, first: UInt64, count: UInt64) throws {
             acknowledge(sectors[slot] ?? 0, cycle)
         }
         // Read one back through the daemon.
-        let readID = try session.slots[8].post(.read, sector: sectors[0] ?? 0, on: session.queue, memory: session.memory)
+        let readID = try session.slots[8].post(
+            .read, sector: sectors[0] ?? 0, on: session.queue, memory: session.memory)
         try session.queue.kickIfNeeded()
         _ = try session.complete([readID: 8])
         var back = [UInt8](repeating: 0, count: sectorSize)
-        try back.withUnsafeMutableBytes { try session.memory.read(guestPhysical: session.slots[8].dataAddress, into: $0) }
+        try back.withUnsafeMutableBytes {
+            try session.memory.read(guestPhysical: session.slots[8].dataAddress, into: $0)
+        }
         guard back == pattern(sector: sectors[0] ?? 0, stamp: cycle) else { fail("cycle \(cycle): read back differs") }
         try session.frontend.disconnect()
     }
@@ -135,7 +138,8 @@ func verify(image: String, log: String) -> Int32 {
         guard let line else { break }
         let fields = String(cString: line).split(separator: " ")
         guard fields.count == 3, fields[0] == "ack", let sector = UInt64(fields[1]),
-              let stamp = UInt64(fields[2].trimmingSuffix()) else { continue }
+            let stamp = UInt64(fields[2].trimmingSuffix())
+        else { continue }
         last[sector] = stamp
     }
     free(line)
@@ -145,7 +149,9 @@ func verify(image: String, log: String) -> Int32 {
     var bad = 0
     var buffer = [UInt8](repeating: 0, count: sectorSize)
     for (sector, stamp) in last {
-        let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, sectorSize, off_t(sector) * off_t(sectorSize)) }
+        let n = buffer.withUnsafeMutableBytes {
+            pread(fd, $0.baseAddress, sectorSize, off_t(sector) * off_t(sectorSize))
+        }
         if n != sectorSize || buffer != pattern(sector: sector, stamp: stamp) { bad += 1 }
     }
     print("verify: \(last.count) acknowledged sectors checked, \(bad) wrong")

@@ -40,12 +40,15 @@ enum BlkBench {
         let direct = options.direct
         let backends = options.backend.kinds.flatMap { kind -> [BlkBackend] in
             guard kind == .ours else {
-                return direct ? ["io_uring", "native"].map { BlkBackend(kind: kind, aio: $0, direct: true) }
+                return direct
+                    ? ["io_uring", "native"].map { BlkBackend(kind: kind, aio: $0, direct: true) }
                     : [BlkBackend(kind: kind, aio: nil, direct: false)]
             }
             // With --poll-us, ours with that window beside ours without (same engine, same run).
-            let engines: [String?] = direct
-                ? (options.aio.map { [$0] } ?? (options.pollMicroseconds == nil ? ["io_uring", "threads"] : ["io_uring"]))
+            let engines: [String?] =
+                direct
+                ? (options.aio.map { [$0] }
+                    ?? (options.pollMicroseconds == nil ? ["io_uring", "threads"] : ["io_uring"]))
                 : [options.aio]
             return engines.flatMap { engine in
                 [BlkBackend(kind: .ours, aio: engine, direct: direct)]
@@ -80,22 +83,27 @@ enum BlkBench {
         do {
             writeError("vmm-bench blk: creating a 1 GiB image in \(scratch.path)\n")
             try scratch.createImage(size: imageSize, cached: !direct)
-            runs = try run(backends, scratch: scratch, context: context, maxQueues: maxQueues,
-                           duration: milliseconds * 1_000_000, filters: filters,
-                           dirtyLog: options.dirtyLog)
+            runs = try run(
+                backends, scratch: scratch, context: context, maxQueues: maxQueues,
+                duration: milliseconds * 1_000_000, filters: filters,
+                dirtyLog: options.dirtyLog)
             if direct {
                 let names = cases(queues: runs.map(\.queueCount).max() ?? 1)
                     .filter { blkCase in filters.isEmpty || filters.contains { blkCase.name.contains($0) } }
-                (fio, fioNote) = BlkFio.measure(names, image: scratch.image, scratch: scratch, cpu: context.peerCPU,
-                                                restoreCPU: context.mainCPU, milliseconds: milliseconds)
+                (fio, fioNote) = BlkFio.measure(
+                    names, image: scratch.image, scratch: scratch, cpu: context.peerCPU,
+                    restoreCPU: context.mainCPU, milliseconds: milliseconds)
             }
         } catch {
             writeError("vmm-bench blk: \(error)\n")
             return 1
         }
-        let placement = context.mainCPU == nil ? "not pinned"
-            : context.mainCPU == context.peerCPU ? "front-end and back-end on CPU \(context.mainCPU ?? 0)"
-            : "front-end on CPU \(context.mainCPU ?? 0), back-end on CPU \(context.peerCPU ?? 0)"
+        let placement =
+            context.mainCPU == nil
+            ? "not pinned"
+            : context.mainCPU == context.peerCPU
+                ? "front-end and back-end on CPU \(context.mainCPU ?? 0)"
+                : "front-end on CPU \(context.mainCPU ?? 0), back-end on CPU \(context.peerCPU ?? 0)"
         if json {
             do {
                 print(try renderBlkJSON(runs, placement: placement, fio: fio))
@@ -104,8 +112,9 @@ enum BlkBench {
                 return 1
             }
         } else if direct {
-            print(renderBlkDirectTable(runs, fio: fio, fioNote: fioNote, placement: placement, markdown: markdown),
-                  terminator: "")
+            print(
+                renderBlkDirectTable(runs, fio: fio, fioNote: fioNote, placement: placement, markdown: markdown),
+                terminator: "")
         } else {
             print(renderBlkTable(runs, placement: placement, markdown: markdown), terminator: "")
         }
@@ -125,8 +134,10 @@ enum BlkBench {
 
     /// Starts every back-end on the image, then measures each case in `slices` alternating slices
     /// per back-end (so both see the same machine noise), records each daemon's memory, stops them.
-    static func run(_ backends: [BlkBackend], scratch: BlkScratch, context: BenchContext, maxQueues: Int,
-                    duration: UInt64, filters: [String], dirtyLog: Bool = false) throws -> [BlkBackendRun] {
+    static func run(
+        _ backends: [BlkBackend], scratch: BlkScratch, context: BenchContext, maxQueues: Int,
+        duration: UInt64, filters: [String], dirtyLog: Bool = false
+    ) throws -> [BlkBackendRun] {
         var daemons: [BlkDaemon] = []
         defer { for daemon in daemons { daemon.stop() } }
         var sessions: [BlkSession] = []
@@ -135,8 +146,10 @@ enum BlkBench {
         for backend in backends {
             let socket = scratch.file("\(backend.name).sock")
             let log = scratch.file("\(backend.name).log")
-            daemons.append(try BlkDaemon(try backend.command(image: scratch.image, socket: socket, queues: maxQueues),
-                                         socket: socket, log: log, cpu: context.peerCPU, restoreCPU: context.mainCPU))
+            daemons.append(
+                try BlkDaemon(
+                    try backend.command(image: scratch.image, socket: socket, queues: maxQueues),
+                    socket: socket, log: log, cpu: context.peerCPU, restoreCPU: context.mainCPU))
             sessions.append(try BlkSession(socket: socket, maxQueues: maxQueues, dirtyLog: dirtyLog))
             var run = BlkBackendRun(backend: backend)
             run.queueCount = sessions[sessions.count - 1].queues.count
@@ -145,7 +158,7 @@ enum BlkBench {
         let slices = 3
         let warmup = duration / 20
         for (index, blkCase) in cases(queues: runs.map(\.queueCount).max() ?? 1).enumerated()
-            where filters.isEmpty || filters.contains(where: { blkCase.name.contains($0) }) {
+        where filters.isEmpty || filters.contains(where: { blkCase.name.contains($0) }) {
             writeError("vmm-bench blk: \(blkCase.name)\n")
             for session in sessions where session.queues.count >= blkCase.queues { session.beginCase() }
             var cpu = [UInt64](repeating: 0, count: sessions.count)
@@ -153,9 +166,10 @@ enum BlkBench {
                 for (i, session) in sessions.enumerated() where session.queues.count >= blkCase.queues {
                     let before = daemons[i].cpuNanoseconds()
                     do {
-                        try session.run(blkCase.kind == .read ? .read : .write, depth: blkCase.depth,
-                                        queueCount: blkCase.queues, warmup: warmup, duration: duration / UInt64(slices),
-                                        seed: 0x9E37_79B9_7F4A_7C15 &+ UInt64(index * slices + slice))
+                        try session.run(
+                            blkCase.kind == .read ? .read : .write, depth: blkCase.depth,
+                            queueCount: blkCase.queues, warmup: warmup, duration: duration / UInt64(slices),
+                            seed: 0x9E37_79B9_7F4A_7C15 &+ UInt64(index * slices + slice))
                     } catch {
                         throw BlkLoadError(description: "\(runs[i].backend.name), \(blkCase.name): \(error)")
                     }
@@ -194,8 +208,10 @@ func renderBlkTable(_ runs: [BlkBackendRun], placement: String, markdown: Bool) 
         var row = [name]
         for run in runs {
             if let r = run.results[name] {
-                row += [formatFixed(r.iops / 1000, decimals: 1) + "k", formatDuration(r.p50), formatDuration(r.p99),
-                        formatFixed(r.kicksPerRequest, decimals: 3), formatFixed(r.callsPerRequest, decimals: 3)]
+                row += [
+                    formatFixed(r.iops / 1000, decimals: 1) + "k", formatDuration(r.p50), formatDuration(r.p99),
+                    formatFixed(r.kicksPerRequest, decimals: 3), formatFixed(r.callsPerRequest, decimals: 3),
+                ]
             } else {
                 row += ["-", "-", "-", "-", "-"]
             }
@@ -209,12 +225,18 @@ func renderBlkTable(_ runs: [BlkBackendRun], placement: String, markdown: Bool) 
         }
         rows.append(row)
     }
-    var out = markdown ? "" : "vmm-bench blk: 4 KiB random I/O on a 1 GiB image in the page cache; qd = requests in flight per queue.\n"
+    var out =
+        markdown
+        ? ""
+        : "vmm-bench blk: 4 KiB random I/O on a 1 GiB image in the page cache; qd = requests in flight per queue.\n"
     out += formatTable(rows, markdown: markdown)
-    out += (markdown ? "\n" : "") + "Placement: \(placement)." + (pair ? " Ratios: \(runs[0].backend.name) / \(runs[1].backend.name)." : "") + "\n"
+    out +=
+        (markdown ? "\n" : "") + "Placement: \(placement)."
+        + (pair ? " Ratios: \(runs[0].backend.name) / \(runs[1].backend.name)." : "") + "\n"
     for run in runs {
         if let peak = run.peakKiB, let guest = run.guestKiB {
-            out += "\(run.backend.name): \(run.queueCount) queues; peak RSS (VmHWM) \(peak) KiB, guest memory resident "
+            out +=
+                "\(run.backend.name): \(run.queueCount) queues; peak RSS (VmHWM) \(peak) KiB, guest memory resident "
                 + "\(guest) KiB, peak without guest memory \(peak - guest) KiB\n"
         }
     }

@@ -35,28 +35,37 @@ struct BlkCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Most queues to use, 1...4.", valueName: "n"))
     var queues = 4
 
-    @Option(help: ArgumentHelp("Our daemon's --aio: io_uring, threads or sync (default: its own default).", valueName: "engine"))
+    @Option(
+        help: ArgumentHelp(
+            "Our daemon's --aio: io_uring, threads or sync (default: its own default).", valueName: "engine"))
     var aio: String?
 
-    @Option(name: .customLong("poll-us"), help: ArgumentHelp(
-        "Also run ours with --poll-us <n> (a polling window after serving), beside ours without it.", valueName: "n"))
+    @Option(
+        name: .customLong("poll-us"),
+        help: ArgumentHelp(
+            "Also run ours with --poll-us <n> (a polling window after serving), beside ours without it.", valueName: "n"
+        ))
     var pollMicroseconds: Int?
 
-    @Flag(help: """
-        The page cache bypassed, on this machine's disk: the image (in --dir) is read and written \
-        with O_DIRECT only, so every request reaches the disk. Ours with --cache none and each \
-        --aio (io_uring, threads) against qemu-storage-daemon with cache.direct=on and aio=io_uring \
-        and aio=native, and fio's figure for the same pattern (O_DIRECT, io_uring, the same depth, \
-        one job per queue) as the disk's own limit (skipped with a message without fio). Adds each \
-        daemon's CPU time per request.
-        """)
+    @Flag(
+        help: """
+            The page cache bypassed, on this machine's disk: the image (in --dir) is read and written \
+            with O_DIRECT only, so every request reaches the disk. Ours with --cache none and each \
+            --aio (io_uring, threads) against qemu-storage-daemon with cache.direct=on and aio=io_uring \
+            and aio=native, and fio's figure for the same pattern (O_DIRECT, io_uring, the same depth, \
+            one job per queue) as the disk's own limit (skipped with a message without fio). Adds each \
+            daemon's CPU time per request.
+            """)
     var direct = false
 
-    @Option(name: .customLong("dir"), help: ArgumentHelp("Directory for the --direct image (on the disk to measure).", valueName: "path"))
+    @Option(
+        name: .customLong("dir"),
+        help: ArgumentHelp("Directory for the --direct image (on the disk to measure).", valueName: "path"))
     var directory = "/var/tmp"
 
-    @Flag(name: .customLong("dirty-log"),
-          help: "Dirty logging on (VHOST_F_LOG_ALL, LOG_SHMFD) in both back-ends, as during a live migration.")
+    @Flag(
+        name: .customLong("dirty-log"),
+        help: "Dirty logging on (VHOST_F_LOG_ALL, LOG_SHMFD) in both back-ends, as during a live migration.")
     var dirtyLog = false
 
     @OptionGroup var output: BenchOutputOptions

@@ -48,19 +48,26 @@ struct BlkBackend: Equatable {
         switch kind {
         case .ours:
             guard let path = siblingExecutable("vhost-user-blk") else {
-                throw BenchSkipped("vhost-user-blk is not built beside vmm-bench "
-                    + "(swift build -c release --product vhost-user-blk)")
+                throw BenchSkipped(
+                    "vhost-user-blk is not built beside vmm-bench "
+                        + "(swift build -c release --product vhost-user-blk)")
             }
             return [path, "--socket-path", socket, "--blk-file", image, "--num-queues", String(queues)]
                 + (direct ? ["--cache", "none"] : []) + (aio.map { ["--aio", $0] } ?? [])
                 + (pollMicroseconds.map { ["--poll-us", $0] } ?? [])
         case .qsd:
-            guard access(BlkBackendKind.qsdPath, X_OK) == 0 else { throw BenchSkipped("\(BlkBackendKind.qsdPath) is not installed") }
-            return [BlkBackendKind.qsdPath,
-                    "--blockdev", "driver=file,node-name=file,filename=\(image),cache.direct=\(direct ? "on" : "off")"
-                        + (aio.map { ",aio=\($0)" } ?? ""),
-                    "--export", "type=vhost-user-blk,id=exp0,node-name=file,addr.type=unix,addr.path=\(socket),"
-                        + "writable=on,num-queues=\(queues)"]
+            guard access(BlkBackendKind.qsdPath, X_OK) == 0 else {
+                throw BenchSkipped("\(BlkBackendKind.qsdPath) is not installed")
+            }
+            return [
+                BlkBackendKind.qsdPath,
+                "--blockdev",
+                "driver=file,node-name=file,filename=\(image),cache.direct=\(direct ? "on" : "off")"
+                    + (aio.map { ",aio=\($0)" } ?? ""),
+                "--export",
+                "type=vhost-user-blk,id=exp0,node-name=file,addr.type=unix,addr.path=\(socket),"
+                    + "writable=on,num-queues=\(queues)",
+            ]
         }
     }
 }
@@ -120,8 +127,12 @@ final class BlkDaemon {
         defer { closedir(directory) }
         var total: UInt64 = 0
         while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard name.first?.isNumber == true, let text = readTextFile("/proc/\(pid)/task/\(name)/schedstat") else { continue }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            guard name.first?.isNumber == true, let text = readTextFile("/proc/\(pid)/task/\(name)/schedstat") else {
+                continue
+            }
             total += text.split(separator: " ").first.flatMap { UInt64($0) } ?? 0
         }
         return total
@@ -132,7 +143,8 @@ final class BlkDaemon {
     /// Read while the guest memory is still mapped. Nil where /proc is not available.
     func memoryUsage(guestInodes: [UInt64]) -> (peakKiB: Int, guestKiB: Int)? {
         guard let status = readTextFile("/proc/\(pid)/status"),
-              let smaps = readTextFile("/proc/\(pid)/smaps") else { return nil }
+            let smaps = readTextFile("/proc/\(pid)/smaps")
+        else { return nil }
         var peak: Int?
         for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
             peak = line.split(separator: " ").dropFirst().first.flatMap { Int($0) }
@@ -146,7 +158,8 @@ final class BlkDaemon {
             if token.contains("-") && !token.hasSuffix(":") {
                 // "start-end perms offset dev inode path": the 5th field is the inode.
                 let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-                inGuestMapping = fields.count >= 5 && UInt64(fields[4]).map { $0 != 0 && guestInodes.contains($0) } == true
+                inGuestMapping =
+                    fields.count >= 5 && UInt64(fields[4]).map { $0 != 0 && guestInodes.contains($0) } == true
             } else if inGuestMapping, line.hasPrefix("Rss:") {
                 guest += line.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
             }

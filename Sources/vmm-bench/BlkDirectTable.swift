@@ -2,8 +2,10 @@
 // ours as ratios to the better qemu-storage-daemon configuration and to fio.
 
 /// The table (text or markdown) with placement, fio note and memory below.
-func renderBlkDirectTable(_ runs: [BlkBackendRun], fio: [String: BlkLoadResult], fioNote: String?, placement: String,
-                          markdown: Bool) -> String {
+func renderBlkDirectTable(
+    _ runs: [BlkBackendRun], fio: [String: BlkLoadResult], fioNote: String?, placement: String,
+    markdown: Bool
+) -> String {
     let names = BlkBench.cases(queues: runs.map(\.queueCount).max() ?? 1).map(\.name)
         .filter { name in runs.contains { $0.results[name] != nil } }
     let ours = runs.filter { $0.backend.kind == .ours }
@@ -23,15 +25,20 @@ func renderBlkDirectTable(_ runs: [BlkBackendRun], fio: [String: BlkLoadResult],
         var row = [name]
         for run in runs {
             if let r = run.results[name] {
-                row += [formatFixed(r.iops / 1000, decimals: 1) + "k", formatDuration(r.p50),
-                        r.cpuPerRequest.map(formatDuration) ?? "-"]
+                row += [
+                    formatFixed(r.iops / 1000, decimals: 1) + "k", formatDuration(r.p50),
+                    r.cpuPerRequest.map(formatDuration) ?? "-",
+                ]
             } else {
                 row += ["-", "-", "-"]
             }
         }
         if !fio.isEmpty {
             let f = fio[name]
-            row += [f.map { formatFixed($0.iops / 1000, decimals: 1) + "k" } ?? "-", f.map { formatDuration($0.p50) } ?? "-"]
+            row += [
+                f.map { formatFixed($0.iops / 1000, decimals: 1) + "k" } ?? "-",
+                f.map { formatDuration($0.p50) } ?? "-",
+            ]
         }
         let qsd = bestQSD(runs, name)
         for run in ours {
@@ -46,10 +53,14 @@ func renderBlkDirectTable(_ runs: [BlkBackendRun], fio: [String: BlkLoadResult],
         }
         rows.append(row)
     }
-    var out = markdown ? "" : "vmm-bench blk --direct: 4 KiB random I/O, page cache bypassed (O_DIRECT), on this machine's disk; "
-        + "qd = requests in flight per queue; CPU/req = the daemon's CPU time per request.\n"
+    var out =
+        markdown
+        ? ""
+        : "vmm-bench blk --direct: 4 KiB random I/O, page cache bypassed (O_DIRECT), on this machine's disk; "
+            + "qd = requests in flight per queue; CPU/req = the daemon's CPU time per request.\n"
     out += formatTable(rows, markdown: markdown)
-    out += (markdown ? "\n" : "") + "Placement: \(placement). Ratios: ours / the better qsd configuration of each row"
+    out +=
+        (markdown ? "\n" : "") + "Placement: \(placement). Ratios: ours / the better qsd configuration of each row"
         + (fio.isEmpty ? "" : ", ours / fio") + ".\n"
     if let fioNote { out += "fio: \(fioNote)\n" }
     for run in runs {

@@ -21,23 +21,31 @@ enum BlkFio {
 
     /// Measures each case with fio for `milliseconds` (pinned to `cpu`). Returns the results by
     /// case name and, when fio is absent or fails, a note saying why.
-    static func measure(_ cases: [BlkCase], image: String, scratch: BlkScratch, cpu: Int32?, restoreCPU: Int32?,
-                        milliseconds: UInt64) -> ([String: BlkLoadResult], String?) {
-        guard let fio = executable else { return ([:], "fio is not installed (apt-get install fio): no disk limit column") }
+    static func measure(
+        _ cases: [BlkCase], image: String, scratch: BlkScratch, cpu: Int32?, restoreCPU: Int32?,
+        milliseconds: UInt64
+    ) -> ([String: BlkLoadResult], String?) {
+        guard let fio = executable else {
+            return ([:], "fio is not installed (apt-get install fio): no disk limit column")
+        }
         var results: [String: BlkLoadResult] = [:]
         let output = scratch.file("fio.json")
         for blkCase in cases {
             writeError("vmm-bench blk: fio \(blkCase.name)\n")
             let rw = blkCase.kind == .read ? "randread" : "randwrite"
             let seconds = max(1, (milliseconds + 999) / 1000)
-            let arguments = [fio, "--name=vmm-bench", "--filename=\(image)", "--direct=1", "--rw=\(rw)", "--bs=4k",
-                             "--ioengine=io_uring", "--iodepth=\(blkCase.depth)", "--numjobs=\(blkCase.queues)",
-                             "--group_reporting", "--time_based", "--runtime=\(seconds)", "--ramp_time=0.2",
-                             "--output-format=json"]
+            let arguments = [
+                fio, "--name=vmm-bench", "--filename=\(image)", "--direct=1", "--rw=\(rw)", "--bs=4k",
+                "--ioengine=io_uring", "--iodepth=\(blkCase.depth)", "--numjobs=\(blkCase.queues)",
+                "--group_reporting", "--time_based", "--runtime=\(seconds)", "--ramp_time=0.2",
+                "--output-format=json",
+            ]
             do {
                 let child = try BlkDaemon.spawn(arguments, log: output, cpu: cpu, restoreCPU: restoreCPU)
                 let status = try child.waitForExit()
-                guard status == .exited(0), let text = readTextFile(output), let result = parse(text, read: blkCase.kind == .read) else {
+                guard status == .exited(0), let text = readTextFile(output),
+                    let result = parse(text, read: blkCase.kind == .read)
+                else {
                     return (results, "fio failed on \(blkCase.name) (\(status)); see \(output)")
                 }
                 results[blkCase.name] = result
@@ -56,10 +64,14 @@ enum BlkFio {
         func number(after key: String, in body: Substring) -> Double? {
             guard let found = body.firstRange(of: key) else { return nil }
             let value = body[found.upperBound...].drop { $0 == " " || $0 == ":" }
-            let digits = value.prefix { (character: Character) -> Bool in character.isNumber || ".e+-".contains(character) }
+            let digits = value.prefix { (character: Character) -> Bool in
+                character.isNumber || ".e+-".contains(character)
+            }
             return Double(String(digits))
         }
-        guard let iops = number(after: "\"iops\"", in: rest), let clat = rest.firstRange(of: "\"clat_ns\"") else { return nil }
+        guard let iops = number(after: "\"iops\"", in: rest), let clat = rest.firstRange(of: "\"clat_ns\"") else {
+            return nil
+        }
         var result = BlkLoadResult()
         result.p50 = number(after: "\"50.000000\"", in: rest[clat.upperBound...]) ?? 0
         // Expressed as requests over one second so `iops` reads back fio's figure.

@@ -28,7 +28,9 @@ struct BlkLoadResult {
     var completed = 0
     var cpuNanoseconds: UInt64 = 0
 
-    var cpuPerRequest: Double? { completed > 0 && cpuNanoseconds > 0 ? Double(cpuNanoseconds) / Double(completed) : nil }
+    var cpuPerRequest: Double? {
+        completed > 0 && cpuNanoseconds > 0 ? Double(cpuNanoseconds) / Double(completed) : nil
+    }
     var iops: Double { seconds > 0 ? Double(requests) / seconds : 0 }
     var kicksPerRequest: Double { requests > 0 ? Double(kicks) / Double(requests) : 0 }
     var callsPerRequest: Double { requests > 0 ? Double(calls) / Double(requests) : 0 }
@@ -103,10 +105,12 @@ final class BlkSession {
         for q in 0..<queueCount {
             queues.append(try frontend.startQueue(index: q, size: Self.queueSize, ringAddress: UInt64(q) * 0x4000))
             // Header 512 bytes before a 4 KiB boundary, so the data is page aligned.
-            slots.append((0..<Self.maxDepth).map {
-                VirtioBlockRequest(at: 0x10_0000 + UInt64(q) * 0x4_0000 + UInt64($0) * 0x2000 + 0xE00,
-                                   dataLength: UInt32(Self.blockSize))
-            })
+            slots.append(
+                (0..<Self.maxDepth).map {
+                    VirtioBlockRequest(
+                        at: 0x10_0000 + UInt64(q) * 0x4_0000 + UInt64($0) * 0x2000 + 0xE00,
+                        dataLength: UInt32(Self.blockSize))
+                })
         }
         if dirtyLog { _ = try frontend.startLogging() }
         self.queues = queues
@@ -136,8 +140,10 @@ final class BlkSession {
     /// One slice of a case: keeps `depth` random 4 KiB requests of `kind` in flight on each of the
     /// first `queueCount` queues, `warmup` ns unrecorded, then `duration` ns measured (added to the
     /// case's figures); then waits for what is left in flight.
-    func run(_ kind: BlockRequestType, depth: Int, queueCount: Int, warmup: UInt64, duration: UInt64,
-             seed: UInt64) throws {
+    func run(
+        _ kind: BlockRequestType, depth: Int, queueCount: Int, warmup: UInt64, duration: UInt64,
+        seed: UInt64
+    ) throws {
         let active = min(queueCount, queues.count)
         let depth = min(max(depth, 1), Self.maxDepth)
         var random = seed | 1

@@ -19,7 +19,9 @@ struct CasesCommand: ParsableCommand {
             one CPU (Linux); --spread puts the peer on the next CPU.
             """)
 
-    @Argument(help: ArgumentHelp("Groups to run: \(BenchCatalog.groups.joined(separator: ", ")) (default: all).", valueName: "group"))
+    @Argument(
+        help: ArgumentHelp(
+            "Groups to run: \(BenchCatalog.groups.joined(separator: ", ")) (default: all).", valueName: "group"))
     var groups: [String] = []
 
     @OptionGroup var output: BenchOutputOptions
@@ -34,7 +36,8 @@ struct CasesCommand: ParsableCommand {
     }
 
     func run() throws {
-        let context = BenchContext.standard(spread: output.spread, cpu: output.cpu, childExecutable: currentExecutablePath())
+        let context = BenchContext.standard(
+            spread: output.spread, cpu: output.cpu, childExecutable: currentExecutablePath())
         let selected = BenchCatalog.all().filter { benchCase in
             (groups.isEmpty || groups.contains(benchCase.group))
                 && (output.filter.isEmpty || output.filter.contains { benchCase.identifier.contains($0) })

@@ -103,9 +103,10 @@ func rounded(_ value: Double?, _ decimals: Int) -> Double? {
 /// The `--json` text of the cases run by `vmm-bench [GROUP...]`.
 func renderJSON(_ results: [CaseResult], skipped: [(BenchCase, String)], context: BenchContext) throws -> String {
     let cases = results.map { result in
-        JSONCase(group: result.benchCase.group, name: result.benchCase.name, backend: result.benchCase.backend,
-                 median: result.median, p99: result.p99, rawMedian: result.rawMedian, rawP99: result.rawP99,
-                 ratio: result.ratio, placement: result.placement, samples: result.samples)
+        JSONCase(
+            group: result.benchCase.group, name: result.benchCase.name, backend: result.benchCase.backend,
+            median: result.median, p99: result.p99, rawMedian: result.rawMedian, rawP99: result.rawP99,
+            ratio: result.ratio, placement: result.placement, samples: result.samples)
     }
     let skippedCases = skipped.map { benchCase, reason in
         JSONSkipped(group: benchCase.group, name: benchCase.name, backend: benchCase.backend, reason: reason)
@@ -124,12 +125,14 @@ func renderBlkJSON(_ runs: [BlkBackendRun], placement: String, fio: [String: Blk
             let other = run.backend.kind == .ours ? bestQSD(runs, blkCase.name) : nil
             let ratio = other.flatMap { $0.iops > 0 ? r.iops / $0.iops : nil }
             let f = fio[blkCase.name]
-            cases.append(JSONCase(
-                group: "blk", name: blkCase.name, backend: run.backend.name, median: r.p50, p99: r.p99,
-                rawMedian: other?.p50, rawP99: other?.p99, ratio: ratio, placement: placement, samples: r.requests,
-                block: .init(iops: r.iops, rawIOPS: other?.iops, kicksPerRequest: r.kicksPerRequest,
-                             callsPerRequest: r.callsPerRequest, cpuPerRequest: r.cpuPerRequest, fioIOPS: f?.iops,
-                             fioMedian: f?.p50, peakKiB: run.peakKiB, guestKiB: run.guestKiB)))
+            cases.append(
+                JSONCase(
+                    group: "blk", name: blkCase.name, backend: run.backend.name, median: r.p50, p99: r.p99,
+                    rawMedian: other?.p50, rawP99: other?.p99, ratio: ratio, placement: placement, samples: r.requests,
+                    block: .init(
+                        iops: r.iops, rawIOPS: other?.iops, kicksPerRequest: r.kicksPerRequest,
+                        callsPerRequest: r.callsPerRequest, cpuPerRequest: r.cpuPerRequest, fioIOPS: f?.iops,
+                        fioMedian: f?.p50, peakKiB: run.peakKiB, guestKiB: run.guestKiB)))
         }
     }
     return try JSONReport(placement: placement, cases: cases, skipped: []).text()

@@ -25,11 +25,14 @@ struct NetCase {
     var name: String { "\(direction)/\(packed ? "packed" : "split")/\(mergeable ? "mrg" : "nomrg")" }
     var frontendMode: String { direction == "tx" ? "txonly" : "rxonly" }
     var devargs: String {
-        ([packed ? "packed_vq=1" : nil, mergeable ? nil : "mrg_rxbuf=0"] as [String?]).compactMap { $0 }.joined(separator: ",")
+        ([packed ? "packed_vq=1" : nil, mergeable ? nil : "mrg_rxbuf=0"] as [String?]).compactMap { $0 }.joined(
+            separator: ",")
     }
 
     static let all: [NetCase] = ["tx", "rx"].flatMap { direction in
-        [false, true].flatMap { packed in [true, false].map { NetCase(direction: direction, packed: packed, mergeable: $0) } }
+        [false, true].flatMap { packed in
+            [true, false].map { NetCase(direction: direction, packed: packed, mergeable: $0) }
+        }
     }
 }
 
@@ -44,7 +47,9 @@ enum NetBench {
     /// Runs the cases `command` selects and prints; returns the exit status.
     static func main(_ command: NetCommand) -> Int32 {
         guard let daemon = siblingExecutable("vhost-user-net") else {
-            writeError("vmm-bench net: vhost-user-net is not built beside vmm-bench (swift build -c release --product vhost-user-net)\n")
+            writeError(
+                "vmm-bench net: vhost-user-net is not built beside vmm-bench (swift build -c release --product vhost-user-net)\n"
+            )
             return 1
         }
         let peers = command.peers ?? getenv("VMM_PEERS").map { String(cString: $0) } ?? "../shared/peers"
@@ -59,9 +64,11 @@ enum NetBench {
             writeError("[\(index + 1)/\(cases.count)] \(netCase.name)\n")
             var results: [String: NetResult] = [:]
             results["dpdk"] = reference(netCase, peers: peers, seconds: command.seconds)
-            results["ours"] = ours(netCase, daemon: daemon, peers: peers, seconds: command.seconds, pollMicros: command.pollMicroseconds)
+            results["ours"] = ours(
+                netCase, daemon: daemon, peers: peers, seconds: command.seconds, pollMicros: command.pollMicroseconds)
             if !command.noSleep {
-                results["ours-sleep"] = ours(netCase, daemon: daemon, peers: peers, seconds: command.seconds, pollMicros: 0)
+                results["ours-sleep"] = ours(
+                    netCase, daemon: daemon, peers: peers, seconds: command.seconds, pollMicros: 0)
             }
             rows.append((netCase, results))
         }
@@ -73,21 +80,27 @@ enum NetBench {
                 return 1
             }
         } else {
-            print(renderNetTable(rows, markdown: command.markdown, pollMicros: command.pollMicroseconds), terminator: "")
+            print(
+                renderNetTable(rows, markdown: command.markdown, pollMicros: command.pollMicroseconds), terminator: "")
         }
         return rows.contains { $0.1["ours"] == nil } ? 1 : 0
     }
 
     /// DPDK's vhost back-end against DPDK's front-end (the peers' reference script).
     static func reference(_ netCase: NetCase, peers: String, seconds: Int) -> NetResult? {
-        let output = runScript([peers + "/dpdk-vhost-reference.sh", String(seconds), netCase.direction],
-                               environment: ["DPDK_VU_ARGS": netCase.devargs], seconds: seconds + 60)
-        return frontendMpps(output, mode: netCase.frontendMode, prefix: "frontend: ").map { NetResult(mpps: $0, cpuLoad: nil) }
+        let output = runScript(
+            [peers + "/dpdk-vhost-reference.sh", String(seconds), netCase.direction],
+            environment: ["DPDK_VU_ARGS": netCase.devargs], seconds: seconds + 60)
+        return frontendMpps(output, mode: netCase.frontendMode, prefix: "frontend: ").map {
+            NetResult(mpps: $0, cpuLoad: nil)
+        }
     }
 
     /// Our daemon (pinned to CPU 0) against DPDK's front-end.
     static func ours(_ netCase: NetCase, daemon: String, peers: String, seconds: Int, pollMicros: Int) -> NetResult? {
-        guard let directory = mkdtemp(strdup("/tmp/vmm-bench-net-XXXXXX")).map({ String(cString: $0) }) else { return nil }
+        guard let directory = mkdtemp(strdup("/tmp/vmm-bench-net-XXXXXX")).map({ String(cString: $0) }) else {
+            return nil
+        }
         let socket = directory + "/net.sock", log = directory + "/net.log"
         defer {
             unlink(socket)
@@ -97,8 +110,9 @@ enum NetBench {
         let port = netCase.direction == "tx" ? "--sink" : "--source"
         let process: BlkDaemon
         do {
-            process = try BlkDaemon([daemon, "--socket-path", socket, port, "--poll-us", String(pollMicros)],
-                                    socket: socket, log: log, cpu: 0, restoreCPU: nil)
+            process = try BlkDaemon(
+                [daemon, "--socket-path", socket, port, "--poll-us", String(pollMicros)],
+                socket: socket, log: log, cpu: 0, restoreCPU: nil)
         } catch {
             writeError("vmm-bench net: \(error)\n")
             return nil
@@ -106,8 +120,9 @@ enum NetBench {
         defer { process.stop() }
         let before = cpuTicks(process.pid)
         let start = monotonicNanoseconds()
-        let output = runScript([peers + "/dpdk-virtio-user.sh", socket, String(seconds), netCase.frontendMode],
-                               environment: ["DPDK_VU_ARGS": netCase.devargs, "DPDK_LCORES": "0@0,1@1"], seconds: seconds + 60)
+        let output = runScript(
+            [peers + "/dpdk-virtio-user.sh", socket, String(seconds), netCase.frontendMode],
+            environment: ["DPDK_VU_ARGS": netCase.devargs, "DPDK_LCORES": "0@0,1@1"], seconds: seconds + 60)
         let elapsed = Double(monotonicNanoseconds() - start) / 1e9
         var load: Double?
         if let before, let after = cpuTicks(process.pid) {
@@ -118,11 +133,13 @@ enum NetBench {
 
     /// testpmd's rate in its direction from a `MPPS  virtio_user-MODE rx=R tx=T` line.
     static func frontendMpps(_ output: String, mode: String, prefix: String) -> Double? {
-        for line in output.split(separator: "\n") where line.hasPrefix(prefix + "MPPS") && line.contains("virtio_user-\(mode)") {
+        for line in output.split(separator: "\n")
+        where line.hasPrefix(prefix + "MPPS") && line.contains("virtio_user-\(mode)") {
             let key = mode == "txonly" ? "tx=" : "rx="
             for field in line.split(separator: " ") where field.hasPrefix(key) { return Double(field.dropFirst(3)) }
         }
-        writeError("vmm-bench net: no \(mode) rate in:\n\(output.split(separator: "\n").suffix(12).joined(separator: "\n"))\n")
+        writeError(
+            "vmm-bench net: no \(mode) rate in:\n\(output.split(separator: "\n").suffix(12).joined(separator: "\n"))\n")
         return nil
     }
 
@@ -137,7 +154,9 @@ enum NetBench {
 
     /// Runs `arguments` with `environment` added, for at most `seconds`; returns stdout+stderr.
     static func runScript(_ arguments: [String], environment: [String: String], seconds: Int) -> String {
-        guard let directory = mkdtemp(strdup("/tmp/vmm-bench-run-XXXXXX")).map({ String(cString: $0) }) else { return "" }
+        guard let directory = mkdtemp(strdup("/tmp/vmm-bench-run-XXXXXX")).map({ String(cString: $0) }) else {
+            return ""
+        }
         let log = directory + "/out"
         defer {
             unlink(log)
@@ -145,9 +164,15 @@ enum NetBench {
         }
         // env(1) adds the variables: the spawn helper passes our environment as it is.
         let settings = environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-        guard let child = try? ChildProcess.spawn("/usr/bin/env", arguments: settings + ["/usr/bin/timeout", "--kill-after=10",
-                                                                                        String(seconds)] + arguments,
-                                                  outputPath: log) else { return "" }
+        guard
+            let child = try? ChildProcess.spawn(
+                "/usr/bin/env",
+                arguments: settings + [
+                    "/usr/bin/timeout", "--kill-after=10",
+                    String(seconds),
+                ] + arguments,
+                outputPath: log)
+        else { return "" }
         _ = try? child.waitForExit()
         return readTextFile(log) ?? ""
     }
@@ -155,17 +180,25 @@ enum NetBench {
 
 /// One row per case: DPDK, ours (poll), ratio, ours sleeping and its CPU per Mpps.
 func renderNetTable(_ rows: [(NetCase, [String: NetResult])], markdown: Bool, pollMicros: Int) -> String {
-    let header = ["case", "dpdk Mpps", "ours Mpps", "ours/dpdk", "ours CPU", "sleep Mpps", "sleep CPU", "sleep CPU/Mpps"]
+    let header = [
+        "case", "dpdk Mpps", "ours Mpps", "ours/dpdk", "ours CPU", "sleep Mpps", "sleep CPU", "sleep CPU/Mpps",
+    ]
     func mpps(_ r: NetResult?) -> String { r.map { formatFixed($0.mpps, decimals: 2) } ?? "-" }
     func cpu(_ r: NetResult?) -> String { r?.cpuLoad.map { formatFixed($0 * 100, decimals: 0) + "%" } ?? "-" }
     var table: [[String]] = [header]
     for (netCase, results) in rows {
         let dpdk = results["dpdk"], ours = results["ours"], sleep = results["ours-sleep"]
-        let ratio = (ours?.mpps).flatMap { o in (dpdk?.mpps).flatMap { $0 > 0 ? formatFixed(o / $0, decimals: 2) + "x" : nil } } ?? "-"
-        let perMpps = sleep.flatMap { s in s.cpuLoad.flatMap { s.mpps > 0 ? formatFixed($0 * 100 / s.mpps, decimals: 0) + "%" : nil } } ?? "-"
+        let ratio =
+            (ours?.mpps).flatMap { o in (dpdk?.mpps).flatMap { $0 > 0 ? formatFixed(o / $0, decimals: 2) + "x" : nil } }
+            ?? "-"
+        let perMpps =
+            sleep.flatMap { s in
+                s.cpuLoad.flatMap { s.mpps > 0 ? formatFixed($0 * 100 / s.mpps, decimals: 0) + "%" : nil }
+            } ?? "-"
         table.append([netCase.name, mpps(dpdk), mpps(ours), ratio, cpu(ours), mpps(sleep), cpu(sleep), perMpps])
     }
-    let title = "vmm-bench net: 64-byte packets, testpmd virtio_user front-end; ours polls for \(pollMicros) us (sleep: --poll-us 0).\n"
+    let title =
+        "vmm-bench net: 64-byte packets, testpmd virtio_user front-end; ours polls for \(pollMicros) us (sleep: --poll-us 0).\n"
     return (markdown ? "" : title) + formatTable(table, markdown: markdown)
 }
 
@@ -217,11 +250,14 @@ func renderNetJSON(_ rows: [(NetCase, [String: NetResult])]) throws -> String {
         for backend in ["dpdk", "ours", "ours-sleep"] {
             guard let result = results[backend] else { continue }
             let raw = backend == "dpdk" ? nil : dpdk
-            cases.append(NetJSONCase(name: netCase.name, backend: backend, mpps: result.mpps, rawMpps: raw,
-                                     ratio: raw.flatMap { $0 > 0 ? result.mpps / $0 : nil }, cpuLoad: result.cpuLoad,
-                                     placement: placement))
+            cases.append(
+                NetJSONCase(
+                    name: netCase.name, backend: backend, mpps: result.mpps, rawMpps: raw,
+                    ratio: raw.flatMap { $0 > 0 ? result.mpps / $0 : nil }, cpuLoad: result.cpuLoad,
+                    placement: placement))
         }
     }
-    return String(decoding: try programJSONEncoder().encode(NetJSONReport(placement: placement, cases: cases, skipped: [])),
-                  as: UTF8.self)
+    return String(
+        decoding: try programJSONEncoder().encode(NetJSONReport(placement: placement, cases: cases, skipped: [])),
+        as: UTF8.self)
 }

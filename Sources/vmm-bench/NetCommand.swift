@@ -19,26 +19,35 @@ struct NetCommand: ParsableCommand {
             vmm-bench. Runs only when named.
             """)
 
-    @Option(help: ArgumentHelp("The peers directory with the DPDK scripts (default: $VMM_PEERS, else ../shared/peers).",
-                               valueName: "dir"))
+    @Option(
+        help: ArgumentHelp(
+            "The peers directory with the DPDK scripts (default: $VMM_PEERS, else ../shared/peers).",
+            valueName: "dir"))
     var peers: String?
 
     @Option(help: ArgumentHelp("Seconds per run, 2...600.", valueName: "n"))
     var seconds = 5
 
-    @Option(name: .customLong("poll-us"), help: ArgumentHelp("Ours' poll window in poll mode, microseconds.", valueName: "n"))
+    @Option(
+        name: .customLong("poll-us"),
+        help: ArgumentHelp("Ours' poll window in poll mode, microseconds.", valueName: "n"))
     var pollMicroseconds = 1_000_000
 
     @Flag(name: .customLong("no-sleep"), help: "Skip the --poll-us 0 runs.")
     var noSleep = false
 
-    @Flag(help: "Print one JSON object {\"placement\",\"cases\":[{\"group\",\"name\",\"backend\",\"unit\",\"mpps\",\"raw_mpps\",\"ratio\",\"cpu_load\",...}],\"skipped\"}.")
+    @Flag(
+        help:
+            "Print one JSON object {\"placement\",\"cases\":[{\"group\",\"name\",\"backend\",\"unit\",\"mpps\",\"raw_mpps\",\"ratio\",\"cpu_load\",...}],\"skipped\"}."
+    )
     var json = false
 
     @Flag(help: "Print the table as Markdown.")
     var markdown = false
 
-    @Option(help: ArgumentHelp("Only cases whose name (e.g. tx/split/mrg) contains <text> (repeatable).", valueName: "text"))
+    @Option(
+        help: ArgumentHelp("Only cases whose name (e.g. tx/split/mrg) contains <text> (repeatable).", valueName: "text")
+    )
     var filter: [String] = []
 
     mutating func validate() throws {

@@ -21,7 +21,9 @@ func writeError(_ text: String) {
 }
 
 /// The table: one row per case; `markdown` renders a Markdown table instead of aligned text.
-func renderTable(_ results: [CaseResult], skipped: [(BenchCase, String)], context: BenchContext, markdown: Bool = false) -> String {
+func renderTable(_ results: [CaseResult], skipped: [(BenchCase, String)], context: BenchContext, markdown: Bool = false)
+    -> String
+{
     let header = ["group", "case", "backend", "placement", "median", "p99", "raw median", "ratio"]
     var rows: [[String]] = [header]
     for result in results {
@@ -51,7 +53,9 @@ func renderTable(_ results: [CaseResult], skipped: [(BenchCase, String)], contex
     }
     var out = "vmm-bench: time per operation (ping-pong: per round trip); ratio = median / raw median.\n"
     out += "Cross-thread and cross-process cases: \(context.placementDescription)"
-    out += context.mainCPU != nil && context.mainCPU == context.peerCPU ? " (use --spread to put them on different CPUs).\n" : ".\n"
+    out +=
+        context.mainCPU != nil && context.mainCPU == context.peerCPU
+        ? " (use --spread to put them on different CPUs).\n" : ".\n"
     out += line(rows[0]) + "\n"
     out += widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ") + "\n"
     for row in rows.dropFirst() { out += line(row) + "\n" }
@@ -69,12 +73,16 @@ func renderTable(_ results: [CaseResult], skipped: [(BenchCase, String)], contex
 func formatTable(_ rows: [[String]], markdown: Bool) -> String {
     guard let header = rows.first else { return "" }
     if markdown {
-        var out = "| " + header.joined(separator: " | ") + " |\n|---|" + String(repeating: "---:|", count: header.count - 1) + "\n"
+        var out =
+            "| " + header.joined(separator: " | ") + " |\n|---|" + String(repeating: "---:|", count: header.count - 1)
+            + "\n"
         for row in rows.dropFirst() { out += "| " + row.joined(separator: " | ") + " |\n" }
         return out
     }
     var widths = header.map { _ in 0 }
-    for row in rows { for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) } }
+    for row in rows {
+        for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) }
+    }
     func line(_ row: [String]) -> String {
         row.enumerated().map { i, cell in
             let pad = String(repeating: " ", count: max(0, widths[min(i, widths.count - 1)] - cell.count))

@@ -33,7 +33,10 @@ struct VMMBench: ParsableCommand {
 
 /// The options every vmm-bench group takes.
 struct BenchOutputOptions: ParsableArguments {
-    @Flag(help: "Print one JSON object {\"placement\",\"cases\":[{\"group\",\"name\",\"backend\",\"unit\",\"median\",\"p99\",\"raw_median\",...}],\"skipped\"}.")
+    @Flag(
+        help:
+            "Print one JSON object {\"placement\",\"cases\":[{\"group\",\"name\",\"backend\",\"unit\",\"median\",\"p99\",\"raw_median\",...}],\"skipped\"}."
+    )
     var json = false
 
     @Flag(help: "Print the table as Markdown.")
@@ -45,12 +48,16 @@ struct BenchOutputOptions: ParsableArguments {
     @Option(help: ArgumentHelp("CPU for the measuring thread.", valueName: "n"))
     var cpu: Int32 = 0
 
-    @Option(name: .customLong("time-ms"), help: ArgumentHelp(
-        "Measuring time per case in milliseconds (default: 500; blk: 1000 per back-end, plus 15% warm-up).",
-        valueName: "ms"))
+    @Option(
+        name: .customLong("time-ms"),
+        help: ArgumentHelp(
+            "Measuring time per case in milliseconds (default: 500; blk: 1000 per back-end, plus 15% warm-up).",
+            valueName: "ms"))
     var milliseconds: UInt64?
 
-    @Option(help: ArgumentHelp("Only cases whose name (group/name/backend) contains <text> (repeatable).", valueName: "text"))
+    @Option(
+        help: ArgumentHelp(
+            "Only cases whose name (group/name/backend) contains <text> (repeatable).", valueName: "text"))
     var filter: [String] = []
 
     mutating func validate() throws {

@@ -21,7 +21,8 @@ import VMMSysUtil
         _ = consume theirs
         do {
             var size = UInt64(memory.size).littleEndian
-            try ours.send(withUnsafeBytes(of: &size) { Array($0) }, fds: [memory.descriptor, doorbell.notifyDescriptor])
+            try ours.send(
+                withUnsafeBytes(of: &size) { Array($0) }, fds: [memory.descriptor, doorbell.notifyDescriptor])
             #expect(try doorbell.wait(timeout: .seconds(10)), "the child never rang")
             #expect(memory.mapping.bytes.load(fromByteOffset: 8, as: UInt64.self) == 42)
             let reply = try ours.receive(maxBytes: 16, maxFDs: 0)

@@ -27,7 +27,9 @@ final class UppercaseDevice: VhostUserDevice, @unchecked Sendable {
         while let chain = try queue.pop() {
             let count = try scratch.withUnsafeMutableBytes { try chain.readReadable(into: $0) }
             for index in 0..<count where (0x61...0x7A).contains(scratch[index]) { scratch[index] -= 0x20 }
-            let written = try scratch.withUnsafeBytes { try chain.writeWritable(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+            let written = try scratch.withUnsafeBytes {
+                try chain.writeWritable(UnsafeRawBufferPointer(rebasing: $0[0..<count]))
+            }
             try queue.complete(chain, written: UInt32(written))
             lock.withLock { served += 1 }
         }
@@ -54,7 +56,8 @@ final class UppercaseDevice: VhostUserDevice, @unchecked Sendable {
         // The front-end takes the only reference to its end, so `disconnect()` closes it and the
         // server sees the end of the session.
         let frontend = VhostUserFrontend(socket: consume frontendEnd, timeout: .seconds(10))
-        let negotiated = try frontend.negotiate(features: [.version1, .ringEventIndex], protocolFeatures: [.replyAck, .status])
+        let negotiated = try frontend.negotiate(
+            features: [.version1, .ringEventIndex], protocolFeatures: [.replyAck, .status])
         #expect(negotiated.features.isSuperset(of: [.version1, .ringEventIndex]))
         #expect(try frontend.getStatus().isSuperset(of: [.acknowledge, .driver, .featuresOK]))
         let memory = try frontend.setMemory([FrontendMemoryRegion(try SharedMemory(size: 1 << 20))])

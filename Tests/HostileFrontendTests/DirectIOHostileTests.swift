@@ -50,7 +50,9 @@ struct DirectIOHostileTests {
             var offset = 0
             for size in pieces {
                 if !isRead {
-                    for i in 0..<size { guest.pointer(address).storeBytes(of: payload[offset + i], toByteOffset: i, as: UInt8.self) }
+                    for i in 0..<size {
+                        guest.pointer(address).storeBytes(of: payload[offset + i], toByteOffset: i, as: UInt8.self)
+                    }
                 } else {
                     guest.pointer(address).initializeMemory(as: UInt8.self, repeating: 0xCC, count: size)
                 }
@@ -80,8 +82,9 @@ struct DirectIOHostileTests {
         }
     }
 
-    @Test("odd addresses and odd-sized pieces are served through a bounce buffer; bad lengths get IOERR",
-          arguments: engines)
+    @Test(
+        "odd addresses and odd-sized pieces are served through a bounce buffer; bad lengths get IOERR",
+        arguments: engines)
     func unalignedBuffers(engine: String) throws {
         let directory = "/tmp/hostile-direct-\(getpid())-\(engine)"
         #expect(mkdir(directory, 0o700) == 0)
@@ -94,9 +97,11 @@ struct DirectIOHostileTests {
         _ = initial.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         close(fd)
         defer { unlink(image) }
-        let child = try ListeningDaemon("vhost-user-blk", arguments: [
-            "--socket-path", path, "--blk-file", image, "--cache", "none", "--aio", engine,
-        ], path: path)
+        let child = try ListeningDaemon(
+            "vhost-user-blk",
+            arguments: [
+                "--socket-path", path, "--blk-file", image, "--cache", "none", "--aio", engine,
+            ], path: path)
         let wire = Wire(try child.connect())
         let guest = try Guest()
         try #require(try guest.start(wire))
@@ -117,7 +122,8 @@ struct DirectIOHostileTests {
         }
         func expectError(_ type: UInt32, _ sector: Int, _ pieces: [Int], _ comment: Comment) throws {
             let payload = [UInt8](repeating: 0xAB, count: pieces.reduce(0, +))
-            #expect(try rig.request(type: type, sector: UInt64(sector), pieces: pieces, payload: payload)?.0 == 1, comment)
+            #expect(
+                try rig.request(type: type, sector: UInt64(sector), pieces: pieces, payload: payload)?.0 == 1, comment)
         }
 
         try expectRead(1, [4096], "one piece at an odd address")

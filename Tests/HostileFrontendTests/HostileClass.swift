@@ -38,8 +38,10 @@ enum HostileClass: String, CaseIterable, Sendable, CustomStringConvertible {
         switch self {
         case .ringSizeInvalid: 4
         case .ringIndexOutOfRange: 3
-        case .outOfOrderRingSetup, .regionPastEndOfFile, .ringAddressOutsideMemory, .configOutOfRange, .inflightMappingTooSmall,
-             .logBeyondItsFile, .backendChannelNotASocket: 2
+        case .outOfOrderRingSetup, .regionPastEndOfFile, .ringAddressOutsideMemory, .configOutOfRange,
+            .inflightMappingTooSmall,
+            .logBeyondItsFile, .backendChannelNotASocket:
+            2
         default: 1
         }
     }
@@ -89,7 +91,8 @@ enum HostileClass: String, CaseIterable, Sendable, CustomStringConvertible {
             return wire.answer()
         case .extraDescriptors:
             // GET_FEATURES takes no fd: three come with it.
-            try wire.sendRaw(request: 1, fds: [guest.kick.waitDescriptor, guest.call.notifyDescriptor, guest.memory.descriptor])
+            try wire.sendRaw(
+                request: 1, fds: [guest.kick.waitDescriptor, guest.call.notifyDescriptor, guest.memory.descriptor])
             return wire.answer(query: true)
         case .descriptorFlood:
             // More fds than any request carries (the kernel truncates past the receiver's space).
@@ -105,31 +108,42 @@ enum HostileClass: String, CaseIterable, Sendable, CustomStringConvertible {
         case .outOfOrderRingSetup:
             // Resizing or rebasing a running ring (stop it with GET_VRING_BASE first).
             try start(wire, guest)
-            return try wire.refuse(variant == 0 ? .setVringNum(VringState(index: 0, num: 4)) : .setVringBase(VringState(index: 0, num: 3)))
+            return try wire.refuse(
+                variant == 0 ? .setVringNum(VringState(index: 0, num: 4)) : .setVringBase(VringState(index: 0, num: 3)))
         case .tooManyRegions:
             try negotiate(wire)
-            let regions = (0..<9).flatMap { regionBytes(gpa: UInt64($0) << 20, size: 1 << 20, uva: UInt64($0) << 20, offset: 0) }
-            try wire.sendRaw(request: 5, flags: 1 | 8, payload: le(UInt32(9)) + le(UInt32(0)) + regions,
-                             fds: [guest.memory.descriptor])
+            let regions = (0..<9).flatMap {
+                regionBytes(gpa: UInt64($0) << 20, size: 1 << 20, uva: UInt64($0) << 20, offset: 0)
+            }
+            try wire.sendRaw(
+                request: 5, flags: 1 | 8, payload: le(UInt32(9)) + le(UInt32(0)) + regions,
+                fds: [guest.memory.descriptor])
             return wire.answer()
         case .regionDescriptorMismatch:
             try negotiate(wire)
-            let regions = regionBytes(gpa: 0, size: 1 << 20, uva: Guest.userBase, offset: 0)
+            let regions =
+                regionBytes(gpa: 0, size: 1 << 20, uva: Guest.userBase, offset: 0)
                 + regionBytes(gpa: 1 << 20, size: 1 << 20, uva: Guest.userBase + (1 << 20), offset: 0)
-            try wire.sendRaw(request: 5, flags: 1 | 8, payload: le(UInt32(2)) + le(UInt32(0)) + regions,
-                             fds: [guest.memory.descriptor])
+            try wire.sendRaw(
+                request: 5, flags: 1 | 8, payload: le(UInt32(2)) + le(UInt32(0)) + regions,
+                fds: [guest.memory.descriptor])
             return wire.answer()
         case .regionAddressOverflow:
             try negotiate(wire)
-            return try sendTable(wire, guest, [regionBytes(gpa: UInt64.max - 0xFFF, size: 0x2000, uva: Guest.userBase, offset: 0)])
+            return try sendTable(
+                wire, guest, [regionBytes(gpa: UInt64.max - 0xFFF, size: 0x2000, uva: Guest.userBase, offset: 0)])
         case .overlappingRegions:
             try negotiate(wire)
             let region = regionBytes(gpa: 0, size: 1 << 19, uva: Guest.userBase, offset: 0)
-            return try sendTable(wire, guest, [region, regionBytes(gpa: 1 << 18, size: 1 << 19, uva: Guest.userBase + (1 << 20), offset: 0)])
+            return try sendTable(
+                wire, guest,
+                [region, regionBytes(gpa: 1 << 18, size: 1 << 19, uva: Guest.userBase + (1 << 20), offset: 0)])
         case .regionPastEndOfFile:
             try negotiate(wire)
             // The memfd is 1 MiB: 2 MiB, or an offset at its end, would SIGBUS on access.
-            let region = variant == 0 ? regionBytes(gpa: 0, size: 2 << 20, uva: Guest.userBase, offset: 0)
+            let region =
+                variant == 0
+                ? regionBytes(gpa: 0, size: 2 << 20, uva: Guest.userBase, offset: 0)
                 : regionBytes(gpa: 0, size: 4096, uva: Guest.userBase, offset: 1 << 20)
             return try sendTable(wire, guest, [region])
         case .ringIndexOutOfRange:
@@ -140,7 +154,8 @@ enum HostileClass: String, CaseIterable, Sendable, CustomStringConvertible {
                 try wire.send(.getVringBase(VringState(index: 255, num: 0)))
                 return wire.answer(query: true)
             default:
-                return try wire.refuse(.setVringKick(VringFileIndex(index: 200, hasFile: true)), fds: [guest.kick.waitDescriptor])
+                return try wire.refuse(
+                    .setVringKick(VringFileIndex(index: 200, hasFile: true)), fds: [guest.kick.waitDescriptor])
             }
         case .ringSizeInvalid:
             try negotiate(wire)
@@ -151,11 +166,14 @@ enum HostileClass: String, CaseIterable, Sendable, CustomStringConvertible {
             try wire.acked(.setMemTable(MemoryTable(regions: [guest.region])), fds: [guest.memory.descriptor])
             try wire.acked(.setVringNum(VringState(index: 0, num: 8)))
             let table = variant == 0 ? Guest.userBase + UInt64(Guest.memorySize) - 64 : UInt64.max - 15
-            let address = VringAddress(index: 0, descriptorTable: table, usedRing: Guest.userBase + 0x3000,
-                                       availableRing: Guest.userBase + 0x2000)
+            let address = VringAddress(
+                index: 0, descriptorTable: table, usedRing: Guest.userBase + 0x3000,
+                availableRing: Guest.userBase + 0x2000)
             // Addresses may be checked when they arrive or when the ring starts (its kick fd).
-            return try wire.refuseBy([(.setVringAddr(address), []),
-                                      (.setVringKick(VringFileIndex(index: 0, hasFile: true)), [guest.kick.waitDescriptor])])
+            return try wire.refuseBy([
+                (.setVringAddr(address), []),
+                (.setVringKick(VringFileIndex(index: 0, hasFile: true)), [guest.kick.waitDescriptor]),
+            ])
         case .ringBaseTooLarge:
             try negotiate(wire)
             try wire.acked(.setVringNum(VringState(index: 0, num: 8)))
@@ -183,23 +201,31 @@ enum HostileClass: String, CaseIterable, Sendable, CustomStringConvertible {
                 try wire.send(.getConfig(ConfigSpace(offset: 250, data: [UInt8](repeating: 0, count: 20))))
             } else {
                 // A size field disagreeing with the payload.
-                try wire.sendRaw(request: 24, payload: le(UInt32(0)) + le(UInt32(200)) + le(UInt32(0)) + [UInt8](repeating: 0, count: 8))
+                try wire.sendRaw(
+                    request: 24,
+                    payload: le(UInt32(0)) + le(UInt32(200)) + le(UInt32(0)) + [UInt8](repeating: 0, count: 8))
             }
             return wire.answer(query: true)
         case .inflightOversized:
             try negotiate(wire)
-            try wire.send(.getInflightFD(InflightDescription(mmapSize: 0, mmapOffset: 0, queueCount: 65535, queueSize: 65535)))
+            try wire.send(
+                .getInflightFD(InflightDescription(mmapSize: 0, mmapOffset: 0, queueCount: 65535, queueSize: 65535)))
             return wire.answer(query: true)
         case .inflightMappingTooSmall:
             try negotiate(wire)
-            let description = variant == 0 ? InflightDescription(mmapSize: 64, mmapOffset: 0, queueCount: 1, queueSize: 1024)
+            let description =
+                variant == 0
+                ? InflightDescription(mmapSize: 64, mmapOffset: 0, queueCount: 1, queueSize: 1024)
                 : InflightDescription(mmapSize: UInt64.max, mmapOffset: UInt64.max - 10, queueCount: 1, queueSize: 8)
             return try wire.refuse(.setInflightFD(description), fds: [guest.memory.descriptor])
         case .logBeyondItsFile:
             try negotiate(wire)
             // The memfd is 1 MiB: a log at its end would SIGBUS when a bit is set. SET_LOG_BASE is
             // always answered (u64 0 once the log is mapped): a refusal is a non-zero one or a close.
-            let log = variant == 0 ? LogDescription(size: 4096, offset: 1 << 20) : LogDescription(size: UInt64.max, offset: UInt64.max - 10)
+            let log =
+                variant == 0
+                ? LogDescription(size: 4096, offset: 1 << 20)
+                : LogDescription(size: UInt64.max, offset: UInt64.max - 10)
             try wire.send(.setLogBase(log), fds: [guest.memory.descriptor])
             return wire.answer()
         case .logTooSmallForMemory:
@@ -227,11 +253,14 @@ enum HostileClass: String, CaseIterable, Sendable, CustomStringConvertible {
             logged.flags = .log
             logged.logGuestAddress = 1 << 40
             // Checked when the addresses arrive or when the ring starts (its kick fd).
-            return try wire.refuseBy([(.setVringAddr(logged), []),
-                                      (.setVringKick(VringFileIndex(index: 0, hasFile: true)), [guest.kick.waitDescriptor])])
+            return try wire.refuseBy([
+                (.setVringAddr(logged), []),
+                (.setVringKick(VringFileIndex(index: 0, hasFile: true)), [guest.kick.waitDescriptor]),
+            ])
         case .backendChannelNotASocket:
             try negotiate(wire)
-            return try wire.refuse(.setBackendRequestFD, fds: [variant == 0 ? guest.memory.descriptor : guest.kick.waitDescriptor])
+            return try wire.refuse(
+                .setBackendRequestFD, fds: [variant == 0 ? guest.memory.descriptor : guest.kick.waitDescriptor])
         }
     }
 
@@ -250,22 +279,29 @@ enum HostileClass: String, CaseIterable, Sendable, CustomStringConvertible {
     /// The opening a real front-end makes (features read, REPLY_ACK taken, owner set).
     private func negotiate(_ wire: Wire) throws {
         guard try wire.u64(.getFeatures) != nil else { throw AttackSetupFailed(step: "GET_FEATURES") }
-        guard let offered = try wire.u64(.getProtocolFeatures) else { throw AttackSetupFailed(step: "GET_PROTOCOL_FEATURES") }
+        guard let offered = try wire.u64(.getProtocolFeatures) else {
+            throw AttackSetupFailed(step: "GET_PROTOCOL_FEATURES")
+        }
         // Everything a message below targets, when offered (so it passes the feature gate). The
         // attacks need REPLY_ACK: a NACK is how the back-end refuses without closing.
-        guard offered & ProtocolFeatures.replyAck.rawValue != 0 else { throw AttackSetupFailed(step: "REPLY_ACK not offered") }
+        guard offered & ProtocolFeatures.replyAck.rawValue != 0 else {
+            throw AttackSetupFailed(step: "REPLY_ACK not offered")
+        }
         let wanted: ProtocolFeatures = [.replyAck, .config, .inflightSharedMemory, .logSharedMemory, .backendRequest]
         try wire.send(.setProtocolFeatures(ProtocolFeatures(rawValue: offered & wanted.rawValue)))
         try wire.acked(.setOwner)
     }
 
     private func sendTable(_ wire: Wire, _ guest: Guest, _ regions: [[UInt8]]) throws -> Answer {
-        try wire.sendRaw(request: 5, flags: 1 | 8, payload: le(UInt32(regions.count)) + le(UInt32(0)) + regions.flatMap { $0 },
-                         fds: [Int32](repeating: guest.memory.descriptor, count: regions.count))
+        try wire.sendRaw(
+            request: 5, flags: 1 | 8, payload: le(UInt32(regions.count)) + le(UInt32(0)) + regions.flatMap { $0 },
+            fds: [Int32](repeating: guest.memory.descriptor, count: regions.count))
         return wire.answer()
     }
 
-    private func writeDescriptor(_ guest: Guest, _ index: Int, address: UInt64, length: UInt32, flags: UInt16, next: UInt16) {
+    private func writeDescriptor(
+        _ guest: Guest, _ index: Int, address: UInt64, length: UInt32, flags: UInt16, next: UInt16
+    ) {
         let base = guest.pointer(Guest.addresses.descriptorTable + UInt64(index * 16))
         base.storeBytes(of: address.littleEndian, toByteOffset: 0, as: UInt64.self)
         base.storeBytes(of: length.littleEndian, toByteOffset: 8, as: UInt32.self)

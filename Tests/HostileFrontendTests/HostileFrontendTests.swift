@@ -115,7 +115,9 @@ struct HostileFrontendTests {
             // Our end is closed: the server sees end of stream (if it had not closed already).
             thread.join()
             if !wellFormed && !hostile.breaksARing && hostile != .truncatedPayloadThenClose {
-                #expect(box.reason?.endedByServer == true, "\(hostile) variant \(variant) ended as \(String(describing: box.reason))")
+                #expect(
+                    box.reason?.endedByServer == true,
+                    "\(hostile) variant \(variant) ended as \(String(describing: box.reason))")
             }
             #expect(openFileDescriptorCount() == baseline, "fds after \(hostile), variant \(variant)")
         }
@@ -140,7 +142,8 @@ struct HostileFrontendTests {
         }
         if program == "vhost-user-net" { arguments.append("--source") }
         defer { unlink(image) }
-        let served: Served = program == "vhost-user-blk" ? .block : program == "vhost-user-net" ? .netSource : .randomEntropy
+        let served: Served =
+            program == "vhost-user-blk" ? .block : program == "vhost-user-net" ? .netSource : .randomEntropy
         let child = try PeerProcess.spawn(program, arguments: arguments, mapping: [])
         defer {
             // SIGKILL: spawned children inherit the test runner's signal mask (SIGTERM may be blocked).

@@ -23,7 +23,9 @@ final class Wire {
     }
 
     /// A raw header (request, flags, size) followed by `payload`, with `fds`.
-    func sendRaw(request: UInt32, flags: UInt32 = 1, size: UInt32? = nil, payload: [UInt8] = [], fds: [Int32] = []) throws {
+    func sendRaw(request: UInt32, flags: UInt32 = 1, size: UInt32? = nil, payload: [UInt8] = [], fds: [Int32] = [])
+        throws
+    {
         var bytes: [UInt8] = []
         for value in [request, flags, size ?? UInt32(payload.count)] { bytes += le(value) }
         try socket.send(bytes + payload, fds: fds)
@@ -46,13 +48,15 @@ final class Wire {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 12 + 4096, alignment: 8)
         defer { buffer.deallocate() }
         do {
-            var received = try socket.receiveExactly(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<12]), maxFDs: 8)
+            var received = try socket.receiveExactly(
+                into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<12]), maxFDs: 8)
             received.closeAll()
             let request = buffer.loadUnaligned(fromByteOffset: 0, as: UInt32.self)
             let size = Int(buffer.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
             guard size <= 4096 else { throw MalformedReply(size: size) }
             if size > 0 {
-                var more = try socket.receiveExactly(into: UnsafeMutableRawBufferPointer(rebasing: buffer[12..<(12 + size)]), maxFDs: 8)
+                var more = try socket.receiveExactly(
+                    into: UnsafeMutableRawBufferPointer(rebasing: buffer[12..<(12 + size)]), maxFDs: 8)
                 more.closeAll()
             }
             return .message(request: request, payload: Array(buffer[12..<(12 + size)]))
@@ -144,7 +148,8 @@ final class Guest: GuestRig {
     /// step acked. Returns false if anything was refused.
     func start(_ wire: Wire) throws -> Bool {
         guard let offered = try wire.u64(.getFeatures),
-              let protocolOffered = try wire.u64(.getProtocolFeatures) else { return false }
+            let protocolOffered = try wire.u64(.getProtocolFeatures)
+        else { return false }
         let wantedProtocol = protocolOffered & (ProtocolFeatures.replyAck.rawValue | ProtocolFeatures.config.rawValue)
         try wire.send(.setProtocolFeatures(ProtocolFeatures(rawValue: wantedProtocol)))
         let wanted = VirtioFeatures([.version1, .protocolFeatures, .ringEventIndex, .ringIndirectDescriptors]).rawValue

@@ -17,8 +17,9 @@ struct BenchCasesTests {
         #expect(Set(cases.map(\.identifier)).count == cases.count)
     }
 
-    @Test("each case and its twin run, stop their peers and leak no fd", .isolatedDescriptors,
-          arguments: runnableCases.map(\.identifier))
+    @Test(
+        "each case and its twin run, stop their peers and leak no fd", .isolatedDescriptors,
+        arguments: runnableCases.map(\.identifier))
     func runs(identifier: String) throws {
         let benchCase = try #require(BenchCatalog.all().first { $0.identifier == identifier })
         #expect(Self.context.childExecutable != nil, "vmm-bench must be built beside the tests")

@@ -9,7 +9,7 @@ import Virtio
         let shared = try SharedMemory(size: vringMemorySize)
         let memory = try GuestMemory(regions: [GuestMemoryRegion(guestPhysicalAddress: 0, mapping: shared.mapping)])
         var bench = try VringLoopback(memory: memory, layout: layout, descriptorsPerChain: descriptors)
-        try bench.runIterations(1000)   // four laps of a 256-entry ring
+        try bench.runIterations(1000)  // four laps of a 256-entry ring
         // Per chain: the buffers' bytes (64 per readable, 1 writable) plus 16 bytes read.
         let perChain: UInt64 = descriptors == 1 ? 80 : 145
         let expected: UInt64 = 1000 * perChain

@@ -64,8 +64,9 @@ struct AsyncFileIOTests {
         for i in 0..<depth {
             vectors[i] = iovec(iov_base: buffers + i * ScratchFile.block, iov_len: ScratchFile.block)
             // Block 2i+1: tags must match the operation, not the order of completion.
-            try queue.submit(.read, descriptor: file.fd, vectors: vectors + i, count: 1,
-                             offset: UInt64((2 * i + 1) * ScratchFile.block), tag: UInt64(1000 + i))
+            try queue.submit(
+                .read, descriptor: file.fd, vectors: vectors + i, count: 1,
+                offset: UInt64((2 * i + 1) * ScratchFile.block), tag: UInt64(1000 + i))
         }
         // A full queue refuses more.
         #expect(throws: SystemCallError.self) {
@@ -105,8 +106,11 @@ struct AsyncFileIOTests {
             try queue.submit(.read, descriptor: -1, vectors: &vector, count: 1, offset: 0, tag: 4)
             try queue.commit()
             let done = reapAll(queue, count: 3).sorted { $0.tag < $1.tag }
-            #expect(done == [AsyncFileCompletion(tag: 2, result: 512), AsyncFileCompletion(tag: 3, result: 0),
-                             AsyncFileCompletion(tag: 4, result: -EBADF)])
+            #expect(
+                done == [
+                    AsyncFileCompletion(tag: 2, result: 512), AsyncFileCompletion(tag: 3, result: 0),
+                    AsyncFileCompletion(tag: 4, result: -EBADF),
+                ])
         }
         var check = [UInt8](repeating: 0, count: 512)
         #expect(check.withUnsafeMutableBytes { pread(file.fd, $0.baseAddress, 512, 5000) } == 512)

@@ -17,8 +17,9 @@ import VMMTestSupport
         try #require(pipe(&ends) == 0)
         defer { _ = close(ends[0]) }
         // The write end goes to the child as fd 5 (and also as fd 3: one source, two numbers).
-        let child = try ChildProcess.spawn(Self.shell, arguments: ["-c", "echo five >&5; echo three >&3"],
-                                           descriptors: [(ends[1], 5), (ends[1], 3)])
+        let child = try ChildProcess.spawn(
+            Self.shell, arguments: ["-c", "echo five >&5; echo three >&3"],
+            descriptors: [(ends[1], 5), (ends[1], 3)])
         _ = close(ends[1])
         #expect(try child.waitForExit() == .exited(0))
         var buffer = [UInt8](repeating: 0, count: 64)
@@ -29,7 +30,8 @@ import VMMTestSupport
     @Test func outputGoesToTheFileAndInputIsEmpty() throws {
         let path = "/tmp/vmm-child-output-\(getpid())"
         defer { unlink(path) }
-        let child = try ChildProcess.spawn(Self.shell, arguments: ["-c", "cat; echo out; echo err >&2"], outputPath: path)
+        let child = try ChildProcess.spawn(
+            Self.shell, arguments: ["-c", "cat; echo out; echo err >&2"], outputPath: path)
         #expect(try child.waitForExit() == .exited(0))
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         try #require(fd >= 0)

@@ -144,7 +144,9 @@ import Darwin
         let ends = rawPipe()
         try #require(ends.read >= 0 && ends.write >= 0)
         #expect(throws: SystemCallError.self) { try EventNotifier(waitingOn: FileDescriptor(adopting: ends.write)) }
-        #expect(throws: SystemCallError.self) { try EventNotifier(notifyingThrough: FileDescriptor(adopting: ends.read)) }
+        #expect(throws: SystemCallError.self) {
+            try EventNotifier(notifyingThrough: FileDescriptor(adopting: ends.read))
+        }
         let devNull = open("/dev/null", O_RDWR)
         try #require(devNull >= 0)
         #expect(throws: SystemCallError.self) { try EventNotifier(waitingOn: FileDescriptor(adopting: devNull)) }

@@ -66,7 +66,10 @@ private let bound: Duration = .seconds(10)
             let poller = try Poller(backend: backend)
             var pair = rawSocketPair()
             try #require(pair[0] >= 0)
-            defer { _ = close(pair[0]); _ = close(pair[1]) }
+            defer {
+                _ = close(pair[0])
+                _ = close(pair[1])
+            }
             var events = PollEvents(capacity: 8)
 
             // Nothing to read yet: a readable interest reports nothing.
@@ -376,7 +379,8 @@ private let bound: Duration = .seconds(10)
         #expect(try PollerBackend.named("poll", source: "VMM_POLLER") == .poll)
         #expect(throws: BackendSelectionError.self) { try PollerBackend.named("select", source: "VMM_POLLER") }
         for backend in PollerBackend.allCases where !backend.isAvailable {
-            let refusal = PrimitiveCreationError.backend(PollerBackend.selectionError(source: "initialiser", requested: backend.rawValue))
+            let refusal = PrimitiveCreationError.backend(
+                PollerBackend.selectionError(source: "initialiser", requested: backend.rawValue))
             #expect(throws: refusal) { try Poller(backend: backend) }
         }
         #expect(PollerBackend.native.isAvailable)
@@ -390,15 +394,17 @@ private let bound: Duration = .seconds(10)
         var state = RegistrationTable.State()
         let first = try state.prepareAdd(5, interest: .readable, token: 1)
         state.store(5, first)
-        #expect(state.resolve(5, generation: first.generation, readable: true, writable: true, hangup: false)
-            == PollEvent(token: 1, isReadable: true, isWritable: false, isHangup: false))
+        #expect(
+            state.resolve(5, generation: first.generation, readable: true, writable: true, hangup: false)
+                == PollEvent(token: 1, isReadable: true, isWritable: false, isHangup: false))
         _ = try state.remove(5)
         #expect(state.resolve(5, generation: first.generation, readable: true, writable: false, hangup: false) == nil)
         let second = try state.prepareAdd(5, interest: .readable, token: 2)
         state.store(5, second)
         #expect(second.generation != first.generation && second.generation != wakeGeneration)
         #expect(state.resolve(5, generation: first.generation, readable: true, writable: false, hangup: false) == nil)
-        #expect(state.resolve(5, generation: second.generation, readable: true, writable: false, hangup: false)?.token == 2)
+        #expect(
+            state.resolve(5, generation: second.generation, readable: true, writable: false, hangup: false)?.token == 2)
         #expect(state.resolve(5, generation: second.generation, readable: false, writable: true, hangup: false) == nil)
         #expect(throws: SystemCallError("Poller.register", .fileExists)) {
             try state.prepareAdd(5, interest: .readable, token: 3)
@@ -435,7 +441,19 @@ private let bound: Duration = .seconds(10)
 private final class TokenLog: @unchecked Sendable {
     private let mutex = ConditionLock()
     private var seen: [UInt64] = []
-    func append(_ token: UInt64) { mutex.lock(); seen.append(token); mutex.unlock() }
-    func contains(_ token: UInt64) -> Bool { mutex.lock(); defer { mutex.unlock() }; return seen.contains(token) }
-    var tokens: [UInt64] { mutex.lock(); defer { mutex.unlock() }; return seen }
+    func append(_ token: UInt64) {
+        mutex.lock()
+        seen.append(token)
+        mutex.unlock()
+    }
+    func contains(_ token: UInt64) -> Bool {
+        mutex.lock()
+        defer { mutex.unlock() }
+        return seen.contains(token)
+    }
+    var tokens: [UInt64] {
+        mutex.lock()
+        defer { mutex.unlock() }
+        return seen
+    }
 }

@@ -38,7 +38,8 @@ enum SocketTesting {
     }
 
     /// Receives into a fresh buffer of `count` bytes (the socket's receive timeout bounds it).
-    static func receiveBytes(_ socket: ScmSocket, count: Int, maxFDs: Int = 0) throws -> (bytes: [UInt8], fds: [Int32]) {
+    static func receiveBytes(_ socket: ScmSocket, count: Int, maxFDs: Int = 0) throws -> (bytes: [UInt8], fds: [Int32])
+    {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 8)
         defer { buffer.deallocate() }
         var received = try socket.receiveExactly(into: buffer, maxFDs: maxFDs)
@@ -67,7 +68,12 @@ enum SocketTesting {
             #expect(SocketTesting.isCloseOnExec(left.descriptor) && SocketTesting.isCloseOnExec(right.descriptor))
             SocketTesting.setReceiveTimeout(right.descriptor)
             var pipes: [(read: Int32, write: Int32)] = []
-            defer { pipes.forEach { close($0.read); close($0.write) } }
+            defer {
+                pipes.forEach {
+                    close($0.read)
+                    close($0.write)
+                }
+            }
             for _ in 0..<count { pipes.append(try SocketTesting.makePipe()) }
 
             try left.send([1, 2, 3, 4], fds: pipes.map(\.write))
@@ -126,7 +132,12 @@ enum SocketTesting {
         let size = 4 << 20
         let payload = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 12) }
         let pipes = try (0..<3).map { _ in try SocketTesting.makePipe() }
-        defer { pipes.forEach { close($0.read); close($0.write) } }
+        defer {
+            pipes.forEach {
+                close($0.read)
+                close($0.write)
+            }
+        }
 
         nonisolated(unsafe) var received: (bytes: [UInt8], fds: [Int32])?
         nonisolated(unsafe) var failure: (any Error)?
@@ -162,7 +173,10 @@ enum SocketTesting {
         let (left, right) = try ScmSocket.pair()
         SocketTesting.setReceiveTimeout(right.descriptor)
         let pipe = try SocketTesting.makePipe()
-        defer { close(pipe.read); close(pipe.write) }
+        defer {
+            close(pipe.read)
+            close(pipe.write)
+        }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 8, alignment: 8)
         defer { buffer.deallocate() }
 
@@ -193,7 +207,10 @@ enum SocketTesting {
         let (left, right) = try ScmSocket.pair()
         SocketTesting.setReceiveTimeout(right.descriptor)
         let pipe = try SocketTesting.makePipe()
-        defer { close(pipe.read); close(pipe.write) }
+        defer {
+            close(pipe.read)
+            close(pipe.write)
+        }
         // A raw sendmsg with more descriptors than any receiver buffer holds (ScmSocket refuses to).
         let count = ReceivedFileDescriptors.capacity + 8
         let space = vmm_cmsg_space(count * 4)
@@ -244,9 +261,13 @@ enum SocketTesting {
         SocketTesting.setReceiveTimeout(right.descriptor)
         // SO_PASSCRED makes Linux attach SCM_CREDENTIALS (type 2) to every message we receive.
         var on: Int32 = 1
-        try #require(setsockopt(right.descriptor, SOL_SOCKET, SO_PASSCRED, &on, socklen_t(MemoryLayout<Int32>.size)) == 0)
+        try #require(
+            setsockopt(right.descriptor, SOL_SOCKET, SO_PASSCRED, &on, socklen_t(MemoryLayout<Int32>.size)) == 0)
         let pipe = try SocketTesting.makePipe()
-        defer { close(pipe.read); close(pipe.write) }
+        defer {
+            close(pipe.read)
+            close(pipe.write)
+        }
         try left.send([1], fds: [pipe.write])
         let leaked = descriptorsLeaked {
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1, alignment: 1)
@@ -285,7 +306,8 @@ enum SocketTesting {
 
                 let client = try ScmSocket.connect(path: path)
                 let server = try listener.accept()
-                #expect(SocketTesting.isCloseOnExec(server.descriptor) && SocketTesting.isCloseOnExec(client.descriptor))
+                #expect(
+                    SocketTesting.isCloseOnExec(server.descriptor) && SocketTesting.isCloseOnExec(client.descriptor))
                 SocketTesting.setReceiveTimeout(server.descriptor)
                 SocketTesting.setReceiveTimeout(client.descriptor)
                 try client.send([42])

@@ -20,7 +20,8 @@ func becomesReadable(_ fd: Int32, within milliseconds: Int32 = 10_000) -> Bool {
 /// `openFileDescriptorCount`, meaningful only in a `.isolatedDescriptors` child: fails otherwise.
 func openDescriptors(sourceLocation: SourceLocation = #_sourceLocation) -> Set<Int32> {
     if !isDescriptorIsolated {
-        Issue.record("descriptors listed outside isolation: add the .isolatedDescriptors trait", sourceLocation: sourceLocation)
+        Issue.record(
+            "descriptors listed outside isolation: add the .isolatedDescriptors trait", sourceLocation: sourceLocation)
     }
     return Set((0..<4096).filter { fcntl($0, F_GETFD) != -1 })
 }

@@ -22,7 +22,14 @@ extension PeerProcess {
     public func exitStatus(within seconds: Double = 10) -> Int32? {
         let child = ChildProcess(pid: pid)
         var status: ChildProcess.ExitStatus?
-        guard eventually(within: seconds, { status = try? child.exitStatusIfExited(); return status != nil }) else {
+        guard
+            eventually(
+                within: seconds,
+                {
+                    status = try? child.exitStatusIfExited()
+                    return status != nil
+                })
+        else {
             child.terminate(with: SIGKILL, grace: .zero)
             return nil
         }

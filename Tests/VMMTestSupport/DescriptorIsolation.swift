@@ -29,8 +29,10 @@ public struct DescriptorIsolation: TestTrait, SuiteTrait, TestScoping {
         test.isSuite || testCase != nil ? nil : self
     }
 
-    public func provideScope(for test: Test, testCase: Test.Case?,
-                             performing function: @Sendable () async throws -> Void) async throws {
+    public func provideScope(
+        for test: Test, testCase: Test.Case?,
+        performing function: @Sendable () async throws -> Void
+    ) async throws {
         let id = "\(test.id)"
         if let child = IsolatedChild.current {
             // A child runs only the test it was started for; anything else its filter matched runs in
@@ -125,8 +127,9 @@ private func runIsolated(_ id: String, sourceLocation: SourceLocation) async thr
 
     let child: ChildProcess
     do {
-        child = try ChildProcess.spawn(arguments[0], arguments: Array(arguments.dropFirst()), outputPath: output,
-                                       environment: environment)
+        child = try ChildProcess.spawn(
+            arguments[0], arguments: Array(arguments.dropFirst()), outputPath: output,
+            environment: environment)
     } catch {
         Issue.record("cannot start the isolated run of \(id): \(error)", sourceLocation: sourceLocation)
         return
@@ -134,10 +137,13 @@ private func runIsolated(_ id: String, sourceLocation: SourceLocation) async thr
     let status = await waitForChild(child, within: DescriptorIsolation.timeout)
     let finished = access(marker, F_OK) == 0
     if status != 0 || !finished {
-        let why = status == nil ? "did not finish within \(DescriptorIsolation.timeout) (killed)"
+        let why =
+            status == nil
+            ? "did not finish within \(DescriptorIsolation.timeout) (killed)"
             : status != 0 ? "exited with status \(status!)" : "exited 0 without running the test"
-        Issue.record("isolated run of \(id) \(why); its output:\n\(tail(of: output, bytes: 12_000))",
-                     sourceLocation: sourceLocation)
+        Issue.record(
+            "isolated run of \(id) \(why); its output:\n\(tail(of: output, bytes: 12_000))",
+            sourceLocation: sourceLocation)
     }
 }
 
@@ -220,5 +226,6 @@ private func currentSyscall(_ path: String) -> Int? {
     var buffer = [UInt8](repeating: 0, count: 256)
     let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
     guard n > 0 else { return nil }
-    return Int(String(decoding: buffer[0..<n].prefix { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\n") }, as: UTF8.self))
+    return Int(
+        String(decoding: buffer[0..<n].prefix { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\n") }, as: UTF8.self))
 }

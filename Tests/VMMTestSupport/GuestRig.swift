@@ -26,12 +26,18 @@ open class GuestRig {
     public private(set) var reaped: UInt16 = 0
 
     /// Maps `reuse` (or new shared memory) and lays out a driver ring with `features`.
-    public init(features: VirtioFeatures = [.ringEventIndex, .ringIndirectDescriptors], freshRings: Bool = true,
-                reuse: SharedMemory? = nil) throws {
+    public init(
+        features: VirtioFeatures = [.ringEventIndex, .ringIndirectDescriptors], freshRings: Bool = true,
+        reuse: SharedMemory? = nil
+    ) throws {
         memory = try reuse ?? SharedMemory(size: Self.memorySize)
-        guest = try GuestMemory(regions: [GuestMemoryRegion(guestPhysicalAddress: 0, size: UInt64(Self.memorySize),
-                                                            userAddress: Self.userBase, mapping: memory.mapping)])
-        driver = try DriverSplitQueue(memory: guest, size: Self.queueSize, addresses: Self.addresses, features: features)
+        guest = try GuestMemory(regions: [
+            GuestMemoryRegion(
+                guestPhysicalAddress: 0, size: UInt64(Self.memorySize),
+                userAddress: Self.userBase, mapping: memory.mapping)
+        ])
+        driver = try DriverSplitQueue(
+            memory: guest, size: Self.queueSize, addresses: Self.addresses, features: features)
         kick = try EventNotifier()
         call = try EventNotifier()
     }
@@ -51,8 +57,9 @@ open class GuestRig {
 
     /// Ring `index`'s addresses in the front-end's address space (as SET_VRING_ADDR carries them).
     public func vringAddress(index: UInt32 = 0) -> VringAddress {
-        VringAddress(index: index, descriptorTable: Self.userBase + Self.addresses.descriptorTable,
-                     usedRing: Self.userBase + Self.addresses.deviceArea,
-                     availableRing: Self.userBase + Self.addresses.driverArea)
+        VringAddress(
+            index: index, descriptorTable: Self.userBase + Self.addresses.descriptorTable,
+            usedRing: Self.userBase + Self.addresses.deviceArea,
+            availableRing: Self.userBase + Self.addresses.driverArea)
     }
 }

@@ -13,13 +13,16 @@ import Testing
 /// be read, it records an issue, so a check that cannot see a leak fails instead of passing.
 public func openFileDescriptorCount(sourceLocation: SourceLocation = #_sourceLocation) -> Int {
     guard isDescriptorIsolated else {
-        Issue.record("descriptors counted outside isolation: give the test or its suite the .isolatedDescriptors trait",
-                     sourceLocation: sourceLocation)
+        Issue.record(
+            "descriptors counted outside isolation: give the test or its suite the .isolatedDescriptors trait",
+            sourceLocation: sourceLocation)
         return -1
     }
     settleForeignDescriptors(warmUp: false)
     guard let table = openDescriptorTable() else {
-        Issue.record("cannot read the descriptor table (errno \(errno)): descriptors not counted", sourceLocation: sourceLocation)
+        Issue.record(
+            "cannot read the descriptor table (errno \(errno)): descriptors not counted", sourceLocation: sourceLocation
+        )
         return -1
     }
     DescriptorBaseline.recordFirst(table)
@@ -88,8 +91,10 @@ enum DescriptorBaseline {
 }
 
 /// Runs `body` and returns how many descriptors it left open (negative if it closed some).
-public func descriptorsLeaked<T>(sourceLocation: SourceLocation = #_sourceLocation,
-                                 _ body: () throws -> T) rethrows -> (result: T, leaked: Int) {
+public func descriptorsLeaked<T>(
+    sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: () throws -> T
+) rethrows -> (result: T, leaked: Int) {
     let before = openFileDescriptorCount(sourceLocation: sourceLocation)
     let result = try body()
     return (result, openFileDescriptorCount(sourceLocation: sourceLocation) - before)

@@ -42,10 +42,11 @@ final class FinishFlag: Sendable {
 public func startThread(_ body: @escaping @Sendable () -> Void) -> TestThread {
     let finished = FinishFlag()
     do {
-        return TestThread(thread: try JoinableThread {
-            body()
-            finished.set()
-        }, finished: finished)
+        return TestThread(
+            thread: try JoinableThread {
+                body()
+                finished.set()
+            }, finished: finished)
     } catch {
         body()
         finished.set()

@@ -47,7 +47,9 @@ struct BackendChannelTests {
         startThread {
             guard let request = try? channel.receive(timeout: .seconds(10)) else { return }
             let code = request.request
-            if delay > .zero { usleep(UInt32(delay.components.seconds * 1_000_000 + delay.components.attoseconds / 1_000_000_000_000)) }
+            if delay > .zero {
+                usleep(UInt32(delay.components.seconds * 1_000_000 + delay.components.attoseconds / 1_000_000_000_000))
+            }
             try? channel.reply(to: code, value)
         }
     }
@@ -80,11 +82,14 @@ struct BackendChannelTests {
                 try backend.sendConfigChange()
                 Issue.record("an unanswered request succeeded")
             } catch {
-                guard case .backendChannelTimeout(.configChange) = error else { Issue.record("\(error)"); return }
+                guard case .backendChannelTimeout(.configChange) = error else {
+                    Issue.record("\(error)")
+                    return
+                }
             }
             #expect(ContinuousClock.now - start < .seconds(5))
             #expect(!backend.isOpen)
-            thread = answer(channel, with: 0)   // too late: the channel is closed
+            thread = answer(channel, with: 0)  // too late: the channel is closed
             #expect(throws: VhostUserError.self) { try backend.sendConfigChange() }
             thread.join()
             // The session is still usable; a new channel replaces the closed one.
@@ -102,7 +107,10 @@ struct BackendChannelTests {
         let session = try VhostUserSession(device: device)
         let channel = try open(session, protocolFeatures: [.backendRequest, .config])
         try device.slot.sendConfigChange()
-        guard let request = try channel.receive(timeout: .seconds(5)) else { Issue.record("nothing sent"); return }
+        guard let request = try channel.receive(timeout: .seconds(5)) else {
+            Issue.record("nothing sent")
+            return
+        }
         let code = request.request
         let needsReply = request.needsReply
         #expect(code == .configChange && !needsReply)
@@ -128,13 +136,19 @@ struct BackendChannelTests {
             let datagram = SOCK_DGRAM
             #endif
             #expect(socketpair(AF_UNIX, datagram, 0, &pair) == 0)
-            defer { close(pair[0]); close(pair[1]) }
+            defer {
+                close(pair[0])
+                close(pair[1])
+            }
             for fd in [notifier.waitDescriptor, memory.descriptor, pair[0]] {
                 do {
                     _ = try session.handle(message(.setBackendRequestFD, fds: [fd]))
                     Issue.record("fd \(fd) accepted as the back-end channel")
                 } catch let error as VhostUserError {
-                    guard case .invalidBackendChannel = error else { Issue.record("\(error)"); continue }
+                    guard case .invalidBackendChannel = error else {
+                        Issue.record("\(error)")
+                        continue
+                    }
                 }
             }
             #expect(session.backendChannel == nil)

@@ -38,12 +38,14 @@ struct RunningDaemon {
         case .listeningFD:
             let ours = try ScmListener(path: path)
             listener = ours
-            child = try PeerProcess.spawn("vhost-user-rng", arguments: ["--fd", "3"] + extra, mapping: [(ours.descriptor, 3)])
+            child = try PeerProcess.spawn(
+                "vhost-user-rng", arguments: ["--fd", "3"] + extra, mapping: [(ours.descriptor, 3)])
             frontend = TestFrontend(socket: try ScmSocket.connect(path: path))
         case .connectedFD:
             listener = nil
             let (ours, theirs) = try ScmSocket.pair()
-            child = try PeerProcess.spawn("vhost-user-rng", arguments: ["--fd", "3"] + extra, mapping: [(theirs.descriptor, 3)])
+            child = try PeerProcess.spawn(
+                "vhost-user-rng", arguments: ["--fd", "3"] + extra, mapping: [(theirs.descriptor, 3)])
             frontend = TestFrontend(socket: ours)
         }
         try frontend.socket.setReceiveTimeout(.seconds(10))
@@ -84,8 +86,9 @@ struct DaemonSignalTests {
         var errorPipe: [Int32] = [0, 0]
         #expect(pipe(&errorPipe) == 0)
         let path = "/tmp/vhost-user-rng-stall-\(getpid()).sock"
-        let child = try PeerProcess.spawn("vhost-user-rng", arguments: ["--socket-path", path, "--peer-timeout-ms", "200"],
-                                          mapping: [(errorPipe[1], 2)])
+        let child = try PeerProcess.spawn(
+            "vhost-user-rng", arguments: ["--socket-path", path, "--peer-timeout-ms", "200"],
+            mapping: [(errorPipe[1], 2)])
         close(errorPipe[1])
         defer { close(errorPipe[0]) }
         do {
@@ -105,6 +108,8 @@ struct DaemonSignalTests {
             output += chunk[0..<count]
         }
         let log = String(decoding: output, as: UTF8.self)
-        #expect(log.contains("stalled mid-message") && log.contains("3 of 12 bytes") && log.contains("[01 00 00]"), "\(log)")
+        #expect(
+            log.contains("stalled mid-message") && log.contains("3 of 12 bytes") && log.contains("[01 00 00]"), "\(log)"
+        )
     }
 }

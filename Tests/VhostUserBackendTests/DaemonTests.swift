@@ -31,7 +31,8 @@ struct DaemonTests {
             ([], "--socket-path or --fd"), (["--socket-path"], "--socket-path"), (["--fd", "x"], "--fd"),
             (["--fd=-1"], "--fd"), (["--socket-path=a", "--fd=3"], "exclude each other"),
             (["--fd=3", "--allow-uid"], "--allow-uid"), (["--fd=3", "--allow-uid=-1"], "--allow-uid"),
-            (["--fd=3", "--allow-uid", "root"], "--allow-uid"), (["--fd=3", "--peer-timeout-ms=0"], "--peer-timeout-ms"),
+            (["--fd=3", "--allow-uid", "root"], "--allow-uid"),
+            (["--fd=3", "--peer-timeout-ms=0"], "--peer-timeout-ms"),
             (["--fd=3", "--bogus"], "--bogus"),
         ]
         for (arguments, named) in bad {
@@ -47,10 +48,13 @@ struct DaemonTests {
     }
 
     @Test func capabilitiesAreJSONWithTheDeviceTypeName() throws {
-        #expect(try VhostUserCapabilities(deviceType: .block, features: ["read-only", "blk-file"]).json()
+        #expect(
+            try VhostUserCapabilities(deviceType: .block, features: ["read-only", "blk-file"]).json()
                 == #"{"features":["read-only","blk-file"],"type":"block"}"#)
         #expect(try VhostUserCapabilities(deviceType: .entropy).json() == #"{"features":[],"type":"rng"}"#)
-        #expect(try VhostUserCapabilities(deviceType: VirtioDeviceType(rawValue: 77)).json() == #"{"features":[],"type":"77"}"#)
+        #expect(
+            try VhostUserCapabilities(deviceType: VirtioDeviceType(rawValue: 77)).json()
+                == #"{"features":[],"type":"77"}"#)
         #expect(VhostUserDaemonOptions.asksForCapabilities(["--bogus", "--print-capabilities"]))
         #expect(!VhostUserDaemonOptions.asksForCapabilities(["--", "--print-capabilities"]))
     }
@@ -61,8 +65,9 @@ struct DaemonTests {
         do {
             let (frontendSide, backendSide) = try ScmSocket.pair()
             // A connected socket as --fd: served once, then the program exits 0.
-            child = try PeerProcess.spawn("vhost-user-rng", arguments: ["--fd", "3"],
-                                          mapping: [(backendSide.descriptor, 3)])
+            child = try PeerProcess.spawn(
+                "vhost-user-rng", arguments: ["--fd", "3"],
+                mapping: [(backendSide.descriptor, 3)])
             let frontend = TestFrontend(socket: frontendSide)
             let rig = try GuestRig()
             try frontend.start(rig)
@@ -91,8 +96,9 @@ struct DaemonTests {
                 let frontendSide: ScmSocket
                 do {
                     let (ours, theirs) = try ScmSocket.pair()
-                    child = try PeerProcess.spawn("vhost-user-rng", arguments: ["--fd", "3", "--allow-uid", "\(uid)"],
-                                                  mapping: [(theirs.descriptor, 3)])
+                    child = try PeerProcess.spawn(
+                        "vhost-user-rng", arguments: ["--fd", "3", "--allow-uid", "\(uid)"],
+                        mapping: [(theirs.descriptor, 3)])
                     frontendSide = ours
                 }
                 let frontend = TestFrontend(socket: frontendSide)
@@ -116,8 +122,9 @@ struct DaemonTests {
         let baseline = openFileDescriptorCount()
         let path = "/tmp/vhost-user-rng-allow-\(getpid()).sock"
         for (uid, served) in [(getuid() &+ 1, false), (getuid(), true)] {
-            let child = try PeerProcess.spawn("vhost-user-rng", arguments: ["--socket-path", path, "--allow-uid", "\(uid)"],
-                                              mapping: [])
+            let child = try PeerProcess.spawn(
+                "vhost-user-rng", arguments: ["--socket-path", path, "--allow-uid", "\(uid)"],
+                mapping: [])
             defer {
                 // SIGTERM: the daemon removes its socket and exits 0 (even though the test runner,
                 // whose signal mask it inherits, blocks SIGTERM).

@@ -70,7 +70,9 @@ struct DeferredCompletionTests {
     static let shortTimeout = VhostUserSessionOptions(completionTimeout: .milliseconds(50))
 
     /// Starts ring 0, posts and kicks one writable chain, and returns the device's token for it.
-    static func holdOneChain(_ session: VhostUserSession, _ device: PostponingDevice, _ rig: GuestRig) throws -> [DeferredChain] {
+    static func holdOneChain(_ session: VhostUserSession, _ device: PostponingDevice, _ rig: GuestRig) throws
+        -> [DeferredChain]
+    {
         try rig.start(session)
         try rig.postWritable(slot: 0)
         try rig.kick.notify()
@@ -151,7 +153,8 @@ struct DeferredCompletionTests {
         switch event {
         case "reset": _ = try session.handle(message(.resetDevice))
         case "memory table":
-            _ = try session.handle(message(.setMemTable(MemoryTable(regions: [rig.region])), fds: [rig.memory.descriptor]))
+            _ = try session.handle(
+                message(.setMemTable(MemoryTable(regions: [rig.region])), fds: [rig.memory.descriptor]))
         case "vring base": _ = try session.handle(message(.getVringBase(VringState(index: 0, num: 0))))
         default: session.close()
         }

@@ -23,13 +23,17 @@ final class PackedHostileRig {
     let err: EventNotifier
     let session: VhostUserSession
 
-    init(device: any VhostUserDevice = PatternDevice(pattern: 0x3C, packed: true), features: VirtioFeatures = [.version1, .ringPacked, .ringEventIndex],
-         base: UInt32 = 0x8000_8000) throws {
+    init(
+        device: any VhostUserDevice = PatternDevice(pattern: 0x3C, packed: true),
+        features: VirtioFeatures = [.version1, .ringPacked, .ringEventIndex],
+        base: UInt32 = 0x8000_8000
+    ) throws {
         memory = try SharedMemory(size: 1 << 20)
         kick = try EventNotifier()
         call = try EventNotifier()
         err = try EventNotifier()
-        session = try VhostUserSession(device: device, options: VhostUserSessionOptions(completionTimeout: .milliseconds(50)))
+        session = try VhostUserSession(
+            device: device, options: VhostUserSessionOptions(completionTimeout: .milliseconds(50)))
         let region = MemoryRegion(guestPhysicalAddress: 0, size: 1 << 20, userAddress: Self.userBase, mmapOffset: 0)
         let requests: [(FrontendMessage, [Int32])] = [
             (.setOwner, []),
@@ -37,9 +41,13 @@ final class PackedHostileRig {
             (.setMemTable(MemoryTable(regions: [region])), [memory.descriptor]),
             (.setVringNum(VringState(index: 0, num: UInt32(Self.size))), []),
             (.setVringBase(VringState(index: 0, num: base)), []),
-            (.setVringAddr(VringAddress(index: 0, descriptorTable: Self.userBase + Self.ring,
-                                        usedRing: Self.userBase + Self.deviceEvent,
-                                        availableRing: Self.userBase + Self.driverEvent)), []),
+            (
+                .setVringAddr(
+                    VringAddress(
+                        index: 0, descriptorTable: Self.userBase + Self.ring,
+                        usedRing: Self.userBase + Self.deviceEvent,
+                        availableRing: Self.userBase + Self.driverEvent)), []
+            ),
             (.setVringErr(VringFileIndex(index: 0, hasFile: true)), [err.notifyDescriptor]),
             (.setVringCall(VringFileIndex(index: 0, hasFile: true)), [call.notifyDescriptor]),
             (.setVringKick(VringFileIndex(index: 0, hasFile: true)), [kick.waitDescriptor]),
@@ -139,8 +147,9 @@ struct HostilePackedRingTests {
         rig.descriptor(0, address: 0x10000, length: 64, id: 0, flags: Rig.avail | Rig.write)
         try rig.kickAndSettle()
         #expect(rig.byte(at: 0x10000) == 0)
-        #expect(try rig.session.handle(message(.getVringBase(VringState(index: 0, num: 0))))?.payload
-            == .vringState(VringState(index: 0, num: 0)))
+        #expect(
+            try rig.session.handle(message(.getVringBase(VringState(index: 0, num: 0))))?.payload
+                == .vringState(VringState(index: 0, num: 0)))
     }
 
     /// A long chain (more than the four descriptors pop keeps translated) rewritten by the guest
@@ -151,8 +160,9 @@ struct HostilePackedRingTests {
         let rig = try Rig(device: holder)
         for slot in 0..<6 {
             let last = slot == 5
-            rig.descriptor(slot, address: 0x10000 + UInt64(slot) * 0x100, length: 64, id: last ? 1 : 0,
-                           flags: Rig.avail | Rig.write | (last ? 0 : Rig.next))
+            rig.descriptor(
+                slot, address: 0x10000 + UInt64(slot) * 0x100, length: 64, id: last ? 1 : 0,
+                flags: Rig.avail | Rig.write | (last ? 0 : Rig.next))
         }
         try rig.kick.notify()
         let held = holder.take(1)
@@ -182,4 +192,3 @@ struct HostilePackedRingTests {
         #expect(try rig.kickServes(slot: 0))
     }
 }
-

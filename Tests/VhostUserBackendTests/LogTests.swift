@@ -32,7 +32,8 @@ final class DeferringDevice: VhostUserDevice, @unchecked Sendable {
                 while left > 0, let buffer = try? buffers.next() {
                     guard buffer.isWritable else { continue }
                     let part = min(left, buffer.bytes.count)
-                    UnsafeMutableRawBufferPointer(rebasing: buffer.bytes[..<part]).initializeMemory(as: UInt8.self, repeating: 0x77)
+                    UnsafeMutableRawBufferPointer(rebasing: buffer.bytes[..<part]).initializeMemory(
+                        as: UInt8.self, repeating: 0x77)
                     left -= part
                 }
                 try? deferred.complete(written: count)
@@ -52,7 +53,8 @@ struct LogTests {
     /// Turns logging on as QEMU does when a migration starts: SET_LOG_BASE (answered with 0),
     /// SET_FEATURES with LOG_ALL, SET_VRING_ADDR with VHOST_VRING_F_LOG.
     func startLogging(_ session: VhostUserSession, _ rig: GuestRig, log: SharedMemory) throws -> DirtyLog {
-        let reply = try session.handle(message(.setLogBase(LogDescription(size: Self.logSize, offset: 0)), fds: [log.descriptor]))
+        let reply = try session.handle(
+            message(.setLogBase(LogDescription(size: Self.logSize, offset: 0)), fds: [log.descriptor]))
         #expect(reply?.payload == .u64(0))
         _ = try session.handle(message(.setFeatures(VirtioFeatures(rawValue: drivenFeatures | Self.logAll))))
         _ = try session.handle(message(.setVringAddr(loggedAddress(rig))))
@@ -176,12 +178,18 @@ struct LogTests {
             // A log address inside memory but beyond an installed log that covers only part of it
             // cannot arise (the log must cover all memory); a memory table the log does not cover
             // is refused while logging.
-            _ = try session.handle(message(.setLogBase(LogDescription(size: Self.logSize, offset: 0)), fds: [log.descriptor]))
+            _ = try session.handle(
+                message(.setLogBase(LogDescription(size: Self.logSize, offset: 0)), fds: [log.descriptor]))
             let bigger = try SharedMemory(size: 2 << 20)
             #expect(throws: VhostUserError.self) {
-                _ = try session.handle(message(.setMemTable(MemoryTable(regions: [
-                    MemoryRegion(guestPhysicalAddress: 0, size: 2 << 20, userAddress: GuestRig.userBase, mmapOffset: 0),
-                ])), fds: [bigger.descriptor]))
+                _ = try session.handle(
+                    message(
+                        .setMemTable(
+                            MemoryTable(regions: [
+                                MemoryRegion(
+                                    guestPhysicalAddress: 0, size: 2 << 20, userAddress: GuestRig.userBase,
+                                    mmapOffset: 0)
+                            ])), fds: [bigger.descriptor]))
             }
             // SET_LOG_FD with something that cannot be signalled.
             #expect(throws: VhostUserError.self) { _ = try session.handle(message(.setLogFD, fds: [log.descriptor])) }
@@ -196,10 +204,14 @@ struct LogTests {
         try rig.start(session, protocolFeatures: [.replyAck])
         let log = try SharedMemory(size: 4096)
         do {
-            _ = try session.handle(message(.setLogBase(LogDescription(size: Self.logSize, offset: 0)), fds: [log.descriptor]))
+            _ = try session.handle(
+                message(.setLogBase(LogDescription(size: Self.logSize, offset: 0)), fds: [log.descriptor]))
             Issue.record("SET_LOG_BASE accepted without LOG_SHMFD")
         } catch let error as VhostUserError {
-            guard case .notNegotiated(.setLogBase) = error else { Issue.record("\(error)"); return }
+            guard case .notNegotiated(.setLogBase) = error else {
+                Issue.record("\(error)")
+                return
+            }
         }
     }
 }

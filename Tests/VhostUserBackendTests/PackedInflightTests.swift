@@ -21,7 +21,8 @@ struct PackedInflightRig: ~Copyable {
         let memory = try SharedMemory(size: 1 << 20)
         let guest = try GuestMemory(regions: [GuestMemoryRegion(guestPhysicalAddress: 0, mapping: memory.mapping)])
         let features: VirtioFeatures = [.version1, .ringPacked, .ringEventIndex]
-        let driver = try DriverPackedQueue(memory: guest, size: Self.size, addresses: Self.addresses, features: features)
+        let driver = try DriverPackedQueue(
+            memory: guest, size: Self.size, addresses: Self.addresses, features: features)
         let device = try PackedQueue(memory: guest, size: Self.size, addresses: Self.addresses, features: features)
         let buffer = try InflightBuffer(queueCount: 1, queueSize: Self.size)
         var record = try #require(buffer.packedQueue(0))
@@ -72,7 +73,9 @@ struct PackedInflightRig: ~Copyable {
 }
 
 extension InflightPackedQueue.Recovery: Equatable {
-    public static func == (a: Self, b: Self) -> Bool { a.base == b.base && a.resubmit.map(\.id) == b.resubmit.map(\.id) }
+    public static func == (a: Self, b: Self) -> Bool {
+        a.base == b.base && a.resubmit.map(\.id) == b.resubmit.map(\.id)
+    }
 }
 
 @Suite("Packed rings: inflight records and restarts")
@@ -162,7 +165,9 @@ struct PackedInflightTests {
         }
         // A different ring size.
         var record = try #require(rig.buffer.packedQueue(0))
-        #expect(throws: VhostUserError.self) { _ = try record.recover(queueIndex: 0, queueSize: 4, isAvailable: { _, _ in false }) }
+        #expect(throws: VhostUserError.self) {
+            _ = try record.recover(queueIndex: 0, queueSize: 4, isAvailable: { _, _ in false })
+        }
         _ = region
     }
 }

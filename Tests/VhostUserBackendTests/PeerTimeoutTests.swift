@@ -76,13 +76,15 @@ struct PeerTimeoutTests {
             #expect(pipe(&ends) == 0)
             defer { close(ends[0]) }
             var bytes: [UInt8] = []
-            MessageHeader(request: FrontendRequest.setVringCall.rawValue, flags: .version1, size: 8).encode(into: &bytes)
+            MessageHeader(request: FrontendRequest.setVringCall.rawValue, flags: .version1, size: 8).encode(
+                into: &bytes)
             try stalled.send(bytes + [0, 0, 0], fds: [ends[1]])
             close(ends[1])
             try expectServed(path)
             #expect(try closedByServer(stalled))
             let line = log.messages.first { $0.contains("stalled") }
-            #expect(line?.contains("SET_VRING_CALL") == true && line?.contains("15 of 20 bytes") == true, "\(log.messages)")
+            #expect(
+                line?.contains("SET_VRING_CALL") == true && line?.contains("15 of 20 bytes") == true, "\(log.messages)")
             var reader = pollfd(fd: ends[0], events: Int16(POLLIN), revents: 0)
             var byte: UInt8 = 0
             #expect(poll(&reader, 1, 10_000) == 1 && read(ends[0], &byte, 1) == 0, "the received fd was closed")
@@ -93,7 +95,8 @@ struct PeerTimeoutTests {
         try withServer { path, log in
             let slow = try ScmSocket.connect(path: path)
             var header: [UInt8] = []
-            MessageHeader(request: FrontendRequest.getFeatures.rawValue, flags: .version1, size: 0).encode(into: &header)
+            MessageHeader(request: FrontendRequest.getFeatures.rawValue, flags: .version1, size: 0).encode(
+                into: &header)
             // One byte every 50 ms: each read is quick, the message takes 600 ms > 200 ms.
             var cut = false
             for byte in header {
@@ -116,7 +119,8 @@ struct PeerTimeoutTests {
             let deaf = try ScmSocket.connect(path: path)
             try deaf.setSendTimeout(.milliseconds(500))
             var request: [UInt8] = []
-            MessageHeader(request: FrontendRequest.getFeatures.rawValue, flags: .version1, size: 0).encode(into: &request)
+            MessageHeader(request: FrontendRequest.getFeatures.rawValue, flags: .version1, size: 0).encode(
+                into: &request)
             let burst = Array([[UInt8]](repeating: request, count: 1024).joined())
             // Requests until our side blocks too (the server stopped reading while its replies,
             // never read, filled the socket), bounded in count.

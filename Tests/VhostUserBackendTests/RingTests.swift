@@ -47,8 +47,12 @@ struct RingTests {
         defer { session.close() }
         let rig = try GuestRig()
         try rig.start(session)
-        #expect(throws: VhostUserError.self) { _ = try session.handle(message(.setVringNum(VringState(index: 0, num: 4)))) }
-        #expect(throws: VhostUserError.self) { _ = try session.handle(message(.setVringBase(VringState(index: 0, num: 3)))) }
+        #expect(throws: VhostUserError.self) {
+            _ = try session.handle(message(.setVringNum(VringState(index: 0, num: 4))))
+        }
+        #expect(throws: VhostUserError.self) {
+            _ = try session.handle(message(.setVringBase(VringState(index: 0, num: 3))))
+        }
         // Changing the ring format of a started ring is refused too.
         #expect(throws: VhostUserError.self) {
             _ = try session.handle(message(.setFeatures(VirtioFeatures([.version1, .protocolFeatures]))))
@@ -62,19 +66,24 @@ struct RingTests {
         _ = try session.handle(message(.setFeatures(VirtioFeatures(rawValue: drivenFeatures))))
         _ = try session.handle(message(.setMemTable(MemoryTable(regions: [rig.region])), fds: [rig.memory.descriptor]))
         _ = try session.handle(message(.setVringNum(VringState(index: 0, num: 8))))
-        _ = try session.handle(message(.setVringKick(VringFileIndex(index: 0, hasFile: true)), fds: [rig.kick.waitDescriptor]))
-        let outside = VringAddress(index: 0, descriptorTable: GuestRig.userBase + UInt64(GuestRig.memorySize) - 64,
-                                   usedRing: GuestRig.userBase + 0x3000, availableRing: GuestRig.userBase + 0x2000)
+        _ = try session.handle(
+            message(.setVringKick(VringFileIndex(index: 0, hasFile: true)), fds: [rig.kick.waitDescriptor]))
+        let outside = VringAddress(
+            index: 0, descriptorTable: GuestRig.userBase + UInt64(GuestRig.memorySize) - 64,
+            usedRing: GuestRig.userBase + 0x3000, availableRing: GuestRig.userBase + 0x2000)
         #expect(throws: VhostUserError.self) { _ = try session.handle(message(.setVringAddr(outside))) }
         #expect(!session.isStarted(ring: 0))
-        let misaligned = VringAddress(index: 0, descriptorTable: GuestRig.userBase + 0x1008,
-                                      usedRing: GuestRig.userBase + 0x3000, availableRing: GuestRig.userBase + 0x2000)
+        let misaligned = VringAddress(
+            index: 0, descriptorTable: GuestRig.userBase + 0x1008,
+            usedRing: GuestRig.userBase + 0x3000, availableRing: GuestRig.userBase + 0x2000)
         #expect(throws: VhostUserError.self) { _ = try session.handle(message(.setVringAddr(misaligned))) }
         // Removing the memory under a started ring is refused.
         _ = try session.handle(message(.setVringAddr(rig.vringAddress())))
         #expect(session.isStarted(ring: 0))
         _ = try session.handle(message(.setProtocolFeatures([.configureMemorySlots])))
-        #expect(throws: VhostUserError.self) { _ = try session.handle(message(.remMemReg(SingleMemoryRegion(region: rig.region)))) }
+        #expect(throws: VhostUserError.self) {
+            _ = try session.handle(message(.remMemReg(SingleMemoryRegion(region: rig.region))))
+        }
     }
 
     @Test func newMemoryTableKeepsTheRingPosition() throws {
@@ -90,15 +99,17 @@ struct RingTests {
         try rig.postWritable(slot: 1)
         try rig.kick.notify()
         #expect(try reapWaiting(rig) != nil)
-        #expect(try session.handle(message(.getVringBase(VringState(index: 0, num: 0))))?.payload
-            == .vringState(VringState(index: 0, num: 2)))
+        #expect(
+            try session.handle(message(.getVringBase(VringState(index: 0, num: 0))))?.payload
+                == .vringState(VringState(index: 0, num: 2)))
     }
 
     @Test(.isolatedDescriptors) func inflightRequestsAreResubmittedOnceInOrder() throws {
         let before = openFileDescriptorCount()
         do {
             let rig = try GuestRig()
-            let description = InflightDescription(mmapSize: 0, mmapOffset: 0, queueCount: 1, queueSize: UInt16(GuestRig.queueSize))
+            let description = InflightDescription(
+                mmapSize: 0, mmapOffset: 0, queueCount: 1, queueSize: UInt16(GuestRig.queueSize))
             var posted: [UInt16] = []
             var keptAnswer: InflightDescription?
             // The front-end keeps its own copy of the buffer's fd across back-end restarts.
@@ -112,7 +123,8 @@ struct RingTests {
                 _ = try session.handle(message(.setProtocolFeatures(session.offeredProtocolFeatures)))
                 let reply = try #require(try session.handle(message(.getInflightFD(description))))
                 guard case .inflight(let answer) = reply.payload, let fd = reply.descriptor else {
-                    Issue.record("no inflight buffer"); return
+                    Issue.record("no inflight buffer")
+                    return
                 }
                 #expect(answer.mmapSize >= UInt64(16 + 16 * GuestRig.queueSize))
                 keptAnswer = answer
@@ -149,8 +161,9 @@ struct RingTests {
             #expect(rig.bytes(slot: 1, count: 64) == [UInt8](repeating: 1, count: 64))
             #expect(rig.bytes(slot: 2, count: 64) == [UInt8](repeating: 2, count: 64))
             #expect(rig.bytes(slot: 3, count: 64) == [UInt8](repeating: 2, count: 64))
-            #expect(try session.handle(message(.getVringBase(VringState(index: 0, num: 0))))?.payload
-                == .vringState(VringState(index: 0, num: 4)))
+            #expect(
+                try session.handle(message(.getVringBase(VringState(index: 0, num: 0))))?.payload
+                    == .vringState(VringState(index: 0, num: 4)))
         }
         #expect(openFileDescriptorCount() == before)
     }
@@ -180,9 +193,13 @@ struct RingTests {
         #expect(try again.recover(queueIndex: 0, queueSize: 8, deviceUsedIndex: 0).heads == [6, 1, 3])
         // A different ring size, or a hostile used index, is refused.
         var mismatch = try #require(other.queue(0))
-        #expect(throws: VhostUserError.self) { _ = try mismatch.recover(queueIndex: 0, queueSize: 4, deviceUsedIndex: 0) }
+        #expect(throws: VhostUserError.self) {
+            _ = try mismatch.recover(queueIndex: 0, queueSize: 4, deviceUsedIndex: 0)
+        }
         var hostile = try #require(other.queue(0))
-        #expect(throws: VhostUserError.self) { _ = try hostile.recover(queueIndex: 0, queueSize: 8, deviceUsedIndex: 100) }
+        #expect(throws: VhostUserError.self) {
+            _ = try hostile.recover(queueIndex: 0, queueSize: 8, deviceUsedIndex: 100)
+        }
     }
 
     @Test(.isolatedDescriptors) func inflightGeometryIsValidated() throws {
@@ -193,25 +210,33 @@ struct RingTests {
             _ = try session.handle(message(.setProtocolFeatures([.inflightSharedMemory])))
             for (count, size) in [(0, 8), (2, 8), (1, 0), (1, 512)] {
                 #expect(throws: VhostUserError.self) {
-                    _ = try session.handle(message(.getInflightFD(InflightDescription(
-                        mmapSize: 0, mmapOffset: 0, queueCount: UInt16(count), queueSize: UInt16(size)))))
+                    _ = try session.handle(
+                        message(
+                            .getInflightFD(
+                                InflightDescription(
+                                    mmapSize: 0, mmapOffset: 0, queueCount: UInt16(count), queueSize: UInt16(size)))))
                 }
             }
             let small = try SharedMemory(size: 64)
             #expect(throws: VhostUserError.self) {
-                _ = try session.handle(message(.setInflightFD(InflightDescription(
-                    mmapSize: 64, mmapOffset: 0, queueCount: 1, queueSize: 8)), fds: [small.descriptor]))
+                _ = try session.handle(
+                    message(
+                        .setInflightFD(
+                            InflightDescription(
+                                mmapSize: 64, mmapOffset: 0, queueCount: 1, queueSize: 8)), fds: [small.descriptor]))
             }
             // mmap_size claims enough, but the fd is smaller.
             #expect(throws: VhostUserError.self) {
-                _ = try session.handle(message(.setInflightFD(InflightDescription(
-                    mmapSize: 4096, mmapOffset: 0, queueCount: 1, queueSize: 8)), fds: [small.descriptor]))
+                _ = try session.handle(
+                    message(
+                        .setInflightFD(
+                            InflightDescription(
+                                mmapSize: 4096, mmapOffset: 0, queueCount: 1, queueSize: 8)), fds: [small.descriptor]))
             }
         }
         #expect(openFileDescriptorCount() == before)
     }
 }
-
 
 @Suite("VhostUserSession: polling, enabling, several queues")
 struct RingModeTests {
@@ -219,7 +244,9 @@ struct RingModeTests {
         let session = try VhostUserSession(device: PatternDevice(pattern: 7))
         defer { session.close() }
         let rig = try GuestRig()
-        for (body, fds) in rig.startRequests(features: drivenFeatures, protocolFeatures: session.offeredProtocolFeatures) {
+        for (body, fds) in rig.startRequests(
+            features: drivenFeatures, protocolFeatures: session.offeredProtocolFeatures)
+        {
             if case .setVringKick = body {
                 _ = try session.handle(message(.setVringKick(VringFileIndex(index: 0, hasFile: false))))
             } else {
@@ -285,19 +312,24 @@ struct RingModeTests {
         try first.start(session)
         // The second ring lives in the same memory, 0x8000 further on, with its own kick and call.
         let secondAddresses = RingAddresses(descriptorTable: 0x8000, driverArea: 0x9000, deviceArea: 0xA000)
-        let driver = try DriverSplitQueue(memory: first.guest, size: 8, addresses: secondAddresses,
-                                          features: [.ringEventIndex, .ringIndirectDescriptors])
+        let driver = try DriverSplitQueue(
+            memory: first.guest, size: 8, addresses: secondAddresses,
+            features: [.ringEventIndex, .ringIndirectDescriptors])
         let kick = try EventNotifier()
         let call = try EventNotifier()
         for body in [
             FrontendMessage.setVringNum(VringState(index: 1, num: 8)),
             .setVringBase(VringState(index: 1, num: 0)),
-            .setVringAddr(VringAddress(index: 1, descriptorTable: GuestRig.userBase + 0x8000,
-                                       usedRing: GuestRig.userBase + 0xA000, availableRing: GuestRig.userBase + 0x9000)),
+            .setVringAddr(
+                VringAddress(
+                    index: 1, descriptorTable: GuestRig.userBase + 0x8000,
+                    usedRing: GuestRig.userBase + 0xA000, availableRing: GuestRig.userBase + 0x9000)),
             .setVringEnable(VringState(index: 1, num: 1)),
         ] { _ = try session.handle(message(body)) }
-        _ = try session.handle(message(.setVringKick(VringFileIndex(index: 1, hasFile: true)), fds: [kick.waitDescriptor]))
-        _ = try session.handle(message(.setVringCall(VringFileIndex(index: 1, hasFile: true)), fds: [call.notifyDescriptor]))
+        _ = try session.handle(
+            message(.setVringKick(VringFileIndex(index: 1, hasFile: true)), fds: [kick.waitDescriptor]))
+        _ = try session.handle(
+            message(.setVringCall(VringFileIndex(index: 1, hasFile: true)), fds: [call.notifyDescriptor]))
         #expect(session.isStarted(ring: 1))
         _ = try driver.post([DriverBuffer(address: 0x20000, length: 16, isWritable: true)])
         try first.postWritable(slot: 0, length: 8)

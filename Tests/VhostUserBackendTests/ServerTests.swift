@@ -26,7 +26,8 @@ final class TestFrontend {
         let parsed = try MessageHeader(decoding: UnsafeRawBufferPointer(header))
         let size = Int(parsed.size)
         guard size <= 400 else { throw ProtocolError.truncatedHeader(byteCount: size) }
-        let payload = UnsafeMutableRawBufferPointer(rebasing: buffer[MessageHeader.byteCount..<(MessageHeader.byteCount + size)])
+        let payload = UnsafeMutableRawBufferPointer(
+            rebasing: buffer[MessageHeader.byteCount..<(MessageHeader.byteCount + size)])
         if size > 0 { _ = try socket.receiveExactly(into: payload, maxFDs: 8) }
         return (parsed, Array(payload))
     }
@@ -108,7 +109,10 @@ struct ServerTests {
             }
             // frontendSide is gone: the server sees EOF and tears the session down.
             thread.join()
-            guard case .disconnected = box.reason else { Issue.record("round \(round): \(String(describing: box.reason))"); continue }
+            guard case .disconnected = box.reason else {
+                Issue.record("round \(round): \(String(describing: box.reason))")
+                continue
+            }
         }
         #expect(openFileDescriptorCount() == baseline)
     }

@@ -11,14 +11,25 @@ struct SessionNegotiationTests {
         let session = try VhostUserSession(device: PatternDevice())
         defer { session.close() }
         let features = try #require(try session.handle(message(.getFeatures)))
-        guard case .u64(let bits) = features.payload else { Issue.record("not a u64"); return }
-        let expected: VirtioFeatures = [.version1, .protocolFeatures, .ringEventIndex, .ringIndirectDescriptors, .logAll]
+        guard case .u64(let bits) = features.payload else {
+            Issue.record("not a u64")
+            return
+        }
+        let expected: VirtioFeatures = [
+            .version1, .protocolFeatures, .ringEventIndex, .ringIndirectDescriptors, .logAll,
+        ]
         #expect(bits == expected.rawValue)
         let protocolReply = try #require(try session.handle(message(.getProtocolFeatures)))
-        guard case .u64(let protocolBits) = protocolReply.payload else { Issue.record("not a u64"); return }
+        guard case .u64(let protocolBits) = protocolReply.payload else {
+            Issue.record("not a u64")
+            return
+        }
         let offered = ProtocolFeatures(rawValue: protocolBits)
-        #expect(offered == [.multiqueue, .replyAck, .configureMemorySlots, .inflightSharedMemory, .resetDevice, .status,
-                            .logSharedMemory, .backendRequest])
+        #expect(
+            offered == [
+                .multiqueue, .replyAck, .configureMemorySlots, .inflightSharedMemory, .resetDevice, .status,
+                .logSharedMemory, .backendRequest,
+            ])
         // CONFIG only for a device with config space.
         let withConfig = try VhostUserSession(device: PatternDevice(configSize: 16))
         defer { withConfig.close() }
@@ -39,7 +50,10 @@ struct SessionNegotiationTests {
             _ = try session.handle(message(.getQueueNum))
             Issue.record("GET_QUEUE_NUM accepted without MQ")
         } catch let error as VhostUserError {
-            guard case .notNegotiated(.getQueueNum) = error else { Issue.record("\(error)"); return }
+            guard case .notNegotiated(.getQueueNum) = error else {
+                Issue.record("\(error)")
+                return
+            }
         }
     }
 
@@ -109,7 +123,9 @@ struct SessionNegotiationTests {
             refused(.setVringKick(VringFileIndex(index: 0, hasFile: true)), fds: [memory.descriptor]) {
                 if case .invalidNotifier = $0 { true } else { false }
             }
-            refused(.setVringAddr(VringAddress(index: 0, flags: .log, descriptorTable: 0, usedRing: 0, availableRing: 0))) {
+            refused(
+                .setVringAddr(VringAddress(index: 0, flags: .log, descriptorTable: 0, usedRing: 0, availableRing: 0))
+            ) {
                 if case .ringLoggingNotNegotiated = $0 { true } else { false }
             }
             refused(.setBackendRequestFD, fds: [notifier.waitDescriptor]) {
@@ -127,7 +143,8 @@ struct SessionNegotiationTests {
         #expect(reply.payload == .config(ConfigSpace(offset: 2, data: [2, 3, 4])))
         for (offset, size) in [(4, 8), (8, 1), (0, 9), (UInt32.max, 1)] {
             #expect(throws: VhostUserError.self) {
-                _ = try session.handle(message(.getConfig(ConfigSpace(offset: offset, data: [UInt8](repeating: 0, count: size)))))
+                _ = try session.handle(
+                    message(.getConfig(ConfigSpace(offset: offset, data: [UInt8](repeating: 0, count: size)))))
             }
         }
         #expect(throws: VhostUserError.self) {
@@ -148,34 +165,55 @@ struct SessionNegotiationTests {
             let small = try SharedMemory(size: 4096)
             // Region larger than the fd.
             #expect(throws: VhostUserError.self) {
-                _ = try session.handle(message(.setMemTable(MemoryTable(regions: [
-                    MemoryRegion(guestPhysicalAddress: 0, size: 8192, userAddress: 0x1000_0000, mmapOffset: 0),
-                ])), fds: [small.descriptor]))
+                _ = try session.handle(
+                    message(
+                        .setMemTable(
+                            MemoryTable(regions: [
+                                MemoryRegion(
+                                    guestPhysicalAddress: 0, size: 8192, userAddress: 0x1000_0000, mmapOffset: 0)
+                            ])), fds: [small.descriptor]))
             }
             // Offset past the end.
             #expect(throws: VhostUserError.self) {
-                _ = try session.handle(message(.addMemReg(SingleMemoryRegion(region:
-                    MemoryRegion(guestPhysicalAddress: 0, size: 4096, userAddress: 0x1000_0000, mmapOffset: 4096))),
-                    fds: [small.descriptor]))
+                _ = try session.handle(
+                    message(
+                        .addMemReg(
+                            SingleMemoryRegion(
+                                region:
+                                    MemoryRegion(
+                                        guestPhysicalAddress: 0, size: 4096, userAddress: 0x1000_0000, mmapOffset: 4096)
+                            )),
+                        fds: [small.descriptor]))
             }
             // Overflowing address range.
             #expect(throws: VhostUserError.self) {
-                _ = try session.handle(message(.setMemTable(MemoryTable(regions: [
-                    MemoryRegion(guestPhysicalAddress: UInt64.max - 100, size: 4096, userAddress: 0, mmapOffset: 0),
-                ])), fds: [small.descriptor]))
+                _ = try session.handle(
+                    message(
+                        .setMemTable(
+                            MemoryTable(regions: [
+                                MemoryRegion(
+                                    guestPhysicalAddress: UInt64.max - 100, size: 4096, userAddress: 0, mmapOffset: 0)
+                            ])), fds: [small.descriptor]))
             }
             // Overlapping regions.
             let large = try SharedMemory(size: 8192)
             #expect(throws: VhostUserError.self) {
-                _ = try session.handle(message(.setMemTable(MemoryTable(regions: [
-                    MemoryRegion(guestPhysicalAddress: 0, size: 8192, userAddress: 0x1000_0000, mmapOffset: 0),
-                    MemoryRegion(guestPhysicalAddress: 4096, size: 4096, userAddress: 0x2000_0000, mmapOffset: 0),
-                ])), fds: [large.descriptor, small.descriptor]))
+                _ = try session.handle(
+                    message(
+                        .setMemTable(
+                            MemoryTable(regions: [
+                                MemoryRegion(
+                                    guestPhysicalAddress: 0, size: 8192, userAddress: 0x1000_0000, mmapOffset: 0),
+                                MemoryRegion(
+                                    guestPhysicalAddress: 4096, size: 4096, userAddress: 0x2000_0000, mmapOffset: 0),
+                            ])), fds: [large.descriptor, small.descriptor]))
             }
             // Valid add, then remove; removing again fails.
             let region = MemoryRegion(guestPhysicalAddress: 0, size: 4096, userAddress: 0x1000_0000, mmapOffset: 0)
-            let ack = try session.handle(message(.addMemReg(SingleMemoryRegion(region: region)), needsReply: true,
-                                                 fds: [small.descriptor]))
+            let ack = try session.handle(
+                message(
+                    .addMemReg(SingleMemoryRegion(region: region)), needsReply: true,
+                    fds: [small.descriptor]))
             #expect(ack?.payload == .u64(0))
             #expect(session.memory?.regions.count == 1)
             _ = try session.handle(message(.remMemReg(SingleMemoryRegion(region: region))))

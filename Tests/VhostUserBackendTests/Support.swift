@@ -114,7 +114,9 @@ extension GuestRig {
     /// Posts one writable buffer of `length` bytes in slot `slot` of the buffer area.
     @discardableResult
     func postWritable(slot: Int, length: UInt32 = 64) throws -> UInt16 {
-        try driver.post([DriverBuffer(address: Self.bufferBase + UInt64(slot) * 0x1000, length: length, isWritable: true)])
+        try driver.post([
+            DriverBuffer(address: Self.bufferBase + UInt64(slot) * 0x1000, length: length, isWritable: true)
+        ])
     }
 
     func bytes(slot: Int, count: Int) -> [UInt8] {
@@ -123,8 +125,10 @@ extension GuestRig {
     }
 
     /// Every request a QEMU-like front-end sends to start ring 0, with the fds each carries.
-    func startRequests(features: UInt64, protocolFeatures: ProtocolFeatures, base: UInt32 = 0,
-                       inflight: (InflightDescription, Int32)? = nil) -> [(FrontendMessage, [Int32])] {
+    func startRequests(
+        features: UInt64, protocolFeatures: ProtocolFeatures, base: UInt32 = 0,
+        inflight: (InflightDescription, Int32)? = nil
+    ) -> [(FrontendMessage, [Int32])] {
         var requests: [(FrontendMessage, [Int32])] = [
             (.setProtocolFeatures(protocolFeatures), []),
             (.setOwner, []),
@@ -144,10 +148,14 @@ extension GuestRig {
     }
 
     /// Feeds the start sequence to `session` directly.
-    func start(_ session: VhostUserSession, protocolFeatures: ProtocolFeatures? = nil, base: UInt32 = 0,
-               inflight: (InflightDescription, Int32)? = nil) throws {
+    func start(
+        _ session: VhostUserSession, protocolFeatures: ProtocolFeatures? = nil, base: UInt32 = 0,
+        inflight: (InflightDescription, Int32)? = nil
+    ) throws {
         let features = protocolFeatures ?? session.offeredProtocolFeatures
-        for (body, fds) in startRequests(features: drivenFeatures, protocolFeatures: features, base: base, inflight: inflight) {
+        for (body, fds) in startRequests(
+            features: drivenFeatures, protocolFeatures: features, base: base, inflight: inflight)
+        {
             _ = try session.handle(message(body, fds: fds))
         }
     }
@@ -155,4 +163,3 @@ extension GuestRig {
 
 /// Features a QEMU-like driver acks.
 let drivenFeatures = VirtioFeatures([.version1, .protocolFeatures, .ringEventIndex, .ringIndirectDescriptors]).rawValue
-

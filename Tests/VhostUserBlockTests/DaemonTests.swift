@@ -16,9 +16,14 @@ struct DaemonTests {
         var out: [Int32] = [0, 0]
         var err: [Int32] = [0, 0]
         guard pipe(&out) == 0, pipe(&err) == 0 else { throw Failure(description: "pipe failed") }
-        let process = try PeerProcess.spawn("vhost-user-blk", arguments: arguments, mapping: [(out[1], 1), (err[1], 2)])
-        close(out[1]); close(err[1])
-        defer { close(out[0]); close(err[0]) }
+        let process = try PeerProcess.spawn(
+            "vhost-user-blk", arguments: arguments, mapping: [(out[1], 1), (err[1], 2)])
+        close(out[1])
+        close(err[1])
+        defer {
+            close(out[0])
+            close(err[0])
+        }
         let status = process.waitForExit()
         return (status, drain(out[0]), drain(err[0]))
     }
@@ -43,8 +48,11 @@ struct DaemonTests {
         let (ignoringStatus, ignoring, _) = try run(["--bogus", "--print-capabilities", "--num-queues=0"])
         #expect(ignoringStatus == 0 && ignoring == out)
         let (helpStatus, help, _) = try run(["--help"])
-        #expect(helpStatus == 0 && help.contains("--blk-file") && help.contains("--num-queues") && help.contains("--socket-path"))
-        #expect(help.contains("--peer-timeout-ms") && help.contains("--allow-uid") && help.contains("--print-capabilities"))
+        #expect(
+            helpStatus == 0 && help.contains("--blk-file") && help.contains("--num-queues")
+                && help.contains("--socket-path"))
+        #expect(
+            help.contains("--peer-timeout-ms") && help.contains("--allow-uid") && help.contains("--print-capabilities"))
         let (versionStatus, version, _) = try run(["--version"])
         #expect(versionStatus == 0 && !version.isEmpty)
         let (completionStatus, completion, _) = try run(["--generate-completion-script", "bash"])
@@ -72,7 +80,10 @@ struct DaemonTests {
             (["--socket-path", socket, "--blk-file", image.path, "--cache"], usage, "--cache"),
             (["--socket-path", socket, "--blk-file", image.path, "--poll-us", "-1"], usage, "--poll-us"),
             (["--socket-path", socket, "--blk-file", "/nonexistent/image"], failure, "No such file"),
-            (["--socket-path", socket, "--blk-file", "/tmp", "--read-only"], failure, "not a regular file or block device"),
+            (
+                ["--socket-path", socket, "--blk-file", "/tmp", "--read-only"], failure,
+                "not a regular file or block device"
+            ),
             (["--socket-path", socket, "--blk-file", "/dev/null"], failure, "not a regular file or block device"),
             (["--blk-file", image.path], usage, "--socket-path or --fd"),
         ]
@@ -107,14 +118,15 @@ struct DaemonTests {
         let config = try frontEnd.getConfig(offset: 0, size: 57)
         #expect(config.count == 57)
         #expect(value(config, 0, 8) == 2048)  // 1 MiB in sectors
-        #expect(value(config, 12, 4) == 62)   // seg_max: queue size - 2
+        #expect(value(config, 12, 4) == 62)  // seg_max: queue size - 2
         #expect(value(config, 20, 4) == 512)
         #expect(value(config, 34, 2) == 3)
         #expect(try frontEnd.getConfig(offset: 34, size: 2) == Array(config[34..<36]))
     }
 
-    @Test("SIGTERM and SIGINT end the daemon with status 0 with an inherited --fd, listening or connected",
-          arguments: [(true, SIGTERM), (false, SIGINT), (false, SIGTERM)])
+    @Test(
+        "SIGTERM and SIGINT end the daemon with status 0 with an inherited --fd, listening or connected",
+        arguments: [(true, SIGTERM), (false, SIGINT), (false, SIGTERM)])
     func signalWithInheritedSocket(listening: Bool, signal: Int32) throws {
         let image = try TemporaryFile(size: 1 << 20)
         let path = "/tmp/vhost-user-blk-fd-\(getpid()).sock"
@@ -125,14 +137,16 @@ struct DaemonTests {
         if listening {
             let ours = try ScmListener(path: path)
             listener = ours
-            process = try PeerProcess.spawn("vhost-user-blk", arguments: ["--fd", "3", "--blk-file", image.path],
-                                            mapping: [(ours.descriptor, 3)])
+            process = try PeerProcess.spawn(
+                "vhost-user-blk", arguments: ["--fd", "3", "--blk-file", image.path],
+                mapping: [(ours.descriptor, 3)])
             frontEnd = FrontEnd(socket: try ScmSocket.connect(path: path))
         } else {
             listener = nil
             let (ours, theirs) = try ScmSocket.pair()
-            process = try PeerProcess.spawn("vhost-user-blk", arguments: ["--fd=3", "--blk-file=\(image.path)"],
-                                            mapping: [(theirs.descriptor, 3)])
+            process = try PeerProcess.spawn(
+                "vhost-user-blk", arguments: ["--fd=3", "--blk-file=\(image.path)"],
+                mapping: [(theirs.descriptor, 3)])
             frontEnd = FrontEnd(socket: ours)
         }
         try frontEnd.socket.setReceiveTimeout(.seconds(10))

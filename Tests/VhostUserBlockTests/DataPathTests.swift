@@ -26,15 +26,20 @@ struct DataPathTests {
 
         init(frontEnd: FrontEnd, features: UInt64) throws {
             memory = try SharedMemory(size: DataPathTests.memorySize)
-            guest = try GuestMemory(regions: [GuestMemoryRegion(
-                guestPhysicalAddress: 0, size: UInt64(DataPathTests.memorySize), userAddress: DataPathTests.userBase,
-                mapping: memory.mapping)])
-            driver = try DriverSplitQueue(memory: guest, size: DataPathTests.queueSize, addresses: DataPathTests.addresses,
-                                          features: [.ringEventIndex, .ringIndirectDescriptors])
+            guest = try GuestMemory(regions: [
+                GuestMemoryRegion(
+                    guestPhysicalAddress: 0, size: UInt64(DataPathTests.memorySize),
+                    userAddress: DataPathTests.userBase,
+                    mapping: memory.mapping)
+            ])
+            driver = try DriverSplitQueue(
+                memory: guest, size: DataPathTests.queueSize, addresses: DataPathTests.addresses,
+                features: [.ringEventIndex, .ringIndirectDescriptors])
             kick = try EventNotifier()
             call = try EventNotifier()
-            let region = MemoryRegion(guestPhysicalAddress: 0, size: UInt64(DataPathTests.memorySize),
-                                      userAddress: DataPathTests.userBase, mmapOffset: 0)
+            let region = MemoryRegion(
+                guestPhysicalAddress: 0, size: UInt64(DataPathTests.memorySize),
+                userAddress: DataPathTests.userBase, mmapOffset: 0)
             let base = DataPathTests.userBase
             let a = DataPathTests.addresses
             try frontEnd.send(.setOwner)
@@ -42,8 +47,11 @@ struct DataPathTests {
             try frontEnd.send(.setMemTable(MemoryTable(regions: [region])), fds: [memory.descriptor], needsReply: true)
             try frontEnd.send(.setVringNum(VringState(index: 0, num: UInt32(DataPathTests.queueSize))))
             try frontEnd.send(.setVringBase(VringState(index: 0, num: 0)))
-            try frontEnd.send(.setVringAddr(VringAddress(index: 0, descriptorTable: base + a.descriptorTable,
-                                                          usedRing: base + a.deviceArea, availableRing: base + a.driverArea)))
+            try frontEnd.send(
+                .setVringAddr(
+                    VringAddress(
+                        index: 0, descriptorTable: base + a.descriptorTable,
+                        usedRing: base + a.deviceArea, availableRing: base + a.driverArea)))
             try frontEnd.send(.setVringKick(VringFileIndex(index: 0, hasFile: true)), fds: [kick.waitDescriptor])
             try frontEnd.send(.setVringCall(VringFileIndex(index: 0, hasFile: true)), fds: [call.notifyDescriptor])
             try frontEnd.send(.setVringEnable(VringState(index: 0, num: 1)), needsReply: true)
@@ -51,14 +59,21 @@ struct DataPathTests {
 
         /// Posts header / data / status buffers, kicks, waits (bounded) for the completion.
         /// Returns (used length, status byte).
-        func request(type: UInt32, sector: UInt64, readable: [UInt8] = [], writable: Int = 0,
-                     kick: Bool = true) throws -> (UInt32, UInt8) {
-            let header = withUnsafeBytes(of: type.littleEndian) { Array($0) } + [0, 0, 0, 0]
+        func request(
+            type: UInt32, sector: UInt64, readable: [UInt8] = [], writable: Int = 0,
+            kick: Bool = true
+        ) throws -> (UInt32, UInt8) {
+            let header =
+                withUnsafeBytes(of: type.littleEndian) { Array($0) } + [0, 0, 0, 0]
                 + withUnsafeBytes(of: sector.littleEndian) { Array($0) }
             try (header + readable).withUnsafeBytes { try guest.write(guestPhysical: DataPathTests.header, bytes: $0) }
             try [UInt8(0xEE)].withUnsafeBytes { try guest.write(guestPhysical: DataPathTests.status, bytes: $0) }
-            var buffers = [DriverBuffer(address: DataPathTests.header, length: UInt32(16 + readable.count), isWritable: false)]
-            if writable > 0 { buffers.append(DriverBuffer(address: DataPathTests.data, length: UInt32(writable), isWritable: true)) }
+            var buffers = [
+                DriverBuffer(address: DataPathTests.header, length: UInt32(16 + readable.count), isWritable: false)
+            ]
+            if writable > 0 {
+                buffers.append(DriverBuffer(address: DataPathTests.data, length: UInt32(writable), isWritable: true))
+            }
             buffers.append(DriverBuffer(address: DataPathTests.status, length: 1, isWritable: true))
             let id = try driver.post(buffers)
             driver.setUsedEvent(reaped)
@@ -83,12 +98,15 @@ struct DataPathTests {
 
     /// The I/O configurations every data-path test runs in: page cache and the default engine,
     /// then the page cache bypassed with each engine (io_uring only where this machine has it).
-    static let engines: [[String]] = [[], ["--cache", "none", "--aio", "threads"], ["--cache=none", "--aio=io_uring"], ["--aio", "threads"],
-                                      ["--cache", "none", "--poll-us", "200"]]
-        .filter { !$0.contains { $0.contains("io_uring") } || AsyncFileEngineKind.preferred == .ioUring }
+    static let engines: [[String]] = [
+        [], ["--cache", "none", "--aio", "threads"], ["--cache=none", "--aio=io_uring"], ["--aio", "threads"],
+        ["--cache", "none", "--poll-us", "200"],
+    ]
+    .filter { !$0.contains { $0.contains("io_uring") } || AsyncFileEngineKind.preferred == .ioUring }
 
-    @Test("IN, OUT, FLUSH, GET_ID, WRITE_ZEROES and an unknown type through the daemon (paced: --iops-limit)",
-          arguments: [false, true], [false, true])
+    @Test(
+        "IN, OUT, FLUSH, GET_ID, WRITE_ZEROES and an unknown type through the daemon (paced: --iops-limit)",
+        arguments: [false, true], [false, true])
     func requests(readOnly: Bool, paced: Bool) throws {
         for engine in Self.engines { try requests(readOnly: readOnly, paced: paced, engine: engine) }
     }
@@ -97,8 +115,9 @@ struct DataPathTests {
         var random = SystemRandomNumberGenerator()
         let initial = (0..<(1 << 20)).map { _ in UInt8.random(in: 0...255, using: &random) }
         let image = try TemporaryFile(size: 1 << 20, contents: initial)
-        let daemon = try Daemon(arguments: ["--blk-file", image.path] + (readOnly ? ["--read-only"] : [])
-                                    + (paced ? ["--iops-limit", "1000"] : []) + engine)
+        let daemon = try Daemon(
+            arguments: ["--blk-file", image.path] + (readOnly ? ["--read-only"] : [])
+                + (paced ? ["--iops-limit", "1000"] : []) + engine)
         let frontEnd = daemon.frontEnd
         let offered = try frontEnd.requestU64(1)
         let protocolOffered = try frontEnd.requestU64(15)
@@ -126,8 +145,10 @@ struct DataPathTests {
         let id = try guest.bytes(20)
         #expect(idStatus == 0 && idLength == 21 && !id.contains(0))
         // WRITE_ZEROES: sectors 100..<108 with unmap.
-        let segment = withUnsafeBytes(of: UInt64(100).littleEndian) { Array($0) }
-            + withUnsafeBytes(of: UInt32(8).littleEndian) { Array($0) } + withUnsafeBytes(of: UInt32(1).littleEndian) { Array($0) }
+        let segment =
+            withUnsafeBytes(of: UInt64(100).littleEndian) { Array($0) }
+            + withUnsafeBytes(of: UInt32(8).littleEndian) { Array($0) }
+            + withUnsafeBytes(of: UInt32(1).littleEndian) { Array($0) }
         let zeroStatus = try guest.request(type: 13, sector: 0, readable: segment).1
         if readOnly {
             #expect(zeroStatus == 1)
@@ -169,11 +190,12 @@ struct DataPathTests {
                 expected.replaceSubrange(Int(sector) * 512..<(Int(sector) * 512 + 4096), with: payload)
             }
             try [UInt8(0xEE)].withUnsafeBytes { try guest.guest.write(guestPhysical: base + 16, bytes: $0) }
-            let id = try guest.driver.post([
-                DriverBuffer(address: base, length: 16, isWritable: false),
-                DriverBuffer(address: base + 0x1000, length: 4096, isWritable: !isWrite),
-                DriverBuffer(address: base + 16, length: 1, isWritable: true),
-            ], indirectTable: base + 0x100)
+            let id = try guest.driver.post(
+                [
+                    DriverBuffer(address: base, length: 16, isWritable: false),
+                    DriverBuffer(address: base + 0x1000, length: 4096, isWritable: !isWrite),
+                    DriverBuffer(address: base + 16, length: 1, isWritable: true),
+                ], indirectTable: base + 0x100)
             ids[id] = i
         }
         guest.driver.setUsedEvent(0)
@@ -203,7 +225,8 @@ struct DataPathTests {
         #expect(try image.contents() == expected)
     }
 
-    @Test("with a polling window the daemon finds requests posted without a kick", arguments: [[], ["--cache", "none"]])
+    @Test(
+        "with a polling window the daemon finds requests posted without a kick", arguments: [[], ["--cache", "none"]])
     func pollingWindow(engine: [String]) throws {
         let image = try TemporaryFile(size: 1 << 20)
         // The longest window: every request below is posted well within it.

@@ -100,7 +100,9 @@ final class FrontEnd {
     func getConfig(offset: UInt32, size: UInt32) throws -> [UInt8] {
         try send(24, payload: le32(offset) + le32(size) + le32(0) + [UInt8](repeating: 0, count: Int(size)))
         let payload = try reply(24)
-        guard payload.count == 12 + Int(size), value(payload, 0, 4) == UInt64(offset), value(payload, 4, 4) == UInt64(size) else {
+        guard payload.count == 12 + Int(size), value(payload, 0, 4) == UInt64(offset),
+            value(payload, 4, 4) == UInt64(size)
+        else {
             throw Failure(description: "bad GET_CONFIG reply of \(payload.count) bytes")
         }
         return Array(payload[12...])

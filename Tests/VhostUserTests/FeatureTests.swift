@@ -19,10 +19,11 @@ import Virtio
         #expect(ProtocolFeatures.known.rawValue == 0xF_FFFF)
         // QEMU 7.2's trace: 0x209 is MQ | REPLY_ACK | CONFIG; 0x8f2b is qemu-storage-daemon's set.
         #expect(ProtocolFeatures([.multiqueue, .replyAck, .config]).rawValue == 0x209)
-        #expect(ProtocolFeatures([
-            .multiqueue, .logSharedMemory, .replyAck, .backendRequest, .pagefault, .config, .backendSendFD,
-            .hostNotifier, .configureMemorySlots,
-        ]).rawValue == 0x8f2b)
+        #expect(
+            ProtocolFeatures([
+                .multiqueue, .logSharedMemory, .replyAck, .backendRequest, .pagefault, .config, .backendSendFD,
+                .hostNotifier, .configureMemorySlots,
+            ]).rawValue == 0x8f2b)
     }
 
     @Test func virtioFeatureBits() {

@@ -52,10 +52,12 @@ import VhostUserProtocol
     }
 
     @Test func vringFileIndexPutsNoFileInBitEight() throws {
-        #expect(try encoded(.setVringKick(VringFileIndex(index: 3, hasFile: false)))
-            == Bytes().u32(12).u32(1).u32(8).u64(0x103).bytes)
-        #expect(try encoded(.setVringCall(VringFileIndex(index: 255, hasFile: true)))
-            == Bytes().u32(13).u32(1).u32(8).u64(0xff).bytes)
+        #expect(
+            try encoded(.setVringKick(VringFileIndex(index: 3, hasFile: false)))
+                == Bytes().u32(12).u32(1).u32(8).u64(0x103).bytes)
+        #expect(
+            try encoded(.setVringCall(VringFileIndex(index: 255, hasFile: true)))
+                == Bytes().u32(13).u32(1).u32(8).u64(0xff).bytes)
     }
 
     @Test func iotlbMessageIsThirtyTwoBytesWithPermAndTypeAtTwentyFour() throws {
@@ -80,15 +82,18 @@ import VhostUserProtocol
     }
 
     @Test func logVringAreaSharedObjectAndDeviceStateLayouts() throws {
-        #expect(try encoded(.setLogBase(LogDescription(size: 0x100, offset: 0x200)))
-            == Bytes().u32(6).u32(1).u32(16).u64(0x100).u64(0x200).bytes)
+        #expect(
+            try encoded(.setLogBase(LogDescription(size: 0x100, offset: 0x200)))
+                == Bytes().u32(6).u32(1).u32(16).u64(0x100).u64(0x200).bytes)
         let uuid: [UInt8] = (0..<16).map { UInt8($0) }
-        #expect(try encoded(.getSharedObject(SharedObject(uuid: uuid)!))
-            == Bytes().u32(41).u32(1).u32(16).raw(uuid).bytes)
+        #expect(
+            try encoded(.getSharedObject(SharedObject(uuid: uuid)!))
+                == Bytes().u32(41).u32(1).u32(16).raw(uuid).bytes)
         #expect(SharedObject(uuid: uuid)?.uuid == uuid)
         #expect(SharedObject(uuid: [1, 2, 3]) == nil)
-        #expect(try encoded(.setDeviceStateFD(DeviceStateTransfer(direction: .save)))
-            == Bytes().u32(42).u32(1).u32(8).u32(0).u32(0).bytes)
+        #expect(
+            try encoded(.setDeviceStateFD(DeviceStateTransfer(direction: .save)))
+                == Bytes().u32(42).u32(1).u32(8).u32(0).u32(0).bytes)
         var bytes: [UInt8] = []
         let area = VringArea(file: VringFileIndex(index: 2, hasFile: false), size: 4096, offset: 0)
         try Message.encodeRequest(BackendMessage.vringHostNotifier(area), into: &bytes)

@@ -18,11 +18,15 @@ import Virtio
         let expected: FrontendMessage
         var description: String { "#\(sequence) \(expected.request)" }
 
-        init(_ sequence: Int, _ code: UInt32, flags: UInt32 = 0x1, size: Int, fds: Int = 0, _ expected: FrontendMessage) {
+        init(_ sequence: Int, _ code: UInt32, flags: UInt32 = 0x1, size: Int, fds: Int = 0, _ expected: FrontendMessage)
+        {
             self.init(sequence, code, flags: flags, size: size, fds: fds, Bytes(), expected)
         }
 
-        init(_ sequence: Int, _ code: UInt32, flags: UInt32 = 0x1, size: Int, fds: Int = 0, _ payload: Bytes, _ expected: FrontendMessage) {
+        init(
+            _ sequence: Int, _ code: UInt32, flags: UInt32 = 0x1, size: Int, fds: Int = 0, _ payload: Bytes,
+            _ expected: FrontendMessage
+        ) {
             self.sequence = sequence
             self.code = code
             self.flags = flags
@@ -33,7 +37,8 @@ import Virtio
         }
     }
 
-    static let region = MemoryRegion(guestPhysicalAddress: 0, size: 0x1000_0000, userAddress: 0x7f6d_93ff_f000, mmapOffset: 0)
+    static let region = MemoryRegion(
+        guestPhysicalAddress: 0, size: 0x1000_0000, userAddress: 0x7f6d_93ff_f000, mmapOffset: 0)
     static let firstFeatures = VirtioFeatures(rawValue: 0x1_4000_0046)
     static let secondFeatures = VirtioFeatures(rawValue: 0x1_7000_6e46)
 
@@ -48,20 +53,25 @@ import Virtio
         Line(8, 1, size: 0, .getFeatures),
         Line(9, 13, size: 8, fds: 1, Bytes().u64(0), .setVringCall(VringFileIndex(index: 0, hasFile: true))),
         Line(10, 14, size: 8, fds: 1, Bytes().u64(0), .setVringErr(VringFileIndex(index: 0, hasFile: true))),
-        Line(11, 24, size: 69, Bytes().u32(0).u32(57).u32(0).zeros(57),
-             .getConfig(ConfigSpace(offset: 0, flags: 0, data: [UInt8](repeating: 0, count: 57)))),
+        Line(
+            11, 24, size: 69, Bytes().u32(0).u32(57).u32(0).zeros(57),
+            .getConfig(ConfigSpace(offset: 0, flags: 0, data: [UInt8](repeating: 0, count: 57)))),
         Line(12, 2, size: 8, Bytes().u64(0x1_4000_0046), .setFeatures(firstFeatures)),
         Line(13, 13, size: 8, fds: 1, Bytes().u64(0), .setVringCall(VringFileIndex(index: 0, hasFile: true))),
         Line(14, 2, size: 8, Bytes().u64(0x1_4000_0046), .setFeatures(firstFeatures)),
-        Line(15, 37, flags: 0x9, size: 40, fds: 1,
-             Bytes().u64(0).u64(0).u64(0x1000_0000).u64(0x7f6d_93ff_f000).u64(0),
-             .addMemReg(SingleMemoryRegion(region: region))),
+        Line(
+            15, 37, flags: 0x9, size: 40, fds: 1,
+            Bytes().u64(0).u64(0).u64(0x1000_0000).u64(0x7f6d_93ff_f000).u64(0),
+            .addMemReg(SingleMemoryRegion(region: region))),
         Line(16, 8, size: 8, Bytes().u32(0).u32(128), .setVringNum(VringState(index: 0, num: 128))),
         Line(17, 10, size: 8, Bytes().u32(0).u32(0), .setVringBase(VringState(index: 0, num: 0))),
-        Line(18, 9, size: 40,
-             Bytes().u32(0).u32(0).u64(0x7f6d_a3fd_c000).u64(0x7f6d_a3fd_d000).u64(0x7f6d_a3fd_c800).u64(0xffd_e000),
-             .setVringAddr(VringAddress(index: 0, descriptorTable: 0x7f6d_a3fd_c000, usedRing: 0x7f6d_a3fd_d000,
-                                        availableRing: 0x7f6d_a3fd_c800, logGuestAddress: 0xffd_e000))),
+        Line(
+            18, 9, size: 40,
+            Bytes().u32(0).u32(0).u64(0x7f6d_a3fd_c000).u64(0x7f6d_a3fd_d000).u64(0x7f6d_a3fd_c800).u64(0xffd_e000),
+            .setVringAddr(
+                VringAddress(
+                    index: 0, descriptorTable: 0x7f6d_a3fd_c000, usedRing: 0x7f6d_a3fd_d000,
+                    availableRing: 0x7f6d_a3fd_c800, logGuestAddress: 0xffd_e000))),
         Line(19, 12, size: 8, fds: 1, Bytes().u64(0), .setVringKick(VringFileIndex(index: 0, hasFile: true))),
         Line(20, 18, size: 8, Bytes().u32(0).u32(1), .setVringEnable(VringState(index: 0, num: 1))),
         Line(21, 18, size: 8, Bytes().u32(0).u32(0), .setVringEnable(VringState(index: 0, num: 0))),
@@ -71,19 +81,26 @@ import Virtio
         Line(25, 2, size: 8, Bytes().u64(0x1_7000_6e46), .setFeatures(secondFeatures)),
         Line(26, 8, size: 8, Bytes().u32(0).u32(128), .setVringNum(VringState(index: 0, num: 128))),
         Line(27, 10, size: 8, Bytes().u32(0).u32(0), .setVringBase(VringState(index: 0, num: 0))),
-        Line(28, 9, size: 40,
-             Bytes().u32(0).u32(0).u64(0x7f6d_9695_a000).u64(0x7f6d_9695_a940).u64(0x7f6d_9695_a800).u64(0x295_b940),
-             .setVringAddr(VringAddress(index: 0, descriptorTable: 0x7f6d_9695_a000, usedRing: 0x7f6d_9695_a940,
-                                        availableRing: 0x7f6d_9695_a800, logGuestAddress: 0x295_b940))),
+        Line(
+            28, 9, size: 40,
+            Bytes().u32(0).u32(0).u64(0x7f6d_9695_a000).u64(0x7f6d_9695_a940).u64(0x7f6d_9695_a800).u64(0x295_b940),
+            .setVringAddr(
+                VringAddress(
+                    index: 0, descriptorTable: 0x7f6d_9695_a000, usedRing: 0x7f6d_9695_a940,
+                    availableRing: 0x7f6d_9695_a800, logGuestAddress: 0x295_b940))),
         Line(29, 12, size: 8, fds: 1, Bytes().u64(0), .setVringKick(VringFileIndex(index: 0, hasFile: true))),
         Line(30, 18, size: 8, Bytes().u32(0).u32(1), .setVringEnable(VringState(index: 0, num: 1))),
         Line(31, 18, size: 8, Bytes().u32(0).u32(0), .setVringEnable(VringState(index: 0, num: 0))),
         Line(32, 11, size: 8, Bytes().u32(0).u32(0), .getVringBase(VringState(index: 0, num: 0))),
         // Section D, #13: the same start with SET_MEM_TABLE instead of ADD_MEM_REG.
-        Line(13, 5, flags: 0x9, size: 40, fds: 1,
-             Bytes().u32(1).u32(0).u64(0).u64(0x1000_0000).u64(0x7fbe_3fff_f000).u64(0),
-             .setMemTable(MemoryTable(regions: [MemoryRegion(
-                 guestPhysicalAddress: 0, size: 0x1000_0000, userAddress: 0x7fbe_3fff_f000, mmapOffset: 0)]))),
+        Line(
+            13, 5, flags: 0x9, size: 40, fds: 1,
+            Bytes().u32(1).u32(0).u64(0).u64(0x1000_0000).u64(0x7fbe_3fff_f000).u64(0),
+            .setMemTable(
+                MemoryTable(regions: [
+                    MemoryRegion(
+                        guestPhysicalAddress: 0, size: 0x1000_0000, userAddress: 0x7fbe_3fff_f000, mmapOffset: 0)
+                ]))),
     ]
 
     @Test(.isolatedDescriptors, arguments: sectionC)
@@ -113,7 +130,8 @@ import Virtio
         #expect(base == VringState(index: 0, num: 356))
 
         let config = hexBytes(
-            "0080000000000000000000007e0000000000000000020000000001000100000000000100008000000100000001000000008000000100000000")
+            "0080000000000000000000007e0000000000000000020000000001000100000000000100008000000100000001000000008000000100000000"
+        )
         let (configHeader, configPayload) = try split(wire(24, flags: 0x5, Bytes().u32(0).u32(57).u32(0).raw(config)))
         #expect(configHeader.size == 69)
         let space = try withBytes(configPayload) { raw throws(ProtocolError) in

@@ -35,7 +35,8 @@ import VhostUserProtocol
         let fds = openDescriptors(sample.descriptorCount)
         let result = bytes.withUnsafeBytes { raw in
             Result { () throws(ProtocolError) in
-                let message = try BackendChannelMessage.decode(bytes: raw, descriptors: MessageDescriptors(adopting: fds))
+                let message = try BackendChannelMessage.decode(
+                    bytes: raw, descriptors: MessageDescriptors(adopting: fds))
                 return (message.body, message.descriptors.count, message.needsReply)
             }
         }
@@ -157,7 +158,8 @@ import VhostUserProtocol
         let (header, payload) = try split(bytes)
         #expect(header.flags.rawValue == 0x5)
         let ack = try payload.withUnsafeBytes { raw in
-            try Reply.u64(to: BackendRequest.sharedObjectLookup, header: header, payload: raw, descriptors: MessageDescriptors())
+            try Reply.u64(
+                to: BackendRequest.sharedObjectLookup, header: header, payload: raw, descriptors: MessageDescriptors())
         }
         #expect(ack == 0)
     }

@@ -15,15 +15,20 @@ let frontendSamples: [FrontendMessage] = [
     .resetOwner,
     .setMemTable(MemoryTable(regions: [traceRegion])),
     .setMemTable(MemoryTable(regions: [])),
-    .setMemTable(MemoryTable(regions: (0..<8).map {
-        MemoryRegion(guestPhysicalAddress: UInt64($0) << 30, size: 1 << 30, userAddress: 0x7f00_0000_0000 + (UInt64($0) << 30), mmapOffset: UInt64($0) * 4096)
-    })),
+    .setMemTable(
+        MemoryTable(
+            regions: (0..<8).map {
+                MemoryRegion(
+                    guestPhysicalAddress: UInt64($0) << 30, size: 1 << 30,
+                    userAddress: 0x7f00_0000_0000 + (UInt64($0) << 30), mmapOffset: UInt64($0) * 4096)
+            })),
     .setLogBase(LogDescription(size: 0x2000, offset: 0x1000)),
     .setLogFD,
     .setVringNum(VringState(index: 1, num: 256)),
-    .setVringAddr(VringAddress(
-        index: 0, flags: .log, descriptorTable: 0x7f6d_a3fd_c000, usedRing: 0x7f6d_a3fd_d000,
-        availableRing: 0x7f6d_a3fd_c800, logGuestAddress: 0xffd_e000)),
+    .setVringAddr(
+        VringAddress(
+            index: 0, flags: .log, descriptorTable: 0x7f6d_a3fd_c000, usedRing: 0x7f6d_a3fd_d000,
+            availableRing: 0x7f6d_a3fd_c800, logGuestAddress: 0xffd_e000)),
     .setVringBase(VringState(index: 0, num: 0x8001_0004)),
     .getVringBase(VringState(index: 2, num: 0)),
     .setVringKick(VringFileIndex(index: 0, hasFile: true)),

@@ -21,7 +21,8 @@ import VhostUserProtocol
             let received = try backend.receiveExactly(into: headerBytes, maxFDs: MemoryTable.maximumRegionCount)
             let header = try MessageHeader(decoding: UnsafeRawBufferPointer(headerBytes))
             try header.validate(.frontendRequest)  // before reading the payload
-            let payload = UnsafeMutableRawBufferPointer(rebasing: buffer[MessageHeader.byteCount..<(MessageHeader.byteCount + Int(header.size))])
+            let payload = UnsafeMutableRawBufferPointer(
+                rebasing: buffer[MessageHeader.byteCount..<(MessageHeader.byteCount + Int(header.size))])
             let extra = try backend.receiveExactly(into: payload, maxFDs: 0)
             let nothingExtra = extra.isEmpty
             #expect(nothingExtra)

@@ -82,7 +82,8 @@ func encoded(_ message: FrontendMessage, needsReply: Bool = false) throws(Protoc
 
 /// Splits a buffer into its parsed header and a copy of its payload.
 func split(_ bytes: [UInt8]) throws(ProtocolError) -> (MessageHeader, [UInt8]) {
-    let header = bytes.withUnsafeBytes { raw in Result { () throws(ProtocolError) in try MessageHeader(decoding: raw) } }
+    let header = bytes.withUnsafeBytes { raw in Result { () throws(ProtocolError) in try MessageHeader(decoding: raw) }
+    }
     return (try header.get(), Array(bytes.dropFirst(MessageHeader.byteCount)))
 }
 

@@ -44,7 +44,8 @@ import VhostUserProtocol
             try header.validate(.frontendRequest)
         }
         let huge = MessageHeader(request: getFeatures, flags: .version1, size: .max)
-        #expect(throws: ProtocolError.payloadSize(request: .frontend(.getFeatures), size: Int(UInt32.max), expected: 0)) {
+        #expect(throws: ProtocolError.payloadSize(request: .frontend(.getFeatures), size: Int(UInt32.max), expected: 0))
+        {
             try huge.validate(.frontendRequest)
         }
         expectRefused(
@@ -103,7 +104,8 @@ import VhostUserProtocol
             .payloadTooLarge(request: .frontend(.setConfig), size: 269, limit: 268))
         var buffer: [UInt8] = []
         #expect(throws: ProtocolError.payloadTooLarge(request: .frontend(.setConfig), size: 269, limit: 268)) {
-            try Message.encodeRequest(.setConfig(ConfigSpace(offset: 0, data: [UInt8](repeating: 0, count: 257))), into: &buffer)
+            try Message.encodeRequest(
+                .setConfig(ConfigSpace(offset: 0, data: [UInt8](repeating: 0, count: 257))), into: &buffer)
         }
     }
 
@@ -190,7 +192,8 @@ import VhostUserProtocol
     @Test func replyFlagsMustBeExactlyReplyAndVersion() {
         for flags: UInt32 in [0x1, 0xD, 0x4] {
             let header = MessageHeader(request: getFeatures, flags: MessageFlags(rawValue: flags), size: 8)
-            let error: ProtocolError = flags == 0x4
+            let error: ProtocolError =
+                flags == 0x4
                 ? .unsupportedVersion(flags: 0x4) : .malformedReplyFlags(request: .frontend(.getFeatures), flags: flags)
             #expect(throws: error) { try header.validate(.backendReply) }
         }
@@ -229,12 +232,14 @@ import VhostUserProtocol
     }
 
     @Test(.isolatedDescriptors) func inflightReplyWithoutItsDescriptorIsRefused() throws {
-        let bytes = wire(FrontendRequest.getInflightFD.rawValue, flags: 0x5, Bytes().u64(4096).u64(0).u16(1).u16(128).zeros(4))
+        let bytes = wire(
+            FrontendRequest.getInflightFD.rawValue, flags: 0x5, Bytes().u64(4096).u64(0).u16(1).u16(128).zeros(4))
         let (header, payload) = try split(bytes)
         let before = openFileDescriptorCount()
         for count in [0, 2] {
             let fds = openDescriptors(count)
-            let error: ProtocolError = count == 0
+            let error: ProtocolError =
+                count == 0
                 ? .missingDescriptors(request: .frontend(.getInflightFD), expected: 1, received: 0)
                 : .unexpectedDescriptors(request: .frontend(.getInflightFD), expected: 1, received: 2)
             #expect(throws: error) {
@@ -258,7 +263,8 @@ import VhostUserProtocol
             let fds = openDescriptors(count)
             #expect(throws: error) {
                 try withBytes(payload) { raw throws(ProtocolError) in
-                    _ = try Reply.deviceState(header: header, payload: raw, descriptors: MessageDescriptors(adopting: fds))
+                    _ = try Reply.deviceState(
+                        header: header, payload: raw, descriptors: MessageDescriptors(adopting: fds))
                 }
             }
         }
@@ -276,17 +282,23 @@ import VhostUserProtocol
     @Test func encoderRefusesOversizedReplies() {
         var buffer: [UInt8] = []
         #expect(throws: ProtocolError.payloadTooLarge(request: .frontend(.getFeatures), size: 24, limit: 8)) {
-            try Message.encodeReply(to: .getFeatures, .inflight(InflightDescription(mmapSize: 0, mmapOffset: 0, queueCount: 0, queueSize: 0)), into: &buffer)
+            try Message.encodeReply(
+                to: .getFeatures,
+                .inflight(InflightDescription(mmapSize: 0, mmapOffset: 0, queueCount: 0, queueSize: 0)), into: &buffer)
         }
     }
 
     @Test(.isolatedDescriptors) func backendChannelRulesApply() {
         let before = openFileDescriptorCount()
         let cases: [([UInt8], Int, ProtocolError)] = [
-            (wire(3, Bytes().u64(0x101).u64(0).u64(0)), 1,
-             .unexpectedDescriptors(request: .backend(.vringHostNotifier), expected: 0, received: 1)),
-            (wire(3, Bytes().u64(1).u64(4096).u64(0)), 0,
-             .missingDescriptors(request: .backend(.vringHostNotifier), expected: 1, received: 0)),
+            (
+                wire(3, Bytes().u64(0x101).u64(0).u64(0)), 1,
+                .unexpectedDescriptors(request: .backend(.vringHostNotifier), expected: 0, received: 1)
+            ),
+            (
+                wire(3, Bytes().u64(1).u64(4096).u64(0)), 0,
+                .missingDescriptors(request: .backend(.vringHostNotifier), expected: 1, received: 0)
+            ),
             (wire(2, flags: 0x5), 0, .replyFlagOnRequest(request: .backend(.configChange), flags: 0x5)),
             (wire(9), 1, .unknownRequest(code: 9, direction: .backendRequest)),
             (wire(4, Bytes().u32(0)), 0, .payloadSize(request: .backend(.vringCall), size: 4, expected: 8)),
@@ -303,12 +315,15 @@ import VhostUserProtocol
     }
 
     @Test func descriptionsNameWhatWasSentAndWhy() {
-        #expect(ProtocolError.unknownRequest(code: 44, direction: .frontendRequest).description
-            == "unknown request 44 for a front-end request")
-        #expect(ProtocolError.unexpectedDescriptors(request: .frontend(.setVringKick), expected: 0, received: 1).description
-            == "SET_VRING_KICK: 1 fds received, expected 0 (all closed)")
-        #expect(ProtocolError.malformedReplyFlags(request: .frontend(.getFeatures), flags: 0xd).description
-            == "GET_FEATURES reply: flags 0xd, expected 0x5 (REPLY | version 1)")
+        #expect(
+            ProtocolError.unknownRequest(code: 44, direction: .frontendRequest).description
+                == "unknown request 44 for a front-end request")
+        #expect(
+            ProtocolError.unexpectedDescriptors(request: .frontend(.setVringKick), expected: 0, received: 1).description
+                == "SET_VRING_KICK: 1 fds received, expected 0 (all closed)")
+        #expect(
+            ProtocolError.malformedReplyFlags(request: .frontend(.getFeatures), flags: 0xd).description
+                == "GET_FEATURES reply: flags 0xd, expected 0x5 (REPLY | version 1)")
     }
 }
 

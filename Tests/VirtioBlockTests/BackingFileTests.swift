@@ -28,7 +28,9 @@ struct BackingFileTests {
         }
         #expect(leaked == 0)
         // The open must fail, and with the errno of open(2).
-        let error = #expect(throws: BlockBackingFileError.self) { try BlockBackingFile(path: "/nonexistent/virtio-blk-image") }
+        let error = #expect(throws: BlockBackingFileError.self) {
+            try BlockBackingFile(path: "/nonexistent/virtio-blk-image")
+        }
         guard case let .system(_, systemError)? = error else {
             Issue.record("wrong error \(String(describing: error))")
             return
@@ -43,7 +45,11 @@ struct BackingFileTests {
         let idA = try BlockBackingFile(path: a.path).identifier
         let idB = try BlockBackingFile(path: b.path).identifier
         #expect(idA.count == 20 && idB.count == 20 && idA != idB)
-        #expect(idA.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) })
+        #expect(
+            idA.allSatisfy {
+                (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0)
+                    || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0)
+            })
         let inode = String(try inodeNumber(a.path) & 0xFFFF_FFFF_FFFF, radix: 16)
         #expect(String(decoding: idA, as: UTF8.self).hasSuffix(inode))
         // Same file, same id.

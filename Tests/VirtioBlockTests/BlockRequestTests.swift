@@ -32,14 +32,18 @@ struct BlockRequestTests {
         #expect(try image.contents() == expected)
     }
 
-    @Test("OUT writes the readable data into the image; the header may span buffers", arguments: Layout.allCases, BlockMode.allCases)
+    @Test(
+        "OUT writes the readable data into the image; the header may span buffers", arguments: Layout.allCases,
+        BlockMode.allCases)
     func write(layout: Layout, mode: BlockMode) throws {
         let image = try TestImage(sectors: Self.sectors)
         let file = try mode.open(image)
         guard let rig = try mode.rig(layout, file) else { return }
         var expected = try image.contents()
         var random = SplitMix(seed: 7)
-        let splits: [[Int]] = [[16, 1024], [1040], [5, 11, 1024], [1, 2, 3, 4, 5, 1, 300, 212, 500, 12], [20, 1020]]
+        let splits: [[Int]] = [
+            [16, 1024], [1040], [5, 11, 1024], [1, 2, 3, 4, 5, 1, 300, 212, 500, 12], [20, 1020],
+        ]
         for (i, split) in splits.enumerated() {
             let data = random.bytes(1024)
             let sector = i * 5 + 1
@@ -92,18 +96,22 @@ struct BlockRequestTests {
         guard let rig = try mode.rig(layout, file) else { return }
         var expected = try image.contents()
         func zero(_ sector: Int, _ count: Int) {
-            expected.replaceSubrange((sector * 512)..<((sector + count) * 512), with: [UInt8](repeating: 0, count: count * 512))
+            expected.replaceSubrange(
+                (sector * 512)..<((sector + count) * 512), with: [UInt8](repeating: 0, count: count * 512))
         }
         let d = try rig.ranges(11, [rangeSegment(sector: 8, sectors: 8), rangeSegment(sector: 33, sectors: 3)])
         #expect(d.status == 0 && d.used == 1)
-        zero(8, 8); zero(33, 3)
+        zero(8, 8)
+        zero(33, 3)
         #expect(try image.contents() == expected)
         let z = try rig.ranges(13, [rangeSegment(sector: 1, sectors: 2)])
         #expect(z.status == 0)
         zero(1, 2)
-        let u = try rig.ranges(13, [rangeSegment(sector: 40, sectors: 9, flags: 1), rangeSegment(sector: 63, sectors: 1)])
+        let u = try rig.ranges(
+            13, [rangeSegment(sector: 40, sectors: 9, flags: 1), rangeSegment(sector: 63, sectors: 1)])
         #expect(u.status == 0)
-        zero(40, 9); zero(63, 1)
+        zero(40, 9)
+        zero(63, 1)
         // Zero-length ranges are accepted and change nothing.
         let empty = try rig.ranges(13, [rangeSegment(sector: 64, sectors: 0)])
         #expect(empty.status == 0)
@@ -154,11 +162,13 @@ struct BlockRequestTests {
             let indirect = Bool.random(using: &random)
             if Bool.random(using: &random) {
                 let data = random.bytes(length)
-                let c = try rig.write(sector: UInt64(sector), data: data, split: pieces(16 + length, cuts), indirect: indirect)
+                let c = try rig.write(
+                    sector: UInt64(sector), data: data, split: pieces(16 + length, cuts), indirect: indirect)
                 #expect(c.status == 0)
                 model.replaceSubrange((sector * 512)..<(sector * 512 + length), with: data)
             } else {
-                let c = try rig.read(sector: UInt64(sector), bytes: length, split: pieces(length + 1, cuts), indirect: indirect)
+                let c = try rig.read(
+                    sector: UInt64(sector), bytes: length, split: pieces(length + 1, cuts), indirect: indirect)
                 #expect(c.status == 0 && c.data == sectorRange(model, sector, count))
             }
         }
@@ -181,8 +191,9 @@ struct BlockRequestTests {
 
 @Suite("virtio-blk zero-writing fallback")
 struct ZeroFallbackTests {
-    @Test("DISCARD and WRITE_ZEROES write zeroes where the file system cannot punch or zero ranges",
-          arguments: Layout.allCases, [BlockMode.buffered, .direct, .direct4K, .direct4KAsync])
+    @Test(
+        "DISCARD and WRITE_ZEROES write zeroes where the file system cannot punch or zero ranges",
+        arguments: Layout.allCases, [BlockMode.buffered, .direct, .direct4K, .direct4KAsync])
     func fallback(layout: Layout, mode: BlockMode) throws {
         // One pwritev batch is 16 × 64 KiB = 2048 sectors: 4100 sectors take two full batches and a
         // partial one, whose last iovec is shorter than the zero page.
@@ -193,14 +204,19 @@ struct ZeroFallbackTests {
         guard let rig = try mode.rig(layout, file, configuration: configuration) else { return }
         var expected = try image.contents()
         func zero(_ sector: Int, _ count: Int) {
-            expected.replaceSubrange((sector * 512)..<((sector + count) * 512), with: [UInt8](repeating: 0, count: count * 512))
+            expected.replaceSubrange(
+                (sector * 512)..<((sector + count) * 512), with: [UInt8](repeating: 0, count: count * 512))
         }
-        #expect(try rig.ranges(11, [rangeSegment(sector: 3, sectors: 4100), rangeSegment(sector: 4190, sectors: 1)]).status == 0)
-        zero(3, 4100); zero(4190, 1)
+        #expect(
+            try rig.ranges(11, [rangeSegment(sector: 3, sectors: 4100), rangeSegment(sector: 4190, sectors: 1)]).status
+                == 0)
+        zero(3, 4100)
+        zero(4190, 1)
         #expect(try image.contents() == expected)
         #expect(try rig.ranges(13, [rangeSegment(sector: 4130, sectors: 7, flags: 1)]).status == 0)
         #expect(try rig.ranges(13, [rangeSegment(sector: 4140, sectors: 9)]).status == 0)
-        zero(4130, 7); zero(4140, 9)
+        zero(4130, 7)
+        zero(4140, 9)
         #expect(try image.contents() == expected)
     }
 }

@@ -111,17 +111,21 @@ final class BlockRig {
     var device: any DeviceQueue & ~Copyable
     let processor: BlockRequestProcessor
 
-    init(layout: Layout, file: BlockBackingFile, configuration: BlockConfiguration? = nil, queueSize: Int = 16,
-         startIndex: UInt16 = 0, io: (any AsyncFileQueue)? = nil) throws {
+    init(
+        layout: Layout, file: BlockBackingFile, configuration: BlockConfiguration? = nil, queueSize: Int = 16,
+        startIndex: UInt16 = 0, io: (any AsyncFileQueue)? = nil
+    ) throws {
         shared = try SharedMemory(size: Self.memorySize)
         memory = try GuestMemory(regions: [GuestMemoryRegion(guestPhysicalAddress: Self.base, mapping: shared.mapping)])
-        let addresses = RingAddresses(descriptorTable: Self.base, driverArea: Self.base + 0x4000,
-                                      deviceArea: Self.base + 0x8000)
+        let addresses = RingAddresses(
+            descriptorTable: Self.base, driverArea: Self.base + 0x4000,
+            deviceArea: Self.base + 0x8000)
         var features: VirtioFeatures = [.ringIndirectDescriptors, .ringEventIndex, .version1]
         switch layout {
         case .split:
-            driver = try DriverSplitQueue(memory: memory, size: queueSize, addresses: addresses, features: features,
-                                          startIndex: startIndex)
+            driver = try DriverSplitQueue(
+                memory: memory, size: queueSize, addresses: addresses, features: features,
+                startIndex: startIndex)
             var queue = try SplitQueue(memory: memory, size: queueSize, addresses: addresses, features: features)
             try queue.setNextAvailIndex(UInt32(startIndex))
             device = consume queue
@@ -130,8 +134,9 @@ final class BlockRig {
             driver = try DriverPackedQueue(memory: memory, size: queueSize, addresses: addresses, features: features)
             device = try PackedQueue(memory: memory, size: queueSize, addresses: addresses, features: features)
         }
-        processor = BlockRequestProcessor(file: file, configuration: configuration ?? BlockConfiguration(capacity: file.capacity),
-                                          io: io, slotCount: queueSize)
+        processor = BlockRequestProcessor(
+            file: file, configuration: configuration ?? BlockConfiguration(capacity: file.capacity),
+            io: io, slotCount: queueSize)
     }
 
     /// Starts `chain` on the processor and, if it went asynchronous, waits (at most 10 s) for it.
@@ -156,13 +161,19 @@ final class BlockRig {
 
     /// Posts `readable` (split into `readableSplit` pieces) and `writableSplit` writable pieces,
     /// in separate, non-adjacent buffers (as an indirect table if `indirect`).
-    func submit(readable: [UInt8], readableSplit: [Int]? = nil, writableSplit: [Int], indirect: Bool = false,
-                sourceLocation: SourceLocation = #_sourceLocation) throws -> Completion {
+    func submit(
+        readable: [UInt8], readableSplit: [Int]? = nil, writableSplit: [Int], indirect: Bool = false,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> Completion {
         let readablePieces = readableSplit ?? pieces(readable.count)
         guard readablePieces.reduce(0, +) == readable.count else { throw SetupError(description: "bad readable split") }
         // Fill the data area with a canary so stray writes show.
-        let extent = readable.count + writableSplit.reduce(0, +) + (readablePieces.count + writableSplit.count + 1) * Int(Self.gap)
-        guard Int(Self.dataStart - Self.base) + extent <= Self.memorySize else { throw SetupError(description: "request too big") }
+        let extent =
+            readable.count + writableSplit.reduce(0, +) + (readablePieces.count + writableSplit.count + 1)
+            * Int(Self.gap)
+        guard Int(Self.dataStart - Self.base) + extent <= Self.memorySize else {
+            throw SetupError(description: "request too big")
+        }
         let area = shared.mapping.base + Int(Self.dataStart - Self.base)
         area.initializeMemory(as: UInt8.self, repeating: Self.canary, count: extent)
 
@@ -170,7 +181,9 @@ final class BlockRig {
         var address = Self.dataStart
         var offset = 0
         for size in readablePieces {
-            try readable[offset..<(offset + size)].withUnsafeBytes { try memory.write(guestPhysical: address, bytes: $0) }
+            try readable[offset..<(offset + size)].withUnsafeBytes {
+                try memory.write(guestPhysical: address, bytes: $0)
+            }
             buffers.append(DriverBuffer(address: address, length: UInt32(size), isWritable: false))
             address += UInt64(size) + Self.gap
             offset += size
@@ -197,16 +210,19 @@ final class BlockRig {
         var position = Self.dataStart
         offset = 0
         for size in readablePieces {
-            #expect(try readGuest(position, size) == Array(readable[offset..<(offset + size)]), "readable buffer modified",
-                    sourceLocation: sourceLocation)
-            #expect(try readGuest(position + UInt64(size), Int(Self.gap)).allSatisfy { $0 == Self.canary },
-                    "write outside the chain", sourceLocation: sourceLocation)
+            #expect(
+                try readGuest(position, size) == Array(readable[offset..<(offset + size)]), "readable buffer modified",
+                sourceLocation: sourceLocation)
+            #expect(
+                try readGuest(position + UInt64(size), Int(Self.gap)).allSatisfy { $0 == Self.canary },
+                "write outside the chain", sourceLocation: sourceLocation)
             position += UInt64(size) + Self.gap
             offset += size
         }
         for size in writableSplit {
-            #expect(try readGuest(position + UInt64(size), Int(Self.gap)).allSatisfy { $0 == Self.canary },
-                    "write outside the chain", sourceLocation: sourceLocation)
+            #expect(
+                try readGuest(position + UInt64(size), Int(Self.gap)).allSatisfy { $0 == Self.canary },
+                "write outside the chain", sourceLocation: sourceLocation)
             position += UInt64(size) + Self.gap
         }
         return Completion(used: used.length, writable: writable)
@@ -220,19 +236,27 @@ final class BlockRig {
 
     // Convenience requests.
 
-    func read(sector: UInt64, bytes: Int, split: [Int]? = nil, indirect: Bool = false,
-              sourceLocation: SourceLocation = #_sourceLocation) throws -> Completion {
-        try submit(readable: header(0, sector: sector), writableSplit: split ?? [bytes, 1], indirect: indirect,
-                   sourceLocation: sourceLocation)
+    func read(
+        sector: UInt64, bytes: Int, split: [Int]? = nil, indirect: Bool = false,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> Completion {
+        try submit(
+            readable: header(0, sector: sector), writableSplit: split ?? [bytes, 1], indirect: indirect,
+            sourceLocation: sourceLocation)
     }
 
-    func write(sector: UInt64, data: [UInt8], split: [Int]? = nil, indirect: Bool = false,
-               sourceLocation: SourceLocation = #_sourceLocation) throws -> Completion {
-        try submit(readable: header(1, sector: sector) + data, readableSplit: split ?? [16, data.count].filter { $0 > 0 },
-                   writableSplit: [1], indirect: indirect, sourceLocation: sourceLocation)
+    func write(
+        sector: UInt64, data: [UInt8], split: [Int]? = nil, indirect: Bool = false,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> Completion {
+        try submit(
+            readable: header(1, sector: sector) + data, readableSplit: split ?? [16, data.count].filter { $0 > 0 },
+            writableSplit: [1], indirect: indirect, sourceLocation: sourceLocation)
     }
 
-    func ranges(_ type: UInt32, _ segments: [[UInt8]], sourceLocation: SourceLocation = #_sourceLocation) throws -> Completion {
+    func ranges(_ type: UInt32, _ segments: [[UInt8]], sourceLocation: SourceLocation = #_sourceLocation) throws
+        -> Completion
+    {
         try submit(readable: header(type) + segments.flatMap { $0 }, writableSplit: [1], sourceLocation: sourceLocation)
     }
 }
@@ -254,8 +278,9 @@ enum BlockMode: String, CaseIterable, Sendable, CustomTestStringConvertible {
     /// Opens `image` for this mode.
     func open(_ image: TestImage, readOnly: Bool = false, usesSpaceCalls: Bool = true) throws -> BlockBackingFile {
         let fourK = self == .direct4K || self == .direct4KAsync
-        return try BlockBackingFile(path: image.path, readOnly: readOnly, cache: self == .buffered ? .writeback : .none,
-                                    usesSpaceCalls: usesSpaceCalls, directAlignment: fourK ? (4096, 4096) : nil)
+        return try BlockBackingFile(
+            path: image.path, readOnly: readOnly, cache: self == .buffered ? .writeback : .none,
+            usesSpaceCalls: usesSpaceCalls, directAlignment: fourK ? (4096, 4096) : nil)
     }
 
     /// The asynchronous queue this mode uses (nil when synchronous, or io_uring when the kernel or
@@ -272,8 +297,10 @@ enum BlockMode: String, CaseIterable, Sendable, CustomTestStringConvertible {
     }
 
     /// A rig for `file` in this mode, or nil if this system cannot run the mode (io_uring absent).
-    func rig(_ layout: Layout, _ file: BlockBackingFile, configuration: BlockConfiguration? = nil,
-             queueSize: Int = 16) throws -> BlockRig? {
+    func rig(
+        _ layout: Layout, _ file: BlockBackingFile, configuration: BlockConfiguration? = nil,
+        queueSize: Int = 16
+    ) throws -> BlockRig? {
         let io = try queue(capacity: queueSize)
         if self == .directIOUring && io == nil { return nil }
         return try BlockRig(layout: layout, file: file, configuration: configuration, queueSize: queueSize, io: io)

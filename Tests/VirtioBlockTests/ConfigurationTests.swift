@@ -17,8 +17,9 @@ struct ConfigurationTests {
 
     @Test("fields at the virtio_blk_config offsets, little-endian, everything else zero")
     func layout() throws {
-        var configuration = BlockConfiguration(capacity: 0x0123_4567_89AB, blockSize: 4096, queueCount: 3,
-                                               segmentMax: 126, sizeMax: 65536)
+        var configuration = BlockConfiguration(
+            capacity: 0x0123_4567_89AB, blockSize: 4096, queueCount: 3,
+            segmentMax: 126, sizeMax: 65536)
         configuration.maxDiscardSectors = 0x1111
         configuration.maxDiscardSegments = 5
         configuration.maxWriteZeroesSectors = 0x2222

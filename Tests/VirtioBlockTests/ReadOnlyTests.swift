@@ -5,8 +5,9 @@ import VMMSysUtil
 
 @Suite("virtio-blk read-only device")
 struct ReadOnlyTests {
-    @Test("OUT, DISCARD and WRITE_ZEROES fail with IOERR and write nothing; IN, FLUSH, GET_ID work",
-          arguments: Layout.allCases)
+    @Test(
+        "OUT, DISCARD and WRITE_ZEROES fail with IOERR and write nothing; IN, FLUSH, GET_ID work",
+        arguments: Layout.allCases)
     func readOnly(layout: Layout) throws {
         let image = try TestImage(sectors: 16)
         let file = try BlockBackingFile(path: image.path, readOnly: true)

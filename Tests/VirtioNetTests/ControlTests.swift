@@ -3,7 +3,8 @@ import Virtio
 import VirtioNet
 
 @Suite struct ControlTests {
-    static let controlFeatures = modern | NetFeature.controlQueue | NetFeature.controlReceiveMode
+    static let controlFeatures =
+        modern | NetFeature.controlQueue | NetFeature.controlReceiveMode
         | NetFeature.controlMACAddress | NetFeature.multiQueue
 
     func command(_ bytes: [UInt8]) -> ControlCommand? { bytes.withUnsafeBytes { ControlCommand($0) } }
@@ -45,9 +46,13 @@ import VirtioNet
         #expect(state.activeQueuePairs == 4)
         #expect(state.apply(.queuePairs(2), features: modern | NetFeature.controlQueue) == ControlCommand.ackError)
         // CTRL_RX_EXTRA is not negotiated: the extra modes are refused.
-        #expect(state.apply(.receiveMode(.noBroadcast, on: true), features: Self.controlFeatures) == ControlCommand.ackError)
-        #expect(state.apply(.receiveMode(.promiscuous, on: false), features: Self.controlFeatures) == ControlCommand.ackOK)
-        #expect(state.apply(.macAddress(MacAddress.broadcast), features: Self.controlFeatures) == ControlCommand.ackError)
+        #expect(
+            state.apply(.receiveMode(.noBroadcast, on: true), features: Self.controlFeatures) == ControlCommand.ackError
+        )
+        #expect(
+            state.apply(.receiveMode(.promiscuous, on: false), features: Self.controlFeatures) == ControlCommand.ackOK)
+        #expect(
+            state.apply(.macAddress(MacAddress.broadcast), features: Self.controlFeatures) == ControlCommand.ackError)
         #expect(state.apply(.macAddress(macB), features: Self.controlFeatures) == ControlCommand.ackOK)
         #expect(state.filter.mac == macB)
         #expect(state.apply(.announceAck, features: ~0) == ControlCommand.ackError)
@@ -66,7 +71,8 @@ import VirtioNet
         filter.setTables(unicast: [macB], multicast: [multicast])
         #expect(filter.accepts(macB) && filter.accepts(multicast))
         filter.setTables(unicast: (0..<65).map { MacAddress(rawValue: 0x0200 + UInt64($0) << 16) }, multicast: [])
-        #expect(filter.unicastOverflow && filter.accepts(MacAddress("52:54:00:99:99:99")!) && !filter.accepts(multicast))
+        #expect(
+            filter.unicastOverflow && filter.accepts(MacAddress("52:54:00:99:99:99")!) && !filter.accepts(multicast))
         filter.set(.allMulticast, true)
         #expect(filter.accepts(multicast))
         filter.set(.noBroadcast, true)

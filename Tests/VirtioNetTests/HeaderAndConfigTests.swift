@@ -34,7 +34,8 @@ import VirtioNet
         #expect(tso.transmitProblem(features: withChecksum, packetLength: 3000) == .offloadNotNegotiated)
         #expect(tso.transmitProblem(features: withChecksum | NetFeature.hostTSO4, packetLength: 3000) == nil)
         tso.gsoSize = 0
-        #expect(tso.transmitProblem(features: withChecksum | NetFeature.hostTSO4, packetLength: 3000) == .badSegmentation)
+        #expect(
+            tso.transmitProblem(features: withChecksum | NetFeature.hostTSO4, packetLength: 3000) == .badSegmentation)
         var udp = NetHeader()
         udp.gsoType = NetHeader.gsoUDP
         #expect(udp.transmitProblem(features: ~0, packetLength: 3000) == .unknownGSOType)

@@ -15,7 +15,9 @@ enum Layout: String, CaseIterable, Sendable {
 struct DeviceNetQueue: NetQueue, ~Copyable {
     var queue: any DeviceQueue & ~Copyable
     mutating func pop() throws(VirtqueueError) -> Chain? { try queue.pop() }
-    mutating func complete(_ chain: Chain, written: UInt32) throws(VirtqueueError) { try queue.push(chain, written: written) }
+    mutating func complete(_ chain: Chain, written: UInt32) throws(VirtqueueError) {
+        try queue.push(chain, written: written)
+    }
 }
 
 /// One virtqueue over shared guest memory: a driver side that posts buffers the way a guest does,
@@ -41,7 +43,8 @@ final class NetRig {
         self.features = features
         shared = try SharedMemory(size: Self.memorySize)
         memory = try GuestMemory(regions: [GuestMemoryRegion(guestPhysicalAddress: Self.base, mapping: shared.mapping)])
-        let addresses = RingAddresses(descriptorTable: Self.base, driverArea: Self.base + 0x4000, deviceArea: Self.base + 0x8000)
+        let addresses = RingAddresses(
+            descriptorTable: Self.base, driverArea: Self.base + 0x4000, deviceArea: Self.base + 0x8000)
         var ringFeatures: VirtioFeatures = [.ringIndirectDescriptors, .ringEventIndex, .version1]
         switch layout {
         case .split:
@@ -50,12 +53,14 @@ final class NetRig {
             device = DeviceNetQueue(queue: queue)
         case .packed:
             ringFeatures.insert(.ringPacked)
-            driver = try DriverPackedQueue(memory: memory, size: queueSize, addresses: addresses, features: ringFeatures)
+            driver = try DriverPackedQueue(
+                memory: memory, size: queueSize, addresses: addresses, features: ringFeatures)
             let queue = try PackedQueue(memory: memory, size: queueSize, addresses: addresses, features: ringFeatures)
             device = DeviceNetQueue(queue: queue)
         }
         let data = Int(Self.dataStart - Self.base)
-        (shared.mapping.base + data).initializeMemory(as: UInt8.self, repeating: Self.canary, count: Self.memorySize - data)
+        (shared.mapping.base + data).initializeMemory(
+            as: UInt8.self, repeating: Self.canary, count: Self.memorySize - data)
     }
 
     /// Posts a chain of buffers of these sizes, readable ones filled from `readable`.
@@ -64,7 +69,9 @@ final class NetRig {
         var buffers: [DriverBuffer] = []
         var offset = 0
         for size in readableSplit ?? (readable.isEmpty ? [] : [readable.count]) {
-            guard next + UInt64(size) + Self.gap < Self.base + UInt64(Self.memorySize) else { throw SetupError(description: "rig full") }
+            guard next + UInt64(size) + Self.gap < Self.base + UInt64(Self.memorySize) else {
+                throw SetupError(description: "rig full")
+            }
             try readable[offset..<offset + size].withUnsafeBytes { try memory.write(guestPhysical: next, bytes: $0) }
             buffers.append(DriverBuffer(address: next, length: UInt32(size), isWritable: false))
             next += UInt64(size) + Self.gap
@@ -91,8 +98,9 @@ final class NetRig {
         var bytes: [UInt8] = []
         for buffer in posted[used.id] ?? [] where buffer.isWritable {
             bytes += try read(buffer.address, Int(buffer.length))
-            #expect(try read(buffer.address + UInt64(buffer.length), Int(Self.gap)).allSatisfy { $0 == Self.canary },
-                    "write outside the buffer", sourceLocation: sourceLocation)
+            #expect(
+                try read(buffer.address + UInt64(buffer.length), Int(Self.gap)).allSatisfy { $0 == Self.canary },
+                "write outside the buffer", sourceLocation: sourceLocation)
         }
         #expect(Int(used.length) <= bytes.count, sourceLocation: sourceLocation)
         return (used.id, Array(bytes.prefix(Int(used.length))))

@@ -32,7 +32,9 @@ import VirtioNet
         let counters = NetCounters()
         try rig.post(writable: [80])
         let long = ethernetFrame(to: macA, from: macB, payload: 100)
-        #expect(try withPacket(long) { try writer.deliver($0, to: &rig.device, counters: counters) } == .dropped(.rxTooLong))
+        #expect(
+            try withPacket(long) { try writer.deliver($0, to: &rig.device, counters: counters) } == .dropped(.rxTooLong)
+        )
         #expect(try rig.reap() == nil)
         #expect(writer.heldCount == 1)
         let short = ethernetFrame(to: macA, from: macB, payload: 40)
@@ -48,8 +50,10 @@ import VirtioNet
         let counters = NetCounters()
         let frame = ethernetFrame(to: macA, from: macB, payload: 300)
         // A header-only buffer is legal with MRG_RXBUF (section 5.1.6.3.1: at least a header).
-        let ids = [try rig.post(writable: [12]), try rig.post(writable: [100]), try rig.post(writable: [64, 64]),
-                   try rig.post(writable: [200])]
+        let ids = [
+            try rig.post(writable: [12]), try rig.post(writable: [100]), try rig.post(writable: [64, 64]),
+            try rig.post(writable: [200]),
+        ]
         // Needs 12 + 314 bytes: the first four chains (12 + 100 + 128 + 200).
         #expect(try withPacket(frame) { try writer.deliver($0, to: &rig.device, counters: counters) } == .delivered)
         var received: [UInt8] = []
@@ -84,7 +88,9 @@ import VirtioNet
         let counters = NetCounters()
         for _ in 0..<4 { try rig.post(writable: [64]) }
         let huge = ethernetFrame(to: macA, from: macB, payload: 1000)
-        #expect(try withPacket(huge) { try writer.deliver($0, to: &rig.device, counters: counters) } == .dropped(.rxTooLong))
+        #expect(
+            try withPacket(huge) { try writer.deliver($0, to: &rig.device, counters: counters) } == .dropped(.rxTooLong)
+        )
         let small = ethernetFrame(to: macA, from: macB, payload: 30)
         #expect(try withPacket(small) { try writer.deliver($0, to: &rig.device, counters: counters) } == .delivered)
         #expect(try rig.reap()?.bytes == headerBytes(NetHeader(bufferCount: 1)) + small)
@@ -121,7 +127,9 @@ import VirtioNet
 @Suite struct TransmitReaderTests {
     let packet = UnsafeMutableRawBufferPointer.allocate(byteCount: NetHeader.size + 1514, alignment: 8)
 
-    func read(_ rig: NetRig, features: UInt64 = modern, counters: NetCounters = NetCounters()) throws -> (TransmitResult, [UInt8]) {
+    func read(_ rig: NetRig, features: UInt64 = modern, counters: NetCounters = NetCounters()) throws -> (
+        TransmitResult, [UInt8]
+    ) {
         let chain = try #require(try rig.device.pop())
         let result = try TransmitReader(features: features).read(chain, into: packet, counters: counters)
         try rig.device.complete(chain, written: 0)

@@ -23,7 +23,9 @@ import VMMTestSupport
 
     @Test func stopsLearningWhenFull() {
         let table = MacLearningTable(capacity: 16)
-        for i in 0..<100 { _ = table.learn(source: MacAddress(rawValue: 0x02 | UInt64(i) << 8), port: i % 4, lookup: .broadcast) }
+        for i in 0..<100 {
+            _ = table.learn(source: MacAddress(rawValue: 0x02 | UInt64(i) << 8), port: i % 4, lookup: .broadcast)
+        }
         #expect(table.learnedCount == 12)
         #expect(table.port(of: MacAddress(rawValue: 0x02 | 5 << 8)) == 1)
         #expect(table.port(of: MacAddress(rawValue: 0x02 | 99 << 8)) == nil)
@@ -31,7 +33,9 @@ import VMMTestSupport
 
     @Test func frameQueueIsBoundedAndOrdered() {
         let queue = FrameQueue(capacity: 3, slotSize: 16)
-        for value in 1...3 { #expect([UInt8](repeating: UInt8(value), count: value).withUnsafeBytes { queue.push($0) }) }
+        for value in 1...3 {
+            #expect([UInt8](repeating: UInt8(value), count: value).withUnsafeBytes { queue.push($0) })
+        }
         #expect(![UInt8(4)].withUnsafeBytes { queue.push($0) })
         #expect(queue.count == 3)
         #expect(queue.front().map(Array.init) == [1])

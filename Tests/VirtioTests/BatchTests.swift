@@ -9,16 +9,22 @@ import Virtio
     func queueDriver(_ layout: RingLayout, _ features: VirtioFeatures) throws -> any DriverQueue {
         let memory = try standardMemory()
         switch layout {
-        case .split: return try DriverSplitQueue(memory: memory, size: 8, addresses: standardAddresses(), features: features)
-        case .packed: return try DriverPackedQueue(memory: memory, size: 8, addresses: standardAddresses(), features: features)
+        case .split:
+            return try DriverSplitQueue(memory: memory, size: 8, addresses: standardAddresses(), features: features)
+        case .packed:
+            return try DriverPackedQueue(memory: memory, size: 8, addresses: standardAddresses(), features: features)
         }
     }
 
-    func queueDevice(_ layout: RingLayout, _ driver: any DriverQueue,
-                     _ features: VirtioFeatures) throws -> any DeviceQueue & ~Copyable {
+    func queueDevice(
+        _ layout: RingLayout, _ driver: any DriverQueue,
+        _ features: VirtioFeatures
+    ) throws -> any DeviceQueue & ~Copyable {
         switch layout {
-        case .split: return try SplitQueue(memory: driver.memory, size: 8, addresses: standardAddresses(), features: features)
-        case .packed: return try PackedQueue(memory: driver.memory, size: 8, addresses: standardAddresses(), features: features)
+        case .split:
+            return try SplitQueue(memory: driver.memory, size: 8, addresses: standardAddresses(), features: features)
+        case .packed:
+            return try PackedQueue(memory: driver.memory, size: 8, addresses: standardAddresses(), features: features)
         }
     }
 

@@ -15,12 +15,12 @@ import VMMTestSupport
 
     @Test func marksExactlyThePagesOfARange() throws {
         let log = try makeLog(bytes: 8)
-        log.mark(guestPhysical: 0x1FFF, length: 2)          // last byte of page 1, first of page 2
-        log.mark(guestPhysical: 0x9000, length: 0x1000)     // page 9 exactly
-        log.mark(guestPhysical: 0x20000, length: 0)          // nothing
+        log.mark(guestPhysical: 0x1FFF, length: 2)  // last byte of page 1, first of page 2
+        log.mark(guestPhysical: 0x9000, length: 0x1000)  // page 9 exactly
+        log.mark(guestPhysical: 0x20000, length: 0)  // nothing
         #expect(log.takeDirtyPages() == [1, 2, 9])
         #expect(log.takeDirtyPages() == [])
-        log.mark(guestPhysical: 0x3F000, length: 0x1000)     // page 63, the last one of 8 bytes
+        log.mark(guestPhysical: 0x3F000, length: 0x1000)  // page 63, the last one of 8 bytes
         #expect(log.isDirty(page: 63))
         #expect(log.takeDirtyPages() == [63])
     }
@@ -29,8 +29,8 @@ import VMMTestSupport
         let shared = try SharedMemory(size: 4096)
         // One byte of log (pages 0-7) at offset 1 of the fd: bytes 0 and 2 must stay untouched.
         let log = DirtyLog(mapping: try MemoryMapping(fd: shared.descriptor, size: 1, offset: 1))
-        log.mark(guestPhysical: 0x7000, length: 0x3000)      // pages 7, 8, 9
-        log.mark(guestPhysical: UInt64.max - 10, length: 100) // overflowing range
+        log.mark(guestPhysical: 0x7000, length: 0x3000)  // pages 7, 8, 9
+        log.mark(guestPhysical: UInt64.max - 10, length: 100)  // overflowing range
         log.mark(guestPhysical: 0x100000, length: 1)
         #expect(shared.mapping.bytes[0] == 0)
         #expect(shared.mapping.bytes[1] == 0x80)
@@ -42,15 +42,16 @@ import VMMTestSupport
     @Test func requiredSizeCoversTheHighestRegion() throws {
         // 1 MiB at 0x10000: last byte 0x10FFFF is page 0x10F = 271, in byte 33.
         #expect(DirtyLog.requiredSize(for: try standardMemory()) == 34)
-        #expect(DirtyLog.requiredSize(for: try makeMemory([(0, 4096), (0x8000_0000, 4096)])) == 0x8000_0000 / 4096 / 8 + 1)
+        #expect(
+            DirtyLog.requiredSize(for: try makeMemory([(0, 4096), (0x8000_0000, 4096)])) == 0x8000_0000 / 4096 / 8 + 1)
         #expect(DirtyLog.requiredSize(lastAddress: 0) == 1)
     }
 
     @Test func completionMarksOnlyTheWrittenBytesOfWritableBuffers() throws {
         var rig = try SplitRig()
-        let header = dataBase + 0x10               // readable: never logged
-        let first = dataBase + 0x0F00               // writable, 0x200 bytes across a page boundary
-        let second = dataBase + 0x5000              // writable, 0x1000 bytes
+        let header = dataBase + 0x10  // readable: never logged
+        let first = dataBase + 0x0F00  // writable, 0x200 bytes across a page boundary
+        let second = dataBase + 0x5000  // writable, 0x1000 bytes
         try rig.descriptor(0, addr: header, len: 16, flags: Flag.next, next: 1)
         try rig.descriptor(1, addr: first, len: 0x200, flags: Flag.next | Flag.write, next: 2)
         try rig.descriptor(2, addr: second, len: 0x1000, flags: Flag.write)

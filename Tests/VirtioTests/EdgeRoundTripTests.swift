@@ -35,24 +35,30 @@ import VMMTestSupport
 
     func roundTrip(layout: RingLayout, lengths: [[Int]], warmUp: Int, seed: UInt64) throws {
         var random = SplitMix(seed: seed)
-        let memory = try makeMemory([(memoryBase, 1 << 20), (Self.regionB, Self.dataRegionSize),
-                                     (Self.regionC, Self.dataRegionSize), (Self.regionD, 0x1_0000)])
+        let memory = try makeMemory([
+            (memoryBase, 1 << 20), (Self.regionB, Self.dataRegionSize),
+            (Self.regionC, Self.dataRegionSize), (Self.regionD, 0x1_0000),
+        ])
         var device: any DeviceQueue & ~Copyable
         let driver: any DriverQueue
         switch layout {
         case .split:
             // Near the wrap of the 16-bit indices.
             let start = UInt16(truncatingIfNeeded: 65536 - Int(random.next(below: 40)))
-            driver = try DriverSplitQueue(memory: memory, size: Self.size, addresses: standardAddresses(),
-                                          features: Self.features, startIndex: start)
-            var queue = try SplitQueue(memory: memory, size: Self.size, addresses: standardAddresses(), features: Self.features)
+            driver = try DriverSplitQueue(
+                memory: memory, size: Self.size, addresses: standardAddresses(),
+                features: Self.features, startIndex: start)
+            var queue = try SplitQueue(
+                memory: memory, size: Self.size, addresses: standardAddresses(), features: Self.features)
             try queue.setNextAvailIndex(UInt32(start))
             device = consume queue
         case .packed:
-            driver = try DriverPackedQueue(memory: memory, size: Self.size, addresses: standardAddresses(),
-                                           features: Self.features.union(.ringPacked))
-            let packed = try PackedQueue(memory: memory, size: Self.size, addresses: standardAddresses(),
-                                         features: Self.features.union(.ringPacked))
+            driver = try DriverPackedQueue(
+                memory: memory, size: Self.size, addresses: standardAddresses(),
+                features: Self.features.union(.ringPacked))
+            let packed = try PackedQueue(
+                memory: memory, size: Self.size, addresses: standardAddresses(),
+                features: Self.features.union(.ringPacked))
             device = consume packed
         }
         // Warm-up laps: one-buffer round trips move both sides to any slot, lap and wrap counter.
@@ -65,8 +71,9 @@ import VMMTestSupport
         }
         if layout == .packed && random.next(below: 2) == 0 {
             // A new back-end resumes from the old one's vhost-user base (GET/SET_VRING_BASE).
-            var resumed = try PackedQueue(memory: memory, size: Self.size, addresses: standardAddresses(),
-                                          features: Self.features.union(.ringPacked))
+            var resumed = try PackedQueue(
+                memory: memory, size: Self.size, addresses: standardAddresses(),
+                features: Self.features.union(.ringPacked))
             try resumed.setNextAvailIndex(device.nextAvailIndex)
             device = consume resumed
         }
@@ -83,7 +90,8 @@ import VMMTestSupport
             var buffers: [DriverBuffer] = []
             for (i, length) in chainLengths.enumerated() {
                 let zero = index == zeroLengthChain && i == chainLengths.count - 1
-                buffers.append(DriverBuffer(address: cursor, length: zero ? 0 : UInt32(length), isWritable: i >= splitPoint))
+                buffers.append(
+                    DriverBuffer(address: cursor, length: zero ? 0 : UInt32(length), isWritable: i >= splitPoint))
                 cursor += UInt64(length) + random.next(below: 32)
             }
             chains.append(buffers)
@@ -99,10 +107,15 @@ import VMMTestSupport
         }
         if random.next(below: 2) == 0 {
             while driver.freeDescriptors > 0 {
-                let filler = [DriverBuffer(address: Self.regionD + 0x100 + UInt64(posted.count) * 64, length: 64, isWritable: true)]
+                let filler = [
+                    DriverBuffer(
+                        address: Self.regionD + 0x100 + UInt64(posted.count) * 64, length: 64, isWritable: true)
+                ]
                 posted.append((try driver.post(filler), filler))
             }
-            #expect(throws: DriverQueueError.queueFull) { _ = try driver.post([DriverBuffer(address: Self.regionD, length: 1, isWritable: true)]) }
+            #expect(throws: DriverQueueError.queueFull) {
+                _ = try driver.post([DriverBuffer(address: Self.regionD, length: 1, isWritable: true)])
+            }
         }
 
         var popped: [(chain: Chain, buffers: [DriverBuffer])] = []
@@ -154,7 +167,8 @@ import VMMTestSupport
                 received += try readGuest(memory, buffer.address, Int(buffer.length))
             }
             let index = popped.firstIndex { $0.chain.id == completion.id } ?? 0
-            #expect(Array(received.prefix(completion.written))
+            #expect(
+                Array(received.prefix(completion.written))
                     == (0..<completion.written).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ index) })
         }
         #expect(try driver.reap() == nil)
@@ -167,11 +181,15 @@ import VMMTestSupport
     /// completion goes into the next ring slot (VIRTIO 1.2 §2.8), which here still holds this
     /// chain's descriptor: the re-walk reads the used element instead and stops short.
     @Test func packedChainIsWrittenAfterOutOfOrderCompletion() throws {
-        let memory = try makeMemory([(memoryBase, 1 << 20), (Self.regionB, Self.dataRegionSize),
-                                     (Self.regionC, Self.dataRegionSize)])
+        let memory = try makeMemory([
+            (memoryBase, 1 << 20), (Self.regionB, Self.dataRegionSize),
+            (Self.regionC, Self.dataRegionSize),
+        ])
         let features = Self.features.union(.ringPacked)
-        let driver = try DriverPackedQueue(memory: memory, size: Self.size, addresses: standardAddresses(), features: features)
-        var device = try PackedQueue(memory: memory, size: Self.size, addresses: standardAddresses(), features: features)
+        let driver = try DriverPackedQueue(
+            memory: memory, size: Self.size, addresses: standardAddresses(), features: features)
+        var device = try PackedQueue(
+            memory: memory, size: Self.size, addresses: standardAddresses(), features: features)
         let spanning = [DriverBuffer(address: Self.regionC - 100, length: 200, isWritable: true)]
         _ = try driver.post(spanning)
         _ = try driver.post([DriverBuffer(address: Self.regionB, length: 64, isWritable: true)])
@@ -190,8 +208,12 @@ import VMMTestSupport
         buffers.flatMap { buffer -> [DriverBuffer] in
             let end = buffer.address + UInt64(buffer.length)
             guard buffer.address < Self.regionC, end > Self.regionC else { return [buffer] }
-            return [DriverBuffer(address: buffer.address, length: UInt32(Self.regionC - buffer.address), isWritable: buffer.isWritable),
-                    DriverBuffer(address: Self.regionC, length: UInt32(end - Self.regionC), isWritable: buffer.isWritable)]
+            return [
+                DriverBuffer(
+                    address: buffer.address, length: UInt32(Self.regionC - buffer.address),
+                    isWritable: buffer.isWritable),
+                DriverBuffer(address: Self.regionC, length: UInt32(end - Self.regionC), isWritable: buffer.isWritable),
+            ]
         }
     }
 }

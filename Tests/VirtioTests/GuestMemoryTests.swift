@@ -16,7 +16,9 @@ import Virtio
         #expect(!memory.contains(guestPhysical: UInt64.max - 1, length: 4))
         #expect(memory.contains(guestPhysical: 0x10000, length: 0x1000))
         // Front-end addresses translate through their own key.
-        #expect(memory.pointer(userAddress: 0x7f00_0000_0000 + 0x10010, length: 16) == memory.regions[1].mapping.base + 0x10)
+        #expect(
+            memory.pointer(userAddress: 0x7f00_0000_0000 + 0x10010, length: 16) == memory.regions[1].mapping.base + 0x10
+        )
         #expect(memory.pointer(userAddress: 0x10010, length: 16) == nil)
         #expect(memory.guestPhysicalAddress(userAddress: 0x7f00_0000_0000 + 0x1234) == 0x1234)
     }
@@ -38,14 +40,21 @@ import Virtio
             ])
         }
         #expect(throws: GuestMemoryError.emptyRegion(guestPhysicalAddress: 0)) {
-            try GuestMemory(regions: [GuestMemoryRegion(guestPhysicalAddress: 0, size: 0, userAddress: 0, mapping: mapping)])
+            try GuestMemory(regions: [
+                GuestMemoryRegion(guestPhysicalAddress: 0, size: 0, userAddress: 0, mapping: mapping)
+            ])
         }
         #expect(throws: GuestMemoryError.regionOverflow(address: UInt64.max - 0xff, size: 0x1000)) {
-            try GuestMemory(regions: [GuestMemoryRegion(guestPhysicalAddress: UInt64.max - 0xff, size: 0x1000,
-                                                        userAddress: 0, mapping: mapping)])
+            try GuestMemory(regions: [
+                GuestMemoryRegion(
+                    guestPhysicalAddress: UInt64.max - 0xff, size: 0x1000,
+                    userAddress: 0, mapping: mapping)
+            ])
         }
         #expect(throws: GuestMemoryError.mappingTooSmall(guestPhysicalAddress: 0, size: 0x2000, mappingSize: 0x1000)) {
-            try GuestMemory(regions: [GuestMemoryRegion(guestPhysicalAddress: 0, size: 0x2000, userAddress: 0, mapping: mapping)])
+            try GuestMemory(regions: [
+                GuestMemoryRegion(guestPhysicalAddress: 0, size: 0x2000, userAddress: 0, mapping: mapping)
+            ])
         }
     }
 
@@ -68,7 +77,9 @@ import Virtio
     func chainBufferCrossingAdjacentRegions(layout: RingLayout) throws {
         // Rings in the first region; one buffer runs from the first region into the second, and the
         // indirect table (second pass) straddles the boundary between the second and the third.
-        let memory = try makeMemory([(memoryBase, 0x10000), (memoryBase + 0x10000, 0x10000), (memoryBase + 0x20000, 0x1000)])
+        let memory = try makeMemory([
+            (memoryBase, 0x10000), (memoryBase + 0x10000, 0x10000), (memoryBase + 0x20000, 0x1000),
+        ])
         let buffer = DriverBuffer(address: memoryBase + 0x10000 - 100, length: 300, isWritable: false)
         let table = memoryBase + 0x20000 - 8
         for indirect in [false, true] {
@@ -79,10 +90,11 @@ import Virtio
             let id = try driver.post([buffer], indirectTable: indirect ? table : nil)
             let chain = try #require(try device.pop())
             #expect(chain.id == id)
-            #expect(try describe(chain, in: memory) == [
-                DriverBuffer(address: buffer.address, length: 100, isWritable: false),
-                DriverBuffer(address: memoryBase + 0x10000, length: 200, isWritable: false),
-            ])
+            #expect(
+                try describe(chain, in: memory) == [
+                    DriverBuffer(address: buffer.address, length: 100, isWritable: false),
+                    DriverBuffer(address: memoryBase + 0x10000, length: 200, isWritable: false),
+                ])
             var read = [UInt8](repeating: 0, count: 300)
             #expect(try read.withUnsafeMutableBytes { try chain.readReadable(into: $0) } == 300)
             #expect(read == payload)
@@ -100,8 +112,9 @@ import Virtio
         var device = try makeDevice(layout, memory)
         let driver = try makeDriver(layout, memory)
         let address = memoryBase + 0x10000 - 100
-        try driver.post([DriverBuffer(address: address, length: 300, isWritable: true)],
-                        indirectTable: nil)
+        try driver.post(
+            [DriverBuffer(address: address, length: 300, isWritable: true)],
+            indirectTable: nil)
         #expect(throws: VirtqueueError.bufferOutsideMemory(address: address, length: 300)) { try device.pop() }
         #expect(device.brokenReason == .bufferOutsideMemory(address: address, length: 300))
     }
@@ -110,15 +123,18 @@ import Virtio
         let features: VirtioFeatures = [.ringIndirectDescriptors]
         switch layout {
         case .split: return try SplitQueue(memory: memory, size: 8, addresses: standardAddresses(), features: features)
-        case .packed: return try PackedQueue(memory: memory, size: 8, addresses: standardAddresses(), features: features)
+        case .packed:
+            return try PackedQueue(memory: memory, size: 8, addresses: standardAddresses(), features: features)
         }
     }
 
     func makeDriver(_ layout: RingLayout, _ memory: GuestMemory) throws -> any DriverQueue {
         let features: VirtioFeatures = [.ringIndirectDescriptors]
         switch layout {
-        case .split: return try DriverSplitQueue(memory: memory, size: 8, addresses: standardAddresses(), features: features)
-        case .packed: return try DriverPackedQueue(memory: memory, size: 8, addresses: standardAddresses(), features: features)
+        case .split:
+            return try DriverSplitQueue(memory: memory, size: 8, addresses: standardAddresses(), features: features)
+        case .packed:
+            return try DriverPackedQueue(memory: memory, size: 8, addresses: standardAddresses(), features: features)
         }
     }
 }

@@ -48,7 +48,7 @@ import Virtio
         device.disableNotifications()
         try driver.post(buffer, indirectTable: nil)
         #expect(!driver.needsKick())
-        let decision4 = device.enableNotifications()   // two chains arrived meanwhile
+        let decision4 = device.enableNotifications()  // two chains arrived meanwhile
         #expect(decision4)
         #expect(driver.needsKick())
         while let chain = try device.pop() { try device.push(chain, written: 0) }
@@ -60,16 +60,16 @@ import Virtio
         let driver = try splitDriver([.ringEventIndex])
         var device = try splitDevice(driver, [.ringEventIndex])
         try roundTrip(&device, driver)
-        let decision6 = device.needsNotification()         // first decision: always
+        let decision6 = device.needsNotification()  // first decision: always
         #expect(decision6)
-        let decision7 = device.needsNotification()        // nothing new published
+        let decision7 = device.needsNotification()  // nothing new published
         #expect(!decision7)
         // used_event = 0 and the used index is now 1: crossing 0 happened already.
         try roundTrip(&device, driver)
         let decision8 = device.needsNotification()
         #expect(!decision8)
-        driver.setUsedEvent(2)                       // interrupt when the used index passes 2
-        try roundTrip(&device, driver)               // used idx 2 -> 3
+        driver.setUsedEvent(2)  // interrupt when the used index passes 2
+        try roundTrip(&device, driver)  // used idx 2 -> 3
         let decision9 = device.needsNotification()
         #expect(decision9)
         driver.setUsedEvent(10)
@@ -84,7 +84,7 @@ import Virtio
         let b = try #require(try device.pop())
         try device.stage(a, written: 0)
         try device.stage(b, written: 0)
-        #expect(try driver.reap() == nil)            // staged, not yet published
+        #expect(try driver.reap() == nil)  // staged, not yet published
         device.publishUsed()
         let decision11 = device.needsNotification()
         #expect(decision11)
@@ -95,15 +95,15 @@ import Virtio
         let driver = try splitDriver([.ringEventIndex])
         var device = try splitDevice(driver, [.ringEventIndex])
         try driver.post(buffer, indirectTable: nil)
-        #expect(driver.needsKick())                  // avail_event = 0 initially: first post crosses it
-        _ = try #require(try device.pop())           // device writes avail_event = 1
+        #expect(driver.needsKick())  // avail_event = 0 initially: first post crosses it
+        _ = try #require(try device.pop())  // device writes avail_event = 1
         try driver.post(buffer, indirectTable: nil)  // avail idx 1 -> 2 crosses 1
         #expect(driver.needsKick())
-        device.disableNotifications()                // avail_event stays at 1
+        device.disableNotifications()  // avail_event stays at 1
         _ = try #require(try device.pop())
         try driver.post(buffer, indirectTable: nil)  // 2 -> 3 does not cross 1
         #expect(!driver.needsKick())
-        let decision12 = device.enableNotifications()        // writes avail_event = 2; chain 3 is pending
+        let decision12 = device.enableNotifications()  // writes avail_event = 2; chain 3 is pending
         #expect(decision12)
         _ = try #require(try device.pop())
         let decision13 = device.enableNotifications()
@@ -141,27 +141,27 @@ import Virtio
         let driver = try packedDriver([.ringEventIndex])
         var device = try packedDevice(driver, [.ringEventIndex])
         driver.setDriverEvent(flags: 2, offWrap: 0x8000 | 3)  // notify when used slot 3 (lap 1) is written
-        try roundTrip(&device, driver)               // next used 0 -> 1
-        let decision19 = device.needsNotification()          // first decision: always
+        try roundTrip(&device, driver)  // next used 0 -> 1
+        let decision19 = device.needsNotification()  // first decision: always
         #expect(decision19)
-        try roundTrip(&device, driver)               // 1 -> 2
+        try roundTrip(&device, driver)  // 1 -> 2
         let decision20 = device.needsNotification()
         #expect(!decision20)
-        try roundTrip(&device, driver)               // 2 -> 3
+        try roundTrip(&device, driver)  // 2 -> 3
         let decision21 = device.needsNotification()
         #expect(!decision21)
-        try roundTrip(&device, driver)               // 3 -> 4: crosses 3
+        try roundTrip(&device, driver)  // 3 -> 4: crosses 3
         let decision22 = device.needsNotification()
         #expect(decision22)
         // Around the ring: ask for slot 1 of the next lap (wrap counter 0).
         driver.setDriverEvent(flags: 2, offWrap: 1)
-        for _ in 0..<4 { try roundTrip(&device, driver) }   // 4 -> 0 (wraps)
+        for _ in 0..<4 { try roundTrip(&device, driver) }  // 4 -> 0 (wraps)
         let decision23 = device.needsNotification()
         #expect(!decision23)
-        try roundTrip(&device, driver)               // 0 -> 1
+        try roundTrip(&device, driver)  // 0 -> 1
         let decision24 = device.needsNotification()
         #expect(!decision24)
-        try roundTrip(&device, driver)               // 1 -> 2: crosses 1
+        try roundTrip(&device, driver)  // 1 -> 2: crosses 1
         let decision25 = device.needsNotification()
         #expect(decision25)
         driver.setDriverEvent(flags: 1)
@@ -177,11 +177,11 @@ import Virtio
     @Test func packedDeviceEventDescMode() throws {
         let driver = try packedDriver([.ringEventIndex])
         var device = try packedDevice(driver, [.ringEventIndex])
-        let decision28 = device.enableNotifications()       // writes DESC with our next slot (0, wrap 1)
+        let decision28 = device.enableNotifications()  // writes DESC with our next slot (0, wrap 1)
         #expect(!decision28)
         try driver.post(buffer, indirectTable: nil)
-        #expect(driver.needsKick())                  // slot 0 is the one we asked about
-        _ = try #require(try device.pop())           // DESC now names slot 1
+        #expect(driver.needsKick())  // slot 0 is the one we asked about
+        _ = try #require(try device.pop())  // DESC now names slot 1
         device.disableNotifications()
         try driver.post(buffer, indirectTable: nil)
         #expect(!driver.needsKick())

@@ -129,7 +129,8 @@ import Virtio
     @Test func unavailableSlotIsEmptyNotAnError() throws {
         var rig = try PackedRig()
         // Both bits set = used in lap 1: not available to the device.
-        try writePackedDescriptor(rig.memory, at: memoryBase, addr: 0, len: 0, flags: PackedRig.avail | PackedRig.used, id: 99)
+        try writePackedDescriptor(
+            rig.memory, at: memoryBase, addr: 0, len: 0, flags: PackedRig.avail | PackedRig.used, id: 99)
         #expect(try rig.queue.pop()?.id == nil)
         let broken = rig.queue.isBroken
         #expect(!broken)
@@ -140,18 +141,33 @@ import Virtio
         let good = standardAddresses()
         let end = memoryBase + (1 << 20)
         let cases: [(RingAddresses, VirtqueueError)] = [
-            (RingAddresses(descriptorTable: end - 64, driverArea: good.driverArea, deviceArea: good.deviceArea),
-             .ringOutsideMemory(.descriptorTable, address: end - 64, length: 128)),
-            (RingAddresses(descriptorTable: good.descriptorTable, driverArea: end, deviceArea: good.deviceArea),
-             .ringOutsideMemory(.driverArea, address: end, length: 4)),
-            (RingAddresses(descriptorTable: good.descriptorTable, driverArea: good.driverArea, deviceArea: 0),
-             .ringOutsideMemory(.deviceArea, address: 0, length: 4)),
-            (RingAddresses(descriptorTable: good.descriptorTable + 4, driverArea: good.driverArea, deviceArea: good.deviceArea),
-             .misalignedRing(.descriptorTable, address: good.descriptorTable + 4)),
-            (RingAddresses(descriptorTable: good.descriptorTable, driverArea: good.driverArea + 2, deviceArea: good.deviceArea),
-             .misalignedRing(.driverArea, address: good.driverArea + 2)),
-            (RingAddresses(descriptorTable: good.descriptorTable, driverArea: good.driverArea, deviceArea: good.deviceArea + 1),
-             .misalignedRing(.deviceArea, address: good.deviceArea + 1)),
+            (
+                RingAddresses(descriptorTable: end - 64, driverArea: good.driverArea, deviceArea: good.deviceArea),
+                .ringOutsideMemory(.descriptorTable, address: end - 64, length: 128)
+            ),
+            (
+                RingAddresses(descriptorTable: good.descriptorTable, driverArea: end, deviceArea: good.deviceArea),
+                .ringOutsideMemory(.driverArea, address: end, length: 4)
+            ),
+            (
+                RingAddresses(descriptorTable: good.descriptorTable, driverArea: good.driverArea, deviceArea: 0),
+                .ringOutsideMemory(.deviceArea, address: 0, length: 4)
+            ),
+            (
+                RingAddresses(
+                    descriptorTable: good.descriptorTable + 4, driverArea: good.driverArea, deviceArea: good.deviceArea),
+                .misalignedRing(.descriptorTable, address: good.descriptorTable + 4)
+            ),
+            (
+                RingAddresses(
+                    descriptorTable: good.descriptorTable, driverArea: good.driverArea + 2, deviceArea: good.deviceArea),
+                .misalignedRing(.driverArea, address: good.driverArea + 2)
+            ),
+            (
+                RingAddresses(
+                    descriptorTable: good.descriptorTable, driverArea: good.driverArea, deviceArea: good.deviceArea + 1),
+                .misalignedRing(.deviceArea, address: good.deviceArea + 1)
+            ),
         ]
         for (addresses, error) in cases {
             #expect(throws: error) { _ = try PackedQueue(memory: memory, size: 8, addresses: addresses, features: []) }
@@ -168,7 +184,7 @@ import Virtio
     @Test func ringBaseEncoding() throws {
         var rig = try PackedRig()
         #expect(rig.queue.nextAvailIndex == 0x8000_8000)
-        try rig.queue.setNextAvailIndex(0x0005)          // slot 5, wrap 0; used follows avail
+        try rig.queue.setNextAvailIndex(0x0005)  // slot 5, wrap 0; used follows avail
         #expect(rig.queue.nextAvailIndex == 0x0005_0005)
         try rig.queue.setNextAvailIndex(0x8003_0007)
         #expect(rig.queue.nextAvailIndex == 0x8003_0007)
@@ -188,6 +204,8 @@ import Virtio
         // Used descriptor in slot 0: id 5, len 4, AVAIL|USED|WRITE.
         #expect(try rig.memory.load(UInt16.self, guestPhysical: memoryBase + 12) == 5)
         #expect(try rig.memory.load(UInt32.self, guestPhysical: memoryBase + 8) == 4)
-        #expect(try rig.memory.load(UInt16.self, guestPhysical: memoryBase + 14) == PackedRig.avail | PackedRig.used | Flag.write)
+        #expect(
+            try rig.memory.load(UInt16.self, guestPhysical: memoryBase + 14) == PackedRig.avail | PackedRig.used
+                | Flag.write)
     }
 }

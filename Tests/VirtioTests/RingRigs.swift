@@ -21,7 +21,8 @@ struct SplitRig: ~Copyable {
 
     /// Appends `head` to the avail ring and publishes it.
     mutating func publish(_ head: UInt16) throws {
-        try memory.store(head, guestPhysical: standardAddresses().driverArea + 4 + UInt64(availIndex % UInt16(size)) * 2)
+        try memory.store(
+            head, guestPhysical: standardAddresses().driverArea + 4 + UInt64(availIndex % UInt16(size)) * 2)
         availIndex &+= 1
         try memory.store(availIndex, guestPhysical: standardAddresses().driverArea + 2)
     }
@@ -55,7 +56,8 @@ struct PackedRig: ~Copyable {
 
     /// Writes slot `slot` as available in the first lap (AVAIL=1, USED=0) plus `flags`.
     func descriptor(_ slot: UInt64, addr: UInt64, len: UInt32, flags: UInt16 = 0, id: UInt16 = 0) throws {
-        try writePackedDescriptor(memory, at: memoryBase + slot * 16, addr: addr, len: len, flags: flags | Self.avail, id: id)
+        try writePackedDescriptor(
+            memory, at: memoryBase + slot * 16, addr: addr, len: len, flags: flags | Self.avail, id: id)
     }
 
     mutating func expectBroken(_ error: VirtqueueError) -> Bool {

@@ -14,30 +14,37 @@ import Virtio
         ) { lengths, splitPoint, indirect, startBack in
             // PropertyBased drops errors thrown by the body, so record them as issues explicitly.
             do {
-                try roundTrip(layout: layout, lengths: lengths, splitPoint: splitPoint, indirect: indirect,
-                              start: UInt16(truncatingIfNeeded: 65536 - startBack))
+                try roundTrip(
+                    layout: layout, lengths: lengths, splitPoint: splitPoint, indirect: indirect,
+                    start: UInt16(truncatingIfNeeded: 65536 - startBack))
             } catch {
                 Issue.record(error, "lengths \(lengths) split \(splitPoint) indirect \(indirect) start -\(startBack)")
             }
         }
     }
 
-    func roundTrip(layout: RingLayout, lengths: [Int], splitPoint: Int, indirect: Bool,
-                   start: UInt16) throws {
+    func roundTrip(
+        layout: RingLayout, lengths: [Int], splitPoint: Int, indirect: Bool,
+        start: UInt16
+    ) throws {
         let memory = try standardMemory()
         let size = 16
         var device: any DeviceQueue & ~Copyable
         let driver: any DriverQueue
         switch layout {
         case .split:
-            driver = try DriverSplitQueue(memory: memory, size: size, addresses: standardAddresses(),
-                                          features: Self.features, startIndex: start)
-            var queue = try SplitQueue(memory: memory, size: size, addresses: standardAddresses(), features: Self.features)
+            driver = try DriverSplitQueue(
+                memory: memory, size: size, addresses: standardAddresses(),
+                features: Self.features, startIndex: start)
+            var queue = try SplitQueue(
+                memory: memory, size: size, addresses: standardAddresses(), features: Self.features)
             try queue.setNextAvailIndex(UInt32(start))
             device = consume queue
         case .packed:
-            driver = try DriverPackedQueue(memory: memory, size: size, addresses: standardAddresses(), features: Self.features)
-            device = try PackedQueue(memory: memory, size: size, addresses: standardAddresses(), features: Self.features)
+            driver = try DriverPackedQueue(
+                memory: memory, size: size, addresses: standardAddresses(), features: Self.features)
+            device = try PackedQueue(
+                memory: memory, size: size, addresses: standardAddresses(), features: Self.features)
         }
         for round in 0..<12 {
             // Two chains per round (different data areas), completed in reverse order.
@@ -48,7 +55,9 @@ import Virtio
                     DriverBuffer(address: area + UInt64(i) * 4096, length: UInt32(length), isWritable: i >= splitPoint)
                 }
                 for (i, buffer) in chain.enumerated() where !buffer.isWritable {
-                    let bytes = (0..<Int(buffer.length)).map { UInt8(truncatingIfNeeded: round &* 31 &+ i &+ copy &+ $0) }
+                    let bytes = (0..<Int(buffer.length)).map {
+                        UInt8(truncatingIfNeeded: round &* 31 &+ i &+ copy &+ $0)
+                    }
                     try bytes.withUnsafeBytes { try memory.write(guestPhysical: buffer.address, bytes: $0) }
                 }
                 let table: UInt64? = indirect ? memoryBase + 0xC000 + UInt64(copy) * 0x1000 : nil

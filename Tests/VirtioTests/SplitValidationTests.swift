@@ -168,20 +168,43 @@ import Virtio
         let memory = try standardMemory()
         let good = standardAddresses()
         let cases: [(RingAddresses, VirtqueueError)] = [
-            (RingAddresses(descriptorTable: 0x100, driverArea: good.driverArea, deviceArea: good.deviceArea),
-             .ringOutsideMemory(.descriptorTable, address: 0x100, length: 128)),
-            (RingAddresses(descriptorTable: memoryBase + (1 << 20) - 64, driverArea: good.driverArea, deviceArea: good.deviceArea),
-             .ringOutsideMemory(.descriptorTable, address: memoryBase + (1 << 20) - 64, length: 128)),
-            (RingAddresses(descriptorTable: good.descriptorTable, driverArea: memoryBase + (1 << 20) - 8, deviceArea: good.deviceArea),
-             .ringOutsideMemory(.driverArea, address: memoryBase + (1 << 20) - 8, length: 22)),
-            (RingAddresses(descriptorTable: good.descriptorTable, driverArea: good.driverArea, deviceArea: memoryBase + (1 << 20) - 32),
-             .ringOutsideMemory(.deviceArea, address: memoryBase + (1 << 20) - 32, length: 70)),
-            (RingAddresses(descriptorTable: good.descriptorTable + 8, driverArea: good.driverArea, deviceArea: good.deviceArea),
-             .misalignedRing(.descriptorTable, address: good.descriptorTable + 8)),
-            (RingAddresses(descriptorTable: good.descriptorTable, driverArea: good.driverArea + 1, deviceArea: good.deviceArea),
-             .misalignedRing(.driverArea, address: good.driverArea + 1)),
-            (RingAddresses(descriptorTable: good.descriptorTable, driverArea: good.driverArea, deviceArea: good.deviceArea + 2),
-             .misalignedRing(.deviceArea, address: good.deviceArea + 2)),
+            (
+                RingAddresses(descriptorTable: 0x100, driverArea: good.driverArea, deviceArea: good.deviceArea),
+                .ringOutsideMemory(.descriptorTable, address: 0x100, length: 128)
+            ),
+            (
+                RingAddresses(
+                    descriptorTable: memoryBase + (1 << 20) - 64, driverArea: good.driverArea,
+                    deviceArea: good.deviceArea),
+                .ringOutsideMemory(.descriptorTable, address: memoryBase + (1 << 20) - 64, length: 128)
+            ),
+            (
+                RingAddresses(
+                    descriptorTable: good.descriptorTable, driverArea: memoryBase + (1 << 20) - 8,
+                    deviceArea: good.deviceArea),
+                .ringOutsideMemory(.driverArea, address: memoryBase + (1 << 20) - 8, length: 22)
+            ),
+            (
+                RingAddresses(
+                    descriptorTable: good.descriptorTable, driverArea: good.driverArea,
+                    deviceArea: memoryBase + (1 << 20) - 32),
+                .ringOutsideMemory(.deviceArea, address: memoryBase + (1 << 20) - 32, length: 70)
+            ),
+            (
+                RingAddresses(
+                    descriptorTable: good.descriptorTable + 8, driverArea: good.driverArea, deviceArea: good.deviceArea),
+                .misalignedRing(.descriptorTable, address: good.descriptorTable + 8)
+            ),
+            (
+                RingAddresses(
+                    descriptorTable: good.descriptorTable, driverArea: good.driverArea + 1, deviceArea: good.deviceArea),
+                .misalignedRing(.driverArea, address: good.driverArea + 1)
+            ),
+            (
+                RingAddresses(
+                    descriptorTable: good.descriptorTable, driverArea: good.driverArea, deviceArea: good.deviceArea + 2),
+                .misalignedRing(.deviceArea, address: good.deviceArea + 2)
+            ),
         ]
         for (addresses, error) in cases {
             #expect(throws: error) { _ = try SplitQueue(memory: memory, size: 8, addresses: addresses, features: []) }
@@ -197,13 +220,16 @@ import Virtio
         let memory = try standardMemory()
         let good = standardAddresses()
         let user: UInt64 = 0x7f00_0000_0000
-        let addresses = RingAddresses(descriptorTable: user + good.descriptorTable, driverArea: user + good.driverArea,
-                                      deviceArea: user + good.deviceArea, space: .frontendUser)
+        let addresses = RingAddresses(
+            descriptorTable: user + good.descriptorTable, driverArea: user + good.driverArea,
+            deviceArea: user + good.deviceArea, space: .frontendUser)
         _ = try SplitQueue(memory: memory, size: 8, addresses: addresses, features: [])
         // Guest-physical values are not front-end addresses here.
-        let wrongSpace = RingAddresses(descriptorTable: good.descriptorTable, driverArea: good.driverArea,
-                                       deviceArea: good.deviceArea, space: .frontendUser)
-        #expect(throws: VirtqueueError.ringOutsideMemory(.descriptorTable, address: good.descriptorTable, length: 128)) {
+        let wrongSpace = RingAddresses(
+            descriptorTable: good.descriptorTable, driverArea: good.driverArea,
+            deviceArea: good.deviceArea, space: .frontendUser)
+        #expect(throws: VirtqueueError.ringOutsideMemory(.descriptorTable, address: good.descriptorTable, length: 128))
+        {
             _ = try SplitQueue(memory: memory, size: 8, addresses: wrongSpace, features: [])
         }
     }
@@ -229,14 +255,15 @@ import Virtio
         try rig.descriptor(0, addr: data, len: 16)
         try rig.publish(0)
         let chain = try #require(try rig.queue.pop())
-        try rig.descriptor(0, addr: UInt64.max - 1, len: 4096)   // rewritten after pop
+        try rig.descriptor(0, addr: UInt64.max - 1, len: 4096)  // rewritten after pop
         #expect(try describe(chain, in: rig.memory) == [DriverBuffer(address: data, length: 16, isWritable: false)])
     }
 
     @Test func longChainRewrittenAfterPopIsRefusedOnIteration() throws {
         var rig = try SplitRig()
         for i in 0..<UInt16(5) {
-            try rig.descriptor(UInt64(i), addr: data + UInt64(i) * 64, len: 16, flags: i < 4 ? Flag.next : 0, next: i + 1)
+            try rig.descriptor(
+                UInt64(i), addr: data + UInt64(i) * 64, len: 16, flags: i < 4 ? Flag.next : 0, next: i + 1)
         }
         try rig.publish(0)
         let chain = try #require(try rig.queue.pop())
@@ -244,9 +271,12 @@ import Virtio
         try rig.descriptor(4, addr: data, len: 4096)
         #expect(throws: VirtqueueError.chainChanged) { try describe(chain, in: rig.memory) }
         try rig.descriptor(4, addr: UInt64.max - 1, len: 16)
-        #expect(throws: VirtqueueError.addressOverflow(address: UInt64.max - 1, length: 16)) { try describe(chain, in: rig.memory) }
+        #expect(throws: VirtqueueError.addressOverflow(address: UInt64.max - 1, length: 16)) {
+            try describe(chain, in: rig.memory)
+        }
         try rig.descriptor(4, addr: data, len: 16, flags: Flag.next, next: 0)
-        #expect(throws: VirtqueueError.chainChanged) { try describe(chain, in: rig.memory) }   // a loop: the bytes outgrow what pop saw
+        // A loop: the bytes outgrow what pop saw.
+        #expect(throws: VirtqueueError.chainChanged) { try describe(chain, in: rig.memory) }
     }
 
     @Test func ringBaseRoundTripsAndRejectsHighBits() throws {

@@ -9,10 +9,12 @@ func makeMapping(size: Int) throws -> MemoryMapping {
 
 /// Guest memory made of regions `(guest-physical address, size)`, each in its own mapping.
 func makeMemory(_ regions: [(UInt64, Int)]) throws -> GuestMemory {
-    try GuestMemory(regions: regions.map { gpa, size in
-        GuestMemoryRegion(guestPhysicalAddress: gpa, size: UInt64(size), userAddress: 0x7f00_0000_0000 + gpa,
-                          mapping: try makeMapping(size: size))
-    })
+    try GuestMemory(
+        regions: regions.map { gpa, size in
+            GuestMemoryRegion(
+                guestPhysicalAddress: gpa, size: UInt64(size), userAddress: 0x7f00_0000_0000 + gpa,
+                mapping: try makeMapping(size: size))
+        })
 }
 
 /// One 1 MiB region at 0x10000 with the standard ring placement below.
@@ -46,7 +48,9 @@ func describe(_ chain: Chain, in memory: GuestMemory) throws -> [DriverBuffer] {
 }
 
 /// Writes a raw 16-byte split descriptor (flags @12, next @14) at guest-physical `address`.
-func writeDescriptor(_ memory: GuestMemory, at address: UInt64, addr: UInt64, len: UInt32, flags: UInt16, next: UInt16) throws {
+func writeDescriptor(_ memory: GuestMemory, at address: UInt64, addr: UInt64, len: UInt32, flags: UInt16, next: UInt16)
+    throws
+{
     try memory.store(addr, guestPhysical: address)
     try memory.store(len, guestPhysical: address + 8)
     try memory.store(flags, guestPhysical: address + 12)
@@ -54,7 +58,9 @@ func writeDescriptor(_ memory: GuestMemory, at address: UInt64, addr: UInt64, le
 }
 
 /// Writes a raw 16-byte packed descriptor (id @12, flags @14) at guest-physical `address`.
-func writePackedDescriptor(_ memory: GuestMemory, at address: UInt64, addr: UInt64, len: UInt32, flags: UInt16, id: UInt16) throws {
+func writePackedDescriptor(
+    _ memory: GuestMemory, at address: UInt64, addr: UInt64, len: UInt32, flags: UInt16, id: UInt16
+) throws {
     try memory.store(addr, guestPhysical: address)
     try memory.store(len, guestPhysical: address + 8)
     try memory.store(id, guestPhysical: address + 12)

@@ -32,8 +32,9 @@ enum BlockBackend: String, Sendable {
             return try StorageDaemon.start(socket: socket, image: image, log: log)
         case .ours:
             let executable = builtProductPath("vhost-user-blk") ?? "vhost-user-blk"
-            return try SocketDaemon.start([executable, "--socket-path", socket, "--blk-file", image],
-                                          socket: socket, log: log)
+            return try SocketDaemon.start(
+                [executable, "--socket-path", socket, "--blk-file", image],
+                socket: socket, log: log)
         }
     }
 }
@@ -105,7 +106,9 @@ enum BlockBackend: String, Sendable {
             let shared = try SharedMemory(size: 1 << 20)
             let memory = try frontend.setMemory([FrontendMemoryRegion(shared)])
             let queue = try frontend.startQueue(index: 0, size: 128, ringAddress: 0)
-            let slots = (0..<32).map { VirtioBlockRequest(at: 0x1_0000 + UInt64($0) * 8192, dataLength: UInt32(Self.blockSize)) }
+            let slots = (0..<32).map {
+                VirtioBlockRequest(at: 0x1_0000 + UInt64($0) * 8192, dataLength: UInt32(Self.blockSize))
+            }
             var posted = 0
 
             /// Waits for `count` completions and checks each has status OK.

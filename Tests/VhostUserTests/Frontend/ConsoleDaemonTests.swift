@@ -23,8 +23,9 @@ struct ConsoleDaemonTests {
         defer { directory.remove(["vhost.sock", "host.sock", "console.log"]) }
         let socket = directory.path + "/vhost.sock"
         let hostSocket = directory.path + "/host.sock"
-        let daemon = try SocketDaemon.start([executable, "--socket-path", socket, "--host-socket=" + hostSocket],
-                                            socket: socket, log: directory.path + "/console.log")
+        let daemon = try SocketDaemon.start(
+            [executable, "--socket-path", socket, "--host-socket=" + hostSocket],
+            socket: socket, log: directory.path + "/console.log")
         defer { daemon.stop() }
 
         let baseline = openFileDescriptorCount()
@@ -53,7 +54,9 @@ struct ConsoleDaemonTests {
             // Guest -> host.
             let message = Array("hello from the guest".utf8)
             try message.withUnsafeBytes { try memory.write(guestPhysical: 0x20000, bytes: $0) }
-            let sent = try transmit.post([DriverBuffer(address: 0x20000, length: UInt32(message.count), isWritable: false)])
+            let sent = try transmit.post([
+                DriverBuffer(address: 0x20000, length: UInt32(message.count), isWritable: false)
+            ])
             try transmit.kick()
             var received = [UInt8](repeating: 0, count: message.count)
             try received.withUnsafeMutableBytes { _ = try client.receiveExactly(into: $0, maxFDs: 0) }

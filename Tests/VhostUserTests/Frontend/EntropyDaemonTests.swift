@@ -19,8 +19,9 @@ struct EntropyDaemonTests {
         let directory = try TemporaryDirectory()
         defer { directory.remove(["rng.sock", "rng.log"]) }
         let socket = directory.path + "/rng.sock"
-        let daemon = try SocketDaemon.start([executable, "--socket-path", socket], socket: socket,
-                                            log: directory.path + "/rng.log")
+        let daemon = try SocketDaemon.start(
+            [executable, "--socket-path", socket], socket: socket,
+            log: directory.path + "/rng.log")
         defer { daemon.stop() }
 
         let baseline = openFileDescriptorCount()

@@ -68,8 +68,10 @@ final class FakeBackend: @unchecked Sendable {
                 failure = "\(error)"
                 return
             }
-            seen.append(SeenRequest(body: message.body, needsReply: message.needsReply,
-                                    descriptorCount: message.descriptors.count))
+            seen.append(
+                SeenRequest(
+                    body: message.body, needsReply: message.needsReply,
+                    descriptorCount: message.descriptors.count))
             switch respond(&message) {
             case .nothing: break
             case .hangUp: return

@@ -19,13 +19,18 @@ import Virtio
         let inflightOverride: @Sendable (inout Message) -> FakeReply? = { message in
             guard message.request == .getInflightFD, let buffer = try? SharedMemory(size: 4096) else { return nil }
             let copy = fcntl(buffer.descriptor, F_DUPFD_CLOEXEC, 0)
-            return .raw(replyBytes(to: .getInflightFD, .inflight(
-                InflightDescription(mmapSize: 4096, mmapOffset: 0, queueCount: 1, queueSize: 8))), fds: [copy])
+            return .raw(
+                replyBytes(
+                    to: .getInflightFD,
+                    .inflight(
+                        InflightDescription(mmapSize: 4096, mmapOffset: 0, queueCount: 1, queueSize: 8))), fds: [copy])
         }
         let before = openFileDescriptorCount()
         let memory = try SharedMemory(size: 65536)
         do {
-            let (frontend, first) = try connectedToFake { message in inflightOverride(&message) ?? backend.reply(&message) }
+            let (frontend, first) = try connectedToFake { message in
+                inflightOverride(&message) ?? backend.reply(&message)
+            }
             try frontend.negotiate(features: [.version1, .ringEventIndex])
             let guest = try frontend.setMemory([FrontendMemoryRegion(memory)])
             try frontend.setInflight(try frontend.getInflight(queueCount: 1, queueSize: 8))
@@ -43,11 +48,12 @@ import Virtio
             second.join()
             #expect(first.failure == nil && second.failure == nil)
             let seen = second.seen
-            #expect(seen.map(\.request) == [
-                .getFeatures, .getProtocolFeatures, .setProtocolFeatures, .getQueueNum, .setOwner, .setFeatures,
-                .setStatus, .getStatus, .setMemTable, .setInflightFD, .setVringNum, .setVringBase, .setVringAddr,
-                .setVringCall, .setVringErr, .setVringKick, .setVringEnable,
-            ])
+            #expect(
+                seen.map(\.request) == [
+                    .getFeatures, .getProtocolFeatures, .setProtocolFeatures, .getQueueNum, .setOwner, .setFeatures,
+                    .setStatus, .getStatus, .setMemTable, .setInflightFD, .setVringNum, .setVringBase, .setVringAddr,
+                    .setVringCall, .setVringErr, .setVringKick, .setVringEnable,
+                ])
             #expect(seen[9].descriptorCount == 1)
             #expect(seen[11].body == .setVringBase(VringState(index: 0, num: 3)))
         }
@@ -71,8 +77,11 @@ import Virtio
         } catch {
             thrown = error
         }
-        #expect(thrown == .featuresChanged(before: [.version1, .ringEventIndex, .protocolFeatures],
-                                           after: [.version1, .protocolFeatures]))
+        #expect(
+            thrown
+                == .featuresChanged(
+                    before: [.version1, .ringEventIndex, .protocolFeatures],
+                    after: [.version1, .protocolFeatures]))
         #expect(!frontend.isConnected)
         first.join()
         _ = consume frontend
@@ -109,10 +118,12 @@ extension FrontendReconnectTests {
             _ = consume frontend
             for fake in [first, dead, second] { fake.join() }
             #expect(first.failure == nil && dead.failure == nil && second.failure == nil)
-            #expect(second.seen.map(\.request).suffix(8) == [
-                .setMemTable, .setVringNum, .setVringBase, .setVringAddr, .setVringCall, .setVringErr, .setVringKick,
-                .setVringEnable,
-            ])
+            #expect(
+                second.seen.map(\.request).suffix(8) == [
+                    .setMemTable, .setVringNum, .setVringBase, .setVringAddr, .setVringCall, .setVringErr,
+                    .setVringKick,
+                    .setVringEnable,
+                ])
         }
         #expect(openFileDescriptorCount() == before, "descriptors leaked")
     }

@@ -70,7 +70,9 @@ import VhostUserFrontend
     }
 
     @Test(.isolatedDescriptors) func replyWithUnexpectedDescriptorIsRefusedAndTheDescriptorClosed() throws {
-        try expectRefused(.protocolViolation(.unexpectedDescriptors(request: .frontend(.getFeatures), expected: 0, received: 1))) {
+        try expectRefused(
+            .protocolViolation(.unexpectedDescriptors(request: .frontend(.getFeatures), expected: 0, received: 1))
+        ) {
             // The fake closes its copy after sending; the front-end must close the one it received.
             .raw(wire(1, flags: 0x5, Bytes().u64(1 << 32)), fds: openDescriptors(1))
         }

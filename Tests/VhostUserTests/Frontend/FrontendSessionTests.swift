@@ -43,10 +43,11 @@ import Virtio
         let seen = try session { frontend in
             result = try frontend.negotiate(features: Self.wanted)
         }
-        #expect(seen.map(\.request) == [
-            .getFeatures, .getProtocolFeatures, .setProtocolFeatures, .getQueueNum, .setOwner, .setFeatures,
-            .setStatus, .getStatus,
-        ])
+        #expect(
+            seen.map(\.request) == [
+                .getFeatures, .getProtocolFeatures, .setProtocolFeatures, .getQueueNum, .setOwner, .setFeatures,
+                .setStatus, .getStatus,
+            ])
         // Requests without a reply of their own carry NEED_REPLY once REPLY_ACK is on, and only they.
         #expect(seen.map(\.needsReply) == [false, false, false, false, true, true, true, false])
         let acked: VirtioFeatures = [.version1, .ringEventIndex, .protocolFeatures]
@@ -64,11 +65,13 @@ import Virtio
         var backend = WellBehaved()
         backend.protocolFeatures = ProtocolFeatures([.multiqueue, .backendRequest, .hostNotifier, .config]).rawValue
         let seen = try session(backend) { frontend in
-            let negotiated = try frontend.negotiate(features: Self.wanted, protocolFeatures: [.config, .hostNotifier, .status])
+            let negotiated = try frontend.negotiate(
+                features: Self.wanted, protocolFeatures: [.config, .hostNotifier, .status])
             #expect(negotiated.protocolFeatures == [.config])
         }
         // No MQ, no REPLY_ACK: no GET_QUEUE_NUM, no NEED_REPLY anywhere.
-        #expect(seen.map(\.request) == [.getFeatures, .getProtocolFeatures, .setProtocolFeatures, .setOwner, .setFeatures])
+        #expect(
+            seen.map(\.request) == [.getFeatures, .getProtocolFeatures, .setProtocolFeatures, .setOwner, .setFeatures])
         #expect(seen.allSatisfy { !$0.needsReply })
     }
 
@@ -108,7 +111,9 @@ import Virtio
         _ = try session(override: { message in
             message.request == .getStatus ? .raw(replyBytes(to: .getStatus, .u64(0x10B))) : nil
         }) { frontend in
-            #expect(throws: FrontendError.protocolViolation(.reservedBits(request: .frontend(.getStatus), value: 0x10B))) {
+            #expect(
+                throws: FrontendError.protocolViolation(.reservedBits(request: .frontend(.getStatus), value: 0x10B))
+            ) {
                 try frontend.negotiate(features: Self.wanted)
             }
         }
@@ -123,13 +128,17 @@ import Virtio
             message.request == .getConfig ? .raw(wire(24, flags: 0x5)) : nil
         }) { frontend in
             try frontend.negotiate(features: Self.wanted)
-            #expect(throws: FrontendError.protocolViolation(.payloadSize(request: .frontend(.getConfig), size: 0, expected: 20))) {
+            #expect(
+                throws: FrontendError.protocolViolation(
+                    .payloadSize(request: .frontend(.getConfig), size: 0, expected: 20))
+            ) {
                 try frontend.readConfig(size: 8)
             }
         }
         _ = try session(override: { message in
             message.request == .getConfig
-                ? .raw(replyBytes(to: .getConfig, .config(ConfigSpace(offset: 16, data: [UInt8](repeating: 0, count: 8)))))
+                ? .raw(
+                    replyBytes(to: .getConfig, .config(ConfigSpace(offset: 16, data: [UInt8](repeating: 0, count: 8)))))
                 : nil
         }) { frontend in
             try frontend.negotiate(features: Self.wanted)
@@ -179,21 +188,29 @@ import Virtio
             #expect(!frontend.isConnected)
         }
         let requests = Array(seen.map(\.request).dropFirst(8))
-        #expect(requests == [
-            .setMemTable, .setVringNum, .setVringBase, .setVringAddr, .setVringCall, .setVringErr, .setVringKick,
-            .setVringEnable, .setVringEnable, .getVringBase,
-        ])
+        #expect(
+            requests == [
+                .setMemTable, .setVringNum, .setVringBase, .setVringAddr, .setVringCall, .setVringErr, .setVringKick,
+                .setVringEnable, .setVringEnable, .getVringBase,
+            ])
         let setup = Array(seen.dropFirst(8))
-        #expect(setup[0].body == .setMemTable(MemoryTable(regions: [
-            MemoryRegion(guestPhysicalAddress: 0x10_0000, size: 1 << 20, userAddress: base, mmapOffset: 0),
-        ])))
+        #expect(
+            setup[0].body
+                == .setMemTable(
+                    MemoryTable(regions: [
+                        MemoryRegion(guestPhysicalAddress: 0x10_0000, size: 1 << 20, userAddress: base, mmapOffset: 0)
+                    ])))
         #expect(setup[0].descriptorCount == 1)
         #expect(setup[1].body == .setVringNum(VringState(index: 0, num: 8)))
         #expect(setup[2].body == .setVringBase(VringState(index: 0, num: 0)))
         // Split layout: descriptors (16 × 8), avail ring right after, used ring 64-byte aligned.
-        #expect(setup[3].body == .setVringAddr(VringAddress(
-            index: 0, descriptorTable: base + ring, usedRing: base + ring + 192, availableRing: base + ring + 128,
-            logGuestAddress: 0x10_0000 + ring + 192)))
+        #expect(
+            setup[3].body
+                == .setVringAddr(
+                    VringAddress(
+                        index: 0, descriptorTable: base + ring, usedRing: base + ring + 192,
+                        availableRing: base + ring + 128,
+                        logGuestAddress: 0x10_0000 + ring + 192)))
         #expect(setup[4...6].allSatisfy { $0.descriptorCount == 1 && $0.needsReply })
         #expect(setup[7].body == .setVringEnable(VringState(index: 0, num: 1)))
         #expect(setup[8].body == .setVringEnable(VringState(index: 0, num: 0)))
@@ -210,7 +227,9 @@ import Virtio
         let seen = try session(backend) { frontend in
             let negotiated = try frontend.negotiate(features: Self.wanted)
             #expect(negotiated.memorySlots == 2)
-            try frontend.setMemory([FrontendMemoryRegion(first), FrontendMemoryRegion(second, guestPhysicalAddress: 65536)])
+            try frontend.setMemory([
+                FrontendMemoryRegion(first), FrontendMemoryRegion(second, guestPhysicalAddress: 65536),
+            ])
             #expect(throws: FrontendError.tooManyRegions(count: 3, limit: 2)) {
                 try frontend.setMemory([
                     FrontendMemoryRegion(first), FrontendMemoryRegion(second, guestPhysicalAddress: 1 << 16),
@@ -238,7 +257,8 @@ import Virtio
             #expect(queue.isPacked)
         }
         #expect(seen.contains { $0.body == .setVringBase(VringState(index: 0, num: 0x8000_8000)) })
-        #expect(seen.contains { $0.body == .setFeatures([.version1, .ringEventIndex, .ringPacked, .protocolFeatures]) })
+        #expect(
+            seen.contains { $0.body == .setFeatures([.version1, .ringEventIndex, .ringPacked, .protocolFeatures]) })
     }
 
     @Test func wrongRingInGetVringBaseIsRefused() throws {
@@ -260,17 +280,20 @@ import Virtio
     @Test func inflightBufferIsMappedKeptAndHandedBack() throws {
         var backend = WellBehaved()
         backend.protocolFeatures |= ProtocolFeatures.inflightSharedMemory.rawValue
-        let seen = try session(backend, override: { message in
-            guard case .getInflightFD(let request) = message.body else { return nil }
-            // 8 KiB of which the front-end maps [4096, 8192): mark both halves differently.
-            guard let buffer = try? SharedMemory(size: 8192) else { return .hangUp }
-            buffer.mapping.bytes.initializeMemory(as: UInt8.self, repeating: 0x11)
-            buffer.mapping.bytes[4096] = 0x42
-            let description = InflightDescription(
-                mmapSize: 4096, mmapOffset: 4096, queueCount: request.queueCount, queueSize: request.queueSize)
-            let copy = fcntl(buffer.descriptor, F_DUPFD_CLOEXEC, 0)
-            return .raw(replyBytes(to: .getInflightFD, .inflight(description)), fds: [copy])
-        }) { frontend in
+        let seen = try session(
+            backend,
+            override: { message in
+                guard case .getInflightFD(let request) = message.body else { return nil }
+                // 8 KiB of which the front-end maps [4096, 8192): mark both halves differently.
+                guard let buffer = try? SharedMemory(size: 8192) else { return .hangUp }
+                buffer.mapping.bytes.initializeMemory(as: UInt8.self, repeating: 0x11)
+                buffer.mapping.bytes[4096] = 0x42
+                let description = InflightDescription(
+                    mmapSize: 4096, mmapOffset: 4096, queueCount: request.queueCount, queueSize: request.queueSize)
+                let copy = fcntl(buffer.descriptor, F_DUPFD_CLOEXEC, 0)
+                return .raw(replyBytes(to: .getInflightFD, .inflight(description)), fds: [copy])
+            }
+        ) { frontend in
             try frontend.negotiate(features: Self.wanted)
             let inflight = try frontend.getInflight(queueCount: 1, queueSize: 128)
             #expect(inflight.description.queueSize == 128)
@@ -281,28 +304,50 @@ import Virtio
         }
         let inflightRequests = seen.filter { $0.request == .getInflightFD || $0.request == .setInflightFD }
         #expect(inflightRequests.map(\.descriptorCount) == [0, 1])
-        #expect(inflightRequests[0].body == .getInflightFD(InflightDescription(mmapSize: 0, mmapOffset: 0, queueCount: 1, queueSize: 128)))
-        #expect(inflightRequests[1].body == .setInflightFD(InflightDescription(mmapSize: 4096, mmapOffset: 4096, queueCount: 1, queueSize: 128)))
+        #expect(
+            inflightRequests[0].body
+                == .getInflightFD(InflightDescription(mmapSize: 0, mmapOffset: 0, queueCount: 1, queueSize: 128)))
+        #expect(
+            inflightRequests[1].body
+                == .setInflightFD(InflightDescription(mmapSize: 4096, mmapOffset: 4096, queueCount: 1, queueSize: 128)))
     }
 
     @Test func inflightReplyWithoutDescriptorIsRefused() throws {
         var backend = WellBehaved()
         backend.protocolFeatures |= ProtocolFeatures.inflightSharedMemory.rawValue
-        _ = try session(backend, override: { message in
-            guard message.request == .getInflightFD else { return nil }
-            return .raw(replyBytes(to: .getInflightFD, .inflight(InflightDescription(mmapSize: 4096, mmapOffset: 0, queueCount: 1, queueSize: 8))))
-        }) { frontend in
+        _ = try session(
+            backend,
+            override: { message in
+                guard message.request == .getInflightFD else { return nil }
+                return .raw(
+                    replyBytes(
+                        to: .getInflightFD,
+                        .inflight(InflightDescription(mmapSize: 4096, mmapOffset: 0, queueCount: 1, queueSize: 8))))
+            }
+        ) { frontend in
             try frontend.negotiate(features: Self.wanted)
-            #expect(throws: FrontendError.protocolViolation(.missingDescriptors(request: .frontend(.getInflightFD), expected: 1, received: 0))) {
+            #expect(
+                throws: FrontendError.protocolViolation(
+                    .missingDescriptors(request: .frontend(.getInflightFD), expected: 1, received: 0))
+            ) {
                 try frontend.getInflight(queueCount: 1, queueSize: 8)
             }
         }
-        _ = try session(backend, override: { message in
-            guard message.request == .getInflightFD else { return nil }
-            return .raw(replyBytes(to: .getInflightFD, .inflight(InflightDescription(mmapSize: 0, mmapOffset: 0, queueCount: 1, queueSize: 8))))
-        }) { frontend in
+        _ = try session(
+            backend,
+            override: { message in
+                guard message.request == .getInflightFD else { return nil }
+                return .raw(
+                    replyBytes(
+                        to: .getInflightFD,
+                        .inflight(InflightDescription(mmapSize: 0, mmapOffset: 0, queueCount: 1, queueSize: 8))))
+            }
+        ) { frontend in
             try frontend.negotiate(features: Self.wanted)
-            #expect(throws: FrontendError.invalidInflightBuffer(InflightDescription(mmapSize: 0, mmapOffset: 0, queueCount: 1, queueSize: 8))) {
+            #expect(
+                throws: FrontendError.invalidInflightBuffer(
+                    InflightDescription(mmapSize: 0, mmapOffset: 0, queueCount: 1, queueSize: 8))
+            ) {
                 try frontend.getInflight(queueCount: 1, queueSize: 8)
             }
         }
@@ -321,12 +366,16 @@ import Virtio
             #expect(throws: FrontendError.driverQueue(.configuration(.misalignedRing(.descriptorTable, address: 32)))) {
                 try frontend.startQueue(index: 0, size: 8, ringAddress: 32)
             }
-            #expect(throws: FrontendError.driverQueue(
-                .configuration(.ringOutsideMemory(.descriptorTable, address: 0x1_0000, length: 128)))) {
+            #expect(
+                throws: FrontendError.driverQueue(
+                    .configuration(.ringOutsideMemory(.descriptorTable, address: 0x1_0000, length: 128)))
+            ) {
                 try frontend.startQueue(index: 0, size: 8, ringAddress: 0x1_0000)
             }
-            #expect(throws: FrontendError.driverQueue(
-                .configuration(.ringOutsideMemory(.descriptorTable, address: UInt64.max & ~63, length: 128)))) {
+            #expect(
+                throws: FrontendError.driverQueue(
+                    .configuration(.ringOutsideMemory(.descriptorTable, address: UInt64.max & ~63, length: 128)))
+            ) {
                 try frontend.startQueue(index: 0, size: 8, ringAddress: UInt64.max & ~63)
             }
             #expect(frontend.isConnected)

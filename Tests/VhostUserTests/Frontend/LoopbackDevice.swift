@@ -41,11 +41,15 @@ final class LoopbackDevice: @unchecked Sendable {
             var regions: [GuestMemoryRegion] = []
             for (index, region) in table.regions.enumerated() {
                 guard let fd = message.descriptors.take(at: index),
-                      let mapping = try? SharedMemory.map(received: fd, size: region.size, offset: region.mmapOffset)
-                else { failure = "cannot map region \(index)"; return .hangUp }
-                regions.append(GuestMemoryRegion(
-                    guestPhysicalAddress: region.guestPhysicalAddress, size: region.size,
-                    userAddress: region.userAddress, mmapOffset: region.mmapOffset, mapping: mapping))
+                    let mapping = try? SharedMemory.map(received: fd, size: region.size, offset: region.mmapOffset)
+                else {
+                    failure = "cannot map region \(index)"
+                    return .hangUp
+                }
+                regions.append(
+                    GuestMemoryRegion(
+                        guestPhysicalAddress: region.guestPhysicalAddress, size: region.size,
+                        userAddress: region.userAddress, mmapOffset: region.mmapOffset, mapping: mapping))
             }
             memory = try? GuestMemory(regions: regions)
         case .setVringNum(let state): size = Int(state.num)
@@ -68,9 +72,13 @@ final class LoopbackDevice: @unchecked Sendable {
     }
 
     private func start() {
-        guard let memory, let address, let kick, let call else { failure = "enabled before set up"; return }
-        let addresses = RingAddresses(descriptorTable: address.descriptorTable, driverArea: address.availableRing,
-                                      deviceArea: address.usedRing, space: .frontendUser)
+        guard let memory, let address, let kick, let call else {
+            failure = "enabled before set up"
+            return
+        }
+        let addresses = RingAddresses(
+            descriptorTable: address.descriptorTable, driverArea: address.availableRing,
+            deviceArea: address.usedRing, space: .frontendUser)
         do {
             var queue: any DeviceQueue & ~Copyable
             if features.contains(.ringPacked) {
@@ -111,8 +119,10 @@ final class LoopbackDevice: @unchecked Sendable {
         let clock = ContinuousClock()
         let deadline = clock.now + .seconds(20)
         while clock.now < deadline {
-            var fds = [pollfd(fd: kick.waitDescriptor, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: stop.waitDescriptor, events: Int16(POLLIN), revents: 0)]
+            var fds = [
+                pollfd(fd: kick.waitDescriptor, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: stop.waitDescriptor, events: Int16(POLLIN), revents: 0),
+            ]
             guard poll(&fds, 2, 100) >= 0 || errno == EINTR else { return "poll failed" }
             if fds[1].revents != 0 { return nil }
             guard fds[0].revents != 0 else { continue }
@@ -126,7 +136,8 @@ final class LoopbackDevice: @unchecked Sendable {
                         }
                         for index in 0..<count { scratch[index] ^= 0xFF }
                         let written = try scratch.withUnsafeBytes { (raw) throws(VirtqueueError) in
-                            try chain.writeWritable(UnsafeRawBufferPointer(rebasing: raw[0..<min(count, Int(chain.writableLength))]))
+                            try chain.writeWritable(
+                                UnsafeRawBufferPointer(rebasing: raw[0..<min(count, Int(chain.writableLength))]))
                         }
                         try queue.push(chain, written: UInt32(written))
                     }

@@ -36,12 +36,14 @@ import VirtioBlockDriver
         let directory = try TemporaryDirectory()
         defer { directory.remove(["disk.img", "blk.sock", "blk.log"]) }
         let image = directory.createFile("disk.img", (0..<Self.imageSize).map { UInt8(truncatingIfNeeded: $0 &* 7) })
-        let daemon = try backend.start(socket: directory.path + "/blk.sock", image: image, log: directory.path + "/blk.log")
+        let daemon = try backend.start(
+            socket: directory.path + "/blk.sock", image: image, log: directory.path + "/blk.log")
         defer { daemon.stop() }
         let baseline = openFileDescriptorCount()
         do {
             let frontend = try VhostUserFrontend(connectingTo: directory.path + "/blk.sock", timeout: Self.wait)
-            let negotiated = try frontend.negotiate(features: packed ? [.version1, .ringPacked] : [.version1, .ringEventIndex])
+            let negotiated = try frontend.negotiate(
+                features: packed ? [.version1, .ringPacked] : [.version1, .ringEventIndex])
             #expect(negotiated.features.contains(.ringPacked) == packed)
             #expect(negotiated.offeredFeatures.contains(.logAll))
             #expect(negotiated.protocolFeatures.contains(.logSharedMemory))
@@ -69,11 +71,13 @@ import VirtioBlockDriver
             }
             let usedPage: UInt64 = 0
             try run(.write)
-            #expect(dirtyPages(log, including: [usedPage, 0x13]) == [usedPage, 0x13],
-                    "\(backend): a write dirties the used ring and the status byte")
+            #expect(
+                dirtyPages(log, including: [usedPage, 0x13]) == [usedPage, 0x13],
+                "\(backend): a write dirties the used ring and the status byte")
             try run(.read)
-            #expect(dirtyPages(log, including: [usedPage, 0x11, 0x12, 0x13]) == [usedPage, 0x11, 0x12, 0x13],
-                    "\(backend): a read dirties its data too")
+            #expect(
+                dirtyPages(log, including: [usedPage, 0x11, 0x12, 0x13]) == [usedPage, 0x11, 0x12, 0x13],
+                "\(backend): a read dirties its data too")
             try frontend.stopLogging()
             // Logged before logging stopped (the back-end applied both requests in order).
             _ = log.takeDirtyPages()
@@ -89,8 +93,9 @@ import VirtioBlockDriver
         let directory = try TemporaryDirectory()
         defer { directory.remove(["disk.img", "blk.sock", "blk.log"]) }
         let image = directory.createFile("disk.img", [UInt8](repeating: 1, count: Self.imageSize))
-        let daemon = try BlockBackend.ours.start(socket: directory.path + "/blk.sock", image: image,
-                                                 log: directory.path + "/blk.log")
+        let daemon = try BlockBackend.ours.start(
+            socket: directory.path + "/blk.sock", image: image,
+            log: directory.path + "/blk.log")
         defer { daemon.stop() }
         let frontend = try VhostUserFrontend(connectingTo: directory.path + "/blk.sock", timeout: Self.wait)
         let negotiated = try frontend.negotiate(features: [.version1])

@@ -28,7 +28,11 @@ struct NetDaemonTests {
     func withDaemon(_ arguments: [String], ports: Int = 1, _ body: ([String]) throws -> Void) throws {
         let directory = try TemporaryDirectory()
         let sockets = (0..<ports).map { directory.path + "/net\($0).sock" }
-        defer { if getenv("NET_TEST_KEEP") == nil { directory.remove(sockets.map { String($0.split(separator: "/").last!) } + ["net.log"]) } }
+        defer {
+            if getenv("NET_TEST_KEEP") == nil {
+                directory.remove(sockets.map { String($0.split(separator: "/").last!) } + ["net.log"])
+            }
+        }
         let daemon = try startNetDaemon(arguments, sockets: sockets, log: directory.path + "/net.log")
         do {
             try body(sockets)
@@ -140,7 +144,9 @@ struct NetDaemonTests {
     }
 
     @Test func controlQueueAnswersCommands() throws {
-        let control = NetFeature.controlQueue | NetFeature.controlReceiveMode | NetFeature.controlMACAddress | NetFeature.multiQueue
+        let control =
+            NetFeature.controlQueue | NetFeature.controlReceiveMode | NetFeature.controlMACAddress
+            | NetFeature.multiQueue
         try withDaemon(["--sink", "--queue-pairs", "2"]) { sockets in
             let guest = try NetGuest(socket: sockets[0], features: Self.features(.split, control), controlQueue: 4)
             #expect(guest.negotiated.queueCount == 5)
@@ -156,7 +162,8 @@ struct NetDaemonTests {
             let mac: [UInt8] = [0x52, 0x54, 0, 0x12, 0x34, 0x56]
             #expect(try guest.command([1, 1] + mac)?.ack == ControlCommand.ackOK)
             #expect(try guest.frontend.readConfig(size: 6) == mac)
-            #expect(try guest.command([1, 0, 1, 0, 0, 0] + mac + [0, 0, 0, 0])?.ack == ControlCommand.ackOK, "MAC table")
+            #expect(
+                try guest.command([1, 0, 1, 0, 0, 0] + mac + [0, 0, 0, 0])?.ack == ControlCommand.ackOK, "MAC table")
             #expect(try guest.command([1, 0, 9, 0, 0, 0])?.ack == ControlCommand.ackError, "table past the data")
         }
     }

@@ -12,8 +12,10 @@ final class NetGuest {
     static let memorySize = 4 << 20
     static let wait: Duration = .seconds(10)
     static let bufferSize = 2048
-    static let features: VirtioFeatures = [.version1, .ringEventIndex, .ringIndirectDescriptors,
-                                           VirtioFeatures(rawValue: NetFeature.mergeableRxBuffers | NetFeature.mac | NetFeature.status)]
+    static let features: VirtioFeatures = [
+        .version1, .ringEventIndex, .ringIndirectDescriptors,
+        VirtioFeatures(rawValue: NetFeature.mergeableRxBuffers | NetFeature.mac | NetFeature.status),
+    ]
 
     let frontend: VhostUserFrontend
     let memory: GuestMemory
@@ -25,7 +27,9 @@ final class NetGuest {
     /// Posted chains by queue index and id: the buffer address.
     private var buffers: [Int: [UInt16: UInt64]] = [:]
 
-    init(socket: String, features: VirtioFeatures = NetGuest.features, queueSize: Int = 128, controlQueue: Int? = nil) throws {
+    init(socket: String, features: VirtioFeatures = NetGuest.features, queueSize: Int = 128, controlQueue: Int? = nil)
+        throws
+    {
         frontend = try VhostUserFrontend(connectingTo: socket, timeout: Self.wait)
         negotiated = try frontend.negotiate(features: features)
         memory = try frontend.setMemory([FrontendMemoryRegion(try SharedMemory(size: Self.memorySize))])
@@ -34,7 +38,9 @@ final class NetGuest {
         let stride = (FrontendQueue.ringBytes(size: queueSize, packed: true) + 8192 + 4095) / 4096 * 4096
         rx = try frontend.startQueue(index: 0, size: queueSize, ringAddress: 0)
         tx = try frontend.startQueue(index: 1, size: queueSize, ringAddress: stride)
-        if let controlQueue { control = try frontend.startQueue(index: controlQueue, size: queueSize, ringAddress: 2 * stride) }
+        if let controlQueue {
+            control = try frontend.startQueue(index: controlQueue, size: queueSize, ringAddress: 2 * stride)
+        }
     }
 
     private func allocate(_ size: Int) throws -> UInt64 {
@@ -71,7 +77,9 @@ final class NetGuest {
 
     /// Sends one packet (a zero header unless given, then `frame`) and kicks.
     @discardableResult
-    func send(_ frame: [UInt8], header: [UInt8] = [UInt8](repeating: 0, count: NetHeader.size), writable: Int = 0) throws -> UInt16 {
+    func send(_ frame: [UInt8], header: [UInt8] = [UInt8](repeating: 0, count: NetHeader.size), writable: Int = 0)
+        throws -> UInt16
+    {
         let id = try post(tx, readable: header + frame, writable: writable)
         try tx.kick()
         return id

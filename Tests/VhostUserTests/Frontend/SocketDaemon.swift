@@ -31,8 +31,9 @@ struct SocketDaemon {
         // else).
         let child: ChildProcess
         do {
-            child = try ChildProcess.spawn(timeoutPath, arguments: ["--kill-after=5", "120"] + arguments,
-                                           outputPath: log, newProcessGroup: true)
+            child = try ChildProcess.spawn(
+                timeoutPath, arguments: ["--kill-after=5", "120"] + arguments,
+                outputPath: log, newProcessGroup: true)
         } catch { throw Failure.spawn(error) }
         let daemon = SocketDaemon(pid: child.pid)
         for _ in 0..<200 {
@@ -62,12 +63,13 @@ enum StorageDaemon {
 
     /// Serves `image` (writable) on `socket`, logging to `log`.
     static func start(socket: String, image: String, log: String) throws -> SocketDaemon {
-        try SocketDaemon.start([
-            path,
-            "--blockdev", "driver=file,node-name=file,filename=\(image),cache.direct=off",
-            "--export",
-            "type=vhost-user-blk,id=exp0,node-name=file,addr.type=unix,addr.path=\(socket),writable=on,num-queues=1",
-        ], socket: socket, log: log)
+        try SocketDaemon.start(
+            [
+                path,
+                "--blockdev", "driver=file,node-name=file,filename=\(image),cache.direct=off",
+                "--export",
+                "type=vhost-user-blk,id=exp0,node-name=file,addr.type=unix,addr.path=\(socket),writable=on,num-queues=1",
+            ], socket: socket, log: log)
     }
 }
 
