@@ -38,6 +38,10 @@ public struct DescriptorIsolation: TestTrait, SuiteTrait, TestScoping {
             // A child runs only the test it was started for; anything else its filter matched runs in
             // its own child from the parent.
             guard child.testID == id else { return }
+            // `swift test` runs the test binary with SIGPIPE ignored, and the tests rely on it as
+            // `VhostUserServer` documents (a pipe notifier whose peer went away then fails with
+            // EPIPE); `ChildProcess.spawn` gave this child the default disposition back.
+            signal(SIGPIPE, SIG_IGN)
             awaitMainThreadParked()
             settleForeignDescriptors(warmUp: true)
             try await function()
