@@ -134,7 +134,6 @@ public final class VhostUserSession {
         let bit = refused.trailingZeroBitCount
         let reason =
             switch bit {
-            case 26: "dirty-page logging (LOG_ALL) is not implemented"
             case 33: "ACCESS_PLATFORM needs an IOTLB, which is not implemented"
             case 35: "IN_ORDER completion is not implemented"
             default: "transport feature not implemented by the framework"
