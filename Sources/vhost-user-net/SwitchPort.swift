@@ -19,7 +19,10 @@ final class SwitchFabric: @unchecked Sendable {
     let table = MacLearningTable()
     let queues: [FrameQueue]
     let wakers: [EventNotifier]
-    /// Per port: 1 while a driver's receive ring is started (frames are queued for it), else 0.
+    /// Per port: 1 while a front-end is attached (it negotiated features; frames are queued for
+    /// it), else 0. Set on the control thread at SET_FEATURES, which the front-end sees answered,
+    /// not when the receive worker first runs: a frame flooded right after the port's front-end
+    /// finished its set-up must be queued for it, however late that worker is scheduled.
     private let attachedFlags: UnsafeMutablePointer<UInt32>
     /// Per port: its device's counters (drops for a port are counted on that port).
     var counters: [NetCounters] = []
@@ -100,6 +103,10 @@ final class SwitchPort: NetPort, @unchecked Sendable {
     func receiveStarted(_ lane: ReceiveLane, queue: inout VhostUserQueue) throws {
         guard lane.pair == 0 else { return }
         try queue.watch(fabric.wakers[index].waitDescriptor, token: Self.token)
+        fabric.setAttached(index, true)
+    }
+
+    func featuresNegotiated(_ features: UInt64) {
         fabric.setAttached(index, true)
     }
 
