@@ -40,8 +40,12 @@ public struct NetControlState: Hashable, Sendable {
                 return ControlCommand.ackError
             }
             activeQueuePairs = pairs
-        case .announceAck, .unsupported, .malformed:
-            // GUEST_ANNOUNCE is never offered; the rest is not ours to accept.
+        case .announceAck:
+            // Section 5.1.6.5.4: the acknowledgement clears VIRTIO_NET_S_ANNOUNCE. A front-end
+            // that announces a migrated guest (QEMU) owns the status field and clears it itself;
+            // here there is nothing to clear, only the negotiation to check.
+            guard has(NetFeature.controlQueue | NetFeature.guestAnnounce) else { return ControlCommand.ackError }
+        case .unsupported, .malformed:
             return ControlCommand.ackError
         }
         return ControlCommand.ackOK

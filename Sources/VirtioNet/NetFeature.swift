@@ -32,6 +32,10 @@ public enum NetFeature {
     public static let controlReceiveMode: UInt64 = 1 << 18
     /// Bit 20 `VIRTIO_NET_F_CTRL_RX_EXTRA`: the extra receive-mode commands (all-unicast, no-broadcast...).
     public static let controlReceiveExtra: UInt64 = 1 << 20
+    /// Bit 21 `VIRTIO_NET_F_GUEST_ANNOUNCE`: the driver announces itself (a gratuitous ARP) when
+    /// the device sets `VIRTIO_NET_S_ANNOUNCE`, e.g. after a live migration, and acknowledges with
+    /// `VIRTIO_NET_CTRL_ANNOUNCE_ACK` (section 5.1.6.5.4).
+    public static let guestAnnounce: UInt64 = 1 << 21
     /// Bit 22 `VIRTIO_NET_F_MQ`: several queue pairs, selected with `VIRTIO_NET_CTRL_MQ`.
     public static let multiQueue: UInt64 = 1 << 22
     /// Bit 23 `VIRTIO_NET_F_CTRL_MAC_ADDR`: the MAC address can be set through the control queue.

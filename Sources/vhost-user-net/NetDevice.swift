@@ -11,9 +11,18 @@ import VhostUserDaemon
 /// exchanged with a `NetPort`.
 ///
 /// Offered: VERSION_1, MRG_RXBUF, MAC, STATUS (link up), CTRL_VQ with CTRL_RX and CTRL_MAC_ADDR,
-/// MQ when there are several pairs, RING_PACKED, MTU, and the port's offloads (a TAP carries
-/// CSUM/GUEST_CSUM/TSO; the switch and the benchmark ports carry none, so the driver computes
-/// every checksum itself).
+/// MQ when there are several pairs, RING_PACKED, MTU, GUEST_ANNOUNCE, and the port's offloads (a
+/// TAP carries CSUM/GUEST_CSUM/TSO; the switch and the benchmark ports carry none, so the driver
+/// computes every checksum itself).
+///
+/// Live migration (the framework offers `VHOST_F_LOG_ALL` and `LOG_SHMFD`): every byte this device
+/// writes into guest memory goes through a chain's buffer API and is declared in
+/// `VhostUserQueue.complete(_:written:)` (receive buffers, `num_buffers` included, and control
+/// acks; transmit chains complete with 0), where the framework marks its pages in the dirty log.
+/// GUEST_ANNOUNCE lets the front-end have a migrated guest announce itself (QEMU sets
+/// `VIRTIO_NET_S_ANNOUNCE` after the migration; the driver sends a gratuitous ARP), so a learning
+/// switch moves the guest's address to its new port at once instead of waiting for the guest to
+/// send on its own.
 ///
 /// Thread-safety: `Sendable` per the `VhostUserDevice` contract: each lane and transmit buffer is
 /// used only by its queue's worker; `features` changes only while no worker runs the device.
@@ -46,7 +55,7 @@ final class NetDevice: VhostUserDaemonDevice, @unchecked Sendable {
         var offered =
             NetFeature.version1 | NetFeature.mergeableRxBuffers | NetFeature.mac | NetFeature.status
             | NetFeature.controlQueue | NetFeature.controlReceiveMode | NetFeature.controlMACAddress | NetFeature.mtu
-            | NetFeature.ringPacked | port.offloadFeatures
+            | NetFeature.guestAnnounce | NetFeature.ringPacked | port.offloadFeatures
         if pairs > 1 { offered |= NetFeature.multiQueue }
         deviceFeatures = VirtioFeatures(rawValue: offered)
         let control = SharedNetControl(mac: mac, maxQueuePairs: UInt16(pairs))

@@ -55,7 +55,10 @@ import VirtioNet
             state.apply(.macAddress(MacAddress.broadcast), features: Self.controlFeatures) == ControlCommand.ackError)
         #expect(state.apply(.macAddress(macB), features: Self.controlFeatures) == ControlCommand.ackOK)
         #expect(state.filter.mac == macB)
-        #expect(state.apply(.announceAck, features: ~0) == ControlCommand.ackError)
+        // ANNOUNCE_ACK only with GUEST_ANNOUNCE (and the control queue) negotiated.
+        #expect(state.apply(.announceAck, features: Self.controlFeatures) == ControlCommand.ackError)
+        #expect(state.apply(.announceAck, features: ~0) == ControlCommand.ackOK)
+        #expect(state.apply(.announceAck, features: NetFeature.guestAnnounce) == ControlCommand.ackError)
         #expect(state.apply(.unsupported(class: 9, command: 9), features: ~0) == ControlCommand.ackError)
         state.reset(mac: macA)
         #expect(state.activeQueuePairs == 1 && state.filter.mac == macA && state.filter.promiscuous)

@@ -146,7 +146,7 @@ struct NetDaemonTests {
     @Test func controlQueueAnswersCommands() throws {
         let control =
             NetFeature.controlQueue | NetFeature.controlReceiveMode | NetFeature.controlMACAddress
-            | NetFeature.multiQueue
+            | NetFeature.multiQueue | NetFeature.guestAnnounce
         try withDaemon(["--sink", "--queue-pairs", "2"]) { sockets in
             let guest = try NetGuest(socket: sockets[0], features: Self.features(.split, control), controlQueue: 4)
             #expect(guest.negotiated.queueCount == 5)
@@ -158,6 +158,8 @@ struct NetDaemonTests {
             #expect(try guest.command([9, 9, 9])?.ack == ControlCommand.ackError, "unknown")
             #expect(try guest.command([0, 5, 1])?.ack == ControlCommand.ackError, "CTRL_RX_EXTRA not negotiated")
             #expect(try guest.command([0, 0, 0])?.ack == ControlCommand.ackOK, "promiscuous off")
+            #expect(try guest.command([3, 0])?.ack == ControlCommand.ackOK, "ANNOUNCE_ACK")
+            #expect(try guest.command([3, 0, 0])?.ack == ControlCommand.ackError, "ANNOUNCE_ACK carries no data")
             #expect(try guest.command([0, 0, 1], ackBytes: 0)?.length == 0, "no room for the ack")
             let mac: [UInt8] = [0x52, 0x54, 0, 0x12, 0x34, 0x56]
             #expect(try guest.command([1, 1] + mac)?.ack == ControlCommand.ackOK)

@@ -27,15 +27,19 @@ final class NetGuest {
     /// Posted chains by queue index and id: the buffer address.
     private var buffers: [Int: [UInt16: UInt64]] = [:]
 
-    init(socket: String, features: VirtioFeatures = NetGuest.features, queueSize: Int = 128, controlQueue: Int? = nil)
-        throws
-    {
+    /// - Parameter ringStride: bytes from one ring's start to the next (64-byte aligned); by
+    ///   default each ring starts on its own page.
+    init(
+        socket: String, features: VirtioFeatures = NetGuest.features, queueSize: Int = 128, controlQueue: Int? = nil,
+        ringStride: UInt64? = nil
+    ) throws {
         frontend = try VhostUserFrontend(connectingTo: socket, timeout: Self.wait)
         negotiated = try frontend.negotiate(features: features)
         memory = try frontend.setMemory([FrontendMemoryRegion(try SharedMemory(size: Self.memorySize))])
-        // Rings one after another from guest-physical 0, page aligned; buffers from 1 MiB.
+        // Rings one after another from guest-physical 0; buffers from 1 MiB.
         let frontend = frontend
-        let stride = (FrontendQueue.ringBytes(size: queueSize, packed: true) + 8192 + 4095) / 4096 * 4096
+        let stride =
+            ringStride ?? (FrontendQueue.ringBytes(size: queueSize, packed: true) + 8192 + 4095) / 4096 * 4096
         rx = try frontend.startQueue(index: 0, size: queueSize, ringAddress: 0)
         tx = try frontend.startQueue(index: 1, size: queueSize, ringAddress: stride)
         if let controlQueue {
