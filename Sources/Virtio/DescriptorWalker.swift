@@ -66,7 +66,12 @@ struct DescriptorWalker {
                 }
                 index = d.next
             case .packed:
-                index = Int(index) + 1 == queueSize ? 0 : index + 1
+                if let links = start.links {
+                    // A queue-owned copy (see `ChainSnapshots`): every link is < queueSize.
+                    index = links[Int(index)]
+                } else {
+                    index = Int(index) + 1 == queueSize ? 0 : index + 1
+                }
             }
         } else {
             directMore = false

@@ -26,6 +26,8 @@ public struct PackedQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
     let context: UnsafeMutablePointer<QueueContext>
     let resubmitRing: UnsafeMutableRawPointer
     let resubmitContext: UnsafeMutablePointer<QueueContext>
+    /// Copies of the ring descriptors of chains in flight that iteration re-walks.
+    var snapshots: ChainSnapshots
     /// Slots of `resubmitRing` taken since the last `setNextAvailIndex(_:)`.
     var resubmitUsed = 0
     let regions: RegionTable
@@ -80,6 +82,7 @@ public struct PackedQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
         context = inFlight.context
         resubmitRing = inFlight.resubmitRing
         resubmitContext = inFlight.resubmitContext
+        snapshots = inFlight.snapshots
         slots = inFlight.slots
         writable = inFlight.writable
         cacheBase = inFlight.cache
@@ -106,7 +109,7 @@ public struct PackedQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
         // Acquire: the rest of the descriptor is read only after its flags say it is available.
         let flags = UInt16(littleEndian: vmm_load_acquire_u16(head + 14))
         guard isAvailable(flags) else { return nil }
-        let start = WalkStart(context: context, head: nextAvail)
+        var start = WalkStart(context: context, head: nextAvail)
         // The id is known only at the end of the walk: translate into the scratch entries, then
         // move them to the id's entries once the id is validated.
         let scratch = cacheBase + size &* chainCacheCapacity
@@ -124,6 +127,11 @@ public struct PackedQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
         }
         guard Int(id) < size else { throw .bufferIDOutOfRange(id: id, queueSize: size) }
         guard slots[Int(id)] == 0 else { throw .bufferInUse(id: id) }
+        if summary.cachedCount < 0 {
+            // Iteration walks this chain again, by when out-of-order completions may have reused
+            // its ring slots: walk a copy instead.
+            start = try snapshots.take(id: id, ring: ring, slot: nextAvail, count: count, ringSize: size)
+        }
         slots[Int(id)] = count
         inFlightCount &+= 1
         let cache = cacheBase + Int(id) &* chainCacheCapacity
@@ -179,6 +187,7 @@ public struct PackedQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
         let count = Int(slots[Int(id)])
         slots[Int(id)] = 0
         inFlightCount &-= 1
+        if snapshots.holders != 0 { snapshots.release(id: id, count: count) }
         // Safe: nextUsed < size; the ring holds 16 × size bytes.
         let descriptor = ring + Int(nextUsed) &* 16
         descriptor.storeBytes(of: written.littleEndian, toByteOffset: 8, as: UInt32.self)
@@ -228,6 +237,7 @@ public struct PackedQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
         signalledValid = false
         resubmitUsed = 0
         inFlight.reset()
+        snapshots.reset()
         inFlightCount = 0
     }
 }

@@ -7,6 +7,21 @@ struct QueueContext {
     let queueSize: UInt16
     let layout: RingLayout
     let indirectAllowed: Bool
+    /// Packed copies only (see `ChainSnapshots`): the next entry of a chain, instead of the next
+    /// slot. Every link is below `queueSize`.
+    let links: UnsafeMutablePointer<UInt16>?
+
+    init(
+        regions: RegionTable, ring: UnsafeMutableRawPointer, queueSize: UInt16, layout: RingLayout,
+        indirectAllowed: Bool, links: UnsafeMutablePointer<UInt16>? = nil
+    ) {
+        self.regions = regions
+        self.ring = ring
+        self.queueSize = queueSize
+        self.layout = layout
+        self.indirectAllowed = indirectAllowed
+        self.links = links
+    }
 }
 
 /// Where a chain starts: the queue's context and the head. Ten bytes, no references.
@@ -23,4 +38,5 @@ struct WalkStart {
     @inline(__always) var queueSize: UInt16 { context.pointee.queueSize }
     @inline(__always) var layout: RingLayout { context.pointee.layout }
     @inline(__always) var indirectAllowed: Bool { context.pointee.indirectAllowed }
+    @inline(__always) var links: UnsafeMutablePointer<UInt16>? { context.pointee.links }
 }

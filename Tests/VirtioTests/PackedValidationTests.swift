@@ -29,6 +29,25 @@ import Virtio
         #expect(broken)
     }
 
+    /// The driver reuses ring slots the device has not marked used: a chain of the whole ring is
+    /// in flight (walked from a copy, being longer than pop keeps translated) and five of its
+    /// slots come back as a new chain in the next lap.
+    @Test func moreDescriptorsInFlightThanSlots() throws {
+        var rig = try PackedRig()
+        for slot in 0..<UInt64(8) {
+            try rig.descriptor(slot, addr: data + slot * 64, len: 16, flags: slot < 7 ? Flag.next : 0, id: 0)
+        }
+        #expect(try rig.queue.pop()?.descriptorCount == 8)
+        for slot in 0..<UInt64(5) {
+            // Second lap: AVAIL = 0, USED = 1.
+            try writePackedDescriptor(
+                rig.memory, at: memoryBase + slot * 16, addr: data + 0x1000 + slot * 64, len: 16,
+                flags: (slot < 4 ? Flag.next : 0) | PackedRig.used, id: 1)
+        }
+        let broken = rig.expectBroken(.tooManyDescriptorsInFlight(limit: 8))
+        #expect(broken)
+    }
+
     @Test func nestedIndirect() throws {
         var rig = try PackedRig()
         let table = data + 0x1000
