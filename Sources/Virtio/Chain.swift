@@ -29,14 +29,14 @@ public struct Chain: @unchecked Sendable {
     /// Total bytes the device may write.
     public let writableLength: UInt32
 
-    let slots: UInt16
+    @usableFromInline let slots: UInt16
     // Inlinable across modules (devices live in other modules): the short-chain fast path.
     /// Buffers translated at pop, or -1 if the chain must be re-walked.
     @usableFromInline let cachedCount: Int8
     @usableFromInline let cache: UnsafeMutablePointer<CachedBuffer>
     @usableFromInline let start: WalkStart
 
-    @inline(__always)
+    @inlinable @inline(__always)
     init(id: UInt16, slots: UInt16, summary: ChainSummary, start: WalkStart, cache: UnsafeMutablePointer<CachedBuffer>)
     {
         self.id = id

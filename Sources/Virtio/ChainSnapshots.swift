@@ -20,6 +20,7 @@
 /// Memory: allocated and freed by `InFlightTable`; this value holds raw pointers into it and the
 /// free-list state, and is owned (mutated) by the queue's thread only. A chain's own entries are
 /// not written while it is in flight, so another thread may walk them meanwhile.
+@usableFromInline
 struct ChainSnapshots {
     static let none = UInt16.max
 
@@ -37,7 +38,7 @@ struct ChainSnapshots {
     var freeHead: UInt16 = 0
     var freeCount: Int
     /// Chains in flight that hold a copy: lets push skip the per-id lookup while there are none.
-    var holders = 0
+    @usableFromInline var holders = 0
 
     /// Allocates a pool of `capacity` (≥ 1) entries for a queue walked with `ringContext`.
     static func allocate(capacity: Int, ringContext: QueueContext) -> ChainSnapshots {
@@ -87,7 +88,7 @@ struct ChainSnapshots {
     /// are validated again when walked, like any re-read.
     ///
     /// - Throws: `.tooManyDescriptorsInFlight` if the pool has fewer than `count` free entries.
-    @inline(never)
+    @usableFromInline @inline(never)
     mutating func take(
         id: UInt16, ring: UnsafeRawPointer, slot: UInt16, count: UInt16, ringSize: Int
     ) throws(VirtqueueError) -> WalkStart {
@@ -114,7 +115,7 @@ struct ChainSnapshots {
     }
 
     /// Returns the `count` entries of buffer `id`'s copy, if it has one, to the free list.
-    @inline(never)
+    @usableFromInline @inline(never)
     mutating func release(id: UInt16, count: Int) {
         let first = firstEntry[Int(id)]
         guard first != Self.none else { return }

@@ -117,6 +117,20 @@ struct DescriptorWalker {
         return d
     }
 
+    /// Walks a whole chain from `start` with the general walker (indirect tables included): pop's
+    /// path when the direct walk gave up. Out of line: the inlined pop stays small.
+    ///
+    /// - Returns: the summary, the ring descriptors (packed slots) read, and the last one's `next`
+    ///   field (the packed buffer id).
+    @usableFromInline @inline(never)
+    static func summarizeWalking(
+        _ start: WalkStart, into cache: UnsafeMutablePointer<CachedBuffer>
+    ) throws(VirtqueueError) -> (ChainSummary, UInt16, UInt16) {
+        var walker = DescriptorWalker(start)
+        let summary = try walker.summarize(into: cache)
+        return (summary, walker.directCount, walker.lastID)
+    }
+
     /// Walks the rest of the chain and sums it up, enforcing readable-before-writable and 32-bit
     /// totals. The first `chainCacheCapacity` buffers are kept, translated, in `cache` when each
     /// lies in one region and the chain is no longer than that, so iteration need not re-read them.

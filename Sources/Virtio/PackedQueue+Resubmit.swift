@@ -70,7 +70,7 @@ extension PackedQueue {
         guard Int(id) < size else { throw .bufferIDOutOfRange(id: id, queueSize: size) }
         guard slots[Int(id)] == 0 else { throw .bufferInUse(id: id) }
         slots[Int(id)] = UInt16(count)
-        inFlightCount &+= 1
+        chainsInFlight &+= 1
         let cache = cacheBase + Int(id) &* chainCacheCapacity
         if summary.cachedCount > 0 {
             // Safe: both ranges hold chainCacheCapacity entries and do not overlap (id < size).

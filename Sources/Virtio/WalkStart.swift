@@ -1,5 +1,6 @@
 /// What every walk on one queue shares. Written once at configure into queue-owned memory, so chains
 /// and walkers carry a pointer to it instead of copies.
+@usableFromInline
 struct QueueContext {
     let regions: RegionTable
     /// Split descriptor table or packed descriptor ring (16 × queueSize bytes, validated at configure).
@@ -27,9 +28,15 @@ struct QueueContext {
 /// Where a chain starts: the queue's context and the head. Ten bytes, no references.
 @usableFromInline
 struct WalkStart {
-    let context: UnsafePointer<QueueContext>
+    @usableFromInline let context: UnsafePointer<QueueContext>
     /// Head descriptor index (split) or slot (packed); < queueSize.
-    let head: UInt16
+    @usableFromInline let head: UInt16
+
+    @inlinable @inline(__always)
+    init(context: UnsafePointer<QueueContext>, head: UInt16) {
+        self.context = context
+        self.head = head
+    }
 
     // Safe: the context lives in the queue's in-flight table, alive while the queue (and so any
     // chain in flight on it) is.
