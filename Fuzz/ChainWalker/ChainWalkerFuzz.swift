@@ -52,29 +52,41 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     let stable = !indirectTableInRingArea(image, packed: packed, queueSize: queueSize)
     for held in tamper.isEmpty ? [false, true] : [false] {
         load(image, into: memory)
-        let seed = UInt64(size) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(base)
+        // Out of order, the completion order comes from the input (its size and base).
+        let run = Run(
+            memory: memory, base: base, tamper: tamper, held: held, stable: stable,
+            seed: UInt64(size) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(base))
         if packed {
             guard
                 var queue = try? PackedQueue(memory: memory, size: queueSize, addresses: addresses, features: features)
             else { return 0 }
-            try? queue.setNextAvailIndex(base)
-            if held {
-                exerciseHeld(&queue, memory: memory, stable: stable, seed: seed)
-            } else {
-                exercise(&queue, memory: memory, tamper: tamper)
-            }
+            run.drive(&queue)
         } else {
             guard var queue = try? SplitQueue(memory: memory, size: queueSize, addresses: addresses, features: features)
             else { return 0 }
-            try? queue.setNextAvailIndex(base)
-            if held {
-                exerciseHeld(&queue, memory: memory, stable: stable, seed: seed)
-            } else {
-                exercise(&queue, memory: memory, tamper: tamper)
-            }
+            run.drive(&queue)
         }
     }
     return 0
+}
+
+/// One pass over a loaded image: in order (with the tamper) or out of order.
+private struct Run {
+    let memory: GuestMemory
+    let base: UInt32
+    let tamper: UnsafeBufferPointer<UInt8>
+    let held: Bool
+    let stable: Bool
+    let seed: UInt64
+
+    func drive<Q: DeviceQueue & ~Copyable>(_ queue: inout Q) {
+        try? queue.setNextAvailIndex(base)
+        if held {
+            exerciseHeld(&queue, memory: memory, stable: stable, seed: seed)
+        } else {
+            exercise(&queue, memory: memory, tamper: tamper)
+        }
+    }
 }
 
 /// Fills the regions with a pattern and the ring area with `image` (zero beyond it).
