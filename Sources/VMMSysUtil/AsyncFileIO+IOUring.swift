@@ -58,12 +58,32 @@ final class IOUringFileQueue: AsyncFileQueue {
         case .write: code = Int32(VMM_URING_WRITEV)
         case .durableWrite: code = Int32(VMM_URING_WRITEV_DSYNC)
         case .dataSync: code = Int32(VMM_URING_DATASYNC)
+        case .punchHole, .zeroRange: throw SystemCallError("io_uring_get_sqe", Errno(rawValue: EINVAL))
         }
         var rc = vmm_uring_prepare(ring, code, descriptor, vectors, UInt32(count), offset, tag)
         if rc == -EBUSY {
             // The submission ring is full of operations not yet committed: start them to make room.
             try commit()
             rc = vmm_uring_prepare(ring, code, descriptor, vectors, UInt32(count), offset, tag)
+        }
+        guard rc == 0 else { throw SystemCallError("io_uring_get_sqe", Errno(rawValue: -rc)) }
+        inFlight += 1
+    }
+
+    func submit(
+        _ operation: AsyncFileOperation, descriptor: Int32, offset: UInt64, length: UInt64, tag: UInt64
+    ) throws(SystemCallError) {
+        guard inFlight < capacity else { throw SystemCallError("io_uring_get_sqe", Errno(rawValue: EBUSY)) }
+        let code: Int32
+        switch operation {
+        case .punchHole: code = Int32(VMM_URING_PUNCH_HOLE)
+        case .zeroRange: code = Int32(VMM_URING_ZERO_RANGE)
+        default: throw SystemCallError("io_uring_get_sqe", Errno(rawValue: EINVAL))
+        }
+        var rc = vmm_uring_prepare_space(ring, code, descriptor, offset, length, tag)
+        if rc == -EBUSY {
+            try commit()
+            rc = vmm_uring_prepare_space(ring, code, descriptor, offset, length, tag)
         }
         guard rc == 0 else { throw SystemCallError("io_uring_get_sqe", Errno(rawValue: -rc)) }
         inFlight += 1

@@ -27,9 +27,14 @@ struct BlkLoadResult {
     /// (ns) over the same span (0 where not measured).
     var completed = 0
     var cpuNanoseconds: UInt64 = 0
+    /// The front-end's (this benchmark's driving thread's) CPU time (ns) over the same span.
+    var driverNanoseconds: UInt64 = 0
 
     var cpuPerRequest: Double? {
         completed > 0 && cpuNanoseconds > 0 ? Double(cpuNanoseconds) / Double(completed) : nil
+    }
+    var driverPerRequest: Double? {
+        completed > 0 && driverNanoseconds > 0 ? Double(driverNanoseconds) / Double(completed) : nil
     }
     var iops: Double { seconds > 0 ? Double(requests) / seconds : 0 }
     var kicksPerRequest: Double { requests > 0 ? Double(kicks) / Double(requests) : 0 }
