@@ -68,16 +68,7 @@ bool vmm_uring_compiled(void) { return true; }
 vmm_uring *vmm_uring_create(unsigned entries, int eventfd, int *error) {
     vmm_uring *ring = calloc(1, sizeof *ring);
     if (!ring) { *error = ENOMEM; return NULL; }
-#if defined(IORING_SETUP_COOP_TASKRUN)
-    // Completions are posted by task work in the submitting thread; cooperative task running
-    // (Linux 5.19) lets it run at the thread's next system call (a worker always makes one
-    // before it sleeps, and a sleeping worker is still woken) instead of interrupting the
-    // thread with an inter-processor interrupt per completion. Older kernels refuse the flag.
-    int rc = io_uring_queue_init(entries, &ring->ring, IORING_SETUP_COOP_TASKRUN);
-    if (rc == -EINVAL) rc = io_uring_queue_init(entries, &ring->ring, 0);
-#else
     int rc = io_uring_queue_init(entries, &ring->ring, 0);
-#endif
     if (rc < 0) { free(ring); *error = -rc; return NULL; }
     if (eventfd >= 0 && (rc = io_uring_register_eventfd(&ring->ring, eventfd)) < 0) {
         io_uring_queue_exit(&ring->ring);
