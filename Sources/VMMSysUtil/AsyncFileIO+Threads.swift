@@ -225,7 +225,8 @@ final class ThreadPoolFileQueue: AsyncFileQueue, @unchecked Sendable {
         offset: UInt64, tag: UInt64
     ) throws(SystemCallError) {
         guard !operation.isSpaceOperation else { throw SystemCallError("submit", Errno(rawValue: EINVAL)) }
-        try queue(operation, descriptor: descriptor, vectors: vectors, count: count, offset: offset, length: 0, tag: tag)
+        try queue(
+            operation, descriptor: descriptor, vectors: vectors, count: count, offset: offset, length: 0, tag: tag)
     }
 
     func submit(

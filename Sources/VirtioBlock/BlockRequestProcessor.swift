@@ -214,7 +214,8 @@ public final class BlockRequestProcessor {
         let size = UInt32(BlockProtocol.rangeSegmentSize)
         guard length > 0, length % size == 0, length / size <= maxSegments else { return .ioError }
         let count = Int(length / size)
-        if let slot = submittingSlot, let started = submitRanges(request, slot: slot, count: count, discard: isDiscard) {
+        if let slot = submittingSlot, let started = submitRanges(request, slot: slot, count: count, discard: isDiscard)
+        {
             return started
         }
         // Check every range before touching the file, so a bad request changes nothing; then

@@ -69,7 +69,9 @@ enum BlkFio {
         #else
         getrusage(RUSAGE_CHILDREN, &usage)
         #endif
-        func nanoseconds(_ time: timeval) -> UInt64 { UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_usec) * 1000 }
+        func nanoseconds(_ time: timeval) -> UInt64 {
+            UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_usec) * 1000
+        }
         return nanoseconds(usage.ru_utime) + nanoseconds(usage.ru_stime)
     }
 

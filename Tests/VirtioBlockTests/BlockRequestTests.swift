@@ -140,8 +140,10 @@ struct BlockRequestTests {
             expected.replaceSubrange((40 * 512)..<(41 * 512), with: [UInt8](repeating: 0, count: 512))
             #expect(try rig.ranges(11, [rangeSegment(sector: 8, sectors: 8)]).status == 0)
             #expect(
-                try rig.ranges(13, [rangeSegment(sector: 16, sectors: 8, flags: 1), rangeSegment(sector: 40, sectors: 1)])
-                    .status == 0)
+                try rig.ranges(
+                    13, [rangeSegment(sector: 16, sectors: 8, flags: 1), rangeSegment(sector: 40, sectors: 1)]
+                )
+                .status == 0)
             #expect(rig.asynchronous == 2, "\(mode)")
             // A bad range anywhere fails the request before any range is started.
             #expect(

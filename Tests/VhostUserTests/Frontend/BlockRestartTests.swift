@@ -16,7 +16,9 @@ import VirtioBlockDriver
 /// the same socket path resubmits them from the inflight region (INFLIGHT_SHMFD) and every write
 /// lands on the image. Every wait is bounded (10 s per completion).
 @Suite struct BlockRestartTests {
-    static let engines = ["threads", "io_uring"].filter { $0 != "io_uring" || AsyncFileEngineKind.preferred == .ioUring }
+    static let engines = ["threads", "io_uring"].filter {
+        $0 != "io_uring" || AsyncFileEngineKind.preferred == .ioUring
+    }
     static let blockSize = 4096
     static let requests = 8
 
