@@ -172,7 +172,7 @@ enum BlkBench {
             for slice in 0..<slices {
                 for (i, session) in sessions.enumerated() where session.queues.count >= blkCase.queues {
                     let before = daemons[i].cpuNanoseconds()
-                    let driverBefore = threadCPUNanoseconds()
+                    let driverBefore = driverCPUNanoseconds()
                     do {
                         try session.run(
                             blkCase.kind == .read ? .read : .write, depth: blkCase.depth,
@@ -182,7 +182,7 @@ enum BlkBench {
                         throw BlkLoadError(description: "\(runs[i].backend.name), \(blkCase.name): \(error)")
                     }
                     if let before, let after = daemons[i].cpuNanoseconds() { cpu[i] += after &- before }
-                    driver[i] += threadCPUNanoseconds() &- driverBefore
+                    driver[i] += driverCPUNanoseconds() &- driverBefore
                 }
             }
             for (i, session) in sessions.enumerated() where session.queues.count >= blkCase.queues {
@@ -203,10 +203,10 @@ enum BlkBench {
     }
 }
 
-/// CPU time (ns) the calling thread has run so far.
-func threadCPUNanoseconds() -> UInt64 {
+/// CPU time (ns) this process (the front-end: its driving threads) has run so far.
+func driverCPUNanoseconds() -> UInt64 {
     var now = timespec()
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now)
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now)
     return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
 }
 

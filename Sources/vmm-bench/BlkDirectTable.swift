@@ -59,7 +59,7 @@ func renderBlkDirectTable(
         ? ""
         : "vmm-bench blk --direct: 4 KiB random I/O, page cache bypassed (O_DIRECT), on this machine's disk; "
             + "qd = requests in flight per queue; CPU/req = the daemon's (fio's) CPU time per request, "
-            + "fe/req = the front-end's (this benchmark's driving thread).\n"
+            + "fe/req = the front-end's (this benchmark's driving threads, one per queue).\n"
     out += formatTable(rows, markdown: markdown)
     out +=
         (markdown ? "\n" : "") + "Placement: \(placement). Ratios: ours / the better qsd configuration of each row"
