@@ -92,9 +92,17 @@ struct AsyncFileIOTests {
     @Test("punch-hole and zero-range zero their ranges and nothing else, or say they are unsupported", arguments: kinds)
     func spaceOperations(kind: AsyncFileEngineKind) throws {
         let file = try ScratchFile(blocks: 4)
+        try withQueue(kind) { queue in try spaceOperations(queue, file) }
+    }
+
+    /// Runs `body` with a queue of 4 on a new engine of `kind`, shut down afterwards.
+    private func withQueue(_ kind: AsyncFileEngineKind, _ body: (any AsyncFileQueue) throws -> Void) throws {
         let engine = try AsyncFileEngine(kind: kind, threadCount: 2)
         defer { engine.shutdown() }
-        let queue = try engine.makeQueue(capacity: 4)
+        try body(try engine.makeQueue(capacity: 4))
+    }
+
+    private func spaceOperations(_ queue: any AsyncFileQueue, _ file: ScratchFile) throws {
         let block = UInt64(ScratchFile.block)
         try queue.submit(.punchHole, descriptor: file.fd, offset: block, length: block, tag: 1)
         try queue.submit(.zeroRange, descriptor: file.fd, offset: 3 * block, length: 512, tag: 2)
