@@ -60,6 +60,11 @@ struct SocketDaemon {
     func stop() {
         ChildProcess(pid: pid).terminate(with: SIGTERM, grace: .seconds(5), group: true)
     }
+
+    /// SIGKILL to the process group (the daemon dies at once, as in a crash), then reaps `timeout`.
+    func crash() {
+        ChildProcess(pid: pid).terminate(with: SIGKILL, grace: .seconds(5), group: true)
+    }
 }
 
 /// Debian's qemu-storage-daemon (QEMU 7.2) serving an image as a vhost-user-blk export, with the
