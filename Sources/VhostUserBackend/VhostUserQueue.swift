@@ -24,6 +24,9 @@ public struct VhostUserQueue: ~Copyable {
     public var isPacked: Bool { ring.isPacked }
     var ring: DeviceRing
     var inflight: InflightTracker
+    /// Whether `inflight` records anything (fixed at start): without a region, pop and completion
+    /// skip the record entirely instead of switching over an empty one per chain.
+    let tracked: Bool
     /// Split heads to resubmit before popping new chains (inflight recovery), and how many were.
     var resubmit: [UInt16]
     var resubmitted = 0
@@ -56,6 +59,7 @@ public struct VhostUserQueue: ~Copyable {
         let size = ring.size
         self.ring = ring
         let tracked = !inflight.isNone
+        self.tracked = tracked
         self.inflight = inflight
         self.resubmit = resubmit
         self.packedResubmit = packedResubmit
@@ -75,14 +79,20 @@ public struct VhostUserQueue: ~Copyable {
             return try popResubmission()
         }
         guard let chain = try ring.pop() else { return nil }
+        if tracked { recordPop(chain) }
+        popCount &+= 1
+        return chain
+    }
+
+    /// Records a popped chain in the inflight region (split: its head; packed: its descriptors).
+    @inline(never)
+    private mutating func recordPop(_ chain: Chain) {
         let descriptors: RingDescriptors? = ring.read({ _ in nil }, { $0.ringDescriptors(of: chain) })
         inflight.apply(
             otherwise: (), { $0.recordPop(chain.id) },
             { record in
                 if let descriptors { record.recordPop(chain, descriptors: descriptors) }
             })
-        popCount &+= 1
-        return chain
     }
 
     /// The next chain a previous back-end left in flight. Already recorded in flight (with its
@@ -144,7 +154,7 @@ public struct VhostUserQueue: ~Copyable {
         if let log { log.completed(chain, written: written) }
         try ring.stage(chain, written: written)
         let id = chain.id
-        if inflight.apply(
+        if tracked, inflight.apply(
             otherwise: false, { _ in true },
             {
                 $0.recordCompletion(id)
@@ -226,6 +236,18 @@ public struct VhostUserQueue: ~Copyable {
     /// Publishes the staged completions: inflight links, used index, inflight clear (in that order).
     mutating func flush() {
         guard staged > 0 else { return }
+        guard tracked || log != nil else {
+            // Nothing to record around it: one release store of the used index.
+            ring.publishUsed()
+            staged = 0
+            return
+        }
+        flushRecorded()
+    }
+
+    /// `flush()` with inflight records or dirty logging around the publication.
+    @inline(never)
+    private mutating func flushRecorded() {
         let first = ring.read({ $0.publishedUsedIndex }, { _ in 0 })
         let count = staged
         defer { log?.published(from: first, count: count) }

@@ -100,7 +100,13 @@ final class NetDevice: VhostUserDaemonDevice, @unchecked Sendable {
 
     func process(_ queue: inout VhostUserQueue) throws {
         switch role(of: queue.index, features: queue.negotiatedFeatures) {
-        case .receive(let pair): try port.receive(lanes[pair], queue: &queue, event: nil)
+        case .receive(let pair):
+            // Borrowed, not retained: `lanes` (immutable) keeps every lane alive as long as the
+            // device, and a poll-mode worker calls this for an idle ring thousands of times per
+            // millisecond.
+            try Unmanaged.passUnretained(lanes[pair])._withUnsafeGuaranteedRef { lane in
+                try port.receive(lane, queue: &queue, event: nil)
+            }
         case .transmit(let pair): try transmit(&queue, pair: pair)
         case .control: try answerControl(&queue)
         case .unused: break

@@ -7,21 +7,23 @@ import VirtioNet
 /// it holds), a packet buffer for ports that read frames in, and the receive filter in force.
 ///
 /// Thread-safety: used by one worker at a time (the receive queue's), hence `@unchecked Sendable`;
-/// `start` runs on that worker too (`queueStarted`).
+/// `start` runs on that worker too (`queueStarted`). For the same reason its variables are
+/// `@exclusivity(unchecked)`: accesses never overlap (one thread, no re-entrancy), and the run-time
+/// check, a thread-local access set, cost more per packet than the copy of the frame.
 final class ReceiveLane: @unchecked Sendable {
     /// The queue pair.
     let pair: Int
-    var writer: ReceiveWriter
+    @exclusivity(unchecked) var writer: ReceiveWriter
     /// A packet read in and not yet delivered (the ring had no buffers): `packet[..<pending]`.
-    var pending = 0
+    @exclusivity(unchecked) var pending = 0
     /// Room for one packet: header plus the port's longest frame.
     let packet: UnsafeMutableRawBufferPointer
     /// Whether the port's source is watched now (it is not while the ring has no buffers).
-    var watching = false
+    @exclusivity(unchecked) var watching = false
     let counters: NetCounters
     private let control: SharedNetControl
-    private var filter: ReceiveFilter
-    private var filterGeneration: UInt32
+    @exclusivity(unchecked) private var filter: ReceiveFilter
+    @exclusivity(unchecked) private var filterGeneration: UInt32
 
     init(pair: Int, maxQueueSize: Int, maxFrameLength: Int, control: SharedNetControl, counters: NetCounters) {
         self.pair = pair
