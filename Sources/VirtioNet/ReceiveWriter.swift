@@ -70,6 +70,20 @@ public struct ReceiveWriter: ~Copyable {
     public mutating func deliver<Queue: NetQueue & ~Copyable>(
         _ packet: UnsafeMutableRawBufferPointer, to queue: inout Queue, counters: NetCounters
     ) throws(VirtqueueError) -> DeliveryResult {
+        var tally = ReceiveTally()
+        defer { tally.publish(to: counters) }
+        return try deliver(packet, to: &queue, counters: counters, tally: &tally)
+    }
+
+    /// `deliver(_:to:counters:)` for bursts: the frame and its bytes are added to `tally` (plain
+    /// integers) instead of `counters`; publish the tally once per burst. Each counter add is a
+    /// locked instruction, which on x86 also waits for the frame's stores into guest memory: per
+    /// frame, that wait was the largest cost of the receive path. Drops are still counted at once.
+    @inlinable
+    public mutating func deliver<Queue: NetQueue & ~Copyable>(
+        _ packet: UnsafeMutableRawBufferPointer, to queue: inout Queue, counters: NetCounters,
+        tally: inout ReceiveTally
+    ) throws(VirtqueueError) -> DeliveryResult {
         guard packet.count >= NetHeader.size else { return .dropped(.rxTooLong) }
         let frameLength = packet.count - NetHeader.size
         let total = headerSize + frameLength
@@ -120,9 +134,29 @@ public struct ReceiveWriter: ~Copyable {
         }
         first = slot(used)
         count -= used
-        counters.add(.rxFrames)
-        counters.add(.rxBytes, UInt64(frameLength))
+        tally.frames &+= 1
+        tally.bytes &+= UInt64(frameLength)
         return .delivered
+    }
+}
+
+/// Frames and bytes delivered and not yet added to a `NetCounters` (`rxFrames`, `rxBytes`).
+///
+/// Thread-safety: a value type, owned by one receive worker.
+public struct ReceiveTally: Sendable {
+    public var frames: UInt64 = 0
+    public var bytes: UInt64 = 0
+
+    @inlinable
+    public init() {}
+
+    /// Adds the tally to `counters` (two relaxed atomic adds, none if empty) and clears it.
+    @inlinable @inline(__always)
+    public mutating func publish(to counters: NetCounters) {
+        guard frames > 0 else { return }
+        counters.add(.rxFrames, frames)
+        counters.add(.rxBytes, bytes)
+        self = ReceiveTally()
     }
 }
 

@@ -87,6 +87,7 @@ final class NetDevice: VhostUserDaemonDevice, @unchecked Sendable {
     func queueStarted(_ queue: inout VhostUserQueue) throws {
         guard case .receive(let pair) = role(of: queue.index, features: queue.negotiatedFeatures) else { return }
         lanes[pair].start(features: queue.negotiatedFeatures, queueSize: queue.size)
+        defer { lanes[pair].publishCounts() }
         try port.receiveStarted(lanes[pair], queue: &queue)
     }
 
@@ -95,6 +96,7 @@ final class NetDevice: VhostUserDaemonDevice, @unchecked Sendable {
             queue.unwatch(token: event.token)
             return
         }
+        defer { lanes[pair].publishCounts() }
         try port.receive(lanes[pair], queue: &queue, event: event)
     }
 
@@ -105,6 +107,7 @@ final class NetDevice: VhostUserDaemonDevice, @unchecked Sendable {
             // device, and a poll-mode worker calls this for an idle ring thousands of times per
             // millisecond.
             try Unmanaged.passUnretained(lanes[pair])._withUnsafeGuaranteedRef { lane in
+                defer { lane.publishCounts() }
                 try port.receive(lane, queue: &queue, event: nil)
             }
         case .transmit(let pair): try transmit(&queue, pair: pair)

@@ -24,6 +24,8 @@ final class ReceiveLane: @unchecked Sendable {
     private let control: SharedNetControl
     @exclusivity(unchecked) private var filter: ReceiveFilter
     @exclusivity(unchecked) private var filterGeneration: UInt32
+    /// Frames delivered since the last `publishCounts()`.
+    @exclusivity(unchecked) private var tally = ReceiveTally()
 
     init(pair: Int, maxQueueSize: Int, maxFrameLength: Int, control: SharedNetControl, counters: NetCounters) {
         self.pair = pair
@@ -56,8 +58,13 @@ final class ReceiveLane: @unchecked Sendable {
             counters.add(.rxFiltered)
             return .dropped(.rxFiltered)
         }
-        let result = try writer.deliver(packet, to: &queue, counters: counters)
+        let result = try writer.deliver(packet, to: &queue, counters: counters, tally: &tally)
         if case .dropped(let reason) = result { counters.add(reason) }
         return result
     }
+
+    /// Adds the frames delivered since the last call to the counters (the device calls it after
+    /// each port callback: one pair of atomic adds per burst, not per frame).
+    @inline(__always)
+    func publishCounts() { tally.publish(to: counters) }
 }
