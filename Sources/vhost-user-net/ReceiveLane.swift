@@ -63,6 +63,13 @@ final class ReceiveLane: @unchecked Sendable {
         return result
     }
 
+    /// Holds up to `wanted` more receive chains for the next deliveries (`ReceiveWriter.reserve`);
+    /// returns how many it took.
+    @inline(__always)
+    func reserve(_ wanted: Int, from queue: inout VhostUserQueue) throws(VirtqueueError) -> Int {
+        try writer.reserve(wanted, from: &queue, counters: counters)
+    }
+
     /// Adds the frames delivered since the last call to the counters (the device calls it after
     /// each port callback: one pair of atomic adds per burst, not per frame).
     @inline(__always)
