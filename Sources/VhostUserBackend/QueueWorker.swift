@@ -215,33 +215,47 @@ final class QueueWorker: @unchecked Sendable {
     /// each look is a system call, which would otherwise cost more than an empty poll.
     private static let spinsPerRound = 64
 
-    /// Serves every started ring `spinsPerRound` times with available-buffer notifications off
-    /// (the driver need not kick while the worker polls), publishing and signalling after each
-    /// call that completed something. Returns whether any ring published a used entry.
+    /// Serves every started ring up to `spinsPerRound` times with available-buffer notifications
+    /// off (the driver need not kick while the worker polls), publishing and signalling after
+    /// each call that completed something. A ring's turn ends at the first call that neither
+    /// popped nor completed anything, so idle rings (the unused direction, the control queue)
+    /// cost one call per round instead of taking turns from a busy one. Returns whether any ring
+    /// published a used entry.
     private func pollRound() -> Bool {
         var busy = false
         for ring in rings where ring.isStarted && ring.enabled && !ring.broken {
-            guard var queue = ring.queue.take() else { continue }
-            queue.worker = self
-            queue.call = ring.call
-            do {
-                try announceStart(ring, &queue)
-                queue.ring.disableNotifications()
-                for _ in 0..<Self.spinsPerRound {
-                    try device.process(&queue)
-                    _ = try queue.drainCompletions()
-                    guard queue.staged > 0 else { continue }
-                    queue.flush()
-                    queue.signalIfNeeded()
-                    busy = true
-                }
-            } catch {
-                queue.flush()
-                markBroken(ring, error)
-            }
+            if ring.queue?.inPlace({ queue in poll(ring, &queue) }) == true { busy = true }
+        }
+        return busy
+    }
+
+    /// One ring's turn in `pollRound`, on its queue in place.
+    private func poll(_ ring: Vring, _ queue: inout VhostUserQueue) -> Bool {
+        queue.worker = self
+        queue.call = ring.call
+        defer {
             queue.worker = nil
             queue.call = nil
-            ring.queue = consume queue
+        }
+        var busy = false
+        do {
+            try announceStart(ring, &queue)
+            queue.ring.disableNotifications()
+            for _ in 0..<Self.spinsPerRound {
+                let popped = queue.popCount
+                try device.process(&queue)
+                _ = try queue.drainCompletions()
+                guard queue.staged > 0 else {
+                    if queue.popCount == popped { break }
+                    continue
+                }
+                queue.flush()
+                queue.signalIfNeeded()
+                busy = true
+            }
+        } catch {
+            queue.flush()
+            markBroken(ring, error)
         }
         return busy
     }

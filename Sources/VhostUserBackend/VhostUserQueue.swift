@@ -264,6 +264,12 @@ public struct VhostUserQueue: ~Copyable {
         staged = 0
     }
 
+    /// Runs `body` on this queue where it lies: the worker reaches a ring's queue with
+    /// `ring.queue?.inPlace { ... }` rather than moving the whole struct out of the ring and back
+    /// (two copies of some 600 bytes per ring per poll round).
+    @inline(__always)
+    mutating func inPlace<R>(_ body: (inout VhostUserQueue) -> R) -> R { body(&self) }
+
     /// Resubmissions still pending (carried over when the ring is rebuilt for new memory).
     var pendingResubmissions: [UInt16] { Array(resubmit[resubmitted...]) }
     var pendingPackedResubmissions: [InflightPackedQueue.Resubmission] { Array(packedResubmit[packedResubmitted...]) }

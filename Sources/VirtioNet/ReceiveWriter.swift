@@ -15,6 +15,8 @@ public struct ReceiveWriter: ~Copyable {
     /// The header size the driver uses (`netHeaderSize`).
     public private(set) var headerSize: Int
     public private(set) var mergeable: Bool
+    /// VIRTIO_F_IN_ORDER: chains are completed in the order they were popped, bad ones included.
+    public private(set) var inOrder: Bool
     /// Chains popped and not yet used, oldest first (a ring buffer of `capacity`).
     @usableFromInline let held: UnsafeMutablePointer<Chain>
     @usableFromInline let allocated: Int
@@ -30,6 +32,7 @@ public struct ReceiveWriter: ~Copyable {
         held = .allocate(capacity: allocated)
         headerSize = 12
         mergeable = false
+        inOrder = false
         capacity = 1
         start(features: features, queueSize: queueSize)
     }
@@ -40,6 +43,7 @@ public struct ReceiveWriter: ~Copyable {
     public mutating func start(features: UInt64, queueSize: Int) {
         headerSize = netHeaderSize(features: features)
         mergeable = features & NetFeature.mergeableRxBuffers != 0
+        inOrder = features & NetFeature.inOrder != 0
         capacity = min(max(1, queueSize), allocated)
         discard()
     }
@@ -81,15 +85,16 @@ public struct ReceiveWriter: ~Copyable {
         return taken
     }
 
-    /// The next available chain with room for a header, or nil. Section 5.1.6.3.1: every receive
-    /// buffer holds at least a header; a chain that does not is returned empty (`rxBadChains`),
-    /// between packets (never among a packet's chains, which stay adjacent in the used ring).
+    /// The next available chain to hold, or nil. Section 5.1.6.3.1: every receive buffer holds at
+    /// least a header; a chain that does not is returned empty (`rxBadChains`), between packets
+    /// (never among a packet's chains, which stay adjacent in the used ring): at once when no
+    /// chain is held, else (in order) held too, and returned when it reaches the front.
     @inlinable @inline(__always)
     mutating func popUsable<Queue: NetQueue & ~Copyable>(from queue: inout Queue, counters: NetCounters)
         throws(VirtqueueError) -> Chain?
     {
         while let chain = try queue.pop() {
-            if chain.writableLength >= UInt32(headerSize) { return chain }
+            if chain.writableLength >= UInt32(headerSize) || (inOrder && count > 0) { return chain }
             try queue.complete(chain, written: 0)
             counters.add(.rxBadChains)
         }
@@ -136,7 +141,20 @@ public struct ReceiveWriter: ~Copyable {
                 held[slot(count)] = chain
                 count += 1
             }
-            room += Int(held[slot(used)].writableLength)
+            let length = held[slot(used)].writableLength
+            if length < UInt32(headerSize) {
+                // A bad chain held in order (see `popUsable`). At the front, it is its turn to be
+                // returned empty. Behind this packet's chains, it must not be used before them and
+                // cannot carry the packet's rest: the packet is dropped (a misbehaving driver
+                // delays only its own packets; ones that fit before it still pass).
+                guard used == 0 else { return .dropped(.rxTooLong) }
+                try queue.complete(held[slot(0)], written: 0)
+                counters.add(.rxBadChains)
+                first = slot(1)
+                count -= 1
+                continue
+            }
+            room += Int(length)
             used += 1
             if room >= total { break }
             if !mergeable {

@@ -11,7 +11,8 @@ import VhostUserDaemon
 /// exchanged with a `NetPort`.
 ///
 /// Offered: VERSION_1, MRG_RXBUF, MAC, STATUS (link up), CTRL_VQ with CTRL_RX and CTRL_MAC_ADDR,
-/// MQ when there are several pairs, RING_PACKED, MTU, and the port's offloads (a TAP carries
+/// MQ when there are several pairs, RING_PACKED, IN_ORDER (every queue completes chains in the
+/// order it popped them), MTU, and the port's offloads (a TAP carries
 /// CSUM/GUEST_CSUM/TSO; the switch and the benchmark ports carry none, so the driver computes
 /// every checksum itself).
 ///
@@ -50,7 +51,7 @@ final class NetDevice: VhostUserDaemonDevice, @unchecked Sendable {
         var offered =
             NetFeature.version1 | NetFeature.mergeableRxBuffers | NetFeature.mac | NetFeature.status
             | NetFeature.controlQueue | NetFeature.controlReceiveMode | NetFeature.controlMACAddress | NetFeature.mtu
-            | NetFeature.ringPacked | port.offloadFeatures
+            | NetFeature.ringPacked | NetFeature.inOrder | port.offloadFeatures
         if pairs > 1 { offered |= NetFeature.multiQueue }
         deviceFeatures = VirtioFeatures(rawValue: offered)
         let control = SharedNetControl(mac: mac, maxQueuePairs: UInt16(pairs))
