@@ -22,6 +22,8 @@ struct DeviceRing: ~Copyable {
     let size: Int
     /// Whether the layout is packed.
     let isPacked: Bool
+    /// Set by `disableNotifications()`, cleared by `enableNotifications()`.
+    private var notificationsOff = false
 
     /// A split ring.
     static func split(_ ring: consuming SplitQueue) -> DeviceRing {
@@ -74,10 +76,16 @@ struct DeviceRing: ~Copyable {
     }
 
     mutating func enableNotifications() -> Bool {
-        apply({ $0.enableNotifications() }, { $0.enableNotifications() })
+        notificationsOff = false
+        return apply({ $0.enableNotifications() }, { $0.enableNotifications() })
     }
 
+    /// Asks the driver not to notify. Only the device writes the suppression field, so once it is
+    /// written nothing needs writing again: a poll-mode worker calls this every turn, and each
+    /// store would take the cache line the driver polls the used index on.
     mutating func disableNotifications() {
+        guard !notificationsOff else { return }
+        notificationsOff = true
         apply({ $0.disableNotifications() }, { $0.disableNotifications() })
     }
 

@@ -215,22 +215,36 @@ final class QueueWorker: @unchecked Sendable {
     /// each look is a system call, which would otherwise cost more than an empty poll.
     private static let spinsPerRound = 64
 
-    /// Serves every started ring up to `spinsPerRound` times with available-buffer notifications
-    /// off (the driver need not kick while the worker polls), publishing and signalling after
-    /// each call that completed something. A ring's turn ends at the first call that neither
-    /// popped nor completed anything, so idle rings (the unused direction, the control queue)
-    /// cost one call per round instead of taking turns from a busy one. Returns whether any ring
-    /// published a used entry.
+    /// Serves the started rings with available-buffer notifications off (the driver need not kick
+    /// while the worker polls), publishing and signalling after each call that completed
+    /// something, for `spinsPerRound` calls per ring in all. A ring's turn lasts while its calls
+    /// move chains and ends at its first idle call; the rings then take turns again until the
+    /// calls are spent: a busy ring is not held up by idle ones (the unused direction, the
+    /// control queue), and the poller and clock are looked at once per round, not once per idle
+    /// ring. Returns whether any ring published a used entry.
     private func pollRound() -> Bool {
         var busy = false
-        for ring in rings where ring.isStarted && ring.enabled && !ring.broken {
-            if ring.queue?.inPlace({ queue in poll(ring, &queue) }) == true { busy = true }
+        let budget = Self.spinsPerRound * rings.count
+        var calls = 0
+        while calls < budget {
+            let before = calls
+            for ring in rings where ring.isStarted && ring.enabled && !ring.broken {
+                guard
+                    let (made, published) = ring.queue?.inPlace({ queue in
+                        poll(ring, &queue, limit: max(1, budget - calls))
+                    })
+                else { continue }
+                calls += made
+                busy = busy || published
+            }
+            if calls == before { break }
         }
         return busy
     }
 
-    /// One ring's turn in `pollRound`, on its queue in place.
-    private func poll(_ ring: Vring, _ queue: inout VhostUserQueue) -> Bool {
+    /// One ring's turn in `pollRound`, on its queue in place: at most `limit` calls; returns the
+    /// calls made and whether they published anything.
+    private func poll(_ ring: Vring, _ queue: inout VhostUserQueue, limit: Int) -> (Int, Bool) {
         queue.worker = self
         queue.call = ring.call
         defer {
@@ -238,10 +252,12 @@ final class QueueWorker: @unchecked Sendable {
             queue.call = nil
         }
         var busy = false
+        var calls = 0
         do {
             try announceStart(ring, &queue)
             queue.ring.disableNotifications()
-            for _ in 0..<Self.spinsPerRound {
+            while calls < limit {
+                calls += 1
                 let popped = queue.popCount
                 try device.process(&queue)
                 _ = try queue.drainCompletions()
@@ -257,7 +273,7 @@ final class QueueWorker: @unchecked Sendable {
             queue.flush()
             markBroken(ring, error)
         }
-        return busy
+        return (calls, busy)
     }
 
     private func dispatch(_ event: PollEvent) {

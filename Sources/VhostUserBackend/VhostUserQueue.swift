@@ -42,10 +42,12 @@ public struct VhostUserQueue: ~Copyable {
     var abandoned: [UInt16] = []
     /// This generation's deferred completions.
     let completions: CompletionChannel
-    /// The worker serving the queue, set for the duration of each callback.
-    var worker: QueueWorker?
-    /// The ring's call notifier, set for the duration of each callback (for `publish()`).
-    var call: EventNotifier?
+    /// The worker serving the queue, set for the duration of each callback. Not retained (the
+    /// worker outlives its callbacks), so setting it per poll turn costs no atomic count.
+    unowned(unsafe) var worker: QueueWorker?
+    /// The ring's call notifier, set for the duration of each callback (for `publish()`). Not
+    /// retained: the ring holds it, and replaces it only while its worker is parked.
+    unowned(unsafe) var call: EventNotifier?
     /// Dirty logging while the front-end migrates the guest; nil otherwise (then completion and
     /// publication cost one branch more than without logging support).
     var log: QueueLog?

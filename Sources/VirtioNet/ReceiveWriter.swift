@@ -101,6 +101,19 @@ public struct ReceiveWriter: ~Copyable {
         return nil
     }
 
+    /// In order: returns (empty) the bad chains held at the front, whose turn it now is.
+    @inlinable
+    mutating func returnBadChainsAtFront<Queue: NetQueue & ~Copyable>(to queue: inout Queue, counters: NetCounters)
+        throws(VirtqueueError)
+    {
+        while count > 0, held[first].writableLength < UInt32(headerSize) {
+            try queue.complete(held[first], written: 0)
+            counters.add(.rxBadChains)
+            first = slot(1)
+            count -= 1
+        }
+    }
+
     /// Writes `packet` (a 12-byte `NetHeader` followed by the frame; the writer sets
     /// `num_buffers` in it) into the queue.
     ///
@@ -128,6 +141,7 @@ public struct ReceiveWriter: ~Copyable {
         guard packet.count >= NetHeader.size else { return .dropped(.rxTooLong) }
         let frameLength = packet.count - NetHeader.size
         let total = headerSize + frameLength
+        if inOrder && count > 0 { try returnBadChainsAtFront(to: &queue, counters: counters) }
         // Gather chains until they can hold the packet.
         var used = 0
         var room = 0
@@ -142,18 +156,11 @@ public struct ReceiveWriter: ~Copyable {
                 count += 1
             }
             let length = held[slot(used)].writableLength
-            if length < UInt32(headerSize) {
-                // A bad chain held in order (see `popUsable`). At the front, it is its turn to be
-                // returned empty. Behind this packet's chains, it must not be used before them and
-                // cannot carry the packet's rest: the packet is dropped (a misbehaving driver
-                // delays only its own packets; ones that fit before it still pass).
-                guard used == 0 else { return .dropped(.rxTooLong) }
-                try queue.complete(held[slot(0)], written: 0)
-                counters.add(.rxBadChains)
-                first = slot(1)
-                count -= 1
-                continue
-            }
+            // A bad chain held in order (see `popUsable`) behind this packet's first chains: it
+            // must not be used before them and cannot carry the packet's rest. The packet is
+            // dropped (a misbehaving driver delays only its own packets; ones that fit before the
+            // bad chain still pass, then it is returned from the front).
+            if length < UInt32(headerSize) { return .dropped(.rxTooLong) }
             room += Int(length)
             used += 1
             if room >= total { break }
