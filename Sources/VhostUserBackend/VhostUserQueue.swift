@@ -156,12 +156,13 @@ public struct VhostUserQueue: ~Copyable {
         if let log { log.completed(chain, written: written) }
         try ring.stage(chain, written: written)
         let id = chain.id
-        if tracked, inflight.apply(
-            otherwise: false, { _ in true },
-            {
-                $0.recordCompletion(id)
-                return false
-            })
+        if tracked,
+            inflight.apply(
+                otherwise: false, { _ in true },
+                {
+                    $0.recordCompletion(id)
+                    return false
+                })
         {
             batch.append(id)
         }

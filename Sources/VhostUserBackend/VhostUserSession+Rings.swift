@@ -178,8 +178,7 @@ extension VhostUserSession {
 
     /// Reads the ring's inflight record, if the front-end set a region: where the previous
     /// back-end left the ring and the chains it left in flight.
-    private func recoverInflight(_ ring: Vring, layout: inout DeviceRing) throws(VhostUserError) -> InflightRecovery
-    {
+    private func recoverInflight(_ ring: Vring, layout: inout DeviceRing) throws(VhostUserError) -> InflightRecovery {
         guard let buffer = inflight, let tracker = buffer.tracker(ring.index, packed: layout.isPacked) else {
             return InflightRecovery(tracker: nil, base: ring.base)
         }
