@@ -11,9 +11,12 @@ public final class FrontendDirtyLog: @unchecked Sendable {
     public let log: DirtyLog
     /// The shared memory behind it (owns the fd).
     public let memory: SharedMemory
+    /// The size given to the back-end in `SET_LOG_BASE` (again after a reconnect).
+    let size: UInt64
 
-    init(memory: SharedMemory) {
+    init(memory: SharedMemory, size: UInt64) {
         self.memory = memory
+        self.size = size
         log = DirtyLog(mapping: memory.mapping)
     }
 }
@@ -40,13 +43,8 @@ extension VhostUserFrontend {
         } catch {
             throw .system(SystemCallError("create dirty log (\(error))", .outOfMemory))
         }
-        try channel.send(.setLogBase(LogDescription(size: size, offset: 0)), fds: [memory.descriptor])
-        // The reply says the log is mapped; its value means nothing (QEMU ignores it, libvhost-user
-        // echoes mmap_size), so only its form is checked.
-        _ = try channel.receiveReply(to: .setLogBase) { (header, payload, fds) throws(ProtocolError) in
-            try Reply.u64(to: .setLogBase, header: header, payload: payload, descriptors: fds)
-        }
-        let log = FrontendDirtyLog(memory: memory)
+        let log = FrontendDirtyLog(memory: memory, size: size)
+        try sendLogBase(log)
         try setLogging(log)
         return log
     }
@@ -57,6 +55,16 @@ extension VhostUserFrontend {
     /// - Throws: a transport or ack error.
     public func stopLogging() throws(FrontendError) {
         try setLogging(nil)
+    }
+
+    /// `SET_LOG_BASE` with `log`'s fd; returns once the back-end answered that it mapped it.
+    func sendLogBase(_ log: FrontendDirtyLog) throws(FrontendError) {
+        try channel.send(.setLogBase(LogDescription(size: log.size, offset: 0)), fds: [log.memory.descriptor])
+        // The reply says the log is mapped; its value means nothing (QEMU ignores it, libvhost-user
+        // echoes mmap_size), so only its form is checked.
+        _ = try channel.receiveReply(to: .setLogBase) { (header, payload, fds) throws(ProtocolError) in
+            try Reply.u64(to: .setLogBase, header: header, payload: payload, descriptors: fds)
+        }
     }
 
     private func setLogging(_ log: FrontendDirtyLog?) throws(FrontendError) {

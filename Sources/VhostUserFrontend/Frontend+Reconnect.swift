@@ -20,6 +20,8 @@ extension VhostUserFrontend {
     /// since the rings were laid out for it), shares the same guest memory, hands over the kept
     /// inflight buffer (`SET_INFLIGHT_FD`, when INFLIGHT_SHMFD is negotiated), sets every started
     /// queue up again with its notifiers, kicks it once, and sets DRIVER_OK again if it was set.
+    /// While logging (`startLogging()`), the same log is handed over and LOG_ALL set before the
+    /// rings, so no write of the new back-end escapes the log.
     ///
     /// Split rings resume at the used index in memory (what the old back-end completed; with an
     /// inflight buffer the new back-end also resubmits what it had in flight). Packed rings resume
@@ -27,7 +29,8 @@ extension VhostUserFrontend {
     ///
     /// The old connection is dropped first; the queues keep their state and stay usable. A failed
     /// reconnect may simply be tried again.
-    /// - Throws: `.featuresChanged`, `.packedRingBusy`, or any error of the requests involved.
+    /// - Throws: `.featuresChanged`, `.packedRingBusy`; while logging, `.notNegotiated` or
+    ///   `.featuresRejected` when the new back-end cannot log; or any error of the requests involved.
     public func reconnect(socket: ScmSocket) throws(FrontendError) {
         channel.poison()
         channel = FrontendChannel(socket: socket, timeout: channel.timeout)
@@ -46,6 +49,22 @@ extension VhostUserFrontend {
         }
         if let inflight, after.protocolFeatures.contains(.inflightSharedMemory) {
             try setInflight(inflight)
+        }
+        if let dirtyLog {
+            // Migrating: the new back-end logs from its first write on, as QEMU's vhost_dev_start
+            // does for a device started while logging (the log, then LOG_ALL; the rings below carry
+            // VHOST_VRING_F_LOG).
+            // The errors of `startLogging()`; this connection is not left half set up.
+            guard after.protocolFeatures.contains(.logSharedMemory) else {
+                channel.poison()
+                throw .notNegotiated(.logSharedMemory)
+            }
+            guard after.offeredFeatures.contains(.logAll) else {
+                channel.poison()
+                throw .featuresRejected(status: [])
+            }
+            try sendLogBase(dirtyLog)
+            try sendAcknowledged(.setFeatures(after.features.union(.logAll)))
         }
         for index in queues.keys.sorted() {
             guard let queue = queues[index] else { continue }

@@ -25,7 +25,8 @@ public enum NetCounter: Int, CaseIterable, Sendable {
     case rxFrames
     /// Their bytes (Ethernet frame, no virtio-net header).
     case rxBytes
-    /// Frames dropped because the driver posted no (or too few) receive buffers in time.
+    /// Frames dropped because the driver posted no (or too few) receive buffers in time (or, on a
+    /// switch port, no front-end was attached).
     case rxNoBuffers
     /// Frames longer than the posted buffers (without MRG_RXBUF: one chain; with it: the ring).
     case rxTooLong

@@ -10,7 +10,8 @@ import VirtioNet
 /// Each port has a bounded `FrameQueue` filled by the other ports' transmit workers and drained
 /// by its own receive worker (woken through an `EventNotifier` once per transmit batch). A port
 /// whose driver stops posting receive buffers fills its queue; further frames for it are dropped
-/// and counted (`rxNoBuffers` on that port), and no other port waits.
+/// and counted (`rxNoBuffers` on that port, as are frames for a port with no front-end), and no
+/// other port waits.
 ///
 /// Thread-safety: shared by every port's workers: the learning table and the frame queues are
 /// thread-safe; `attached` flags are atomics.
@@ -83,8 +84,8 @@ final class SwitchPort: NetPort, @unchecked Sendable {
     }
 
     private func forward(_ packet: UnsafeRawBufferPointer, to target: Int) {
-        guard fabric.isAttached(target) else { return }
-        if fabric.queues[target].push(packet) {
+        // A port with no front-end has no buffers at all: dropped and counted like a full queue.
+        if fabric.isAttached(target), fabric.queues[target].push(packet) {
             woken |= 1 << UInt64(target)
         } else {
             fabric.counters[target].add(.rxNoBuffers)

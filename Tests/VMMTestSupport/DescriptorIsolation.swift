@@ -206,30 +206,43 @@ func currentExecutablePath() -> String? {
 func awaitMainThreadParked() {
     #if os(Linux)
     #if arch(x86_64)
-    let sigsuspend = 130  // rt_sigsuspend (<asm/unistd_64.h>; the macro does not import)
+    let sigsuspendNumber: Int? = 130  // rt_sigsuspend (<asm/unistd_64.h>; the macro does not import)
     #elseif arch(arm64)
-    let sigsuspend = 133  // rt_sigsuspend (<asm-generic/unistd.h>)
+    let sigsuspendNumber: Int? = 133  // rt_sigsuspend (<asm-generic/unistd.h>)
     #else
-    let sigsuspend = -1
+    let sigsuspendNumber: Int? = nil
     #endif
     let path = "/proc/self/task/\(getpid())/syscall"
+    guard let sigsuspend = sigsuspendNumber else { return }
     for _ in 0..<2000 {
-        guard sigsuspend >= 0, let number = currentSyscall(path), number != sigsuspend else { return }
-        usleep(1000)
+        switch currentSyscall(path) {
+        case .unreadable, .blocked(sigsuspend): return
+        case .running, .blocked: usleep(1000)  // still on its way there (a busy machine: often "running")
+        }
     }
     print("the main thread was not parked after 2 s: descriptor counts may see libdispatch's main-queue eventfd close")
     #endif
 }
 
-/// The number of the system call a thread is blocked in (first field of /proc/.../syscall), or
-/// nil if it cannot be read.
-private func currentSyscall(_ path: String) -> Int? {
+/// What `/proc/<pid>/task/<tid>/syscall` says of a thread.
+private enum ThreadSyscall {
+    /// Blocked in this system call (the file's first field).
+    case blocked(Int)
+    /// On a CPU or runnable ("running"): where it will block is not known yet.
+    case running
+    /// The file cannot be opened or parsed: nothing to wait for.
+    case unreadable
+}
+
+private func currentSyscall(_ path: String) -> ThreadSyscall {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
+    guard fd >= 0 else { return .unreadable }
     defer { close(fd) }
     var buffer = [UInt8](repeating: 0, count: 256)
     let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-    guard n > 0 else { return nil }
-    return Int(
-        String(decoding: buffer[0..<n].prefix { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\n") }, as: UTF8.self))
+    guard n > 0 else { return .unreadable }
+    let field = String(
+        decoding: buffer[0..<n].prefix { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\n") }, as: UTF8.self)
+    if field == "running" { return .running }
+    return Int(field).map { .blocked($0) } ?? .unreadable
 }
