@@ -70,8 +70,9 @@ nonisolated(unsafe) private let directImage:
             let readOnly = try? BlockBackingFile(path: path, readOnly: true, cache: .none),
             writable.capacity == UInt64(imageSize / 512),
             let engine = try? AsyncFileEngine(kind: .preferred, threadCount: 2),
-            let writableQueue = try? engine.makeQueue(capacity: 8),
-            let readOnlyQueue = try? engine.makeQueue(capacity: 8)
+            // Twice the slots, as the daemon: room for the ranges of DISCARD / WRITE_ZEROES in the engine.
+            let writableQueue = try? engine.makeQueue(capacity: 16),
+            let readOnlyQueue = try? engine.makeQueue(capacity: 16)
         else { return nil }
         return (
             fd,

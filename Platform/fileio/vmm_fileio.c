@@ -10,6 +10,7 @@
 
 #if defined(__linux__)
 #include <sys/syscall.h>
+#include <linux/falloc.h>
 #include <linux/stat.h>
 #endif
 
@@ -100,6 +101,21 @@ int vmm_uring_prepare(vmm_uring *ring, int operation, int fd, const struct iovec
     return 0;
 }
 
+int vmm_uring_prepare_space(vmm_uring *ring, int operation, int fd, uint64_t offset, uint64_t length,
+                            uint64_t tag) {
+    int mode;
+    switch (operation) {
+    case VMM_URING_PUNCH_HOLE: mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE; break;
+    case VMM_URING_ZERO_RANGE: mode = FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE; break;
+    default: return -EINVAL;
+    }
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&ring->ring);
+    if (!sqe) return -EBUSY;
+    io_uring_prep_fallocate(sqe, fd, mode, offset, length);
+    io_uring_sqe_set_data64(sqe, tag);
+    return 0;
+}
+
 int vmm_uring_submit(vmm_uring *ring) {
     // io_uring_submit may take only part of the queue (the kernel stops at the first entry it
     // cannot take for now): keep going until every entry is in, or the kernel says "not now".
@@ -142,6 +158,12 @@ void vmm_uring_destroy(vmm_uring *ring) { (void)ring; }
 int vmm_uring_prepare(vmm_uring *ring, int operation, int fd, const struct iovec *vectors, unsigned count,
                       uint64_t offset, uint64_t tag) {
     (void)ring; (void)operation; (void)fd; (void)vectors; (void)count; (void)offset; (void)tag;
+    return -ENOSYS;
+}
+
+int vmm_uring_prepare_space(vmm_uring *ring, int operation, int fd, uint64_t offset, uint64_t length,
+                            uint64_t tag) {
+    (void)ring; (void)operation; (void)fd; (void)offset; (void)length; (void)tag;
     return -ENOSYS;
 }
 

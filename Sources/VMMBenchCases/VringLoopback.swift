@@ -71,41 +71,61 @@ struct VringLoopback: ~Copyable {
     ///
     /// - Throws: whatever the queues throw (nothing, unless memory was corrupted externally).
     mutating func runIterations(_ n: Int) throws {
-        let buffers = self.buffers
         let sum = checksum
         guard let taken = rings.take() else { return }
+        // The device is reached through closures of concrete type: a loop generic over a
+        // non-copyable queue is not specialized, and pop and push would go through protocol
+        // witnesses (not what a back-end, which knows its queue type, pays).
+        let result: Result<UInt64, any Error>
         switch consume taken {
         case .split(var device, let driver):
-            let result = Result { try Self.run(n, &device, driver, buffers, sum) }
+            result = Self.withScratch(buffers) { chainBuffers, header in
+                Result {
+                    try Self.run(
+                        n, driver, chainBuffers, header, sum, pop: { () throws(VirtqueueError) in try device.pop() },
+                        push: { (chain) throws(VirtqueueError) in try device.push(chain, written: 0) })
+                }
+            }
             rings = .split(device, driver)
-            checksum = try result.get()
         case .packed(var device, let driver):
-            let result = Result { try Self.run(n, &device, driver, buffers, sum) }
+            result = Self.withScratch(buffers) { chainBuffers, header in
+                Result {
+                    try Self.run(
+                        n, driver, chainBuffers, header, sum, pop: { () throws(VirtqueueError) in try device.pop() },
+                        push: { (chain) throws(VirtqueueError) in try device.push(chain, written: 0) })
+                }
+            }
             rings = .packed(device, driver)
-            checksum = try result.get()
+        }
+        checksum = try result.get()
+    }
+
+    /// Calls `body` with the chain's buffers and 16 bytes of stack scratch for the header read.
+    @inline(__always)
+    private static func withScratch<R>(
+        _ buffers: [DriverBuffer], _ body: (UnsafeBufferPointer<DriverBuffer>, UnsafeMutableRawBufferPointer) -> R
+    ) -> R {
+        buffers.withUnsafeBufferPointer { chainBuffers in
+            withUnsafeTemporaryAllocation(byteCount: 16, alignment: 8) { header in body(chainBuffers, header) }
         }
     }
 
     @inline(__always)
-    private static func run<Q: DeviceQueue & ~Copyable, D: DriverQueue>(
-        _ n: Int, _ device: inout Q, _ driver: D,
-        _ buffers: [DriverBuffer], _ start: UInt64
+    private static func run<D: DriverQueue>(
+        _ n: Int, _ driver: D, _ chainBuffers: UnsafeBufferPointer<DriverBuffer>,
+        _ header: UnsafeMutableRawBufferPointer, _ start: UInt64,
+        pop: () throws(VirtqueueError) -> Chain?, push: (Chain) throws(VirtqueueError) -> Void
     ) throws -> UInt64 {
-        var scratch: (UInt64, UInt64) = (0, 0)
         var sum = start
-        try buffers.withUnsafeBufferPointer { chainBuffers in
-            try withUnsafeMutableBytes(of: &scratch) { header in
-                for _ in 0..<n {
-                    try driver.post(chainBuffers, indirectTable: nil)
-                    guard let chain = try device.pop() else { throw VirtqueueError.chainChanged }
-                    var pieces = chain.buffers()
-                    while let piece = try pieces.next() { sum &+= UInt64(piece.bytes.count) }
-                    sum &+= UInt64(try chain.readReadable(into: header))
-                    try device.push(chain, written: 0)
-                    guard try driver.reap() != nil else { throw VirtqueueError.chainChanged }
-                }
-            }
+        for _ in 0..<n {
+            try driver.post(chainBuffers, indirectTable: nil)
+            guard let chain = try pop() else { throw VirtqueueError.chainChanged }
+            var pieces = chain.buffers()
+            while let piece = try pieces.next() { sum &+= UInt64(piece.bytes.count) }
+            sum &+= UInt64(try chain.readReadable(into: header))
+            try push(chain)
+            guard try driver.reap() != nil else { throw VirtqueueError.chainChanged }
         }
-        return sum &+ scratch.0
+        return sum &+ header.load(as: UInt64.self)
     }
 }

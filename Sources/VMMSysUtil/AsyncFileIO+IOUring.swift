@@ -51,19 +51,41 @@ final class IOUringFileQueue: AsyncFileQueue {
         _ operation: AsyncFileOperation, descriptor: Int32, vectors: UnsafePointer<iovec>?, count: Int,
         offset: UInt64, tag: UInt64
     ) throws(SystemCallError) {
-        guard inFlight < capacity else { throw SystemCallError("io_uring_get_sqe", Errno(rawValue: EBUSY)) }
-        let code: Int32
+        guard !operation.isSpaceOperation else { throw SystemCallError("io_uring_get_sqe", Errno(rawValue: EINVAL)) }
+        let code = Self.code(of: operation)
+        try queueEntry { vmm_uring_prepare(ring, code, descriptor, vectors, UInt32(count), offset, tag) }
+    }
+
+    func submit(
+        _ operation: AsyncFileOperation, descriptor: Int32, offset: UInt64, length: UInt64, tag: UInt64
+    ) throws(SystemCallError) {
+        guard operation.isSpaceOperation else { throw SystemCallError("io_uring_get_sqe", Errno(rawValue: EINVAL)) }
+        let code = Self.code(of: operation)
+        try queueEntry { vmm_uring_prepare_space(ring, code, descriptor, offset, length, tag) }
+    }
+
+    /// The shim's operation code.
+    private static func code(of operation: AsyncFileOperation) -> Int32 {
         switch operation {
-        case .read: code = Int32(VMM_URING_READV)
-        case .write: code = Int32(VMM_URING_WRITEV)
-        case .durableWrite: code = Int32(VMM_URING_WRITEV_DSYNC)
-        case .dataSync: code = Int32(VMM_URING_DATASYNC)
+        case .read: return Int32(VMM_URING_READV)
+        case .write: return Int32(VMM_URING_WRITEV)
+        case .durableWrite: return Int32(VMM_URING_WRITEV_DSYNC)
+        case .dataSync: return Int32(VMM_URING_DATASYNC)
+        case .punchHole: return Int32(VMM_URING_PUNCH_HOLE)
+        case .zeroRange: return Int32(VMM_URING_ZERO_RANGE)
         }
-        var rc = vmm_uring_prepare(ring, code, descriptor, vectors, UInt32(count), offset, tag)
+    }
+
+    /// Queues one entry with `prepare` (a `vmm_uring_prepare*` call returning 0 or -errno), at
+    /// most `capacity` in flight. A submission ring full of entries not yet committed is
+    /// committed first to make room.
+    @inline(__always)
+    private func queueEntry(_ prepare: () -> Int32) throws(SystemCallError) {
+        guard inFlight < capacity else { throw SystemCallError("io_uring_get_sqe", Errno(rawValue: EBUSY)) }
+        var rc = prepare()
         if rc == -EBUSY {
-            // The submission ring is full of operations not yet committed: start them to make room.
             try commit()
-            rc = vmm_uring_prepare(ring, code, descriptor, vectors, UInt32(count), offset, tag)
+            rc = prepare()
         }
         guard rc == 0 else { throw SystemCallError("io_uring_get_sqe", Errno(rawValue: -rc)) }
         inFlight += 1

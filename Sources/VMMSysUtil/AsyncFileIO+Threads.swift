@@ -15,6 +15,8 @@ struct FileIOJob {
     var vectors: UnsafePointer<iovec>?
     var count: Int32 = 0
     var offset: UInt64 = 0
+    /// Bytes of a space operation (`punchHole`, `zeroRange`).
+    var length: UInt64 = 0
     var tag: UInt64 = 0
     var result: Int32 = 0
     /// The queue that submitted it (unretained: a queue outlives its jobs, see its deinit).
@@ -129,6 +131,17 @@ final class FileIOThreadPool: @unchecked Sendable {
 
     /// Runs one job's system call: the byte count, or a negated errno.
     static func perform(_ job: FileIOJob) -> Int32 {
+        if job.operation.isSpaceOperation {
+            do {
+                let done =
+                    job.operation == .punchHole
+                    ? try FileSpace.punchHole(job.descriptor, offset: job.offset, length: job.length)
+                    : try FileSpace.zeroRange(job.descriptor, offset: job.offset, length: job.length)
+                return done ? 0 : -EOPNOTSUPP
+            } catch {
+                return -error.errno.rawValue
+            }
+        }
         var done: Int
         repeat {
             switch job.operation {
@@ -136,7 +149,7 @@ final class FileIOThreadPool: @unchecked Sendable {
                 done = preadv(job.descriptor, job.vectors, job.count, off_t(job.offset))
             case .write, .durableWrite:
                 done = pwritev(job.descriptor, job.vectors, job.count, off_t(job.offset))
-            case .dataSync:
+            case .dataSync, .punchHole, .zeroRange:
                 do { try FileSpace.dataSync(job.descriptor) } catch { return -error.errno.rawValue }
                 done = 0
             }
@@ -211,6 +224,23 @@ final class ThreadPoolFileQueue: AsyncFileQueue, @unchecked Sendable {
         _ operation: AsyncFileOperation, descriptor: Int32, vectors: UnsafePointer<iovec>?, count: Int,
         offset: UInt64, tag: UInt64
     ) throws(SystemCallError) {
+        guard !operation.isSpaceOperation else { throw SystemCallError("submit", Errno(rawValue: EINVAL)) }
+        try queue(
+            operation, descriptor: descriptor, vectors: vectors, count: count, offset: offset, length: 0, tag: tag)
+    }
+
+    func submit(
+        _ operation: AsyncFileOperation, descriptor: Int32, offset: UInt64, length: UInt64, tag: UInt64
+    ) throws(SystemCallError) {
+        guard operation.isSpaceOperation else { throw SystemCallError("submit", Errno(rawValue: EINVAL)) }
+        try queue(operation, descriptor: descriptor, vectors: nil, count: 0, offset: offset, length: length, tag: tag)
+    }
+
+    /// Takes a free job for the operation and appends it to the batch the next commit starts.
+    private func queue(
+        _ operation: AsyncFileOperation, descriptor: Int32, vectors: UnsafePointer<iovec>?, count: Int,
+        offset: UInt64, length: UInt64, tag: UInt64
+    ) throws(SystemCallError) {
         guard let job = free else { throw SystemCallError("submit", Errno(rawValue: EBUSY)) }
         free = job.pointee.next
         job.pointee.operation = operation
@@ -218,6 +248,7 @@ final class ThreadPoolFileQueue: AsyncFileQueue, @unchecked Sendable {
         job.pointee.vectors = vectors
         job.pointee.count = Int32(clamping: count)
         job.pointee.offset = offset
+        job.pointee.length = length
         job.pointee.tag = tag
         job.pointee.next = nil
         if let batchTail { batchTail.pointee.next = job } else { batchHead = job }

@@ -18,6 +18,16 @@ public enum AsyncFileOperation: Sendable, Hashable {
     case durableWrite
     /// `fdatasync` (no vectors).
     case dataSync
+    /// Deallocates a range, keeping the file's size (Linux `fallocate(PUNCH_HOLE | KEEP_SIZE)`);
+    /// reads of it return zeroes. Submitted with `submit(_:descriptor:offset:length:tag:)`.
+    case punchHole
+    /// Zeroes a range in place, keeping it allocated (Linux `fallocate(ZERO_RANGE | KEEP_SIZE)`).
+    /// Submitted with `submit(_:descriptor:offset:length:tag:)`.
+    case zeroRange
+
+    /// Whether it is a space operation (`punchHole`, `zeroRange`): a range, no vectors. These
+    /// complete with 0, or `-EOPNOTSUPP` where the OS, file system or kernel lacks them.
+    public var isSpaceOperation: Bool { self == .punchHole || self == .zeroRange }
 }
 
 /// One finished operation: the tag it was submitted with and its result (bytes transferred, or
@@ -72,6 +82,16 @@ public protocol AsyncFileQueue: AnyObject {
     func submit(
         _ operation: AsyncFileOperation, descriptor: Int32, vectors: UnsafePointer<iovec>?, count: Int,
         offset: UInt64, tag: UInt64) throws(SystemCallError)
+    /// Queues one space operation (`punchHole` or `zeroRange`) over `length` bytes at `offset`;
+    /// it starts at the latest at `commit()`. Allocation-free. It completes with 0, or a negated
+    /// errno (`-EOPNOTSUPP` where this OS, file system or kernel cannot do it: write zeroes
+    /// instead).
+    ///
+    /// - Throws: `SystemCallError` (`EBUSY` when `capacity` operations are already in flight,
+    ///   `EINVAL` for an operation that is not a space operation).
+    func submit(
+        _ operation: AsyncFileOperation, descriptor: Int32, offset: UInt64, length: UInt64, tag: UInt64
+    ) throws(SystemCallError)
     /// Starts everything queued since the last commit.
     ///
     /// - Throws: `SystemCallError` if the kernel took none or only part of the batch for now

@@ -197,10 +197,14 @@ public struct VhostUserQueue: ~Copyable {
         }
     }
 
-    /// Publishes the completions staged so far and signals the driver if it wants to hear, without
-    /// waiting for the callback to return. For devices that hold popped chains for a long time (a
-    /// paced device): each completion reaches the driver as soon as it is made.
-    public mutating func publish() {
+    /// Publishes the completions made so far (staged with `complete`, and deferred ones completed
+    /// meanwhile on any thread) and signals the driver if it wants to hear, without waiting for
+    /// the callback to return. For devices that hold popped chains for a long time (a paced
+    /// device): each completion reaches the driver as soon as it is made.
+    ///
+    /// - Throws: `VirtqueueError` as `complete` (a deferred completion that does not fit its chain).
+    public mutating func publish() throws(VirtqueueError) {
+        _ = try drainCompletions()
         flush()
         signalIfNeeded()
     }

@@ -8,7 +8,11 @@
 /// memory. Longer chains are re-read on iteration and every descriptor copy is validated again
 /// (memory safety never depends on the earlier walk); if the guest rewrote such a chain meanwhile,
 /// iteration throws instead of yielding anything outside guest memory or beyond the lengths
-/// recorded at pop.
+/// recorded at pop. A split chain is re-read from the driver's descriptor table, which the driver
+/// leaves alone until the chain is used. A packed chain is re-read from a copy of its ring
+/// descriptors that pop keeps in queue memory: the ring slots themselves may already hold used
+/// descriptors of chains completed out of order, or new ones (VIRTIO 1.2 §2.8). Indirect tables
+/// (either layout) are re-read from guest memory.
 ///
 /// Lifetime: a chain is usable from `pop()` until it is pushed, while its queue exists (and the
 /// queue's `GuestMemory` is not replaced; quiesce workers first). Never allocates.
@@ -25,14 +29,14 @@ public struct Chain: @unchecked Sendable {
     /// Total bytes the device may write.
     public let writableLength: UInt32
 
-    let slots: UInt16
+    @usableFromInline let slots: UInt16
     // Inlinable across modules (devices live in other modules): the short-chain fast path.
     /// Buffers translated at pop, or -1 if the chain must be re-walked.
     @usableFromInline let cachedCount: Int8
     @usableFromInline let cache: UnsafeMutablePointer<CachedBuffer>
     @usableFromInline let start: WalkStart
 
-    @inline(__always)
+    @inlinable @inline(__always)
     init(id: UInt16, slots: UInt16, summary: ChainSummary, start: WalkStart, cache: UnsafeMutablePointer<CachedBuffer>)
     {
         self.id = id

@@ -1,9 +1,13 @@
 /// Byte totals of a validated chain.
+@usableFromInline
 struct ChainSummary {
-    var readableLength: UInt32 = 0
-    var writableLength: UInt32 = 0
+    @usableFromInline var readableLength: UInt32 = 0
+    @usableFromInline var writableLength: UInt32 = 0
     /// Buffers kept translated by pop, or -1 if the chain must be re-walked.
-    var cachedCount: Int8 = -1
+    @usableFromInline var cachedCount: Int8 = -1
+
+    @inlinable @inline(__always)
+    init() {}
 }
 
 /// One buffer validated and translated at pop: our own copy, immune to later guest writes.
@@ -13,7 +17,7 @@ struct CachedBuffer {
     @usableFromInline var length: UInt32 = 0
     @usableFromInline var isWritable = false
 
-    @inline(__always)
+    @inlinable @inline(__always)
     init(pointer: UnsafeMutableRawPointer? = nil, length: UInt32 = 0, isWritable: Bool = false) {
         self.pointer = pointer
         self.length = length
@@ -23,4 +27,4 @@ struct CachedBuffer {
 
 /// Where pop keeps the translated buffers of a short chain: four entries per buffer id in the
 /// queue's in-flight table (queue memory, not guest memory), valid until the chain is pushed.
-let chainCacheCapacity = 4
+@usableFromInline let chainCacheCapacity = 4

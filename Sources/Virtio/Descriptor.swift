@@ -1,17 +1,18 @@
 /// A descriptor copied out of guest memory exactly once. Only the copy is validated and used, so a
 /// guest rewriting the ring concurrently cannot change a value between its check and its use.
+@usableFromInline
 struct Descriptor {
-    var address: UInt64
-    var length: UInt32
-    var flags: UInt16
+    @usableFromInline var address: UInt64
+    @usableFromInline var length: UInt32
+    @usableFromInline var flags: UInt16
     /// Split: index of the next descriptor. Packed: buffer id.
-    var next: UInt16
+    @usableFromInline var next: UInt16
     /// Set by validation: the local address of the buffer if it lies in one region, else nil.
-    var host: UnsafeMutableRawPointer? = nil
+    @usableFromInline var host: UnsafeMutableRawPointer? = nil
 
     /// Copies the 16 bytes at `pointer` field by field (unaligned-safe loads, each byte read once).
     /// Split layout: addr, len, flags @12, next @14. Packed layout: addr, len, id @12, flags @14.
-    @inline(__always)
+    @inlinable @inline(__always)
     init(loading pointer: UnsafeRawPointer, packed: Bool) {
         address = UInt64(littleEndian: pointer.loadUnaligned(as: UInt64.self))
         length = UInt32(littleEndian: pointer.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
@@ -21,9 +22,9 @@ struct Descriptor {
         next = packed ? word12 : word14
     }
 
-    @inline(__always) var isWritable: Bool { flags & DescriptorFlag.write != 0 }
-    @inline(__always) var hasNext: Bool { flags & DescriptorFlag.next != 0 }
-    @inline(__always) var isIndirect: Bool { flags & DescriptorFlag.indirect != 0 }
+    @inlinable @inline(__always) var isWritable: Bool { flags & DescriptorFlag.write != 0 }
+    @inlinable @inline(__always) var hasNext: Bool { flags & DescriptorFlag.next != 0 }
+    @inlinable @inline(__always) var isIndirect: Bool { flags & DescriptorFlag.indirect != 0 }
 }
 
 extension RegionTable {

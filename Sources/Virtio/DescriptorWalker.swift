@@ -66,7 +66,12 @@ struct DescriptorWalker {
                 }
                 index = d.next
             case .packed:
-                index = Int(index) + 1 == queueSize ? 0 : index + 1
+                if let links = start.links {
+                    // A queue-owned copy (see `ChainSnapshots`): every link is < queueSize.
+                    index = links[Int(index)]
+                } else {
+                    index = Int(index) + 1 == queueSize ? 0 : index + 1
+                }
             }
         } else {
             directMore = false
@@ -110,6 +115,20 @@ struct DescriptorWalker {
         var d = descriptor
         d.host = try regions.validatedBuffer(d)
         return d
+    }
+
+    /// Walks a whole chain from `start` with the general walker (indirect tables included): pop's
+    /// path when the direct walk gave up. Out of line: the inlined pop stays small.
+    ///
+    /// - Returns: the summary, the ring descriptors (packed slots) read, and the last one's `next`
+    ///   field (the packed buffer id).
+    @usableFromInline @inline(never)
+    static func summarizeWalking(
+        _ start: WalkStart, into cache: UnsafeMutablePointer<CachedBuffer>
+    ) throws(VirtqueueError) -> (ChainSummary, UInt16, UInt16) {
+        var walker = DescriptorWalker(start)
+        let summary = try walker.summarize(into: cache)
+        return (summary, walker.directCount, walker.lastID)
     }
 
     /// Walks the rest of the chain and sums it up, enforcing readable-before-writable and 32-bit

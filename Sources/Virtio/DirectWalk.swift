@@ -6,7 +6,7 @@ extension DescriptorWalker {
     ///
     /// - Returns: the summary, the number of ring descriptors (= packed slots), and the `next`
     ///   field of the last one (the packed buffer id).
-    @inline(__always)
+    @inlinable @inline(__always)
     static func summarizeDirect(
         ring: UnsafeMutableRawPointer, first: UInt16, layout: RingLayout, queueSize size: Int,
         regions table: RegionTable, cache: UnsafeMutablePointer<CachedBuffer>
@@ -51,7 +51,7 @@ extension DescriptorWalker {
 extension RegionTable {
     /// Checks a data descriptor's buffer (non-zero length, `addr + len` no overflow, fully mapped):
     /// the rules every walker applies. Returns its host pointer when it lies in one region.
-    @inline(__always)
+    @inlinable @inline(__always)
     func validatedBuffer(_ d: Descriptor) throws(VirtqueueError) -> UnsafeMutableRawPointer? {
         guard d.length != 0 else { throw .zeroLengthDescriptor }
         guard !d.address.addingReportingOverflow(UInt64(d.length)).overflow else {
@@ -68,7 +68,7 @@ extension RegionTable {
 
 extension ChainSummary {
     /// Adds one buffer to the totals, enforcing readable-before-writable and 32-bit totals.
-    @inline(__always)
+    @inlinable @inline(__always)
     mutating func add(_ d: Descriptor) throws(VirtqueueError) {
         if d.isWritable {
             let (sum, overflow) = writableLength.addingReportingOverflow(d.length)

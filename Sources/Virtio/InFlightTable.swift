@@ -17,6 +17,9 @@ final class InFlightTable {
     /// their own descriptor table and leave these empty.
     let resubmitRing: UnsafeMutableRawPointer
     let resubmitContext: UnsafeMutablePointer<QueueContext>
+    /// Packed queues: copies of the ring descriptors of chains re-walked after pop (see
+    /// `ChainSnapshots`). Split queues walk their driver-owned table and leave it at one entry.
+    let snapshots: ChainSnapshots
 
     init(count: Int, context: QueueContext) {
         self.count = count
@@ -30,6 +33,7 @@ final class InFlightTable {
             to: QueueContext(
                 regions: context.regions, ring: resubmitRing, queueSize: context.queueSize,
                 layout: context.layout, indirectAllowed: context.indirectAllowed))
+        snapshots = ChainSnapshots.allocate(capacity: max(copies, 1), ringContext: context)
         slots = .allocate(capacity: count)
         slots.initialize(repeating: 0, count: count)
         writable = .allocate(capacity: count)
@@ -49,5 +53,6 @@ final class InFlightTable {
         context.deallocate()
         resubmitRing.deallocate()
         resubmitContext.deallocate()
+        snapshots.deallocate()
     }
 }

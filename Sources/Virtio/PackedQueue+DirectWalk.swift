@@ -3,7 +3,7 @@ extension PackedQueue {
     /// case); nil if any descriptor is INDIRECT. See `DescriptorWalker.summarizeDirect`.
     ///
     /// - Returns: the summary, the number of slots, and the buffer id (from the last descriptor).
-    @inline(__always)
+    @inlinable @inline(__always)
     func summarizeDirect(cache: UnsafeMutablePointer<CachedBuffer>) throws(VirtqueueError) -> (
         ChainSummary, UInt16, UInt16
     )? {

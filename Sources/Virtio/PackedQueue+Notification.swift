@@ -2,7 +2,7 @@ import CVMMPlatform
 
 extension PackedQueue {
     /// Writes the device event-suppression area: `flags`, and with DESC the slot we expect next.
-    @inline(__always)
+    @inlinable @inline(__always)
     func writeDeviceEvent(_ flags: UInt16) {
         if flags == PackedEventFlag.desc {
             let offWrap = nextAvail | (availWrap ? 0x8000 : 0)

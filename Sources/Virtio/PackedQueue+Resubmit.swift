@@ -26,10 +26,16 @@ extension PackedQueue {
     /// used entries overwrote its slots. Ask right after `pop()`; empty for a resubmitted chain.
     /// The bytes are guest memory: a copy is validated again when resubmitted.
     public func ringDescriptors(of chain: Chain) -> RingDescriptors {
-        guard chain.start.context == UnsafePointer(context) else {
+        let first: UInt16
+        if chain.start.context == UnsafePointer(context) {
+            first = chain.start.head
+        } else if chain.start.context == UnsafePointer(snapshots.context), Int(chain.id) < size {
+            // Walked from a copy (see `ChainSnapshots`); the copy remembers the ring slot.
+            first = snapshots.ringSlot[Int(chain.id)]
+        } else {
             return RingDescriptors(ring: ring, size: size, first: 0, count: 0)
         }
-        return RingDescriptors(ring: ring, size: size, first: Int(chain.start.head), count: Int(chain.slots))
+        return RingDescriptors(ring: ring, size: size, first: Int(first), count: Int(chain.slots))
     }
 
     /// Takes a chain in flight again from a copy of its ring descriptors (`count` × 16 bytes in the
@@ -64,7 +70,7 @@ extension PackedQueue {
         guard Int(id) < size else { throw .bufferIDOutOfRange(id: id, queueSize: size) }
         guard slots[Int(id)] == 0 else { throw .bufferInUse(id: id) }
         slots[Int(id)] = UInt16(count)
-        inFlightCount &+= 1
+        chainsInFlight &+= 1
         let cache = cacheBase + Int(id) &* chainCacheCapacity
         if summary.cachedCount > 0 {
             // Safe: both ranges hold chainCacheCapacity entries and do not overlap (id < size).

@@ -17,39 +17,45 @@ public struct PackedQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
     /// The memory the cached pointers point into.
     public let memory: GuestMemory
     /// The first error a `pop()` threw; the queue is unusable from then on.
-    public private(set) var brokenReason: VirtqueueError?
+    public var brokenReason: VirtqueueError? { broken }
 
+    // The state pop and push touch is visible to inlinable code so devices in other modules get
+    // them inlined; nothing outside this module uses it.
+    @usableFromInline var broken: VirtqueueError?
     let inFlight: InFlightTable
-    let slots: UnsafeMutablePointer<UInt16>
-    let writable: UnsafeMutablePointer<UInt32>
-    let cacheBase: UnsafeMutablePointer<CachedBuffer>
-    let context: UnsafeMutablePointer<QueueContext>
+    @usableFromInline let slots: UnsafeMutablePointer<UInt16>
+    @usableFromInline let writable: UnsafeMutablePointer<UInt32>
+    @usableFromInline let cacheBase: UnsafeMutablePointer<CachedBuffer>
+    @usableFromInline let context: UnsafeMutablePointer<QueueContext>
     let resubmitRing: UnsafeMutableRawPointer
     let resubmitContext: UnsafeMutablePointer<QueueContext>
+    /// Copies of the ring descriptors of chains in flight that iteration re-walks.
+    @usableFromInline var snapshots: ChainSnapshots
     /// Slots of `resubmitRing` taken since the last `setNextAvailIndex(_:)`.
     var resubmitUsed = 0
-    let regions: RegionTable
-    let ring: UnsafeMutableRawPointer
+    @usableFromInline let regions: RegionTable
+    @usableFromInline let ring: UnsafeMutableRawPointer
     /// Driver event suppression (the device reads it).
     let driverEvent: UnsafeMutableRawPointer
     /// Device event suppression (the device writes it).
-    let deviceEvent: UnsafeMutableRawPointer
-    let eventIndex: Bool
+    @usableFromInline let deviceEvent: UnsafeMutableRawPointer
+    @usableFromInline let eventIndex: Bool
     let notifyOnEmpty: Bool
     let indirect: Bool
 
-    var nextAvail: UInt16 = 0
-    var availWrap = true
-    var nextUsed: UInt16 = 0
-    var usedWrap = true
-    var stagedCount = 0
-    var stagedFirst: UnsafeMutableRawPointer?
-    var stagedFirstFlags: UInt16 = 0
+    @usableFromInline var nextAvail: UInt16 = 0
+    @usableFromInline var availWrap = true
+    @usableFromInline var nextUsed: UInt16 = 0
+    @usableFromInline var usedWrap = true
+    @usableFromInline var stagedCount = 0
+    @usableFromInline var stagedFirst: UnsafeMutableRawPointer?
+    @usableFromInline var stagedFirstFlags: UInt16 = 0
     var signalledUsed: UInt16 = 0
     var signalledValid = false
-    var notificationsEnabled = true
+    @usableFromInline var notificationsEnabled = true
+    @usableFromInline var chainsInFlight = 0
     /// Chains popped and not yet staged for completion.
-    public internal(set) var inFlightCount = 0
+    public var inFlightCount: Int { chainsInFlight }
 
     /// Configures a packed queue of `size` descriptors (1…32768) at `addresses` in `memory`.
     /// Positions start at 0 with both wrap counters 1.
@@ -80,6 +86,7 @@ public struct PackedQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
         context = inFlight.context
         resubmitRing = inFlight.resubmitRing
         resubmitContext = inFlight.resubmitContext
+        snapshots = inFlight.snapshots
         slots = inFlight.slots
         writable = inFlight.writable
         cacheBase = inFlight.cache
@@ -88,25 +95,25 @@ public struct PackedQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
         indirect = features.contains(.ringIndirectDescriptors)
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public mutating func pop() throws(VirtqueueError) -> Chain? {
-        if let brokenReason { throw brokenReason }
+        if let broken { throw broken }
         do {
             return try popValidated()
         } catch {
-            brokenReason = error
+            broken = error
             throw error
         }
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     mutating func popValidated() throws(VirtqueueError) -> Chain? {
         // Safe: nextAvail < size; the ring holds 16 × size bytes, 16-aligned.
         let head = ring + Int(nextAvail) &* 16
         // Acquire: the rest of the descriptor is read only after its flags say it is available.
         let flags = UInt16(littleEndian: vmm_load_acquire_u16(head + 14))
         guard isAvailable(flags) else { return nil }
-        let start = WalkStart(context: context, head: nextAvail)
+        var start = WalkStart(context: context, head: nextAvail)
         // The id is known only at the end of the walk: translate into the scratch entries, then
         // move them to the id's entries once the id is validated.
         let scratch = cacheBase + size &* chainCacheCapacity
@@ -116,16 +123,18 @@ public struct PackedQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
         if let direct = try summarizeDirect(cache: scratch) {
             (summary, count, id) = direct
         } else {
-            var walker = DescriptorWalker(start)
-            summary = try walker.summarize(into: scratch)
-            count = walker.directCount
             // The spec puts the buffer id in the last descriptor of the chain.
-            id = walker.lastID
+            (summary, count, id) = try DescriptorWalker.summarizeWalking(start, into: scratch)
         }
         guard Int(id) < size else { throw .bufferIDOutOfRange(id: id, queueSize: size) }
         guard slots[Int(id)] == 0 else { throw .bufferInUse(id: id) }
+        if summary.cachedCount < 0 {
+            // Iteration walks this chain again, by when out-of-order completions may have reused
+            // its ring slots: walk a copy instead.
+            start = try snapshots.take(id: id, ring: ring, slot: nextAvail, count: count, ringSize: size)
+        }
         slots[Int(id)] = count
-        inFlightCount &+= 1
+        chainsInFlight &+= 1
         let cache = cacheBase + Int(id) &* chainCacheCapacity
         if summary.cachedCount > 0 {
             // Safe: both ranges hold chainCacheCapacity entries and do not overlap (id < size).
@@ -137,7 +146,7 @@ public struct PackedQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
         return Chain(id: id, slots: count, summary: summary, start: start, cache: cache)
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     func isAvailable(_ flags: UInt16) -> Bool {
         let avail = flags & DescriptorFlag.avail != 0
         let used = flags & DescriptorFlag.used != 0
@@ -145,7 +154,7 @@ public struct PackedQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
     }
 
     /// Moves a ring position by `count` (≤ size) slots, toggling its wrap counter on each lap.
-    @inline(__always)
+    @inlinable @inline(__always)
     static func advance(_ position: inout UInt16, _ wrap: inout Bool, by count: Int, size: Int) {
         var next = Int(position) + count
         if next >= size {
@@ -155,13 +164,13 @@ public struct PackedQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
         position = UInt16(truncatingIfNeeded: next)
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public mutating func push(_ chain: Chain, written: UInt32) throws(VirtqueueError) {
         try stage(id: chain.id, written: written)
         publishUsed()
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public mutating func stage(_ chain: Chain, written: UInt32) throws(VirtqueueError) {
         try stage(id: chain.id, written: written)
     }
@@ -170,7 +179,7 @@ public struct PackedQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
     /// descriptor's flags are written last, by `publishUsed()`, so the driver never sees half a batch.
     ///
     /// - Throws: `.notInFlight` if `id` was not popped (or already pushed), `.writtenExceedsWritable`.
-    @inline(__always)
+    @inlinable @inline(__always)
     public mutating func stage(id: UInt16, written: UInt32) throws(VirtqueueError) {
         guard Int(id) < size, slots[Int(id)] != 0 else { throw .notInFlight(id: id) }
         guard written <= writable[Int(id)] else {
@@ -178,7 +187,8 @@ public struct PackedQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
         }
         let count = Int(slots[Int(id)])
         slots[Int(id)] = 0
-        inFlightCount &-= 1
+        chainsInFlight &-= 1
+        if snapshots.holders != 0 { snapshots.release(id: id, count: count) }
         // Safe: nextUsed < size; the ring holds 16 × size bytes.
         let descriptor = ring + Int(nextUsed) &* 16
         descriptor.storeBytes(of: written.littleEndian, toByteOffset: 8, as: UInt32.self)
@@ -196,7 +206,7 @@ public struct PackedQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
         Self.advance(&nextUsed, &usedWrap, by: count, size: size)
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public mutating func publishUsed() {
         guard stagedCount != 0, let first = stagedFirst else { return }
         vmm_store_release_u16(first + 14, stagedFirstFlags.littleEndian)
@@ -228,6 +238,7 @@ public struct PackedQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
         signalledValid = false
         resubmitUsed = 0
         inFlight.reset()
-        inFlightCount = 0
+        snapshots.reset()
+        chainsInFlight = 0
     }
 }

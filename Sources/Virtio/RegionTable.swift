@@ -1,21 +1,23 @@
 /// One validated region in the flat lookup table: `[start, end)` maps to `host`.
 /// `end` is computed once with an overflow check, so lookups never do unchecked arithmetic.
+@usableFromInline
 struct RegionEntry {
-    var start: UInt64
-    var end: UInt64
-    var userStart: UInt64
-    var host: UnsafeMutableRawPointer
+    @usableFromInline var start: UInt64
+    @usableFromInline var end: UInt64
+    @usableFromInline var userStart: UInt64
+    @usableFromInline var host: UnsafeMutableRawPointer
 }
 
 /// A borrowed view of `GuestMemory`'s sorted region table: two words, trivially copyable, no ARC.
 ///
 /// Valid only while the `GuestMemory` it came from is alive (queues hold it strongly).
+@usableFromInline
 struct RegionTable {
-    let entries: UnsafePointer<RegionEntry>
-    let count: Int
+    @usableFromInline let entries: UnsafePointer<RegionEntry>
+    @usableFromInline let count: Int
 
     /// The region containing guest-physical `address`, by binary search over the sorted table.
-    @inline(__always)
+    @inlinable @inline(__always)
     func index(containing address: UInt64) -> Int? {
         // Fast path: most guests have one region or hit the first one.
         if count > 0, address >= entries[0].start, address < entries[0].end { return 0 }
@@ -30,7 +32,7 @@ struct RegionTable {
     }
 
     /// Host pointer for `address` and how many bytes (at most `length`) are contiguous there.
-    @inline(__always)
+    @inlinable @inline(__always)
     func piece(at address: UInt64, length: UInt64) -> (pointer: UnsafeMutableRawPointer, length: UInt64)? {
         guard let i = index(containing: address) else { return nil }
         let entry = entries[i]
@@ -41,7 +43,7 @@ struct RegionTable {
 
     /// Whether `[address, address + length)` is backed by memory, possibly across adjacent regions.
     /// A zero length is never "inside" (callers reject empty buffers separately).
-    @inline(__always)
+    @inlinable @inline(__always)
     func contains(_ address: UInt64, length: UInt64) -> Bool {
         guard length > 0 else { return false }
         let (last, overflow) = address.addingReportingOverflow(length - 1)
@@ -56,7 +58,7 @@ struct RegionTable {
     }
 
     /// Host pointer for a range that lies inside one region, or nil.
-    @inline(__always)
+    @inlinable @inline(__always)
     func contiguous(_ address: UInt64, length: UInt64) -> UnsafeMutableRawPointer? {
         guard let piece = piece(at: address, length: length), piece.length == length else { return nil }
         return piece.pointer

@@ -8,14 +8,15 @@ public enum RingLayout: String, Hashable, Sendable, CaseIterable {
 }
 
 /// Descriptor flag bits shared by the split and packed layouts (little-endian `flags` field).
+@usableFromInline
 enum DescriptorFlag {
-    static let next: UInt16 = 1
-    static let write: UInt16 = 2
-    static let indirect: UInt16 = 4
+    @usableFromInline static let next: UInt16 = 1
+    @usableFromInline static let write: UInt16 = 2
+    @usableFromInline static let indirect: UInt16 = 4
     /// Packed only.
-    static let avail: UInt16 = 1 << 7
+    @usableFromInline static let avail: UInt16 = 1 << 7
     /// Packed only.
-    static let used: UInt16 = 1 << 15
+    @usableFromInline static let used: UInt16 = 1 << 15
 }
 
 /// Split-ring flags in the avail/used rings.
@@ -27,10 +28,11 @@ enum SplitRingFlag {
 }
 
 /// Packed event-suppression `flags` values.
+@usableFromInline
 enum PackedEventFlag {
-    static let enable: UInt16 = 0
-    static let disable: UInt16 = 1
-    static let desc: UInt16 = 2
+    @usableFromInline static let enable: UInt16 = 0
+    @usableFromInline static let disable: UInt16 = 1
+    @usableFromInline static let desc: UInt16 = 2
 }
 
 /// Largest queue size either layout allows.

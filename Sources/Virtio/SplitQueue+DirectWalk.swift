@@ -3,7 +3,7 @@ extension SplitQueue {
     /// at the first INDIRECT descriptor. See `DescriptorWalker.summarizeDirect`.
     ///
     /// - Returns: the summary and the number of descriptors.
-    @inline(__always)
+    @inlinable @inline(__always)
     func summarizeDirect(head: UInt16, cache: UnsafeMutablePointer<CachedBuffer>) throws(VirtqueueError) -> (
         ChainSummary, UInt16
     )? {

@@ -1,7 +1,7 @@
 import CVMMPlatform
 
 extension SplitQueue {
-    @inline(__always)
+    @inlinable @inline(__always)
     func writeAvailEvent() {
         // avail_event sits after the used ring: used + 4 + 8 × size, 2-aligned (used is 4-aligned).
         vmm_store_relaxed_u16(used + 4 + size &* 8, lastAvail.littleEndian)

@@ -18,7 +18,7 @@ extension SplitQueue {
     /// - Throws: `.descriptorIndexOutOfRange` if `head` is not below the queue size,
     ///   `.bufferInUse` if it is in flight already, or any chain validation error.
     public mutating func resubmit(head: UInt16) throws(VirtqueueError) -> Chain {
-        if let brokenReason { throw brokenReason }
+        if let broken { throw broken }
         return try takeInFlight(head: head)
     }
 }

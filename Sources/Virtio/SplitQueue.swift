@@ -19,32 +19,36 @@ public struct SplitQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
     /// The memory the cached pointers point into; held so they stay valid.
     public let memory: GuestMemory
     /// The first error a `pop()` threw; the queue is unusable from then on.
-    public private(set) var brokenReason: VirtqueueError?
+    public var brokenReason: VirtqueueError? { broken }
 
+    // The state pop and push touch is visible to inlinable code so devices in other modules get
+    // them inlined; nothing outside this module uses it.
+    @usableFromInline var broken: VirtqueueError?
     let inFlight: InFlightTable
-    let slots: UnsafeMutablePointer<UInt16>
-    let writable: UnsafeMutablePointer<UInt32>
-    let cacheBase: UnsafeMutablePointer<CachedBuffer>
-    let context: UnsafeMutablePointer<QueueContext>
-    let regions: RegionTable
-    let descriptors: UnsafeMutableRawPointer
-    let avail: UnsafeMutableRawPointer
-    let used: UnsafeMutableRawPointer
-    let mask: UInt16
-    let eventIndex: Bool
+    @usableFromInline let slots: UnsafeMutablePointer<UInt16>
+    @usableFromInline let writable: UnsafeMutablePointer<UInt32>
+    @usableFromInline let cacheBase: UnsafeMutablePointer<CachedBuffer>
+    @usableFromInline let context: UnsafeMutablePointer<QueueContext>
+    @usableFromInline let regions: RegionTable
+    @usableFromInline let descriptors: UnsafeMutableRawPointer
+    @usableFromInline let avail: UnsafeMutableRawPointer
+    @usableFromInline let used: UnsafeMutableRawPointer
+    @usableFromInline let mask: UInt16
+    @usableFromInline let eventIndex: Bool
     let notifyOnEmpty: Bool
     let indirect: Bool
 
-    var lastAvail: UInt16 = 0
+    @usableFromInline var lastAvail: UInt16 = 0
     /// Last `avail->idx` seen: pops up to it need no new acquire load.
-    var shadowAvail: UInt16 = 0
-    var usedIndex: UInt16 = 0
-    var staged: UInt16 = 0
+    @usableFromInline var shadowAvail: UInt16 = 0
+    @usableFromInline var usedIndex: UInt16 = 0
+    @usableFromInline var staged: UInt16 = 0
     var signalledUsed: UInt16 = 0
     var signalledValid = false
-    var notificationsEnabled = true
+    @usableFromInline var notificationsEnabled = true
+    @usableFromInline var chainsInFlight = 0
     /// Chains popped and not yet staged for completion.
-    public internal(set) var inFlightCount = 0
+    public var inFlightCount: Int { chainsInFlight }
 
     /// Configures a split queue of `size` descriptors at `addresses` in `memory`.
     ///
@@ -88,18 +92,18 @@ public struct SplitQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
         signalledUsed = usedIndex
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public mutating func pop() throws(VirtqueueError) -> Chain? {
-        if let brokenReason { throw brokenReason }
+        if let broken { throw broken }
         do {
             return try popValidated()
         } catch {
-            brokenReason = error
+            broken = error
             throw error
         }
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     mutating func popValidated() throws(VirtqueueError) -> Chain? {
         if lastAvail == shadowAvail {
             // Acquire: ring entries and descriptors are read only after seeing the index.
@@ -122,7 +126,7 @@ public struct SplitQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
 
     /// Validates the chain at `head` and records it in flight: `pop` and `resubmit` share it.
     /// - Throws: `.descriptorIndexOutOfRange`, `.bufferInUse`, or any chain validation error.
-    @inline(__always)
+    @inlinable @inline(__always)
     mutating func takeInFlight(head: UInt16) throws(VirtqueueError) -> Chain {
         guard Int(head) < size else { throw .descriptorIndexOutOfRange(index: head, limit: size) }
         guard slots[Int(head)] == 0 else { throw .bufferInUse(id: head) }
@@ -134,23 +138,21 @@ public struct SplitQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
         if let direct = try summarizeDirect(head: head, cache: cache) {
             (summary, count) = direct
         } else {
-            var walker = DescriptorWalker(start)
-            summary = try walker.summarize(into: cache)
-            count = walker.directCount
+            (summary, count, _) = try DescriptorWalker.summarizeWalking(start, into: cache)
         }
         slots[Int(head)] = count
-        inFlightCount &+= 1
+        chainsInFlight &+= 1
         writable[Int(head)] = summary.writableLength
         return Chain(id: head, slots: count, summary: summary, start: start, cache: cache)
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public mutating func push(_ chain: Chain, written: UInt32) throws(VirtqueueError) {
         try stage(id: chain.id, written: written)
         publishUsed()
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public mutating func stage(_ chain: Chain, written: UInt32) throws(VirtqueueError) {
         try stage(id: chain.id, written: written)
     }
@@ -158,14 +160,14 @@ public struct SplitQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
     /// Stages completion of the chain whose head is `id` (for devices that keep only the id).
     ///
     /// - Throws: `.notInFlight` if `id` was not popped (or already pushed), `.writtenExceedsWritable`.
-    @inline(__always)
+    @inlinable @inline(__always)
     public mutating func stage(id: UInt16, written: UInt32) throws(VirtqueueError) {
         guard Int(id) < size, slots[Int(id)] != 0 else { throw .notInFlight(id: id) }
         guard written <= writable[Int(id)] else {
             throw .writtenExceedsWritable(written: written, writable: writable[Int(id)])
         }
         slots[Int(id)] = 0
-        inFlightCount &-= 1
+        chainsInFlight &-= 1
         // Safe: slot < size; the used ring holds 4 + 8 × size bytes, 4-aligned.
         let element = used + 4 + Int((usedIndex &+ staged) & mask) &* 8
         element.storeBytes(of: UInt32(id).littleEndian, as: UInt32.self)
@@ -173,7 +175,7 @@ public struct SplitQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
         staged &+= 1
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public mutating func publishUsed() {
         guard staged != 0 else { return }
         usedIndex &+= staged
@@ -195,7 +197,7 @@ public struct SplitQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
         signalledUsed = usedIndex
         signalledValid = false
         inFlight.reset()
-        inFlightCount = 0
+        chainsInFlight = 0
     }
 
 }

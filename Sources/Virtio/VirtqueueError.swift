@@ -50,6 +50,9 @@ public enum VirtqueueError: Error, Hashable, Sendable, CustomStringConvertible {
     case bufferInUse(id: UInt16)
     /// Packed: a buffer id not below the queue size.
     case bufferIDOutOfRange(id: UInt16, queueSize: Int)
+    /// Packed: the chains in flight would hold more descriptors than the ring has slots, so the
+    /// driver reused slots the device had not marked used (VIRTIO 1.2 §2.8).
+    case tooManyDescriptorsInFlight(limit: Int)
     /// The guest rewrote a chain's descriptors while the device was using it.
     case chainChanged
     /// Device bug: pushing a chain that is not in flight on this queue.
@@ -80,6 +83,8 @@ public enum VirtqueueError: Error, Hashable, Sendable, CustomStringConvertible {
         case .chainLengthOverflow: return "chain length exceeds 2^32 - 1 bytes"
         case let .bufferInUse(id): return "buffer \(id) made available while still in flight"
         case let .bufferIDOutOfRange(id, queueSize): return "buffer id \(id) is not below the queue size \(queueSize)"
+        case let .tooManyDescriptorsInFlight(limit):
+            return "more descriptors in flight than the \(limit) ring slots"
         case .chainChanged: return "descriptor chain changed while in use"
         case let .notInFlight(id): return "buffer \(id) pushed but not in flight"
         case let .writtenExceedsWritable(written, writable):

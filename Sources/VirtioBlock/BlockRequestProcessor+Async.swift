@@ -13,7 +13,7 @@ import Darwin
 ///
 /// Thread-safety: a value type.
 public enum BlockStart: Hashable, Sendable {
-    /// Done already (invalid, GET_ID, DISCARD, WRITE_ZEROES, bounced I/O): complete the chain now
+    /// Done already (invalid, GET_ID, bounced I/O, ranges performed synchronously): complete the chain now
     /// with this many bytes written.
     case completed(written: UInt32)
     /// In flight under `slot`: keep the chain until `reap` reports the slot.
@@ -34,6 +34,10 @@ struct BlockSlotState {
     var count = 0
     var offset: UInt64 = 0
     var remaining = 0
+    /// A DISCARD / WRITE_ZEROES (`operation` is then `punchHole` for DISCARD, `zeroRange` for
+    /// WRITE_ZEROES): its ranges still in the engine, and whether one failed.
+    var pending = 0
+    var failed = false
 }
 
 extension BlockRequestProcessor {
@@ -50,8 +54,9 @@ extension BlockRequestProcessor {
     /// asynchronous queue). Watch it in the worker's `Poller`.
     public var completionDescriptor: Int32? { io?.completionDescriptor }
 
-    /// Starts one popped chain: reads, writes and flushes are submitted to the asynchronous queue
-    /// (after `commit()`); everything else is performed at once. Allocation-free.
+    /// Starts one popped chain: reads, writes, flushes and the ranges of DISCARD / WRITE_ZEROES
+    /// are submitted to the asynchronous queue (after `commit()`); everything else is performed
+    /// at once. Allocation-free.
     ///
     /// - Throws: a `VirtqueueError` only if the guest rewrote the chain since it was popped.
     public func start(_ chain: Chain) throws(VirtqueueError) -> BlockStart {
@@ -111,12 +116,20 @@ extension BlockRequestProcessor {
             let count = io.reap(into: completions)
             var resumed = false
             for i in 0..<count {
-                let slot = Int(truncatingIfNeeded: completions[i].tag)
-                guard slot >= 0, slot < slotState.count else { continue }
+                // The slot in the low half, the range of a DISCARD / WRITE_ZEROES in the high.
+                let tag = completions[i].tag
+                let slot = Int(truncatingIfNeeded: tag & 0xFFFF_FFFF)
+                operationsInFlight -= 1
+                guard slot < slotState.count else { continue }
                 let result = Int(completions[i].result)
                 let state = slotState[slot]
                 var status = BlockStatus.ok
-                if result < 0 {
+                if state.operation.isSpaceOperation {
+                    guard finishRange(slot: slot, index: Int(tag >> 32), result: completions[i].result) else {
+                        continue
+                    }
+                    if slotState[slot].failed { status = .ioError }
+                } else if result < 0 {
                     status = .ioError
                 } else if state.operation != .dataSync && result < state.remaining {
                     if result > 0 && resume(slot: slot, after: result) {
@@ -164,6 +177,7 @@ extension BlockRequestProcessor {
         } catch {
             return .ioError
         }
+        operationsInFlight += 1
         submitted = true
         return .ok
     }
@@ -198,6 +212,7 @@ extension BlockRequestProcessor {
         } catch {
             return false
         }
+        operationsInFlight += 1
         return true
     }
 }

@@ -44,6 +44,16 @@ public final class BlockRequestProcessor {
     var submittingSlot: Int?
     var submitted = false
     let completions: UnsafeMutableBufferPointer<AsyncFileCompletion>
+    /// Per slot, the ranges of a DISCARD / WRITE_ZEROES in the engine, `rangeLimit` each (kept for
+    /// the synchronous fallback where the engine's space operation is unsupported).
+    let spaceRanges: UnsafeMutablePointer<BlockSpaceRange>
+    let rangeLimit: Int
+    /// Operations in the engine: one per read, write or flush, one per range of a DISCARD /
+    /// WRITE_ZEROES.
+    var operationsInFlight = 0
+    /// Set once the engine refused a space operation as unsupported: ranges are then performed
+    /// synchronously (with zeroes written where the file system cannot).
+    var spaceOperationsUnsupported = false
 
     /// A processor for `file` enforcing `configuration`'s limits (its `capacity` is replaced by the
     /// file's), executing synchronously, or through `io` with up to `slotCount` requests in flight
@@ -65,6 +75,9 @@ public final class BlockRequestProcessor {
         freeSlots = Array((0..<slots.count).reversed())
         completions = .allocate(capacity: count)
         completions.initialize(repeating: AsyncFileCompletion(tag: 0, result: 0))
+        rangeLimit = Int(max(limits.maxDiscardSegments, limits.maxWriteZeroesSegments))
+        spaceRanges = .allocate(capacity: slots.count * rangeLimit)
+        spaceRanges.initialize(repeating: BlockSpaceRange(), count: slots.count * rangeLimit)
         zeroes = .allocate(byteCount: Self.zeroChunk, alignment: 4096)
         zeroes.initializeMemory(as: UInt8.self, repeating: 0, count: Self.zeroChunk)
         zeroVectors = .allocate(capacity: Self.zeroVectorCount)
@@ -78,6 +91,7 @@ public final class BlockRequestProcessor {
         zeroes.deallocate()
         zeroVectors.deallocate()
         completions.deallocate()
+        spaceRanges.deallocate()
     }
 
     /// Handles one popped chain synchronously: parses, executes and writes the status byte. May be
@@ -200,6 +214,10 @@ public final class BlockRequestProcessor {
         let size = UInt32(BlockProtocol.rangeSegmentSize)
         guard length > 0, length % size == 0, length / size <= maxSegments else { return .ioError }
         let count = Int(length / size)
+        if let slot = submittingSlot, let started = submitRanges(request, slot: slot, count: count, discard: isDiscard)
+        {
+            return started
+        }
         // Check every range before touching the file, so a bad request changes nothing; then
         // re-read and re-check each one as it is performed (the guest may have changed it).
         for i in 0..<count {
@@ -209,21 +227,7 @@ public final class BlockRequestProcessor {
         for i in 0..<count {
             let (range, unmap, status) = checkedRange(request, index: i, discard: isDiscard)
             guard status == .ok, let range else { return status == .ok ? .ioError : status }
-            do {
-                if isDiscard {
-                    if try !file.punchHole(offset: range.offset, length: range.length) {
-                        try writeZeroesByWriting(range)
-                    }
-                } else if unmap && configuration.writeZeroesMayUnmap,
-                    try file.punchHole(offset: range.offset, length: range.length)
-                {
-                    continue
-                } else if try !file.zeroRange(offset: range.offset, length: range.length) {
-                    try writeZeroesByWriting(range)
-                }
-            } catch {
-                return .ioError
-            }
+            do { try performRange(range, discard: isDiscard, unmap: unmap) } catch { return .ioError }
         }
         if writeThrough {
             do { try file.flush() } catch { return .ioError }
@@ -231,9 +235,21 @@ public final class BlockRequestProcessor {
         return .ok
     }
 
+    /// Deallocates (DISCARD; WRITE_ZEROES with UNMAP where the device allows it) or zeroes one
+    /// checked range synchronously, writing zeroes where the file system cannot do either.
+    func performRange(_ range: (offset: UInt64, length: UInt64), discard: Bool, unmap: Bool) throws(SystemCallError) {
+        if discard || (unmap && configuration.writeZeroesMayUnmap),
+            try file.punchHole(offset: range.offset, length: range.length)
+        {
+            return
+        }
+        if !discard, try file.zeroRange(offset: range.offset, length: range.length) { return }
+        try writeZeroesByWriting(range)
+    }
+
     /// Segment `index` of a discard / write-zeroes request, copied out of guest memory and checked:
     /// flags (UNSUPP), sector count limit and capacity (IOERR).
-    private func checkedRange(_ request: BlockRequest, index: Int, discard: Bool) -> (
+    func checkedRange(_ request: BlockRequest, index: Int, discard: Bool) -> (
         (offset: UInt64, length: UInt64)?, Bool, BlockStatus
     ) {
         var raw: (UInt64, UInt64) = (0, 0)

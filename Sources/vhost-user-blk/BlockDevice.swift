@@ -45,8 +45,8 @@ final class BlockDevice: VhostUserDaemonDevice, @unchecked Sendable {
     let channel = BackendChannelSlot()
 
     /// A device serving `file` on `queueCount` queues of at most `queueSize` descriptors, at most
-    /// `iopsLimit` requests per second in total when given, through `engine` when given (a paced
-    /// device performs its requests synchronously: pacing holds requests back anyway).
+    /// `iopsLimit` requests per second in total when given, through `engine` when given (paced or
+    /// not: a paced queue keeps the requests it was granted tokens for in flight in the engine).
     ///
     /// - Throws: `AsyncFileEngineError` if a queue of the engine cannot be created.
     init(
@@ -65,11 +65,11 @@ final class BlockDevice: VhostUserDaemonDevice, @unchecked Sendable {
         self.configuration = configuration
         // Packed rings are served by the framework (and tracked in the inflight region).
         deviceFeatures = VirtioFeatures(rawValue: configuration.features(readOnly: file.isReadOnly)).union(.ringPacked)
-        let engine = iopsLimit == nil ? engine : nil
         self.engine = engine
         var processors: [BlockRequestProcessor] = []
         for _ in 0..<queueCount {
-            let io = try engine?.makeQueue(capacity: queueSize)
+            // Room beyond one operation per chain: a DISCARD / WRITE_ZEROES takes one per range.
+            let io = try engine?.makeQueue(capacity: 2 * queueSize)
             processors.append(
                 BlockRequestProcessor(file: file, configuration: configuration, io: io, slotCount: queueSize))
         }
@@ -91,7 +91,10 @@ final class BlockDevice: VhostUserDaemonDevice, @unchecked Sendable {
     func process(_ queue: inout VhostUserQueue) throws {
         guard queue.index >= 0, queue.index < processors.count else { return }
         let processor = processors[queue.index]
-        if engine != nil { return try submitAvailable(&queue, processor, inFlight[queue.index]) }
+        if engine != nil {
+            if let limiter { return try submitPaced(&queue, processor, inFlight[queue.index], limiter) }
+            return try submitAvailable(&queue, processor, inFlight[queue.index])
+        }
         guard let limiter else {
             while let chain = try queue.pop() {
                 let written = try processor.handle(chain)
@@ -110,24 +113,14 @@ final class BlockDevice: VhostUserDaemonDevice, @unchecked Sendable {
         defer { held.chains.removeAll(keepingCapacity: true) }
         var next = 0
         while true {
-            if !queue.shouldYield {
-                // Completed chains are dropped from the front before the line can outgrow the
-                // ring (pop() refuses a head already in flight, so at most the ring size wait).
-                if next > 0 && held.chains.count >= queue.size {
-                    held.chains.removeFirst(next)
-                    next = 0
-                }
-                while held.chains.count < held.chains.capacity, let chain = try queue.pop() {
-                    held.chains.append(chain)
-                }
-            }
+            if !queue.shouldYield { try held.refill(from: &queue, served: &next) }
             guard next < held.chains.count else { return }
             let chain = held.chains[next]
             next += 1
             let paced = queue.acquire(limiter)
             let written = try processor.handle(chain)
             try queue.complete(chain, written: written)
-            if paced { queue.publish() }
+            if paced { try queue.publish() }
         }
     }
 
@@ -152,31 +145,79 @@ final class BlockDevice: VhostUserDaemonDevice, @unchecked Sendable {
     static let completionToken: UInt64 = 1
 
     /// Pops every available chain and starts it; reads, writes and flushes stay in flight (their
-    /// chains postponed), the rest complete at once. A request that needs the queue quiet (a
-    /// read-modify-write of a partial direct-I/O block) waits here for the others to finish.
+    /// chains postponed), the rest complete at once.
     private func submitAvailable(
         _ queue: inout VhostUserQueue, _ processor: BlockRequestProcessor,
         _ chains: InFlightChains
     ) throws {
         defer { commit(processor, chains) }
-        while let chain = try queue.pop() {
-            while true {
-                switch try processor.start(chain) {
-                case let .completed(written):
-                    try queue.complete(chain, written: written)
-                case let .submitted(slot):
-                    chains.deferred[slot] = queue.postpone(chain)
-                case .needsDrain:
+        while let chain = try queue.pop() { try start(chain, &queue, processor, chains) }
+    }
+
+    /// Paced (`--iops-limit`) through the engine. As in the synchronous paced path, everything
+    /// available is popped at once (recorded in flight, so a successor resubmits it) and served in
+    /// order as tokens come; here each granted request is submitted to the engine at once, so
+    /// requests are in flight on the disk while the next ones wait for their tokens, and what
+    /// finishes meanwhile is completed and published during the wait. When the framework needs
+    /// the worker, the chains still held are started without waiting (the limit gives way for
+    /// that one batch) and `process` returns with them in flight.
+    private func submitPaced(
+        _ queue: inout VhostUserQueue, _ processor: BlockRequestProcessor,
+        _ chains: InFlightChains, _ limiter: TokenBucket
+    ) throws {
+        let held = heldChains[queue.index]
+        defer {
+            held.chains.removeAll(keepingCapacity: true)
+            commit(processor, chains)
+        }
+        var next = 0
+        while true {
+            let yielding = queue.shouldYield
+            if !yielding { try held.refill(from: &queue, served: &next) }
+            guard next < held.chains.count else { return }
+            if !yielding {
+                let wait = limiter.tryTake()
+                if wait > 0 {
                     commit(processor, chains)
-                    // Bounded by the disk: every request in flight finishes (or fails) on its own.
-                    while processor.inFlight > 0 {
-                        _ = processor.waitForCompletions(milliseconds: 100)
+                    // Sleeps until the token is due (at most `maximumSleep`, then `shouldYield`
+                    // is looked at again), woken early by completions to publish.
+                    let milliseconds = (min(wait, TokenBucket.maximumSleep) + 999_999) / 1_000_000
+                    if processor.waitForCompletions(milliseconds: Int32(milliseconds)) {
                         completeFinished(processor, chains)
                     }
+                    try queue.publish()
                     continue
                 }
-                break
             }
+            try start(held.chains[next], &queue, processor, chains)
+            next += 1
+            if !yielding { commit(processor, chains) }
+        }
+    }
+
+    /// Starts one popped chain: completed at once, or submitted with its chain postponed. A request
+    /// that needs the queue quiet (a read-modify-write of a partial direct-I/O block), or finds
+    /// no free slot, waits here for the requests in flight to finish.
+    private func start(
+        _ chain: Chain, _ queue: inout VhostUserQueue, _ processor: BlockRequestProcessor,
+        _ chains: InFlightChains
+    ) throws {
+        while true {
+            switch try processor.start(chain) {
+            case let .completed(written):
+                try queue.complete(chain, written: written)
+            case let .submitted(slot):
+                chains.deferred[slot] = queue.postpone(chain)
+            case .needsDrain:
+                commit(processor, chains)
+                // Bounded by the disk: every request in flight finishes (or fails) on its own.
+                while processor.inFlight > 0 {
+                    _ = processor.waitForCompletions(milliseconds: 100)
+                    completeFinished(processor, chains)
+                }
+                continue
+            }
+            return
         }
     }
 
@@ -253,4 +294,15 @@ final class InFlightChains: @unchecked Sendable {
 final class HeldChains: @unchecked Sendable {
     var chains: [Chain] = []
     init(capacity: Int) { chains.reserveCapacity(capacity) }
+
+    /// Pops what the driver made available onto the end of the line. The `served` chains at the
+    /// front are dropped first once the line could outgrow the ring (pop() refuses a head already
+    /// in flight, so at most the ring size wait).
+    func refill(from queue: inout VhostUserQueue, served: inout Int) throws(VirtqueueError) {
+        if served > 0 && chains.count >= queue.size {
+            chains.removeFirst(served)
+            served = 0
+        }
+        while chains.count < chains.capacity, let chain = try queue.pop() { chains.append(chain) }
+    }
 }

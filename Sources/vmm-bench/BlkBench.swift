@@ -83,17 +83,22 @@ enum BlkBench {
         do {
             writeError("vmm-bench blk: creating a 1 GiB image in \(scratch.path)\n")
             try scratch.createImage(size: imageSize, cached: !direct)
+            // fio measures each case right after the daemons did, so that its figure (the disk's
+            // limit) is taken under the same conditions on a shared machine.
+            let measureFio: ((BlkCase) -> Void)? =
+                direct
+                ? { blkCase in
+                    guard fioNote == nil else { return }
+                    let (results, note) = BlkFio.measure(
+                        [blkCase], image: scratch.image, scratch: scratch, cpu: context.peerCPU,
+                        restoreCPU: context.mainCPU, milliseconds: milliseconds)
+                    fio.merge(results) { $1 }
+                    fioNote = note
+                } : nil
             runs = try run(
                 backends, scratch: scratch, context: context, maxQueues: maxQueues,
                 duration: milliseconds * 1_000_000, filters: filters,
-                dirtyLog: options.dirtyLog)
-            if direct {
-                let names = cases(queues: runs.map(\.queueCount).max() ?? 1)
-                    .filter { blkCase in filters.isEmpty || filters.contains { blkCase.name.contains($0) } }
-                (fio, fioNote) = BlkFio.measure(
-                    names, image: scratch.image, scratch: scratch, cpu: context.peerCPU,
-                    restoreCPU: context.mainCPU, milliseconds: milliseconds)
-            }
+                dirtyLog: options.dirtyLog, afterCase: measureFio)
         } catch {
             writeError("vmm-bench blk: \(error)\n")
             return 1
@@ -133,10 +138,11 @@ enum BlkBench {
     }
 
     /// Starts every back-end on the image, then measures each case in `slices` alternating slices
-    /// per back-end (so both see the same machine noise), records each daemon's memory, stops them.
+    /// per back-end (so both see the same machine noise), then calls `afterCase` with it; records
+    /// each daemon's memory, stops them.
     static func run(
         _ backends: [BlkBackend], scratch: BlkScratch, context: BenchContext, maxQueues: Int,
-        duration: UInt64, filters: [String], dirtyLog: Bool = false
+        duration: UInt64, filters: [String], dirtyLog: Bool = false, afterCase: ((BlkCase) -> Void)? = nil
     ) throws -> [BlkBackendRun] {
         var daemons: [BlkDaemon] = []
         defer { for daemon in daemons { daemon.stop() } }
@@ -162,9 +168,11 @@ enum BlkBench {
             writeError("vmm-bench blk: \(blkCase.name)\n")
             for session in sessions where session.queues.count >= blkCase.queues { session.beginCase() }
             var cpu = [UInt64](repeating: 0, count: sessions.count)
+            var driver = [UInt64](repeating: 0, count: sessions.count)
             for slice in 0..<slices {
                 for (i, session) in sessions.enumerated() where session.queues.count >= blkCase.queues {
                     let before = daemons[i].cpuNanoseconds()
+                    let driverBefore = driverCPUNanoseconds()
                     do {
                         try session.run(
                             blkCase.kind == .read ? .read : .write, depth: blkCase.depth,
@@ -174,13 +182,16 @@ enum BlkBench {
                         throw BlkLoadError(description: "\(runs[i].backend.name), \(blkCase.name): \(error)")
                     }
                     if let before, let after = daemons[i].cpuNanoseconds() { cpu[i] += after &- before }
+                    driver[i] += driverCPUNanoseconds() &- driverBefore
                 }
             }
             for (i, session) in sessions.enumerated() where session.queues.count >= blkCase.queues {
                 var result = session.finishCase()
                 result.cpuNanoseconds = cpu[i]
+                result.driverNanoseconds = driver[i]
                 runs[i].results[blkCase.name] = result
             }
+            afterCase?(blkCase)
         }
         for (i, daemon) in daemons.enumerated() {
             if let usage = daemon.memoryUsage(guestInodes: [sessions[i].guestInode]) {
@@ -190,6 +201,13 @@ enum BlkBench {
         }
         return runs
     }
+}
+
+/// CPU time (ns) this process (the front-end: its driving threads) has run so far.
+func driverCPUNanoseconds() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now)
+    return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
 }
 
 /// The side-by-side table (or one back-end's), with placement and memory below.

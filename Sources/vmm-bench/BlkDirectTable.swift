@@ -12,9 +12,9 @@ func renderBlkDirectTable(
     var header = ["case"]
     for run in runs {
         let b = run.backend.name
-        header += ["\(b) IOPS", "\(b) p50", "\(b) CPU/req"]
+        header += ["\(b) IOPS", "\(b) p50", "\(b) CPU/req", "\(b) fe/req"]
     }
-    if !fio.isEmpty { header += ["fio IOPS", "fio p50"] }
+    if !fio.isEmpty { header += ["fio IOPS", "fio p50", "fio CPU/req"] }
     for run in ours {
         header += ["\(run.backend.name)/qsd"]
         if !fio.isEmpty { header += ["\(run.backend.name)/fio"] }
@@ -27,10 +27,10 @@ func renderBlkDirectTable(
             if let r = run.results[name] {
                 row += [
                     formatFixed(r.iops / 1000, decimals: 1) + "k", formatDuration(r.p50),
-                    r.cpuPerRequest.map(formatDuration) ?? "-",
+                    r.cpuPerRequest.map(formatDuration) ?? "-", r.driverPerRequest.map(formatDuration) ?? "-",
                 ]
             } else {
-                row += ["-", "-", "-"]
+                row += ["-", "-", "-", "-"]
             }
         }
         if !fio.isEmpty {
@@ -38,6 +38,7 @@ func renderBlkDirectTable(
             row += [
                 f.map { formatFixed($0.iops / 1000, decimals: 1) + "k" } ?? "-",
                 f.map { formatDuration($0.p50) } ?? "-",
+                f?.cpuPerRequest.map(formatDuration) ?? "-",
             ]
         }
         let qsd = bestQSD(runs, name)
@@ -57,7 +58,8 @@ func renderBlkDirectTable(
         markdown
         ? ""
         : "vmm-bench blk --direct: 4 KiB random I/O, page cache bypassed (O_DIRECT), on this machine's disk; "
-            + "qd = requests in flight per queue; CPU/req = the daemon's CPU time per request.\n"
+            + "qd = requests in flight per queue; CPU/req = the daemon's (fio's) CPU time per request, "
+            + "fe/req = the front-end's (this benchmark's driving threads, one per queue).\n"
     out += formatTable(rows, markdown: markdown)
     out +=
         (markdown ? "\n" : "") + "Placement: \(placement). Ratios: ours / the better qsd configuration of each row"

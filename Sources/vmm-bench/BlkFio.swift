@@ -41,19 +41,38 @@ enum BlkFio {
                 "--output-format=json",
             ]
             do {
+                let before = childrenCPUNanoseconds()
                 let child = try BlkDaemon.spawn(arguments, log: output, cpu: cpu, restoreCPU: restoreCPU)
                 let status = try child.waitForExit()
                 guard status == .exited(0), let text = readTextFile(output),
-                    let result = parse(text, read: blkCase.kind == .read)
+                    var result = parse(text, read: blkCase.kind == .read)
                 else {
                     return (results, "fio failed on \(blkCase.name) (\(status)); see \(output)")
                 }
+                // fio's CPU time (its job processes included, reaped before it exits) over
+                // its ramp and run: requests at its measured rate over both.
+                result.cpuNanoseconds = childrenCPUNanoseconds() &- before
+                result.completed = Int(result.iops * (Double(seconds) + 0.2))
                 results[blkCase.name] = result
             } catch {
                 return (results, "fio could not run: \(error)")
             }
         }
         return (results, nil)
+    }
+
+    /// CPU time (ns) of every child process reaped so far (`RUSAGE_CHILDREN`).
+    static func childrenCPUNanoseconds() -> UInt64 {
+        var usage = rusage()
+        #if canImport(Glibc)
+        getrusage(__rusage_who_t(RUSAGE_CHILDREN.rawValue), &usage)
+        #else
+        getrusage(RUSAGE_CHILDREN, &usage)
+        #endif
+        func nanoseconds(_ time: timeval) -> UInt64 {
+            UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_usec) * 1000
+        }
+        return nanoseconds(usage.ru_utime) + nanoseconds(usage.ru_stime)
     }
 
     /// IOPS and median completion latency from fio's JSON (`jobs[0].read|write.iops` and

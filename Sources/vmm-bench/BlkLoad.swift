@@ -27,9 +27,14 @@ struct BlkLoadResult {
     /// (ns) over the same span (0 where not measured).
     var completed = 0
     var cpuNanoseconds: UInt64 = 0
+    /// The front-end's (this benchmark's driving thread's) CPU time (ns) over the same span.
+    var driverNanoseconds: UInt64 = 0
 
     var cpuPerRequest: Double? {
         completed > 0 && cpuNanoseconds > 0 ? Double(cpuNanoseconds) / Double(completed) : nil
+    }
+    var driverPerRequest: Double? {
+        completed > 0 && driverNanoseconds > 0 ? Double(driverNanoseconds) / Double(completed) : nil
     }
     var iops: Double { seconds > 0 ? Double(requests) / seconds : 0 }
     var kicksPerRequest: Double { requests > 0 ? Double(kicks) / Double(requests) : 0 }
@@ -139,21 +144,91 @@ final class BlkSession {
 
     /// One slice of a case: keeps `depth` random 4 KiB requests of `kind` in flight on each of the
     /// first `queueCount` queues, `warmup` ns unrecorded, then `duration` ns measured (added to the
-    /// case's figures); then waits for what is left in flight.
+    /// case's figures); then waits for what is left in flight. Several queues are driven by one
+    /// thread each, as fio runs one job per queue: a single thread serving every queue would
+    /// leave completed requests of the other queues unreplaced while it waits for the CPU on a
+    /// busy machine, and measure itself rather than the back-end.
     func run(
         _ kind: BlockRequestType, depth: Int, queueCount: Int, warmup: UInt64, duration: UInt64,
         seed: UInt64
     ) throws {
         let active = min(queueCount, queues.count)
         let depth = min(max(depth, 1), Self.maxDepth)
+        let room = Self.sampleCapacity - sampleCount
+        guard active > 1 else {
+            let (result, recorded) = try drive(
+                kind, depth: depth, queues: 0..<1, warmup: warmup, duration: duration, seed: seed,
+                samples: samples + sampleCount, capacity: room)
+            add(result, seconds: result.seconds, recorded: recorded)
+            return
+        }
+        let share = room / active
+        let outcomes = UnsafeMutablePointer<Result<(BlkLoadResult, Int), any Error>>.allocate(capacity: active)
+        outcomes.initialize(repeating: .failure(BlkLoadError(description: "driver thread did not run")), count: active)
+        defer {
+            outcomes.deinitialize(count: active)
+            outcomes.deallocate()
+        }
+        let shared = BlkDriverShared(session: self, outcomes: outcomes, samples: samples + sampleCount)
+        var threads: [JoinableThread] = []
+        defer { for thread in threads { thread.join() } }
+        for q in 0..<active {
+            let queueSeed = seed &+ UInt64(q) &* 0x9E37_79B9
+            threads.append(
+                try JoinableThread {
+                    // Safe: each thread writes only its own outcome slot and its own part of the
+                    // sample buffer, and drives only its own queue.
+                    shared.outcomes[q] = Result {
+                        try shared.session.drive(
+                            kind, depth: depth, queues: q..<(q + 1), warmup: warmup, duration: duration,
+                            seed: queueSeed, samples: shared.samples + q * share, capacity: share)
+                    }
+                })
+        }
+        for thread in threads { thread.join() }
+        threads.removeAll()
+        var combined = BlkLoadResult()
+        var seconds = 0.0
+        var recorded = 0
+        for q in 0..<active {
+            let (result, count) = try outcomes[q].get()
+            combined.requests += result.requests
+            combined.kicks += result.kicks
+            combined.calls += result.calls
+            combined.completed += result.completed
+            seconds = max(seconds, result.seconds)
+            // Compacted so the case's samples stay contiguous.
+            (samples + sampleCount + recorded).update(from: samples + sampleCount + q * share, count: count)
+            recorded += count
+        }
+        add(combined, seconds: seconds, recorded: recorded)
+    }
+
+    /// Adds one slice's figures (measured over `seconds`) and `recorded` latency samples.
+    private func add(_ result: BlkLoadResult, seconds: Double, recorded: Int) {
+        total.requests += result.requests
+        total.seconds += seconds
+        total.kicks += result.kicks
+        total.calls += result.calls
+        total.completed += result.completed
+        sampleCount += recorded
+    }
+
+    /// The closed loop over `queues` (see `run`): latency samples go to `samples` (at most
+    /// `capacity`). Returns the slice's figures and how many samples it recorded.
+    func drive(
+        _ kind: BlockRequestType, depth: Int, queues range: Range<Int>, warmup: UInt64, duration: UInt64,
+        seed: UInt64, samples: UnsafeMutablePointer<UInt32>, capacity: Int
+    ) throws -> (BlkLoadResult, Int) {
         var random = seed | 1
         var result = BlkLoadResult()
+        var recorded = 0
         var recording = false
         var posting = true
         var inFlight = 0
         /// Calls were requested (used_event set) since the last completion.
         var armed = false
-        try drainCalls(active)
+        try drainCalls(range)
 
         func next() -> UInt64 {
             random ^= random << 13
@@ -170,7 +245,7 @@ final class BlkSession {
             inFlight += 1
         }
 
-        for q in 0..<active {
+        for q in range {
             for s in 0..<depth { try post(queue: q, slot: s) }
             if try queues[q].kickIfNeeded() { result.kicks += 1 }
         }
@@ -178,7 +253,7 @@ final class BlkSession {
         var end = start &+ warmup
         while posting || inFlight > 0 {
             var reaped = 0
-            for q in 0..<active {
+            for q in range {
                 let queue = queues[q]
                 while let used = try queue.reap() {
                     let now = monotonicNanoseconds()
@@ -197,9 +272,9 @@ final class BlkSession {
                     }
                     if recording && posting {
                         result.requests += 1
-                        if sampleCount < Self.sampleCapacity {
-                            samples[sampleCount] = UInt32(clamping: now &- started[key])
-                            sampleCount += 1
+                        if recorded < capacity {
+                            samples[recorded] = UInt32(clamping: now &- started[key])
+                            recorded += 1
                         }
                     }
                     if posting { try post(queue: q, slot: s) }
@@ -223,20 +298,16 @@ final class BlkSession {
             } else if inFlight > 0 {
                 if armed {
                     // Asked for a call and looked once more: nothing yet, so block.
-                    let calls = try waitForCalls(active)
+                    let calls = try waitForCalls(range)
                     if recording && posting { result.calls += calls }
                     armed = false
                 } else {
-                    for q in 0..<active { queues[q].requestCall() }
+                    for q in range { queues[q].requestCall() }
                     armed = true
                 }
             }
         }
-        total.requests += result.requests
-        total.seconds += result.seconds
-        total.kicks += result.kicks
-        total.calls += result.calls
-        total.completed += result.completed
+        return (result, recorded)
     }
 
     /// Starts accumulating a case's slices.
@@ -257,27 +328,27 @@ final class BlkSession {
         return result
     }
 
-    /// Blocks (at most 10 s) until a call comes on an active queue (calls already requested), and
-    /// consumes the calls. Returns how many calls were consumed.
-    private func waitForCalls(_ active: Int) throws -> Int {
-        for q in 0..<active { pollfds[q] = pollfd(fd: queues[q].callDescriptor, events: Int16(POLLIN), revents: 0) }
-        let ready = try systemCall("poll") { poll(pollfds, nfds_t(active), 10_000) }
+    /// Blocks (at most 10 s) until a call comes on one of `range`'s queues (calls already
+    /// requested), and consumes the calls. Returns how many calls were consumed.
+    private func waitForCalls(_ range: Range<Int>) throws -> Int {
+        for q in range { pollfds[q] = pollfd(fd: queues[q].callDescriptor, events: Int16(POLLIN), revents: 0) }
+        let ready = try systemCall("poll") { poll(pollfds + range.lowerBound, nfds_t(range.count), 10_000) }
         guard ready > 0 else { throw BlkLoadError(description: "no completion within 10 s") }
-        return try consumeCalls(active)
+        return try consumeCalls(range)
     }
 
-    /// Consumes calls that are already pending (none blocks).
-    private func drainCalls(_ active: Int) throws {
-        for q in 0..<active { pollfds[q] = pollfd(fd: queues[q].callDescriptor, events: Int16(POLLIN), revents: 0) }
-        _ = try systemCall("poll") { poll(pollfds, nfds_t(active), 0) }
-        _ = try consumeCalls(active)
+    /// Consumes calls that are already pending on `range`'s queues (none blocks).
+    private func drainCalls(_ range: Range<Int>) throws {
+        for q in range { pollfds[q] = pollfd(fd: queues[q].callDescriptor, events: Int16(POLLIN), revents: 0) }
+        _ = try systemCall("poll") { poll(pollfds + range.lowerBound, nfds_t(range.count), 0) }
+        _ = try consumeCalls(range)
     }
 
-    /// Reads every call descriptor `poll` reported readable: an eventfd's counter is the number of
-    /// calls; a pipe carries 8 bytes per call.
-    private func consumeCalls(_ active: Int) throws -> Int {
+    /// Reads every call descriptor of `range` that `poll` reported readable: an eventfd's counter
+    /// is the number of calls; a pipe carries 8 bytes per call.
+    private func consumeCalls(_ range: Range<Int>) throws -> Int {
         var calls = 0
-        for q in 0..<active where pollfds[q].revents & Int16(POLLIN) != 0 {
+        for q in range where pollfds[q].revents & Int16(POLLIN) != 0 {
             var value: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
             let fd = pollfds[q].fd
             // Safe: reads at most the 32 bytes of `value`, which outlives the call.
@@ -288,4 +359,14 @@ final class BlkSession {
         }
         return calls
     }
+}
+
+/// What the driving threads of one slice share: the session (each thread drives only its own
+/// queue, its own slots and its own part of the sample buffer) and one outcome slot per thread.
+/// Hence `@unchecked Sendable`.
+private struct BlkDriverShared: @unchecked Sendable {
+    let session: BlkSession
+    let outcomes: UnsafeMutablePointer<Result<(BlkLoadResult, Int), any Error>>
+    /// Where the slice's samples start; thread q writes from `q * share`.
+    let samples: UnsafeMutablePointer<UInt32>
 }

@@ -33,7 +33,7 @@ final class HoldingDevice: VhostUserDevice, @unchecked Sendable {
         while let chain = try queue.pop() { held.append(chain) }
         guard let first = held.first else { return }
         try queue.complete(first, written: 0)
-        queue.publish()
+        try queue.publish()
         var waited = 0
         while !queue.shouldYield {
             guard waited < 30_000 else {

@@ -3,6 +3,11 @@ import Virtio
 @testable import VirtioBlock
 import VMMSysUtil
 import VMMTestSupport
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 @Suite("virtio-blk requests over real rings")
 struct BlockRequestTests {
@@ -123,6 +128,51 @@ struct BlockRequestTests {
         zero(50, 4)
         #expect(try image.contents() == expected)
     }
+
+    @Test("with an engine, DISCARD and WRITE_ZEROES are performed by it", arguments: Layout.allCases)
+    func rangesGoThroughTheEngine(layout: Layout) throws {
+        for mode in [BlockMode.directThreads, .directIOUring] {
+            let image = try TestImage(sectors: Self.sectors)
+            let file = try mode.open(image)
+            guard let rig = try mode.rig(layout, file) else { continue }
+            var expected = try image.contents()
+            expected.replaceSubrange((8 * 512)..<(24 * 512), with: [UInt8](repeating: 0, count: 16 * 512))
+            expected.replaceSubrange((40 * 512)..<(41 * 512), with: [UInt8](repeating: 0, count: 512))
+            #expect(try rig.ranges(11, [rangeSegment(sector: 8, sectors: 8)]).status == 0)
+            #expect(
+                try rig.ranges(
+                    13, [rangeSegment(sector: 16, sectors: 8, flags: 1), rangeSegment(sector: 40, sectors: 1)]
+                )
+                .status == 0)
+            #expect(rig.asynchronous == 2, "\(mode)")
+            // A bad range anywhere fails the request before any range is started.
+            #expect(
+                try rig.ranges(13, [rangeSegment(sector: 2, sectors: 1), rangeSegment(sector: 1 << 40, sectors: 1)])
+                    .status == 1)
+            #expect(rig.asynchronous == 2)
+            #expect(try image.contents() == expected)
+        }
+    }
+
+    #if os(Linux)
+    @Test(
+        "an engine whose file system cannot zero a range falls back to writing zeroes, then stays synchronous",
+        .enabled(if: access("/dev/shm", W_OK) == 0, "needs /dev/shm"))
+    func rangesFallBackWhereUnsupported() throws {
+        // tmpfs punches holes but has no zero-range: the engine reports it unsupported.
+        let image = try TestImage(sectors: Self.sectors, directory: "/dev/shm")
+        let file = try BlockMode.buffered.open(image)
+        let io = try AsyncFileEngine(kind: .threads, threadCount: 2).makeQueue(capacity: 32)
+        let rig = try BlockRig(layout: .split, file: file, configuration: nil, queueSize: 16, io: io)
+        var expected = try image.contents()
+        expected.replaceSubrange((4 * 512)..<(12 * 512), with: [UInt8](repeating: 0, count: 8 * 512))
+        #expect(try rig.ranges(13, [rangeSegment(sector: 4, sectors: 4)]).status == 0)
+        #expect(rig.asynchronous == 1)
+        #expect(try rig.ranges(13, [rangeSegment(sector: 8, sectors: 4)]).status == 0)
+        #expect(rig.asynchronous == 1, "after the engine said unsupported, ranges are performed synchronously")
+        #expect(try image.contents() == expected)
+    }
+    #endif
 
     @Test("16-bit ring index wrap-around (split) and wrap counter flips (packed)", arguments: Layout.allCases)
     func wrapAround(layout: Layout) throws {

@@ -19,8 +19,8 @@ struct SetupError: Error, CustomStringConvertible {
 final class TestImage {
     let path: String
 
-    init(bytes: [UInt8]) throws {
-        var template = Array("/tmp/virtio-blk-test-XXXXXX".utf8CString)
+    init(bytes: [UInt8], directory: String = "/tmp") throws {
+        var template = Array("\(directory)/virtio-blk-test-XXXXXX".utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else { throw SetupError(description: "mkstemp failed") }
         defer { close(fd) }
@@ -29,9 +29,9 @@ final class TestImage {
         guard written == bytes.count else { throw SetupError(description: "write failed") }
     }
 
-    convenience init(sectors: Int, seed: UInt64 = 1) throws {
+    convenience init(sectors: Int, seed: UInt64 = 1, directory: String = "/tmp") throws {
         var random = SplitMix(seed: seed)
-        try self.init(bytes: random.bytes(sectors * 512))
+        try self.init(bytes: random.bytes(sectors * 512), directory: directory)
     }
 
     deinit { unlink(path) }
@@ -110,6 +110,8 @@ final class BlockRig {
     let driver: any DriverQueue
     var device: any DeviceQueue & ~Copyable
     let processor: BlockRequestProcessor
+    /// Requests `finish` saw go to the asynchronous queue.
+    private(set) var asynchronous = 0
 
     init(
         layout: Layout, file: BlockBackingFile, configuration: BlockConfiguration? = nil, queueSize: Int = 16,
@@ -145,6 +147,7 @@ final class BlockRig {
         case let .completed(written): return written
         case .needsDrain: throw SetupError(description: "needsDrain with nothing in flight")
         case let .submitted(slot):
+            asynchronous += 1
             #expect(processor.commit())
             var written: UInt32?
             for _ in 0..<1000 where written == nil {
@@ -301,7 +304,8 @@ enum BlockMode: String, CaseIterable, Sendable, CustomTestStringConvertible {
         _ layout: Layout, _ file: BlockBackingFile, configuration: BlockConfiguration? = nil,
         queueSize: Int = 16
     ) throws -> BlockRig? {
-        let io = try queue(capacity: queueSize)
+        // Twice the ring, as the daemon makes it: room for the ranges of DISCARD / WRITE_ZEROES.
+        let io = try queue(capacity: 2 * queueSize)
         if self == .directIOUring && io == nil { return nil }
         return try BlockRig(layout: layout, file: file, configuration: configuration, queueSize: queueSize, io: io)
     }

@@ -143,9 +143,9 @@ import VMMTestSupport
         }
         #expect(try device.pop() == nil)
 
-        // Fill every chain (random written lengths), then complete them in a random order. The
-        // writes come first: in a packed ring each completion overwrites the next ring slot, which
-        // may hold a descriptor of a chain still in flight (see `packedChainIsWrittenAfterOutOfOrderCompletion`).
+        // Fill and complete the chains one by one in a random order (random written lengths): in
+        // a packed ring each completion overwrites a ring slot that may hold a descriptor of a
+        // chain still in flight, which must still be written as it was popped.
         var order = Array(popped.indices)
         for i in order.indices.reversed() { order.swapAt(i, Int(random.next(below: UInt64(i + 1)))) }
         var completions: [(id: UInt16, written: Int, buffers: [DriverBuffer])] = []
@@ -154,10 +154,8 @@ import VMMTestSupport
             let written = Int(random.next(below: UInt64(chain.writableLength) + 1))
             let pattern = (0..<written).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ index) }
             #expect(try pattern.withUnsafeBytes { try chain.writeWritable($0) } == written)
+            try device.push(chain, written: UInt32(written))
             completions.append((chain.id, written, buffers))
-        }
-        for (index, completion) in zip(order, completions) {
-            try device.push(popped[index].chain, written: UInt32(completion.written))
         }
         for completion in completions {
             let used = try #require(try driver.reap())
@@ -177,9 +175,9 @@ import VMMTestSupport
     }
 
     /// A chain the device cannot keep translated (a buffer spans two regions) is walked again
-    /// from the ring when it is written. In a packed ring the used element of an earlier
-    /// completion goes into the next ring slot (VIRTIO 1.2 §2.8), which here still holds this
-    /// chain's descriptor: the re-walk reads the used element instead and stops short.
+    /// when it is written. In a packed ring the used element of an earlier completion goes into
+    /// the next ring slot (VIRTIO 1.2 §2.8), which here held this chain's descriptor: the walk
+    /// must use the descriptor as popped, not the used element (of length zero) now in its slot.
     @Test func packedChainIsWrittenAfterOutOfOrderCompletion() throws {
         let memory = try makeMemory([
             (memoryBase, 1 << 20), (Self.regionB, Self.dataRegionSize),
@@ -197,10 +195,10 @@ import VMMTestSupport
         let second = try #require(try device.pop())
         try device.push(second, written: 0)
         let bytes = [UInt8](repeating: 0xAB, count: 200)
-        withKnownIssue("packed: a re-walked chain reads ring slots already overwritten by used elements") {
-            let written = try bytes.withUnsafeBytes { (raw) throws(VirtqueueError) in try first.writeWritable(raw) }
-            #expect(written == 200)
-        }
+        let written = try bytes.withUnsafeBytes { (raw) throws(VirtqueueError) in try first.writeWritable(raw) }
+        #expect(written == 200)
+        try device.push(first, written: 200)
+        #expect(try readGuest(memory, Self.regionC - 100, 200) == bytes)
     }
 
     /// `buffers` as the device walks them: a buffer spanning the B/C boundary comes in two pieces.

@@ -29,6 +29,46 @@ import Virtio
         #expect(broken)
     }
 
+    /// The driver reuses ring slots the device has not marked used: a chain of the whole ring is
+    /// in flight (walked from a copy, being longer than pop keeps translated) and five of its
+    /// slots come back as a new chain in the next lap.
+    @Test func moreDescriptorsInFlightThanSlots() throws {
+        var rig = try PackedRig()
+        for slot in 0..<UInt64(8) {
+            try rig.descriptor(slot, addr: data + slot * 64, len: 16, flags: slot < 7 ? Flag.next : 0, id: 0)
+        }
+        #expect(try rig.queue.pop()?.descriptorCount == 8)
+        for slot in 0..<UInt64(5) {
+            // Second lap: AVAIL = 0, USED = 1.
+            try writePackedDescriptor(
+                rig.memory, at: memoryBase + slot * 16, addr: data + 0x1000 + slot * 64, len: 16,
+                flags: (slot < 4 ? Flag.next : 0) | PackedRig.used, id: 1)
+        }
+        let broken = rig.expectBroken(.tooManyDescriptorsInFlight(limit: 8))
+        #expect(broken)
+    }
+
+    /// A held chain re-walked after the guest rewrote what it was popped from: ring descriptors
+    /// are walked from the copy pop took (a rewrite changes nothing), an indirect table is read
+    /// again from guest memory (a longer entry is refused).
+    @Test func rewritesUnderAHeldChain() throws {
+        var rig = try PackedRig()
+        for slot in 0..<UInt64(5) {
+            try rig.descriptor(slot, addr: data + slot * 64, len: 16, flags: slot < 4 ? Flag.next : 0, id: 0)
+        }
+        let table = data + 0x1000
+        for entry in 0..<UInt64(5) {
+            try writePackedDescriptor(rig.memory, at: table + entry * 16, addr: data + 0x2000, len: 8, flags: 0, id: 0)
+        }
+        try rig.descriptor(5, addr: table, len: 5 * 16, flags: Flag.indirect, id: 1)
+        let direct = try #require(try rig.queue.pop())
+        let indirect = try #require(try rig.queue.pop())
+        try rig.descriptor(2, addr: data + 0x3000, len: 4096, flags: Flag.next, id: 0)
+        try writePackedDescriptor(rig.memory, at: table + 32, addr: data + 0x2000, len: 4096, flags: 0, id: 0)
+        #expect(try describe(direct, in: rig.memory).map(\.address) == (0..<5).map { data + UInt64($0) * 64 })
+        #expect(throws: VirtqueueError.chainChanged) { try describe(indirect, in: rig.memory) }
+    }
+
     @Test func nestedIndirect() throws {
         var rig = try PackedRig()
         let table = data + 0x1000

@@ -41,12 +41,22 @@ enum {
     VMM_URING_WRITEV_DSYNC = 2,
     /// fdatasync(fd).
     VMM_URING_DATASYNC = 3,
+    /// fallocate(fd, PUNCH_HOLE | KEEP_SIZE, offset, length) (vmm_uring_prepare_space).
+    VMM_URING_PUNCH_HOLE = 4,
+    /// fallocate(fd, ZERO_RANGE | KEEP_SIZE, offset, length) (vmm_uring_prepare_space).
+    VMM_URING_ZERO_RANGE = 5,
 };
 
 /// Queues one operation tagged `tag`. Returns 0, or -EBUSY if the submission queue is full.
 /// `vectors` must stay valid until the operation completes.
 int vmm_uring_prepare(vmm_uring *_Nonnull ring, int operation, int fd, const struct iovec *_Nullable vectors,
                       unsigned count, uint64_t offset, uint64_t tag);
+
+/// Queues one space operation (VMM_URING_PUNCH_HOLE or VMM_URING_ZERO_RANGE, IORING_OP_FALLOCATE)
+/// tagged `tag`. Returns 0, -EBUSY if the submission queue is full, -EINVAL for another operation.
+/// A kernel without IORING_OP_FALLOCATE (before 5.6) completes it with -EINVAL.
+int vmm_uring_prepare_space(vmm_uring *_Nonnull ring, int operation, int fd, uint64_t offset, uint64_t length,
+                            uint64_t tag);
 
 /// Submits everything queued. Returns how many, or -errno (-EAGAIN/-EBUSY: not now, the rest
 /// stays queued for the next call).

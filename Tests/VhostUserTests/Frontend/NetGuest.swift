@@ -114,7 +114,7 @@ final class NetGuest {
 func startNetDaemon(_ arguments: [String], sockets: [String], log: String) throws -> SocketDaemon {
     let executable = builtProductPath("vhost-user-net") ?? "vhost-user-net"
     let socketArguments = sockets.flatMap { ["--socket-path", $0] }
-    return try SocketDaemon.start([executable] + socketArguments + arguments, socket: sockets.last!, log: log)
+    return try SocketDaemon.start([executable] + socketArguments + arguments, sockets: sockets, log: log)
 }
 
 /// A frame to `destination` from `source` carrying `payload` bytes (a pattern seeded by `seed`).

@@ -25,8 +25,14 @@ struct SocketDaemon {
     let pid: pid_t
 
     /// Runs `arguments` (the first is the executable's path) for at most 120 s, output to `log`;
-    /// waits (at most 10 s) until a socket exists at `socket`.
+    /// waits (at most 10 s) until it accepts on `socket`.
     static func start(_ arguments: [String], socket: String, log: String) throws -> SocketDaemon {
+        try start(arguments, sockets: [socket], log: log)
+    }
+
+    /// As `start(_:socket:log:)`, waiting until it accepts on every one of `sockets` (a daemon
+    /// with several listeners may bind them in any order).
+    static func start(_ arguments: [String], sockets: [String], log: String) throws -> SocketDaemon {
         // Its own process group, so `stop` reaches `timeout` and the daemon together (and nothing
         // else).
         let child: ChildProcess
@@ -36,10 +42,12 @@ struct SocketDaemon {
                 outputPath: log, newProcessGroup: true)
         } catch { throw Failure.spawn(error) }
         let daemon = SocketDaemon(pid: child.pid)
+        var waiting = sockets[...]
         for _ in 0..<200 {
             // Ready once it accepts: the socket file appears before listen(2). The probe
             // connection closes at once; the daemon serves the next front-end.
-            if (try? ScmSocket.connect(path: socket)) != nil { return daemon }
+            while let socket = waiting.first, (try? ScmSocket.connect(path: socket)) != nil { waiting.removeFirst() }
+            if waiting.isEmpty { return daemon }
             if (try? child.exitStatusIfExited()) != nil { break }
             usleep(50_000)
         }
@@ -51,6 +59,11 @@ struct SocketDaemon {
     /// the group after 5 s.
     func stop() {
         ChildProcess(pid: pid).terminate(with: SIGTERM, grace: .seconds(5), group: true)
+    }
+
+    /// SIGKILL to the process group (the daemon dies at once, as in a crash), then reaps `timeout`.
+    func crash() {
+        ChildProcess(pid: pid).terminate(with: SIGKILL, grace: .seconds(5), group: true)
     }
 }
 
