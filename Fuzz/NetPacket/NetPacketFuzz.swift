@@ -11,10 +11,12 @@
 //   [4..]   up to 0x3000 bytes: the ring image at guest-physical 0x10000 (descriptor table/ring at
 //           +0, avail ring/driver event area at +0x1000, used ring/device event area at +0x2000)
 //   rest    up to 0x4000 bytes at guest-physical 0x20000: buffers (headers, frames, commands)
+//   an odd input length negotiates IN_ORDER: the receive pass then also reserves chains ahead
+//   (ReceiveWriter.reserve), and every pass must complete chains in the order it popped them
 // Guest memory: 0x10000-0x20000 and 0x20000-0x30000 (adjacent), a gap, then 0x40000-0x41000.
 // Invariants checked (a violation traps, which libFuzzer reports): every chain the paths complete
-// is accepted by the ring (never more than its writable length, never twice), and a delivered
-// frame is counted.
+// is accepted by the ring (never more than its writable length, never twice), a delivered frame
+// is counted, and with IN_ORDER chains are completed in pop order.
 import Virtio
 import VirtioNet
 import VMMSysUtil
@@ -41,8 +43,25 @@ nonisolated(unsafe) private let scratch = UnsafeMutableRawBufferPointer.allocate
 /// A device queue as the paths' `NetQueue`; a refused completion is a bug in the paths.
 private struct FuzzQueue<Q: DeviceQueue & ~Copyable>: NetQueue, ~Copyable {
     var queue: Q
-    mutating func pop() throws(VirtqueueError) -> Chain? { try queue.pop() }
+    /// IN_ORDER negotiated: completions must follow pops.
+    var inOrder = false
+    /// Ids popped and not yet completed, oldest first (checked only with `inOrder`).
+    var popped: [UInt16] = []
+    var completed = 0
+
+    mutating func pop() throws(VirtqueueError) -> Chain? {
+        let chain = try queue.pop()
+        if let chain { popped.append(chain.id) }
+        return chain
+    }
+
     mutating func complete(_ chain: Chain, written: UInt32) throws(VirtqueueError) {
+        if inOrder {
+            guard completed < popped.count, popped[completed] == chain.id else {
+                fatalError("IN_ORDER: chain \(chain.id) completed out of pop order")
+            }
+            completed += 1
+        }
         do {
             try queue.push(chain, written: written)
         } catch {
@@ -64,6 +83,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         ringFeatures.rawValue | NetFeature.controlQueue | NetFeature.controlReceiveMode
         | NetFeature.controlMACAddress | NetFeature.multiQueue
     if config & 0x40 != 0 { features |= NetFeature.mergeableRxBuffers }
+    if size & 1 == 1 { features |= NetFeature.inOrder }
     let queueSize = 1 << Int((config >> 3) & 7)
     let base = UInt32(data[1]) | UInt32(data[2]) << 8
     let frameLength = 14 + Int(data[3]) * 36
@@ -78,7 +98,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
                     memory: memory, size: queueSize, addresses: addresses, features: ringFeatures)
             else { return 0 }
             try? queue.setNextAvailIndex(base)
-            var wrapped = FuzzQueue(queue: consume queue)
+            var wrapped = FuzzQueue(queue: consume queue, inOrder: features & NetFeature.inOrder != 0)
             exercise(pass, &wrapped, features: features, frameLength: frameLength, counters: counters)
         } else {
             guard
@@ -86,7 +106,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
                     memory: memory, size: queueSize, addresses: addresses, features: ringFeatures)
             else { return 0 }
             try? queue.setNextAvailIndex(base)
-            var wrapped = FuzzQueue(queue: consume queue)
+            var wrapped = FuzzQueue(queue: consume queue, inOrder: features & NetFeature.inOrder != 0)
             exercise(pass, &wrapped, features: features, frameLength: frameLength, counters: counters)
         }
     }
@@ -117,6 +137,7 @@ private func exercise<Q: DeviceQueue & ~Copyable>(
         for round in 0..<budget {
             frame.initializeMemory(as: UInt8.self, repeating: UInt8(truncatingIfNeeded: round))
             let before = counters[.rxFrames]
+            if queue.inOrder, (try? writer.reserve(round % 4, from: &queue, counters: counters)) == nil { break }
             guard let result = try? writer.deliver(frame, to: &queue, counters: counters) else { break }
             if result == .delivered, counters[.rxFrames] != before + 1 { fatalError("delivered frame not counted") }
             if result == .noBuffers { break }

@@ -215,35 +215,65 @@ final class QueueWorker: @unchecked Sendable {
     /// each look is a system call, which would otherwise cost more than an empty poll.
     private static let spinsPerRound = 64
 
-    /// Serves every started ring `spinsPerRound` times with available-buffer notifications off
-    /// (the driver need not kick while the worker polls), publishing and signalling after each
-    /// call that completed something. Returns whether any ring published a used entry.
+    /// Serves the started rings with available-buffer notifications off (the driver need not kick
+    /// while the worker polls), publishing and signalling after each call that completed
+    /// something, for `spinsPerRound` calls per ring in all. A ring's turn lasts while its calls
+    /// move chains and ends at its first idle call; the rings then take turns again until the
+    /// calls are spent: a busy ring is not held up by idle ones (the unused direction, the
+    /// control queue), and the poller and clock are looked at once per round, not once per idle
+    /// ring. Returns whether any ring published a used entry.
     private func pollRound() -> Bool {
         var busy = false
-        for ring in rings where ring.isStarted && ring.enabled && !ring.broken {
-            guard var queue = ring.queue.take() else { continue }
-            queue.worker = self
-            queue.call = ring.call
-            do {
-                try announceStart(ring, &queue)
-                queue.ring.disableNotifications()
-                for _ in 0..<Self.spinsPerRound {
-                    try device.process(&queue)
-                    _ = try queue.drainCompletions()
-                    guard queue.staged > 0 else { continue }
-                    queue.flush()
-                    queue.signalIfNeeded()
-                    busy = true
-                }
-            } catch {
-                queue.flush()
-                markBroken(ring, error)
+        let budget = Self.spinsPerRound * rings.count
+        var calls = 0
+        while calls < budget {
+            let before = calls
+            for ring in rings where ring.isStarted && ring.enabled && !ring.broken {
+                guard
+                    let (made, published) = ring.queue?.inPlace({ queue in
+                        poll(ring, &queue, limit: max(1, budget - calls))
+                    })
+                else { continue }
+                calls += made
+                busy = busy || published
             }
-            queue.worker = nil
-            queue.call = nil
-            ring.queue = consume queue
+            if calls == before { break }
         }
         return busy
+    }
+
+    /// One ring's turn in `pollRound`, on its queue in place: at most `limit` calls; returns the
+    /// calls made and whether they published anything.
+    private func poll(_ ring: Vring, _ queue: inout VhostUserQueue, limit: Int) -> (Int, Bool) {
+        queue.worker = self
+        queue.call = ring.call
+        defer {
+            queue.worker = nil
+            queue.call = nil
+        }
+        var busy = false
+        var calls = 0
+        do {
+            try announceStart(ring, &queue)
+            queue.ring.disableNotifications()
+            while calls < limit {
+                calls += 1
+                let popped = queue.popCount
+                try device.process(&queue)
+                _ = try queue.drainCompletions()
+                guard queue.staged > 0 else {
+                    if queue.popCount == popped { break }
+                    continue
+                }
+                queue.flush()
+                queue.signalIfNeeded()
+                busy = true
+            }
+        } catch {
+            queue.flush()
+            markBroken(ring, error)
+        }
+        return (calls, busy)
     }
 
     private func dispatch(_ event: PollEvent) {

@@ -36,9 +36,10 @@ public protocol VhostUserDevice: AnyObject, Sendable {
     /// The virtio device ID (for logs and `--print-capabilities`).
     var deviceType: VirtioDeviceType { get }
     /// Device-specific feature bits plus any transport bits the device wants (e.g. VERSION_1,
-    /// RING_PACKED to offer packed rings). The framework adds PROTOCOL_FEATURES, RING_EVENT_IDX
-    /// and RING_INDIRECT_DESC itself. A transport bit the framework cannot serve (ACCESS_PLATFORM,
-    /// IN_ORDER, ...) makes `VhostUserSession.init` throw `VhostUserError.unservableFeature`.
+    /// RING_PACKED to offer packed rings; IN_ORDER only if it completes every chain in the order
+    /// `pop()` returned it, postponed ones included). The framework adds PROTOCOL_FEATURES,
+    /// RING_EVENT_IDX and RING_INDIRECT_DESC itself. A transport bit the framework cannot serve
+    /// (ACCESS_PLATFORM, ...) makes `VhostUserSession.init` throw `VhostUserError.unservableFeature`.
     var deviceFeatures: VirtioFeatures { get }
     /// Protocol features the device needs beyond the framework's own (blk: `.config`). Default [].
     var requiredProtocolFeatures: ProtocolFeatures { get }

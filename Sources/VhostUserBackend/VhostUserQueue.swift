@@ -24,6 +24,9 @@ public struct VhostUserQueue: ~Copyable {
     public var isPacked: Bool { ring.isPacked }
     var ring: DeviceRing
     var inflight: InflightTracker
+    /// Whether `inflight` records anything (fixed at start): without a region, pop and completion
+    /// skip the record entirely instead of switching over an empty one per chain.
+    let tracked: Bool
     /// Split heads to resubmit before popping new chains (inflight recovery), and how many were.
     var resubmit: [UInt16]
     var resubmitted = 0
@@ -39,10 +42,12 @@ public struct VhostUserQueue: ~Copyable {
     var abandoned: [UInt16] = []
     /// This generation's deferred completions.
     let completions: CompletionChannel
-    /// The worker serving the queue, set for the duration of each callback.
-    var worker: QueueWorker?
-    /// The ring's call notifier, set for the duration of each callback (for `publish()`).
-    var call: EventNotifier?
+    /// The worker serving the queue, set for the duration of each callback. Not retained (the
+    /// worker outlives its callbacks), so setting it per poll turn costs no atomic count.
+    unowned(unsafe) var worker: QueueWorker?
+    /// The ring's call notifier, set for the duration of each callback (for `publish()`). Not
+    /// retained: the ring holds it, and replaces it only while its worker is parked.
+    unowned(unsafe) var call: EventNotifier?
     /// Dirty logging while the front-end migrates the guest; nil otherwise (then completion and
     /// publication cost one branch more than without logging support).
     var log: QueueLog?
@@ -56,6 +61,7 @@ public struct VhostUserQueue: ~Copyable {
         let size = ring.size
         self.ring = ring
         let tracked = !inflight.isNone
+        self.tracked = tracked
         self.inflight = inflight
         self.resubmit = resubmit
         self.packedResubmit = packedResubmit
@@ -75,14 +81,20 @@ public struct VhostUserQueue: ~Copyable {
             return try popResubmission()
         }
         guard let chain = try ring.pop() else { return nil }
+        if tracked { recordPop(chain) }
+        popCount &+= 1
+        return chain
+    }
+
+    /// Records a popped chain in the inflight region (split: its head; packed: its descriptors).
+    @inline(never)
+    private mutating func recordPop(_ chain: Chain) {
         let descriptors: RingDescriptors? = ring.read({ _ in nil }, { $0.ringDescriptors(of: chain) })
         inflight.apply(
             otherwise: (), { $0.recordPop(chain.id) },
             { record in
                 if let descriptors { record.recordPop(chain, descriptors: descriptors) }
             })
-        popCount &+= 1
-        return chain
     }
 
     /// The next chain a previous back-end left in flight. Already recorded in flight (with its
@@ -144,12 +156,13 @@ public struct VhostUserQueue: ~Copyable {
         if let log { log.completed(chain, written: written) }
         try ring.stage(chain, written: written)
         let id = chain.id
-        if inflight.apply(
-            otherwise: false, { _ in true },
-            {
-                $0.recordCompletion(id)
-                return false
-            })
+        if tracked,
+            inflight.apply(
+                otherwise: false, { _ in true },
+                {
+                    $0.recordCompletion(id)
+                    return false
+                })
         {
             batch.append(id)
         }
@@ -230,6 +243,18 @@ public struct VhostUserQueue: ~Copyable {
     /// Publishes the staged completions: inflight links, used index, inflight clear (in that order).
     mutating func flush() {
         guard staged > 0 else { return }
+        guard tracked || log != nil else {
+            // Nothing to record around it: one release store of the used index.
+            ring.publishUsed()
+            staged = 0
+            return
+        }
+        flushRecorded()
+    }
+
+    /// `flush()` with inflight records or dirty logging around the publication.
+    @inline(never)
+    private mutating func flushRecorded() {
         let first = ring.read({ $0.publishedUsedIndex }, { _ in 0 })
         let count = staged
         defer { log?.published(from: first, count: count) }
@@ -245,6 +270,12 @@ public struct VhostUserQueue: ~Copyable {
         swap(&heads, &batch)
         staged = 0
     }
+
+    /// Runs `body` on this queue where it lies: the worker reaches a ring's queue with
+    /// `ring.queue?.inPlace { ... }` rather than moving the whole struct out of the ring and back
+    /// (two copies of some 600 bytes per ring per poll round).
+    @inline(__always)
+    mutating func inPlace<R>(_ body: (inout VhostUserQueue) -> R) -> R { body(&self) }
 
     /// Resubmissions still pending (carried over when the ring is rebuilt for new memory).
     var pendingResubmissions: [UInt16] { Array(resubmit[resubmitted...]) }

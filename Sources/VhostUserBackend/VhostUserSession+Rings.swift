@@ -67,7 +67,7 @@ extension VhostUserSession {
         let ring = try ring(state.index, .getVringBase)
         return quiesced(draining: [ring]) {
             removeSources(ring)
-            if let queue = ring.queue.take() {
+            if var queue = ring.queue.take() {
                 ring.base = queue.ring.nextAvailIndex
             }
             ring.started = false
@@ -140,13 +140,13 @@ extension VhostUserSession {
         if address.flags.contains(.log) {
             try checkUsedLogRange(ring, address: address, log: isLogging ? dirtyLog : nil)
         }
-        let layout: DeviceRing
+        var layout: DeviceRing
         do {
             layout = try makeRing(ring, memory: memory, address: address, features: VirtioFeatures(rawValue: features))
         } catch {
             throw .ringSetup(index: ring.index, error)
         }
-        var recovered = try recoverInflight(ring, layout: layout)
+        var recovered = try recoverInflight(ring, layout: &layout)
         let positioned: DeviceRing
         do {
             positioned = try layout.positioned(at: recovered.base)
@@ -178,8 +178,7 @@ extension VhostUserSession {
 
     /// Reads the ring's inflight record, if the front-end set a region: where the previous
     /// back-end left the ring and the chains it left in flight.
-    private func recoverInflight(_ ring: Vring, layout: borrowing DeviceRing) throws(VhostUserError) -> InflightRecovery
-    {
+    private func recoverInflight(_ ring: Vring, layout: inout DeviceRing) throws(VhostUserError) -> InflightRecovery {
         guard let buffer = inflight, let tracker = buffer.tracker(ring.index, packed: layout.isPacked) else {
             return InflightRecovery(tracker: nil, base: ring.base)
         }

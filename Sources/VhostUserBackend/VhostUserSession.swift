@@ -118,10 +118,14 @@ public final class VhostUserSession {
         VirtioFeatures.ringEventIndex.rawValue | VirtioFeatures.ringIndirectDescriptors.rawValue
     /// Bits whose change would reinterpret a started ring.
     static let ringFormatFeatures = toleratedFeatures | VirtioFeatures.ringPacked.rawValue
-    /// Transport bits (24-49) the framework serves when a device declares them.
+    /// Transport bits (24-49) the framework serves when a device declares them. IN_ORDER is the
+    /// device's promise (VIRTIO 1.2 section 2.7.9 / 2.8.23: buffers used in the order they were
+    /// made available): the framework publishes used entries exactly in completion order and
+    /// resubmits inflight chains before new ones, so a device that completes every chain in the
+    /// order `pop()` returned it serves IN_ORDER.
     static let servedTransportFeatures: VirtioFeatures = [
         .notifyOnEmpty, .logAll, .anyLayout, .ringIndirectDescriptors, .ringEventIndex, .protocolFeatures, .version1,
-        .ringPacked, .orderPlatform,
+        .ringPacked, .inOrder, .orderPlatform,
     ]
 
     /// Refuses a device whose `deviceFeatures` holds a transport bit the framework cannot serve.
@@ -135,7 +139,6 @@ public final class VhostUserSession {
         let reason =
             switch bit {
             case 33: "ACCESS_PLATFORM needs an IOTLB, which is not implemented"
-            case 35: "IN_ORDER completion is not implemented"
             default: "transport feature not implemented by the framework"
             }
         throw .unservableFeature(bit: bit, reason: reason)

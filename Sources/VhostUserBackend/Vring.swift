@@ -23,9 +23,11 @@ final class Vring: @unchecked Sendable {
     var enabled = false
     /// Set while the ring is started (changed by the control thread only).
     var started = false
-    /// The started ring's queue. The worker moves it out while serving the ring, so only the
-    /// worker, or the control thread while the worker is parked, may look at it.
-    var queue: VhostUserQueue?
+    /// The started ring's queue. Only the worker, which serves it in place, or the control thread
+    /// while the worker is parked, may touch it. Those accesses never overlap on one thread (no
+    /// callback reaches the ring's queue property), so the run-time exclusivity check, paid on
+    /// every poll, is turned off.
+    @exclusivity(unchecked) var queue: VhostUserQueue?
     /// Set when the ring failed: not served until reconfigured.
     var broken = false
     /// Counts starts, so the worker tells the device once per start (`queueStarted`).

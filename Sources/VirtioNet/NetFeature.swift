@@ -44,6 +44,10 @@ public enum NetFeature {
     public static let version1: UInt64 = 1 << 32
     /// Bit 34 (transport) `VIRTIO_F_RING_PACKED`.
     public static let ringPacked: UInt64 = 1 << 34
+    /// Bit 35 (transport) `VIRTIO_F_IN_ORDER`: the device uses buffers in the order they were
+    /// made available (VIRTIO 1.2 section 2.7.9 / 2.8.23); the driver may then skip its free-list
+    /// bookkeeping.
+    public static let inOrder: UInt64 = 1 << 35
 
     /// The receive-side offloads (GUEST_*): what a port may hand the driver partially checksummed
     /// or unsegmented.

@@ -42,16 +42,24 @@ final class SourcePort: NetPort {
         lane.pending = packet.count
     }
 
-    /// Fills every available receive buffer (until the ring runs dry or the framework wants the
-    /// worker back).
+    /// Fills every available receive buffer, at most a ring's worth per call, in bursts of
+    /// `burst` chains popped before any frame is written (`ReceiveLane.reserve`).
     func receive(_ lane: ReceiveLane, queue: inout VhostUserQueue, event: PollEvent?) throws {
         guard lane.pending > 0 else { return }
         let packet = UnsafeMutableRawBufferPointer(rebasing: lane.packet[..<lane.pending])
         var budget = queue.size
-        while budget > 0, case .delivered = try lane.deliver(packet, to: &queue) {
-            budget -= 1
+        while budget > 0 {
+            let held = lane.writer.heldCount + (try lane.reserve(min(budget, Self.burst), from: &queue))
+            guard held > 0 else { return }
+            for _ in 0..<min(held, budget) {
+                guard case .delivered = try lane.deliver(packet, to: &queue) else { return }
+                budget -= 1
+            }
         }
     }
+
+    /// Chains popped ahead of the frames written into them.
+    static let burst = 32
 
     /// A zero virtio-net header, then Ethernet (to `destination`), IPv4 (checksummed) and UDP
     /// (checksum 0: none, allowed for IPv4) headers, then a payload of byte indices.

@@ -11,9 +11,10 @@ import VhostUserDaemon
 /// exchanged with a `NetPort`.
 ///
 /// Offered: VERSION_1, MRG_RXBUF, MAC, STATUS (link up), CTRL_VQ with CTRL_RX and CTRL_MAC_ADDR,
-/// MQ when there are several pairs, RING_PACKED, MTU, GUEST_ANNOUNCE, and the port's offloads (a
-/// TAP carries CSUM/GUEST_CSUM/TSO; the switch and the benchmark ports carry none, so the driver
-/// computes every checksum itself).
+/// MQ when there are several pairs, RING_PACKED, IN_ORDER (every queue completes chains in the
+/// order it popped them), MTU, GUEST_ANNOUNCE, and the port's offloads (a TAP carries
+/// CSUM/GUEST_CSUM/TSO; the switch and the benchmark ports carry none, so the driver computes
+/// every checksum itself).
 ///
 /// Live migration (the framework offers `VHOST_F_LOG_ALL` and `LOG_SHMFD`): every byte this device
 /// writes into guest memory goes through a chain's buffer API and is declared in
@@ -41,6 +42,10 @@ final class NetDevice: VhostUserDaemonDevice, @unchecked Sendable {
     private let lanes: [ReceiveLane]
     /// Per pair: the transmit worker's packet buffer.
     private let transmitBuffers: [UnsafeMutableRawBufferPointer]
+    /// Per pair: room for one burst of popped transmit chains.
+    private let transmitBursts: [UnsafeMutablePointer<Chain>]
+    /// Transmit chains popped before the first of them is read and completed.
+    static let transmitBurst = 32
     private let controlBuffer: UnsafeMutableRawBufferPointer
     /// The driver's features (set while no worker runs; read by workers).
     private var features: UInt64 = 0
@@ -55,7 +60,7 @@ final class NetDevice: VhostUserDaemonDevice, @unchecked Sendable {
         var offered =
             NetFeature.version1 | NetFeature.mergeableRxBuffers | NetFeature.mac | NetFeature.status
             | NetFeature.controlQueue | NetFeature.controlReceiveMode | NetFeature.controlMACAddress | NetFeature.mtu
-            | NetFeature.guestAnnounce | NetFeature.ringPacked | port.offloadFeatures
+            | NetFeature.guestAnnounce | NetFeature.ringPacked | NetFeature.inOrder | port.offloadFeatures
         if pairs > 1 { offered |= NetFeature.multiQueue }
         deviceFeatures = VirtioFeatures(rawValue: offered)
         let control = SharedNetControl(mac: mac, maxQueuePairs: UInt16(pairs))
@@ -69,11 +74,13 @@ final class NetDevice: VhostUserDaemonDevice, @unchecked Sendable {
         transmitBuffers = (0..<pairs).map { _ in
             .allocate(byteCount: NetHeader.size + port.maxFrameLength, alignment: 64)
         }
+        transmitBursts = (0..<pairs).map { _ in .allocate(capacity: Self.transmitBurst) }
         controlBuffer = .allocate(byteCount: ControlCommand.maximumLength, alignment: 8)
     }
 
     deinit {
         for buffer in transmitBuffers { buffer.deallocate() }
+        for burst in transmitBursts { burst.deallocate() }
         controlBuffer.deallocate()
     }
 
@@ -96,6 +103,7 @@ final class NetDevice: VhostUserDaemonDevice, @unchecked Sendable {
     func queueStarted(_ queue: inout VhostUserQueue) throws {
         guard case .receive(let pair) = role(of: queue.index, features: queue.negotiatedFeatures) else { return }
         lanes[pair].start(features: queue.negotiatedFeatures, queueSize: queue.size)
+        defer { lanes[pair].publishCounts() }
         try port.receiveStarted(lanes[pair], queue: &queue)
     }
 
@@ -104,12 +112,20 @@ final class NetDevice: VhostUserDaemonDevice, @unchecked Sendable {
             queue.unwatch(token: event.token)
             return
         }
+        defer { lanes[pair].publishCounts() }
         try port.receive(lanes[pair], queue: &queue, event: event)
     }
 
     func process(_ queue: inout VhostUserQueue) throws {
         switch role(of: queue.index, features: queue.negotiatedFeatures) {
-        case .receive(let pair): try port.receive(lanes[pair], queue: &queue, event: nil)
+        case .receive(let pair):
+            // Borrowed, not retained: `lanes` (immutable) keeps every lane alive as long as the
+            // device, and a poll-mode worker calls this for an idle ring thousands of times per
+            // millisecond.
+            try Unmanaged.passUnretained(lanes[pair])._withUnsafeGuaranteedRef { lane in
+                defer { lane.publishCounts() }
+                try port.receive(lane, queue: &queue, event: nil)
+            }
         case .transmit(let pair): try transmit(&queue, pair: pair)
         case .control: try answerControl(&queue)
         case .unused: break
@@ -118,31 +134,54 @@ final class NetDevice: VhostUserDaemonDevice, @unchecked Sendable {
 
     /// Drains a transmit queue: each chain's packet is copied out, validated and handed to the
     /// port; every chain is completed with 0 bytes written (section 5.1.6.2: nothing to write).
+    ///
+    /// Chains are popped in bursts, all of a burst before the first is completed: a pop right
+    /// after a completion waits for the used-ring stores to leave the store buffer (the ring's
+    /// lines are the driver's), which per frame was the largest cost of the path. A chain the
+    /// queue refuses ends the burst; the chains popped before it are still completed.
     private func transmit(_ queue: inout VhostUserQueue, pair: Int) throws {
         // Locals: one reference count for the whole batch, not one per frame.
         let reader = TransmitReader(features: queue.negotiatedFeatures)
         let buffer = transmitBuffers[pair]
+        let burst = transmitBursts[pair]
         let port = port, counters = counters
         var frames: UInt64 = 0, bytes: UInt64 = 0
-        while let chain = try queue.pop() {
-            switch try reader.read(chain, into: buffer, counters: counters) {
-            case .frame(let length):
-                frames &+= 1
-                bytes &+= UInt64(length)
-                if !port.transmit(
-                    UnsafeMutableRawBufferPointer(rebasing: buffer[..<(NetHeader.size + length)]), pair: pair)
-                {
-                    counters.add(.txPortDropped)
+        var failure: VirtqueueError?
+        while failure == nil {
+            var popped = 0
+            do {
+                // Safe: popped < transmitBurst, the buffer's capacity; a Chain is trivial.
+                while popped < Self.transmitBurst, let chain = try queue.pop() {
+                    (burst + popped).initialize(to: chain)
+                    popped += 1
                 }
-            case .dropped(let reason):
-                counters.add(reason)
+            } catch {
+                failure = error
             }
-            try queue.complete(chain, written: 0)
+            for index in 0..<popped {
+                let chain = burst[index]
+                switch try reader.read(chain, into: buffer, counters: counters) {
+                case .frame(let length):
+                    frames &+= 1
+                    bytes &+= UInt64(length)
+                    if !port.transmit(
+                        UnsafeMutableRawBufferPointer(rebasing: buffer[..<(NetHeader.size + length)]), pair: pair)
+                    {
+                        counters.add(.txPortDropped)
+                    }
+                case .dropped(let reason):
+                    counters.add(reason)
+                }
+                try queue.complete(chain, written: 0)
+            }
+            if popped < Self.transmitBurst { break }
         }
-        guard frames > 0 else { return }
-        counters.add(.txFrames, frames)
-        counters.add(.txBytes, bytes)
-        port.transmitBatchEnded(pair: pair)
+        if frames > 0 {
+            counters.add(.txFrames, frames)
+            counters.add(.txBytes, bytes)
+            port.transmitBatchEnded(pair: pair)
+        }
+        if let failure { throw failure }
     }
 
     /// Answers control commands (section 5.1.6.5): the ack byte, VIRTIO_NET_OK or VIRTIO_NET_ERR.

@@ -7,21 +7,25 @@ import VirtioNet
 /// it holds), a packet buffer for ports that read frames in, and the receive filter in force.
 ///
 /// Thread-safety: used by one worker at a time (the receive queue's), hence `@unchecked Sendable`;
-/// `start` runs on that worker too (`queueStarted`).
+/// `start` runs on that worker too (`queueStarted`). For the same reason its variables are
+/// `@exclusivity(unchecked)`: accesses never overlap (one thread, no re-entrancy), and the run-time
+/// check, a thread-local access set, cost more per packet than the copy of the frame.
 final class ReceiveLane: @unchecked Sendable {
     /// The queue pair.
     let pair: Int
-    var writer: ReceiveWriter
+    @exclusivity(unchecked) var writer: ReceiveWriter
     /// A packet read in and not yet delivered (the ring had no buffers): `packet[..<pending]`.
-    var pending = 0
+    @exclusivity(unchecked) var pending = 0
     /// Room for one packet: header plus the port's longest frame.
     let packet: UnsafeMutableRawBufferPointer
     /// Whether the port's source is watched now (it is not while the ring has no buffers).
-    var watching = false
+    @exclusivity(unchecked) var watching = false
     let counters: NetCounters
     private let control: SharedNetControl
-    private var filter: ReceiveFilter
-    private var filterGeneration: UInt32
+    @exclusivity(unchecked) private var filter: ReceiveFilter
+    @exclusivity(unchecked) private var filterGeneration: UInt32
+    /// Frames delivered since the last `publishCounts()`.
+    @exclusivity(unchecked) private var tally = ReceiveTally()
 
     init(pair: Int, maxQueueSize: Int, maxFrameLength: Int, control: SharedNetControl, counters: NetCounters) {
         self.pair = pair
@@ -54,8 +58,20 @@ final class ReceiveLane: @unchecked Sendable {
             counters.add(.rxFiltered)
             return .dropped(.rxFiltered)
         }
-        let result = try writer.deliver(packet, to: &queue, counters: counters)
+        let result = try writer.deliver(packet, to: &queue, counters: counters, tally: &tally)
         if case .dropped(let reason) = result { counters.add(reason) }
         return result
     }
+
+    /// Holds up to `wanted` more receive chains for the next deliveries (`ReceiveWriter.reserve`);
+    /// returns how many it took.
+    @inline(__always)
+    func reserve(_ wanted: Int, from queue: inout VhostUserQueue) throws(VirtqueueError) -> Int {
+        try writer.reserve(wanted, from: &queue, counters: counters)
+    }
+
+    /// Adds the frames delivered since the last call to the counters (the device calls it after
+    /// each port callback: one pair of atomic adds per burst, not per frame).
+    @inline(__always)
+    func publishCounts() { tally.publish(to: counters) }
 }

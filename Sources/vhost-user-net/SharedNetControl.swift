@@ -9,7 +9,9 @@ import VirtioNet
 /// Thread-safety: any thread.
 final class SharedNetControl: @unchecked Sendable {
     private let mutex = ConditionLock()
-    private var state: NetControlState
+    /// Touched only under `mutex`, so the run-time exclusivity check (which the receive path paid
+    /// per burst) is redundant.
+    @exclusivity(unchecked) private var state: NetControlState
     private let counter: UnsafeMutablePointer<UInt32>
     /// The MAC address a reset returns to.
     let defaultMAC: MacAddress

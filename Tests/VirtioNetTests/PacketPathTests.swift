@@ -112,6 +112,60 @@ import VirtioNet
         #expect(counters[.rxBadChains] == 2)
     }
 
+    /// VIRTIO_F_IN_ORDER: a bad chain popped behind a held one is not returned before it; the
+    /// packet that would need to span it is dropped, a packet that fits before it passes, and the
+    /// used ring shows every chain in the order it was made available.
+    @Test(arguments: Layout.allCases)
+    func inOrderKeepsBadChainsInTheirPlace(layout: Layout) throws {
+        let features = mergeable | NetFeature.inOrder
+        let rig = try NetRig(layout: layout, features: features)
+        var writer = ReceiveWriter(features: features, queueSize: 16)
+        let counters = NetCounters()
+        let small = try rig.post(writable: [40])
+        let bad = try rig.post(writable: [4])
+        let large = try rig.post(writable: [400])
+        let long = ethernetFrame(to: macA, from: macB, payload: 100)
+        #expect(
+            try withPacket(long) { try writer.deliver($0, to: &rig.device, counters: counters) } == .dropped(.rxTooLong)
+        )
+        #expect(try rig.reap() == nil)
+        #expect(writer.heldCount == 2)
+        let short = ethernetFrame(to: macA, from: macB, payload: 10)
+        #expect(try withPacket(short) { try writer.deliver($0, to: &rig.device, counters: counters) } == .delivered)
+        #expect(try withPacket(long) { try writer.deliver($0, to: &rig.device, counters: counters) } == .delivered)
+        #expect(try rig.reap().map { [$0.id: $0.bytes] } == [small: headerBytes(NetHeader(bufferCount: 1)) + short])
+        #expect(try rig.reap().map { [$0.id: $0.bytes] } == [bad: []])
+        #expect(try rig.reap().map { [$0.id: $0.bytes] } == [large: headerBytes(NetHeader(bufferCount: 1)) + long])
+        #expect(counters[.rxBadChains] == 1 && counters[.rxFrames] == 2)
+    }
+
+    /// `reserve` pops ahead (bad chains returned at once without IN_ORDER), and `deliver` then
+    /// uses the held chains first, in order.
+    @Test(arguments: Layout.allCases)
+    func reservedChainsAreUsedFirst(layout: Layout) throws {
+        let rig = try NetRig(layout: layout, features: mergeable)
+        var writer = ReceiveWriter(features: mergeable, queueSize: 16)
+        let counters = NetCounters()
+        let first = try rig.post(writable: [200])
+        let bad = try rig.post(readable: [1])
+        let second = try rig.post(writable: [200])
+        #expect(try writer.reserve(8, from: &rig.device, counters: counters) == 2)
+        #expect(writer.heldCount == 2)
+        #expect(try rig.reap().map { [$0.id: $0.bytes] } == [bad: []])
+        let frame = ethernetFrame(to: macA, from: macB, payload: 20)
+        var tally = ReceiveTally()
+        for _ in 0..<2 {
+            #expect(
+                try withPacket(frame) { try writer.deliver($0, to: &rig.device, counters: counters, tally: &tally) }
+                    == .delivered)
+        }
+        #expect(try rig.reap()?.id == first)
+        #expect(try rig.reap()?.id == second)
+        #expect(counters[.rxFrames] == 0 && tally.frames == 2 && tally.bytes == UInt64(2 * frame.count))
+        tally.publish(to: counters)
+        #expect(counters[.rxFrames] == 2 && tally.frames == 0)
+    }
+
     @Test(arguments: Layout.allCases)
     func descriptorOutsideMemoryBreaksTheQueueNotTheProcess(layout: Layout) throws {
         let rig = try NetRig(layout: layout, features: modern)
