@@ -49,7 +49,12 @@ extension VhostUserSession {
             let previous = ring.address
             ring.address = address
             do throws(VhostUserError) {
-                if ring.isStarted, let memory {
+                if ring.isStarted, let previous, previous.placesTheRingAs(address) {
+                    // Only logging changed (QEMU toggles VHOST_VRING_F_LOG when a migration
+                    // starts or ends): the queue keeps running as it is, so chains in flight
+                    // (including any a device still holds) stay valid; only its log changes.
+                    ring.queue?.log = queueLog(for: ring)
+                } else if ring.isStarted, let memory {
                     try ring.queue = rebuild(ring, memory: memory)
                     ring.queue?.log = queueLog(for: ring)
                 } else {
@@ -250,4 +255,13 @@ extension VhostUserSession {
 /// The `SystemCallError` inside an error thrown by `EventNotifier`'s adopting initializers.
 func systemError(_ error: any Error) -> SystemCallError {
     (error as? SystemCallError) ?? SystemCallError("fstat", .invalidArgument)
+}
+
+extension VringAddress {
+    /// Whether `other` lays out the same ring (same descriptor, available and used addresses):
+    /// what differs, if anything, is the log flag and the log address.
+    func placesTheRingAs(_ other: VringAddress) -> Bool {
+        index == other.index && descriptorTable == other.descriptorTable && usedRing == other.usedRing
+            && availableRing == other.availableRing
+    }
 }
