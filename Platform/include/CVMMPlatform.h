@@ -201,6 +201,11 @@ static inline void vmm_fence_seq_cst(void) { __atomic_thread_fence(__ATOMIC_SEQ_
 static inline void vmm_fence_acquire(void) { __atomic_thread_fence(__ATOMIC_ACQUIRE); }
 static inline void vmm_fence_release(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }
 
+// ---- Cache hints for guest buffers a device is about to touch (no effect on correctness; a hint
+// on an address that is not mapped does not fault).
+static inline void vmm_prefetch_read(const void *_Nonnull p) { __builtin_prefetch(p, 0, 3); }
+static inline void vmm_prefetch_write(const void *_Nonnull p) { __builtin_prefetch(p, 1, 3); }
+
 // ---- Statistics counters shared by threads of this process (relaxed: totals, no ordering).
 static inline void vmm_add_relaxed_u64(void *_Nonnull p, uint64_t v) {
     __atomic_fetch_add((uint64_t *)p, v, __ATOMIC_RELAXED);

@@ -78,6 +78,7 @@ public struct ReceiveWriter: ~Copyable {
     ) throws(VirtqueueError) -> Int {
         var taken = 0
         while taken < wanted, count < capacity, let chain = try popUsable(from: &queue, counters: counters) {
+            chain.prefetch(forWriting: true)
             held[slot(count)] = chain
             count += 1
             taken += 1

@@ -152,6 +152,7 @@ final class NetDevice: VhostUserDaemonDevice, @unchecked Sendable {
             do {
                 // Safe: popped < transmitBurst, the buffer's capacity; a Chain is trivial.
                 while popped < Self.transmitBurst, let chain = try queue.pop() {
+                    chain.prefetch(forWriting: false)
                     (burst + popped).initialize(to: chain)
                     popped += 1
                 }
