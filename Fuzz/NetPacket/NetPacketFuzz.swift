@@ -55,6 +55,13 @@ private struct FuzzQueue<Q: DeviceQueue & ~Copyable>: NetQueue, ~Copyable {
         return chain
     }
 
+    /// The queue's own burst pop (what the daemon's rings run), ids recorded as by `pop()`.
+    mutating func pop(into chains: UnsafeMutableBufferPointer<Chain>) throws(VirtqueueError) -> Int {
+        let count = try queue.pop(into: chains)
+        for chain in chains[..<count] { popped.append(chain.id) }
+        return count
+    }
+
     mutating func complete(_ chain: Chain, written: UInt32) throws(VirtqueueError) {
         if inOrder {
             guard completed < popped.count, popped[completed] == chain.id else {

@@ -6,6 +6,9 @@ import VirtioNet
 struct BenchNetQueue<Q: DeviceQueue & ~Copyable>: NetQueue, ~Copyable {
     var queue: Q
     @inline(__always) mutating func pop() throws(VirtqueueError) -> Chain? { try queue.pop() }
+    @inline(__always) mutating func pop(into chains: UnsafeMutableBufferPointer<Chain>) throws(VirtqueueError) -> Int {
+        try queue.pop(into: chains)
+    }
     @inline(__always) mutating func complete(_ chain: Chain, written: UInt32) throws(VirtqueueError) {
         try queue.push(chain, written: written)
     }

@@ -60,6 +60,13 @@ struct DeviceRing: ~Copyable {
     }
 
     @inline(__always)
+    mutating func pop(into chains: UnsafeMutableBufferPointer<Chain>) throws(VirtqueueError) -> Int {
+        try apply(
+            { (ring) throws(VirtqueueError) in try ring.pop(into: chains) },
+            { (ring) throws(VirtqueueError) in try ring.pop(into: chains) })
+    }
+
+    @inline(__always)
     mutating func stage(_ chain: Chain, written: UInt32) throws(VirtqueueError) {
         try apply(
             { (ring) throws(VirtqueueError) in try ring.stage(chain, written: written) },

@@ -38,6 +38,8 @@ public struct VhostUserQueue: ~Copyable {
     var staged = 0
     /// Chains popped so far (wrapping): tells the worker whether a callback took any.
     var popCount = 0
+    /// An error `pop(into:)` met after popping some chains, thrown by its next call.
+    var deferredPopError: VirtqueueError?
     /// Postponed chains refused after the quiesce timeout (split rings resubmit them when rebuilt).
     var abandoned: [UInt16] = []
     /// This generation's deferred completions.
@@ -84,6 +86,34 @@ public struct VhostUserQueue: ~Copyable {
         if tracked { recordPop(chain) }
         popCount &+= 1
         return chain
+    }
+
+    /// Pops up to `chains.count` chains into `chains` (initialising its first elements); returns
+    /// how many. For devices that pop a burst before using any chain: the ring writes each chain
+    /// straight into `chains`, one call per burst (with an inflight region or resubmissions
+    /// pending, chains are taken one at a time as by `pop()`).
+    ///
+    /// - Throws: only when no chain was popped, as `pop()`; an invalid chain after the first ends
+    ///   the burst early and the next call throws.
+    public mutating func pop(into chains: UnsafeMutableBufferPointer<Chain>) throws(VirtqueueError) -> Int {
+        guard !tracked, deferredPopError == nil, resubmitted == resubmit.count,
+            packedResubmitted == packedResubmit.count
+        else { return try popOneByOne(into: chains) }
+        let count = try ring.pop(into: chains)
+        popCount &+= count
+        return count
+    }
+
+    /// `pop(into:)` one chain at a time; an error after the first chain is kept for the next call.
+    @inline(never)
+    private mutating func popOneByOne(into chains: UnsafeMutableBufferPointer<Chain>) throws(VirtqueueError) -> Int {
+        if let error = deferredPopError {
+            deferredPopError = nil
+            throw error
+        }
+        let (count, laterError) = try Virtio.popEach(into: chains) { () throws(VirtqueueError) in try pop() }
+        deferredPopError = laterError
+        return count
     }
 
     /// Records a popped chain in the inflight region (split: its head; packed: its descriptors).

@@ -15,6 +15,14 @@ public protocol DeviceQueue: ~Copyable {
     /// - Throws: a `VirtqueueError` if the driver's ring or chain is invalid; the queue is then
     ///   broken and every later `pop()` throws the same error.
     mutating func pop() throws(VirtqueueError) -> Chain?
+    /// Pops up to `chains.count` chains into `chains` (initialising its first elements); returns
+    /// how many. A burst: the chains are written where the caller keeps them, so a device that
+    /// pops several before using any pays no copy of each through a return value.
+    ///
+    /// - Throws: only when no chain was popped, as `pop()`. An invalid chain after the first ends
+    ///   the burst early (the chains before it are returned, in flight); the queue is then broken
+    ///   and the next call throws.
+    mutating func pop(into chains: UnsafeMutableBufferPointer<Chain>) throws(VirtqueueError) -> Int
     /// Completes `chain` with `written` bytes written into its writable part, and publishes it.
     ///
     /// - Throws: `.notInFlight` or `.writtenExceedsWritable` (device bugs); nothing is published.
@@ -42,19 +50,36 @@ public protocol DeviceQueue: ~Copyable {
 }
 
 extension DeviceQueue where Self: ~Copyable {
-    /// Pops up to `chains.count` chains into `chains`; returns how many.
-    ///
-    /// - Throws: as `pop()`; chains popped before the error stay in flight and are in `chains`
-    ///   (their number is lost with the throw, so treat the queue as dead).
+    /// `pop(into:)` by repeated `pop()` (a broken queue keeps throwing, so an error after the
+    /// first chain is thrown by the next call).
     public mutating func pop(into chains: UnsafeMutableBufferPointer<Chain>) throws(VirtqueueError) -> Int {
-        var count = 0
-        while count < chains.count, let chain = try pop() {
-            (chains.baseAddress! + count).initialize(to: chain)
-            count += 1
-        }
-        return count
+        try popEach(into: chains) { () throws(VirtqueueError) in try pop() }.count
     }
 
     /// Whether the queue is broken (a `pop()` threw).
     public var isBroken: Bool { brokenReason != nil }
+}
+
+/// Fills `chains` from `next` until it returns nil or `chains` is full: a burst pop made of single
+/// pops, for queues without a native `pop(into:)`.
+///
+/// - Returns: how many chains were initialised, and the error `next` threw after the first one
+///   (nil if it threw none).
+/// - Throws: the error `next` threw before any chain.
+@inlinable
+public func popEach(
+    into chains: UnsafeMutableBufferPointer<Chain>, _ next: () throws(VirtqueueError) -> Chain?
+) throws(VirtqueueError) -> (count: Int, laterError: VirtqueueError?) {
+    var count = 0
+    do {
+        while count < chains.count, let chain = try next() {
+            // Safe: count < chains.count.
+            (chains.baseAddress! + count).initialize(to: chain)
+            count += 1
+        }
+    } catch {
+        if count == 0 { throw error }
+        return (count, error)
+    }
+    return (count, nil)
 }

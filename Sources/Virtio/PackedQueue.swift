@@ -146,6 +146,28 @@ public struct PackedQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
         return Chain(id: id, slots: count, summary: summary, start: start, cache: cache)
     }
 
+    /// Pops up to `chains.count` chains into `chains`; see `DeviceQueue.pop(into:)`. One call per
+    /// burst, with the pop loop inlined here and each chain stored straight into the caller's
+    /// memory.
+    public mutating func pop(into chains: UnsafeMutableBufferPointer<Chain>) throws(VirtqueueError) -> Int {
+        if let broken { throw broken }
+        guard let base = chains.baseAddress else { return 0 }
+        var count = 0
+        while count < chains.count {
+            do {
+                guard let chain = try popValidated() else { break }
+                // Safe: count < chains.count.
+                (base + count).initialize(to: chain)
+            } catch {
+                broken = error
+                if count == 0 { throw error }
+                break
+            }
+            count += 1
+        }
+        return count
+    }
+
     @inlinable @inline(__always)
     func isAvailable(_ flags: UInt16) -> Bool {
         let avail = flags & DescriptorFlag.avail != 0

@@ -6,8 +6,19 @@ import Virtio
 public protocol NetQueue: ~Copyable {
     /// The next available chain, validated, or nil.
     mutating func pop() throws(VirtqueueError) -> Chain?
+    /// Pops up to `chains.count` chains into `chains`; returns how many. Throws only when none was
+    /// popped (an error after the first chain ends the burst; the next call throws).
+    mutating func pop(into chains: UnsafeMutableBufferPointer<Chain>) throws(VirtqueueError) -> Int
     /// Completes a popped chain with `written` bytes in its writable part.
     mutating func complete(_ chain: Chain, written: UInt32) throws(VirtqueueError)
+}
+
+extension NetQueue where Self: ~Copyable {
+    /// `pop(into:)` by repeated `pop()`, for queues whose `pop()` keeps throwing once it threw (a
+    /// broken ring does).
+    public mutating func pop(into chains: UnsafeMutableBufferPointer<Chain>) throws(VirtqueueError) -> Int {
+        try popEach(into: chains) { () throws(VirtqueueError) in try pop() }.count
+    }
 }
 
 /// The virtio-net header size for the negotiated `features`: 12 bytes with VERSION_1 or

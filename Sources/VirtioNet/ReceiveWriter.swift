@@ -58,6 +58,9 @@ public struct ReceiveWriter: ~Copyable {
     /// Chains held for the next packet.
     public var heldCount: Int { count }
 
+    /// Chains `deliver` pops at once when it holds none left.
+    public static let popBurst = 32
+
     /// Forgets the held chains (the ring stopped or its memory changed: they are stale).
     public mutating func discard() {
         first = 0
@@ -76,30 +79,45 @@ public struct ReceiveWriter: ~Copyable {
     public mutating func reserve<Queue: NetQueue & ~Copyable>(
         _ wanted: Int, from queue: inout Queue, counters: NetCounters
     ) throws(VirtqueueError) -> Int {
-        var taken = 0
-        while taken < wanted, count < capacity, let chain = try popUsable(from: &queue, counters: counters) {
-            chain.prefetch(forWriting: true)
-            held[slot(count)] = chain
-            count += 1
-            taken += 1
+        let before = count
+        var popped = 0
+        while popped < wanted, count < capacity {
+            // One burst pop into the free part of the ring buffer up to its wrap point.
+            let start = slot(count)
+            let room = min(wanted - popped, capacity - count, capacity - start)
+            let got = try queue.pop(into: UnsafeMutableBufferPointer(start: held + start, count: room))
+            popped += got
+            try keepUsable(at: start, got, in: &queue, counters: counters)
+            if got < room { break }
         }
-        return taken
+        if inOrder && count > 0 { try returnBadChainsAtFront(to: &queue, counters: counters) }
+        return max(0, count - before)
     }
 
-    /// The next available chain to hold, or nil. Section 5.1.6.3.1: every receive buffer holds at
-    /// least a header; a chain that does not is returned empty (`rxBadChains`), between packets
-    /// (never among a packet's chains, which stay adjacent in the used ring): at once when no
-    /// chain is held, else (in order) held too, and returned when it reaches the front.
+    /// Takes the `popped` chains just popped into `held[start...]` (at the back of the held
+    /// ones), and hints their first buffers into the cache for the frames about to be written.
+    /// Section 5.1.6.3.1: every receive buffer holds at least a header; a chain that does not is
+    /// returned empty (`rxBadChains`) between packets, never among a packet's chains (which stay
+    /// adjacent in the used ring): at once, or in order held too and returned when it reaches the
+    /// front (`returnBadChainsAtFront`).
     @inlinable @inline(__always)
-    mutating func popUsable<Queue: NetQueue & ~Copyable>(from queue: inout Queue, counters: NetCounters)
-        throws(VirtqueueError) -> Chain?
-    {
-        while let chain = try queue.pop() {
-            if chain.writableLength >= UInt32(headerSize) || (inOrder && count > 0) { return chain }
-            try queue.complete(chain, written: 0)
-            counters.add(.rxBadChains)
+    mutating func keepUsable<Queue: NetQueue & ~Copyable>(
+        at start: Int, _ popped: Int, in queue: inout Queue, counters: NetCounters
+    ) throws(VirtqueueError) {
+        var kept = 0
+        for index in start..<start + popped {
+            let chain = held[index]
+            if chain.writableLength >= UInt32(headerSize) || inOrder {
+                chain.prefetch(forWriting: true)
+                // Moved down only behind a returned chain (each store here delays the frames').
+                if index != start + kept { held[start + kept] = chain }
+                kept += 1
+            } else {
+                try queue.complete(chain, written: 0)
+                counters.add(.rxBadChains)
+            }
         }
-        return nil
+        count += kept
     }
 
     /// In order: returns (empty) the bad chains held at the front, whose turn it now is.
@@ -152,12 +170,14 @@ public struct ReceiveWriter: ~Copyable {
                     // Every buffer the ring can hold is not enough.
                     return .dropped(.rxTooLong)
                 }
-                guard let chain = try popUsable(from: &queue, counters: counters) else { return .noBuffers }
-                held[slot(count)] = chain
-                count += 1
+                // A burst at once: ports that deliver frame by frame (TAP, switch) pop like the
+                // benchmark ports do.
+                guard try reserve(Self.popBurst, from: &queue, counters: counters) > 0, used < count else {
+                    return .noBuffers
+                }
             }
             let length = held[slot(used)].writableLength
-            // A bad chain held in order (see `popUsable`) behind this packet's first chains: it
+            // A bad chain held in order (see `keepUsable`) behind this packet's first chains: it
             // must not be used before them and cannot carry the packet's rest. The packet is
             // dropped (a misbehaving driver delays only its own packets; ones that fit before the
             // bad chain still pass, then it is returned from the front).
@@ -171,7 +191,13 @@ public struct ReceiveWriter: ~Copyable {
             }
         }
         // Section 5.1.6.3.1: num_buffers is 1 without MRG_RXBUF, else the buffers used.
-        packet.storeBytes(of: UInt16(used).littleEndian, toByteOffset: 10, as: UInt16.self)
+        // Stored only when it changes: the copy below loads the header right after, and a load
+        // over a just-stored field waits until every earlier store (the previous frame's, into
+        // guest lines still on the driver's core) has left the store buffer.
+        let bufferCount = UInt16(used).littleEndian
+        if packet.load(fromByteOffset: 10, as: UInt16.self) != bufferCount {
+            packet.storeBytes(of: bufferCount, toByteOffset: 10, as: UInt16.self)
+        }
         // The bytes the driver gets: the header it expects, then the frame, contiguous (a
         // legacy 10-byte header is moved up against the frame).
         let skip = NetHeader.size - headerSize
@@ -183,7 +209,19 @@ public struct ReceiveWriter: ~Copyable {
         for index in 0..<used {
             let chain = held[slot(index)]
             let take = min(remaining.count, Int(chain.writableLength))
-            let written = try chain.writeWritable(UnsafeRawBufferPointer(rebasing: remaining[..<take]))
+            let written: Int
+            if index == 0 && take > headerSize {
+                // Header and frame apart: drivers put the header just before a cache-line aligned
+                // data area, and one copy of both would store the frame with unaligned wide
+                // stores that each span two of the driver's lines.
+                let header = try chain.writeWritable(UnsafeRawBufferPointer(rebasing: remaining[..<headerSize]))
+                written =
+                    try header
+                    + chain.writeWritable(
+                        UnsafeRawBufferPointer(rebasing: remaining[headerSize..<take]), atOffset: headerSize)
+            } else {
+                written = try chain.writeWritable(UnsafeRawBufferPointer(rebasing: remaining[..<take]))
+            }
             remaining = UnsafeRawBufferPointer(rebasing: remaining[take...])
             try queue.complete(chain, written: UInt32(written))
         }

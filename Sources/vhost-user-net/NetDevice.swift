@@ -150,15 +150,13 @@ final class NetDevice: VhostUserDaemonDevice, @unchecked Sendable {
         while failure == nil {
             var popped = 0
             do {
-                // Safe: popped < transmitBurst, the buffer's capacity; a Chain is trivial.
-                while popped < Self.transmitBurst, let chain = try queue.pop() {
-                    chain.prefetch(forWriting: false)
-                    (burst + popped).initialize(to: chain)
-                    popped += 1
-                }
+                // The burst is written straight into `burst` (transmitBurst chains).
+                popped = try queue.pop(into: UnsafeMutableBufferPointer(start: burst, count: Self.transmitBurst))
             } catch {
                 failure = error
             }
+            // The frames' first lines, all requested before the first is read.
+            for index in 0..<popped { burst[index].prefetch(forWriting: false) }
             for index in 0..<popped {
                 let chain = burst[index]
                 switch try reader.read(chain, into: buffer, counters: counters) {

@@ -15,6 +15,9 @@ enum Layout: String, CaseIterable, Sendable {
 struct DeviceNetQueue: NetQueue, ~Copyable {
     var queue: any DeviceQueue & ~Copyable
     mutating func pop() throws(VirtqueueError) -> Chain? { try queue.pop() }
+    mutating func pop(into chains: UnsafeMutableBufferPointer<Chain>) throws(VirtqueueError) -> Int {
+        try queue.pop(into: chains)
+    }
     mutating func complete(_ chain: Chain, written: UInt32) throws(VirtqueueError) {
         try queue.push(chain, written: written)
     }

@@ -50,6 +50,44 @@ import Virtio
         #expect(try device.pop(into: chains) == 0)
     }
 
+    /// A burst that meets an invalid chain returns the chains before it (in flight, completable);
+    /// the queue is broken and the next burst, like `pop()`, throws the error.
+    @Test(arguments: RingLayout.allCases)
+    func burstStopsAtAnInvalidChainAndTheNextThrows(layout: RingLayout) throws {
+        let driver = try queueDriver(layout, [])
+        var device = try queueDevice(layout, driver, [])
+        let good = [try driver.post(buffer), try driver.post(buffer)]
+        try driver.post([DriverBuffer(address: dataBase, length: 0, isWritable: true)])
+        try driver.post(buffer)
+        let chains = UnsafeMutableBufferPointer<Chain>.allocate(capacity: 8)
+        defer { chains.deallocate() }
+        #expect(try device.pop(into: chains) == 2)
+        #expect(chains[0..<2].map(\.id) == good)
+        #expect(device.brokenReason == .zeroLengthDescriptor)
+        #expect(throws: VirtqueueError.zeroLengthDescriptor) { _ = try device.pop(into: chains) }
+        #expect(throws: VirtqueueError.zeroLengthDescriptor) { _ = try device.pop() }
+        for chain in chains[0..<2] { try device.push(chain, written: 1) }
+        #expect(try driver.reap() == UsedBuffer(id: good[0], length: 1))
+        #expect(try driver.reap() == UsedBuffer(id: good[1], length: 1))
+    }
+
+    /// A burst into a buffer smaller than what is available takes only what fits; the rest waits.
+    @Test(arguments: RingLayout.allCases)
+    func burstTakesAtMostItsCapacity(layout: RingLayout) throws {
+        let driver = try queueDriver(layout, [])
+        var device = try queueDevice(layout, driver, [])
+        var ids: [UInt16] = []
+        for _ in 0..<5 { ids.append(try driver.post(buffer)) }
+        let chains = UnsafeMutableBufferPointer<Chain>.allocate(capacity: 3)
+        defer { chains.deallocate() }
+        #expect(try device.pop(into: chains) == 3)
+        #expect(chains.map(\.id) == Array(ids[0..<3]))
+        #expect(try device.pop(into: chains) == 2)
+        #expect(chains[0..<2].map(\.id) == Array(ids[3...]))
+        #expect(try device.pop(into: UnsafeMutableBufferPointer(start: nil, count: 0)) == 0)
+        #expect(try device.pop(into: chains) == 0)
+    }
+
     @Test(arguments: RingLayout.allCases)
     func notifyOnEmpty(layout: RingLayout) throws {
         let driver = try queueDriver(layout, [.notifyOnEmpty])
