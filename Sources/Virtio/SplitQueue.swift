@@ -125,25 +125,11 @@ public struct SplitQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
     }
 
     /// Pops up to `chains.count` chains into `chains`; see `DeviceQueue.pop(into:)`. One call per
-    /// burst, with the pop loop inlined here and each chain stored straight into the caller's
-    /// memory.
+    /// burst: the validated pop is inlined into the loop, which stores each chain straight into
+    /// the caller's buffer.
     public mutating func pop(into chains: UnsafeMutableBufferPointer<Chain>) throws(VirtqueueError) -> Int {
-        if let broken { throw broken }
-        guard let base = chains.baseAddress else { return 0 }
-        var count = 0
-        while count < chains.count {
-            do {
-                guard let chain = try popValidated() else { break }
-                // Safe: count < chains.count.
-                (base + count).initialize(to: chain)
-            } catch {
-                broken = error
-                if count == 0 { throw error }
-                break
-            }
-            count += 1
-        }
-        return count
+        // `pop()` records an error after the first chain in `broken`: the next call throws it.
+        try popEach(into: chains) { () throws(VirtqueueError) in try pop() }.count
     }
 
     /// Validates the chain at `head` and records it in flight: `pop` and `resubmit` share it.

@@ -61,6 +61,11 @@ public struct ReceiveWriter: ~Copyable {
     /// Chains `deliver` pops at once when it holds none left.
     public static let popBurst = 32
 
+    /// Held chains (from the front) whose buffers are hinted into the cache ahead of the frames
+    /// written into them: enough to overlap the driver-owned lines' misses, few enough not to run
+    /// out of the core's outstanding-miss slots (two lines a chain).
+    @usableFromInline static let prefetchDistance = 6
+
     /// Forgets the held chains (the ring stopped or its memory changed: they are stale).
     public mutating func discard() {
         first = 0
@@ -95,7 +100,7 @@ public struct ReceiveWriter: ~Copyable {
     }
 
     /// Takes the `popped` chains just popped into `held[start...]` (at the back of the held
-    /// ones), and hints their first buffers into the cache for the frames about to be written.
+    /// ones), and hints the buffers of those near the front into the cache (`prefetchDistance`).
     /// Section 5.1.6.3.1: every receive buffer holds at least a header; a chain that does not is
     /// returned empty (`rxBadChains`) between packets, never among a packet's chains (which stay
     /// adjacent in the used ring): at once, or in order held too and returned when it reaches the
@@ -108,7 +113,7 @@ public struct ReceiveWriter: ~Copyable {
         for index in start..<start + popped {
             let chain = held[index]
             if chain.writableLength >= UInt32(headerSize) || inOrder {
-                chain.prefetch(forWriting: true)
+                if count + kept < Self.prefetchDistance { chain.prefetch(forWriting: true) }
                 // Moved down only behind a returned chain (each store here delays the frames').
                 if index != start + kept { held[start + kept] = chain }
                 kept += 1
@@ -227,6 +232,9 @@ public struct ReceiveWriter: ~Copyable {
         }
         first = slot(used)
         count -= used
+        // Keep the next `prefetchDistance` held chains on their way into the cache: the one that
+        // just moved into that window.
+        if count >= Self.prefetchDistance { held[slot(Self.prefetchDistance - 1)].prefetch(forWriting: true) }
         tally.frames &+= 1
         tally.bytes &+= UInt64(frameLength)
         return .delivered
