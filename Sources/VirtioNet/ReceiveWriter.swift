@@ -95,7 +95,9 @@ public struct ReceiveWriter: ~Copyable {
             try keepUsable(at: start, got, in: &queue, counters: counters)
             if got < room { break }
         }
-        if inOrder && count > 0 { try returnBadChainsAtFront(to: &queue, counters: counters) }
+        if inOrder && count > 0 && held[first].writableLength < UInt32(headerSize) {
+            try returnBadChainsAtFront(to: &queue, counters: counters)
+        }
         return max(0, count - before)
     }
 
@@ -165,7 +167,9 @@ public struct ReceiveWriter: ~Copyable {
         guard packet.count >= NetHeader.size else { return .dropped(.rxTooLong) }
         let frameLength = packet.count - NetHeader.size
         let total = headerSize + frameLength
-        if inOrder && count > 0 { try returnBadChainsAtFront(to: &queue, counters: counters) }
+        if inOrder && count > 0 && held[first].writableLength < UInt32(headerSize) {
+            try returnBadChainsAtFront(to: &queue, counters: counters)
+        }
         // Gather chains until they can hold the packet.
         var used = 0
         var room = 0
