@@ -14,9 +14,9 @@ import VMMSysUtil
 /// the rings the control thread marked (`Vring.quiesceRequested`): it waits up to
 /// `completionTimeout` for their postponed chains, publishing completions as they come, then
 /// refuses the rest; when the ring is about to stop or be re-created, it first lets the device
-/// give back the chains it keeps (`VhostUserDevice.queueChanging`). After each resume the worker registers the current kick fds, tells the
-/// device about rings that (re)started, and serves every started ring once (a kick may have come
-/// while it was parked, or before the ring started).
+/// give back the chains it keeps (`VhostUserDevice.queueChanging`). After each resume the worker
+/// registers the current kick fds, tells the device about rings that (re)started, and serves
+/// every started ring once (a kick may have come while it was parked, or before the ring started).
 ///
 /// Thread-safety: `pause`, `waitUntilParked`, `resume`, `stop` and `removeSources(ring:)` (while
 /// parked) are for the control thread; `addSource` / `removeSource` for the worker thread.

@@ -105,7 +105,8 @@ final class KeepingDevice: VhostUserDevice, @unchecked Sendable {
             try rig.kick.notify()
             try #require(device.waitUntilKeeping(1), "round \(round): the chain was not popped")
             _ = try session.handle(message(.setVringEnable(VringState(index: 0, num: 1))))
-            _ = try session.handle(message(.setMemTable(MemoryTable(regions: [rig.region])), fds: [rig.memory.descriptor]))
+            _ = try session.handle(
+                message(.setMemTable(MemoryTable(regions: [rig.region])), fds: [rig.memory.descriptor]))
             try #require(device.changes.count == round + 1, "round \(round): the memory table change was not announced")
             let used = try #require(try rig.reap(), "round \(round): the kept chain was not given back")
             #expect(used.length == 0x40)

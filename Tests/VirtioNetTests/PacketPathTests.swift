@@ -93,7 +93,8 @@ import VirtioNet
         // carry the rest, so the frame is dropped and all three stay held.
         let ids = [try rig.post(writable: [100]), try rig.post(writable: [100]), try rig.post(writable: [4])]
         #expect(
-            try withPacket(frame) { try writer.deliver($0, to: &rig.device, counters: counters) } == .dropped(.rxTooLong)
+            try withPacket(frame) { try writer.deliver($0, to: &rig.device, counters: counters) }
+                == .dropped(.rxTooLong)
         )
         #expect(writer.heldCount == 3)
         try writer.giveBack(to: &rig.device, counters: counters)
