@@ -177,6 +177,13 @@ final class QueueWorker: @unchecked Sendable {
     // MARK: the loop
 
     private func run() {
+        // The worker writes to the front-end's call and log fds; with the pipe backend, a
+        // front-end gone away must cost an EPIPE (ignored), not the process.
+        do {
+            try BrokenPipeSignal.blockOnThisThread()
+        } catch {
+            logger.warning("queue worker: cannot block SIGPIPE: \(error)")
+        }
         var events = PollEvents(capacity: rings.count + 16)
         let clock = ContinuousClock()
         // While set, the worker is in a poll window (see `pollRound`) that ends at this instant.
