@@ -12,7 +12,8 @@
 //           +0, avail ring/driver event area at +0x1000, used ring/device event area at +0x2000)
 //   rest    up to 0x4000 bytes at guest-physical 0x20000: buffers (headers, frames, commands)
 //   an odd input length negotiates IN_ORDER: the receive pass then also reserves chains ahead
-//   (ReceiveWriter.reserve), and every pass must complete chains in the order it popped them
+//   (ReceiveWriter.reserve), and every pass must complete chains in the order it popped them;
+//   the receive pass ends by giving back the chains it holds (ReceiveWriter.giveBack)
 // Guest memory: 0x10000-0x20000 and 0x20000-0x30000 (adjacent), a gap, then 0x40000-0x41000.
 // Invariants checked (a violation traps, which libFuzzer reports): every chain the paths complete
 // is accepted by the ring (never more than its writable length, never twice), a delivered frame
@@ -148,6 +149,11 @@ private func exercise<Q: DeviceQueue & ~Copyable>(
             guard let result = try? writer.deliver(frame, to: &queue, counters: counters) else { break }
             if result == .delivered, counters[.rxFrames] != before + 1 { fatalError("delivered frame not counted") }
             if result == .noBuffers { break }
+        }
+        // The ring stops or is re-created: every held chain goes back (empty, in pop order; the
+        // queue checks each completion), and none stays held.
+        if (try? writer.giveBack(to: &queue, counters: counters)) != nil, writer.heldCount != 0 {
+            fatalError("chains still held after giveBack")
         }
     case 1:
         let reader = TransmitReader(features: features)

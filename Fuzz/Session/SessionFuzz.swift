@@ -8,7 +8,8 @@
 // after 1 ms), the guest memory's fd for everything else (memory regions, the dirty log). The
 // session answers or refuses each one (a refusal ends the input, as it ends a connection). A
 // started ring is kicked after every request, and served by the worker thread. The device offers
-// packed rings (the input's SET_FEATURES picks the layout) and postpones every other chain; this
+// packed rings (the input's SET_FEATURES picks the layout), keeps some chains on its worker until
+// the ring changes (queueChanging) and postpones every other chain; this
 // thread completes the postponed ones after each request, as a device's I/O thread would (some
 // after the ring stopped or its memory changed: refused). Checks, aborting on failure: nothing
 // traps, and once the session is closed the process' fd count is back where it was.
@@ -37,6 +38,9 @@ final class FillDevice: VhostUserDevice, @unchecked Sendable {
     private let lock = FuzzLock()
     private var held: [DeferredChain] = []
     private var postpone = false
+    /// Per ring: a chain kept on the worker across callbacks (worker only), filled and completed
+    /// when the next one of its ring arrives or when the ring is about to change.
+    private var kept: [Chain?] = [nil, nil]
 
     func backendChannelChanged(_ channel: BackendChannel?) { self.channel.set(channel) }
 
@@ -45,8 +49,16 @@ final class FillDevice: VhostUserDevice, @unchecked Sendable {
         var budget = 64
         while budget > 0, let chain = try queue.pop() {
             budget -= 1
-            let written = try fill(chain)
             postpone.toggle()
+            if kept[queue.index] == nil, budget % 3 == 0 {
+                kept[queue.index] = chain
+                continue
+            }
+            if let first = kept[queue.index] {
+                kept[queue.index] = nil
+                try queue.complete(first, written: try fill(first))
+            }
+            let written = try fill(chain)
             if postpone {
                 let token = queue.postpone(chain)
                 lock.withLock { held.append(token) }
@@ -54,6 +66,18 @@ final class FillDevice: VhostUserDevice, @unchecked Sendable {
                 try queue.complete(chain, written: written)
             }
         }
+    }
+
+    /// A (re)started ring: a chain kept from before is stale (a broken ring is not asked to give
+    /// it back), forget it.
+    func queueStarted(_ queue: inout VhostUserQueue) throws { kept[queue.index] = nil }
+
+    /// The kept chain is written and completed before the ring stops or its memory changes
+    /// (after that it could point into an unmapped region).
+    func queueChanging(_ queue: inout VhostUserQueue, to change: QueueChange) throws {
+        guard let chain = kept[queue.index] else { return }
+        kept[queue.index] = nil
+        try queue.complete(chain, written: try fill(chain))
     }
 
     /// Completes what was postponed (from the calling thread); refusals are expected.

@@ -206,7 +206,8 @@ public final class EventNotifier: @unchecked Sendable {
     /// already pending. (Our own eventfd is blocking for the sake of `wait()`; a write to it could
     /// block only after 2^64 - 2 unconsumed notifications.)
     /// - Throws: `SystemCallError` from `write` (`.badFileDescriptor` on a wait-only notifier,
-    ///   `.brokenPipe` if the reader is gone and SIGPIPE is ignored).
+    ///   `.brokenPipe` if the reader is gone and SIGPIPE is ignored or blocked in this thread, see
+    ///   `BrokenPipeSignal`; otherwise the signal ends the process).
     public func notify() throws(SystemCallError) {
         let fd = writeFD
         guard fd >= 0 else { throw SystemCallError("write", .badFileDescriptor) }

@@ -13,9 +13,10 @@ import VMMSysUtil
 /// kick fd, so the control thread may close or replace them. Before parking, the worker quiesces
 /// the rings the control thread marked (`Vring.quiesceRequested`): it waits up to
 /// `completionTimeout` for their postponed chains, publishing completions as they come, then
-/// refuses the rest. After each resume the worker registers the current kick fds, tells the
-/// device about rings that (re)started, and serves every started ring once (a kick may have come
-/// while it was parked, or before the ring started).
+/// refuses the rest; when the ring is about to stop or be re-created, it first lets the device
+/// give back the chains it keeps (`VhostUserDevice.queueChanging`). After each resume the worker
+/// registers the current kick fds, tells the device about rings that (re)started, and serves
+/// every started ring once (a kick may have come while it was parked, or before the ring started).
 ///
 /// Thread-safety: `pause`, `waitUntilParked`, `resume`, `stop` and `removeSources(ring:)` (while
 /// parked) are for the control thread; `addSource` / `removeSource` for the worker thread.
@@ -45,6 +46,10 @@ final class QueueWorker: @unchecked Sendable {
     // Guarded by `state`.
     private var command = Command.pause
     private var parked = false
+    /// Counts `pause()` requests; the worker parks anew for each (see `park()`).
+    private var pauseRequests: UInt64 = 0
+    /// The request the worker last parked for.
+    private var parkedFor: UInt64 = 0
     private var thread: JoinableThread?
     /// Kick fds registered with the poller (worker thread only).
     private var registered: [Int32] = []
@@ -89,7 +94,12 @@ final class QueueWorker: @unchecked Sendable {
 
     /// Asks the worker to park (returns at once; see `waitUntilParked`).
     func pause() {
-        state.withLock { if command == .run { command = .pause } }
+        state.withLock {
+            guard command != .exit else { return }
+            command = .pause
+            pauseRequests &+= 1
+            state.broadcast()
+        }
         // A failed notify on our own notifier cannot happen short of fd exhaustion; the worker
         // then still parks at its next wake-up.
         try? control.notify()
@@ -99,7 +109,7 @@ final class QueueWorker: @unchecked Sendable {
     /// marked rings, first).
     func waitUntilParked() {
         state.withLock {
-            while !parked && command != .exit { state.wait() }
+            while !(parked && parkedFor == pauseRequests) && command != .exit { state.wait() }
         }
     }
 
@@ -167,6 +177,13 @@ final class QueueWorker: @unchecked Sendable {
     // MARK: the loop
 
     private func run() {
+        // The worker writes to the front-end's call and log fds; with the pipe backend, a
+        // front-end gone away must cost an EPIPE (ignored), not the process.
+        do {
+            try BrokenPipeSignal.blockOnThisThread()
+        } catch {
+            logger.warning("queue worker: cannot block SIGPIPE: \(error)")
+        }
         var events = PollEvents(capacity: rings.count + 16)
         let clock = ContinuousClock()
         // While set, the worker is in a poll window (see `pollRound`) that ends at this instant.
@@ -309,18 +326,29 @@ final class QueueWorker: @unchecked Sendable {
     }
 
     /// Parks until resumed (true) or told to exit (false).
+    ///
+    /// Each `pause()` gets a park of its own: a pause that arrives while the worker is still
+    /// parked from the previous one (resumed, but not yet awake) makes it leave and park again,
+    /// quiescing the rings marked for the new one. Otherwise two requests in a row
+    /// (`SET_VRING_ENABLE` 0 then `GET_VRING_BASE`, as QEMU stops a ring) would find the worker
+    /// parked already and skip the second one's quiesce: its postponed chains not waited for,
+    /// the device not asked to give back what it keeps.
     private func park() -> Bool {
-        for ring in rings where ring.quiesceRequested { quiesce(ring) }
-        for fd in registered { try? poller.deregister(fd) }
-        registered.removeAll(keepingCapacity: true)
-        let resumed: Bool = state.withLock {
-            parked = true
-            state.broadcast()
-            while command == .pause { state.wait() }
-            parked = false
-            return command == .run
+        var outcome = Command.pause
+        while outcome == .pause {
+            for ring in rings where ring.quiesceRequested { quiesce(ring) }
+            for fd in registered { try? poller.deregister(fd) }
+            registered.removeAll(keepingCapacity: true)
+            outcome = state.withLock {
+                parked = true
+                parkedFor = pauseRequests
+                state.broadcast()
+                while command == .pause && parkedFor == pauseRequests { state.wait() }
+                parked = false
+                return command
+            }
         }
-        guard resumed else { return false }
+        guard outcome == .run else { return false }
         _ = try? control.tryConsume()
         for (position, ring) in rings.enumerated() {
             guard let kick = ring.kick, ring.isStarted else { continue }
@@ -345,6 +373,7 @@ final class QueueWorker: @unchecked Sendable {
     private func quiesce(_ ring: Vring) {
         guard var queue = ring.queue.take() else { return }
         queue.call = ring.call
+        if let change = ring.pendingChange { announceChange(change, ring, &queue) }
         let clock = ContinuousClock()
         let deadline = clock.now + completionTimeout
         while queue.postponedCount > 0 {
@@ -372,6 +401,29 @@ final class QueueWorker: @unchecked Sendable {
         }
         queue.call = nil
         ring.queue = consume queue
+    }
+
+    /// Lets the device give back the chains it keeps before the ring stops or is re-created
+    /// (`VhostUserDevice.queueChanging`), and publishes what it completed: the driver gets those
+    /// buffers back before the control thread answers. Only a device told of the ring's current
+    /// start can hold any of its chains.
+    private func announceChange(_ change: QueueChange, _ ring: Vring, _ queue: inout VhostUserQueue) {
+        guard !ring.broken, let position = rings.firstIndex(where: { $0 === ring }),
+            announced[position] == ring.startCount
+        else { return }
+        queue.worker = self
+        queue.completions.beginServing()
+        do {
+            try device.queueChanging(&queue, to: change)
+            _ = try queue.drainCompletions()
+        } catch {
+            markBroken(ring, error)
+        }
+        queue.flush()
+        queue.completions.endServing()
+        queue.log?.notificationFieldsWritten()
+        queue.signalIfNeeded()
+        queue.worker = nil
     }
 
     private func publishCompletions(_ queue: inout VhostUserQueue, _ ring: Vring) {

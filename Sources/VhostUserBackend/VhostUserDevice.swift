@@ -7,9 +7,9 @@ import VMMSysUtil
 ///
 /// Threading: each ring is served by one queue worker thread, and only that thread touches the
 /// ring, so devices need no locks for ring state.
-/// - `queueStarted(_:)`, `process(_:)` and `handle(_:on:)` are called on the ring's worker, one call
-///   per ring at a time; different rings may run concurrently (one worker per ring by default,
-///   `VhostUserSessionOptions` groups them). Each gets the ring's `VhostUserQueue`: pop, complete,
+/// - `queueStarted(_:)`, `process(_:)`, `handle(_:on:)` and `queueChanging(_:to:)` are called on
+///   the ring's worker, one call per ring at a time; different rings may run concurrently (one
+///   worker per ring by default, `VhostUserSessionOptions` groups them). Each gets the ring's `VhostUserQueue`: pop, complete,
 ///   `publish()`, `postpone(_:)`, and `watch`/`unwatch` the device's own event sources (a socket,
 ///   a tap fd, an `EventNotifier` another thread signals, a timer): readiness of a watched source
 ///   calls `handle(_:on:)` on that same worker with that ring's queue.
@@ -84,6 +84,19 @@ public protocol VhostUserDevice: AnyObject, Sendable {
     ///
     /// - Throws: any error to mark the queue broken (as `process`).
     func handle(_ event: PollEvent, on queue: inout VhostUserQueue) throws
+    /// The ring is about to stop (`GET_VRING_BASE`, `RESET_DEVICE`, disconnect) or to be
+    /// re-created over a new memory table or new ring addresses (`SET_MEM_TABLE`,
+    /// `ADD_MEM_REG`/`REM_MEM_REG`, `SET_VRING_ADDR`): complete (or postpone) every chain popped
+    /// from it that you still keep. Called on the ring's worker, with the queue in hand, once per
+    /// such change and only if `queueStarted(_:)` ran for the ring's current start; completions
+    /// made here are published (and logged while migrating) before the change, so the driver gets
+    /// those buffers back and the position `GET_VRING_BASE` reports accounts for them. After it
+    /// returns, a chain popped earlier is stale: its buffers may no longer be mapped (the memory
+    /// table changed) and its completion would be refused. Default: nothing (a device that
+    /// completes or postpones every chain before its callbacks return keeps none).
+    ///
+    /// - Throws: any error to mark the queue broken (as `process`).
+    func queueChanging(_ queue: inout VhostUserQueue, to change: QueueChange) throws
     /// The driver acked these features (`SET_FEATURES`); called before queues start.
     func featuresNegotiated(_ features: UInt64)
     /// `RESET_DEVICE` or the end of a session: forget per-session state.
@@ -105,6 +118,7 @@ extension VhostUserDevice {
         throw VhostUserError.configWriteRefused(offset: offset, size: bytes.count)
     }
     public func featuresNegotiated(_ features: UInt64) {}
+    public func queueChanging(_ queue: inout VhostUserQueue, to change: QueueChange) throws {}
     public func queueStarted(_ queue: inout VhostUserQueue) throws {}
     public func handle(_ event: PollEvent, on queue: inout VhostUserQueue) throws {
         queue.unwatch(token: event.token)

@@ -73,7 +73,7 @@ extension VhostUserSession {
             throw .memoryTable(error)
         }
         try checkLogCovers(newMemory)
-        try quiesced(draining: rings.filter(\.isStarted)) { () throws(VhostUserError) in
+        try quiesced(draining: rings.filter(\.isStarted), changing: .rebuilding) { () throws(VhostUserError) in
             // Validate every ring over the new memory before changing any.
             for ring in rings where ring.isStarted {
                 guard let address = ring.address else { continue }

@@ -45,7 +45,9 @@ extension VhostUserSession {
             }
             if ring.size > 0 { try checkUsedLogRange(ring, address: address, log: isLogging ? dirtyLog : nil) }
         }
-        try quiesced(draining: [ring]) { () throws(VhostUserError) in
+        // Only a change of where the ring lies re-creates the queue; a log flag change keeps it.
+        let rebuilds = ring.isStarted && !(ring.address.map { $0.placesTheRingAs(address) } ?? false)
+        try quiesced(draining: [ring], changing: rebuilds ? .rebuilding : nil) { () throws(VhostUserError) in
             let previous = ring.address
             ring.address = address
             do throws(VhostUserError) {
@@ -70,7 +72,7 @@ extension VhostUserSession {
     /// Stops the ring and returns where the driver's next request is (`GET_VRING_BASE`).
     func getVringBase(_ state: VringState) throws(VhostUserError) -> VringState {
         let ring = try ring(state.index, .getVringBase)
-        return quiesced(draining: [ring]) {
+        return quiesced(draining: [ring], changing: .stopping) {
             removeSources(ring)
             if var queue = ring.queue.take() {
                 ring.base = queue.ring.nextAvailIndex

@@ -206,7 +206,7 @@ public final class VhostUserSession {
     public func close() {
         guard !closed else { return }
         closed = true
-        quiesced(draining: rings) { for ring in rings { removeSources(ring) } }
+        quiesced(draining: rings, changing: .stopping) { for ring in rings { removeSources(ring) } }
         for worker in workers { worker.stop() }
         workers.removeAll()
         for ring in rings {
@@ -302,7 +302,7 @@ public final class VhostUserSession {
             reply = nil
         case .getStatus: reply = .u64(UInt64(status))
         case .resetDevice:
-            quiesced(draining: rings) {
+            quiesced(draining: rings, changing: .stopping) {
                 for ring in rings {
                     removeSources(ring)
                     ring.reset()
@@ -373,17 +373,27 @@ public final class VhostUserSession {
     ///
     /// - Throws: what `body` throws (nothing when it cannot fail); the workers resume either way.
     @discardableResult
-    func quiesced<T, Failure: Error>(draining: [Vring] = [], _ body: () throws(Failure) -> T) throws(Failure) -> T {
-        park(draining: draining)
+    func quiesced<T, Failure: Error>(
+        draining: [Vring] = [], changing change: QueueChange? = nil, _ body: () throws(Failure) -> T
+    ) throws(Failure) -> T {
+        park(draining: draining, changing: change)
         defer { for worker in workers { worker.resume() } }
         return try body()
     }
 
-    private func park(draining: [Vring]) {
-        for ring in draining { ring.quiesceRequested = true }
+    /// Parks every worker; the `draining` rings' workers first wait for their postponed chains,
+    /// and with a `change`, let the device give back what it keeps of those rings.
+    private func park(draining: [Vring], changing change: QueueChange?) {
+        for ring in draining {
+            ring.quiesceRequested = true
+            ring.pendingChange = change
+        }
         for worker in workers { worker.pause() }
         for worker in workers { worker.waitUntilParked() }
-        for ring in draining { ring.quiesceRequested = false }
+        for ring in draining {
+            ring.quiesceRequested = false
+            ring.pendingChange = nil
+        }
     }
 
     /// Forgets the device's event sources on `ring` (workers parked): the ring stops.

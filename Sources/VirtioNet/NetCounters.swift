@@ -34,6 +34,9 @@ public enum NetCounter: Int, CaseIterable, Sendable {
     case rxBadChains
     /// Frames the driver's receive filter (promiscuous, MAC table) refused.
     case rxFiltered
+    /// Receive chains held for a frame and returned unused (length 0) because the ring stopped
+    /// or was re-created over new memory or addresses (the driver frees and replaces them).
+    case rxReturnedUnused
     /// Control commands answered VIRTIO_NET_OK.
     case controlOK
     /// Control commands answered VIRTIO_NET_ERR (unknown, short, not negotiated, out of range).

@@ -10,7 +10,8 @@ import Virtio
 /// than every buffer the ring can hold (with it) is dropped (`rxTooLong`) and the chains are kept.
 ///
 /// Thread-safety: owned by the receive queue's worker. Its held chains belong to the queue's
-/// current memory and ring: `discard()` them whenever the ring is stopped or rebuilt.
+/// current memory and ring: `giveBack(to:counters:)` them before the ring stops or is rebuilt
+/// (`discard()` when it restarted without that chance).
 public struct ReceiveWriter: ~Copyable {
     /// The header size the driver uses (`netHeaderSize`).
     public private(set) var headerSize: Int
@@ -65,6 +66,24 @@ public struct ReceiveWriter: ~Copyable {
     /// written into them: enough to overlap the driver-owned lines' misses, few enough not to run
     /// out of the core's outstanding-miss slots (two lines a chain).
     @usableFromInline static let prefetchDistance = 6
+
+    /// Returns every held chain to the driver unused (length 0), oldest first, and counts them
+    /// (`rxReturnedUnused`): before the ring stops or its memory changes, after which they would
+    /// be stale. The driver gets its buffers back (a used buffer too short for a header is one it
+    /// frees and replaces) instead of losing them, and the ring's position accounts for them.
+    ///
+    /// - Throws: a `VirtqueueError` from the queue (the ring is broken).
+    public mutating func giveBack<Queue: NetQueue & ~Copyable>(to queue: inout Queue, counters: NetCounters)
+        throws(VirtqueueError)
+    {
+        while count > 0 {
+            try queue.complete(held[first], written: 0)
+            counters.add(held[first].writableLength < UInt32(headerSize) ? .rxBadChains : .rxReturnedUnused)
+            first = slot(1)
+            count -= 1
+        }
+        first = 0
+    }
 
     /// Forgets the held chains (the ring stopped or its memory changed: they are stale).
     public mutating func discard() {

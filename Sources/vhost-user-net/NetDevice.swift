@@ -107,6 +107,14 @@ final class NetDevice: VhostUserDaemonDevice, @unchecked Sendable {
         try port.receiveStarted(lanes[pair], queue: &queue)
     }
 
+    /// The receive lane's held chains go back to the driver before the ring stops or is
+    /// re-created (they would be stale after); a stopping ring's port lets go of it.
+    func queueChanging(_ queue: inout VhostUserQueue, to change: QueueChange) throws {
+        guard case .receive(let pair) = role(of: queue.index, features: queue.negotiatedFeatures) else { return }
+        try lanes[pair].giveBack(to: &queue)
+        if change == .stopping { port.receiveStopping(lanes[pair]) }
+    }
+
     func handle(_ event: PollEvent, on queue: inout VhostUserQueue) throws {
         guard case .receive(let pair) = role(of: queue.index, features: queue.negotiatedFeatures) else {
             queue.unwatch(token: event.token)

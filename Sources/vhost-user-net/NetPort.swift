@@ -21,6 +21,8 @@ protocol NetPort: AnyObject, Sendable {
     func transmitBatchEnded(pair: Int)
     /// The receive ring of `lane` (re)started: watch sources here.
     func receiveStarted(_ lane: ReceiveLane, queue: inout VhostUserQueue) throws
+    /// The receive ring of `lane` stops (its sources are unwatched by the framework).
+    func receiveStopping(_ lane: ReceiveLane)
     /// Move frames into `lane`'s ring: after a kick or a poll (`event` nil) or when a watched
     /// source is ready.
     func receive(_ lane: ReceiveLane, queue: inout VhostUserQueue, event: PollEvent?) throws
@@ -33,6 +35,7 @@ protocol NetPort: AnyObject, Sendable {
 extension NetPort {
     func transmitBatchEnded(pair: Int) {}
     func receiveStarted(_ lane: ReceiveLane, queue: inout VhostUserQueue) throws {}
+    func receiveStopping(_ lane: ReceiveLane) {}
     func featuresNegotiated(_ features: UInt64) {}
     func reset() {}
 }

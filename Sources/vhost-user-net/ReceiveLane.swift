@@ -45,6 +45,12 @@ final class ReceiveLane: @unchecked Sendable {
         watching = false
     }
 
+    /// The ring is about to stop or be re-created: the held chains go back to the driver unused.
+    /// A packet read in and not delivered stays (a rebuilt ring takes it next).
+    func giveBack(to queue: inout VhostUserQueue) throws(VirtqueueError) {
+        try writer.giveBack(to: &queue, counters: counters)
+    }
+
     /// Delivers `packet` if the receive filter takes its destination; counts drops.
     @inline(__always)
     func deliver(_ packet: UnsafeMutableRawBufferPointer, to queue: inout VhostUserQueue) throws(VirtqueueError)

@@ -63,6 +63,18 @@ final class TapPort: NetPort {
         try watch(lane, &queue)
     }
 
+    /// A stopped pair's TAP queue is detached again (queue 0 stays), so the kernel no longer
+    /// steers flows to a queue nobody reads.
+    func receiveStopping(_ lane: ReceiveLane) {
+        lane.watching = false
+        guard lane.pair > 0 else { return }
+        do {
+            try taps[lane.pair].setAttached(false)
+        } catch {
+            logger.warning("tap \(taps[lane.pair].name): cannot detach queue \(lane.pair): \(error)")
+        }
+    }
+
     func reset() { detachUnusedQueues() }
 
     func receive(_ lane: ReceiveLane, queue: inout VhostUserQueue, event: PollEvent?) throws {

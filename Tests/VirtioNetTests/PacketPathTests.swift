@@ -81,6 +81,36 @@ import VirtioNet
         #expect(first.bytes + second.bytes == headerBytes(NetHeader(bufferCount: 2)) + frame)
     }
 
+    /// Before a ring stops or is re-created, held chains go back used and empty, in pop order,
+    /// and the writer starts afresh (a later frame takes new chains only).
+    @Test(arguments: Layout.allCases)
+    func heldChainsAreGivenBackEmptyInOrder(layout: Layout) throws {
+        let rig = try NetRig(layout: layout, features: mergeable | NetFeature.inOrder)
+        var writer = ReceiveWriter(features: mergeable | NetFeature.inOrder, queueSize: 16)
+        let counters = NetCounters()
+        let frame = ethernetFrame(to: macA, from: macB, payload: 300)
+        // Two short chains held for the frame, then (in order) a bad one behind them: it cannot
+        // carry the rest, so the frame is dropped and all three stay held.
+        let ids = [try rig.post(writable: [100]), try rig.post(writable: [100]), try rig.post(writable: [4])]
+        #expect(
+            try withPacket(frame) { try writer.deliver($0, to: &rig.device, counters: counters) }
+                == .dropped(.rxTooLong)
+        )
+        #expect(writer.heldCount == 3)
+        try writer.giveBack(to: &rig.device, counters: counters)
+        #expect(writer.heldCount == 0)
+        for id in ids {
+            let used = try #require(try rig.reap())
+            #expect(used.id == id && used.bytes.isEmpty)
+        }
+        #expect(counters[.rxReturnedUnused] == 2 && counters[.rxBadChains] == 1 && counters[.rxFrames] == 0)
+        let small = ethernetFrame(to: macA, from: macB, payload: 30)
+        let next = try rig.post(writable: [200])
+        #expect(try withPacket(small) { try writer.deliver($0, to: &rig.device, counters: counters) } == .delivered)
+        let used = try #require(try rig.reap())
+        #expect(used.id == next && used.bytes == headerBytes(NetHeader(bufferCount: 1)) + small)
+    }
+
     @Test(arguments: Layout.allCases)
     func mergeableFrameLargerThanTheRingIsDropped(layout: Layout) throws {
         let rig = try NetRig(layout: layout, features: mergeable, queueSize: 4)

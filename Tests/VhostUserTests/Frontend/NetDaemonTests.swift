@@ -143,6 +143,30 @@ struct NetDaemonTests {
         }
     }
 
+    /// A receive ring stopped while the daemon keeps its buffer for a frame that does not fit yet
+    /// (mergeable: a 600-byte frame, one 128-byte buffer posted) gets the buffer back, used and
+    /// empty, before `GET_VRING_BASE` is answered, and the base counts it: the driver loses no
+    /// buffer, and the daemon never writes into it after the ring stopped.
+    @Test func aBufferHeldForAFrameComesBackWhenTheRingStops() throws {
+        try withDaemon(["--switch"], ports: 2) { sockets in
+            let a = try NetGuest(socket: sockets[0])
+            let b = try NetGuest(socket: sockets[1])
+            let frame = testFrame(to: .broadcast, from: MacAddress(rawValue: 0x02_00_00_00_00_0A), payload: 600)
+            try a.send(frame)
+            _ = try #require(try a.transmitted())
+            try b.postReceiveBuffers(1, size: 128)
+            // Having taken the buffer (and kept it: the frame needs more), the daemon re-enables
+            // notifications for the next available index.
+            let deadline = ContinuousClock.now + NetGuest.wait
+            while try b.receiveAvailEvent() != 1, ContinuousClock.now < deadline { usleep(1000) }
+            try #require(try b.receiveAvailEvent() == 1, "the daemon did not take the receive buffer")
+            #expect(try b.rx.reap() == nil, "a 600-byte frame was put into a 128-byte buffer")
+            #expect(try b.frontend.stopQueue(b.rx) == 1)
+            let used = try #require(try b.rx.reap(), "the held buffer was not given back")
+            #expect(used.length == 0)
+        }
+    }
+
     @Test func controlQueueAnswersCommands() throws {
         let control =
             NetFeature.controlQueue | NetFeature.controlReceiveMode | NetFeature.controlMACAddress

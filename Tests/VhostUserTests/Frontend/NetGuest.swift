@@ -101,6 +101,17 @@ final class NetGuest {
         return bytes
     }
 
+    /// The split receive ring's `avail_event` (VIRTIO 1.2 section 2.7.10): with EVENT_IDX, the
+    /// device writes there the available index it wants a kick for once it has taken the chains
+    /// before it.
+    func receiveAvailEvent() throws -> UInt16 {
+        var value: UInt16 = 0
+        try withUnsafeMutableBytes(of: &value) {
+            try memory.read(guestPhysical: rx.addresses.deviceArea + 4 + UInt64(rx.size) * 8, into: $0)
+        }
+        return UInt16(littleEndian: value)
+    }
+
     /// Sends a control command and returns the used length and the ack byte (nil without one).
     func command(_ bytes: [UInt8], ackBytes: Int = 1) throws -> (length: UInt32, ack: UInt8?)? {
         guard let control else { return nil }
