@@ -104,7 +104,10 @@ struct RingTests {
                 == .vringState(VringState(index: 0, num: 2)))
     }
 
-    @Test(.isolatedDescriptors) func inflightRequestsAreResubmittedOnceInOrder() throws {
+    /// With `bursts`, the devices pop with `pop(into:)`, which takes chains one at a time (each
+    /// recorded in flight) while an inflight region is set or resubmissions are pending.
+    @Test(.isolatedDescriptors, arguments: [false, true])
+    func inflightRequestsAreResubmittedOnceInOrder(bursts: Bool) throws {
         let before = openFileDescriptorCount()
         do {
             let rig = try GuestRig()
@@ -117,7 +120,7 @@ struct RingTests {
             defer { if keptFD >= 0 { close(keptFD) } }
             // First back-end: pops three chains, completes only the second, dies.
             do {
-                let device = PatternDevice(pattern: 1)
+                let device = PatternDevice(pattern: 1, bursts: bursts)
                 let session = try VhostUserSession(device: device)
                 defer { session.close() }
                 _ = try session.handle(message(.setProtocolFeatures(session.offeredProtocolFeatures)))
@@ -143,7 +146,7 @@ struct RingTests {
             let answer = try #require(keptAnswer)
             #expect(keptFD >= 0)
             // Second back-end: gets the buffer back, base = used index (QEMU after a crash).
-            let device = PatternDevice(pattern: 2)
+            let device = PatternDevice(pattern: 2, bursts: bursts)
             let session = try VhostUserSession(device: device)
             defer { session.close() }
             try rig.start(session, base: 1, inflight: (answer, keptFD))

@@ -26,11 +26,15 @@ final class PatternDevice: VhostUserDevice, @unchecked Sendable {
 
     struct Crash: Error {}
 
-    init(queueCount: Int = 1, configSize: Int = 0, pattern: UInt8 = 0xA5, packed: Bool = false) {
+    /// Pops with `pop(into:)` (bursts of up to 4) instead of one `pop()` at a time.
+    let bursts: Bool
+
+    init(queueCount: Int = 1, configSize: Int = 0, pattern: UInt8 = 0xA5, packed: Bool = false, bursts: Bool = false) {
         deviceFeatures = packed ? [.version1, .ringPacked] : .version1
         self.queueCount = queueCount
         self.configSize = configSize
         self.pattern = pattern
+        self.bursts = bursts
     }
 
     /// Next `process`: pop `pop` chains, complete only the `complete`th (0-based), then throw.
@@ -48,11 +52,24 @@ final class PatternDevice: VhostUserDevice, @unchecked Sendable {
         if let plan = lock.withLock({ crashPlan }) {
             lock.withLock { crashPlan = nil }
             var popped: [Chain] = []
-            while popped.count < plan.pop, let chain = try queue.pop() { popped.append(chain) }
+            while popped.count < plan.pop, let chain = try popNext(&queue, max: plan.pop - popped.count) {
+                popped += chain
+            }
             if popped.indices.contains(plan.complete) { try fill(popped[plan.complete], &queue) }
             throw Crash()
         }
-        while let chain = try queue.pop() { try fill(chain, &queue) }
+        while let chains = try popNext(&queue, max: 4) {
+            for chain in chains { try fill(chain, &queue) }
+        }
+    }
+
+    /// The next chain (`pop()`), or with `bursts` up to `max` chains (`pop(into:)`); nil when none.
+    private func popNext(_ queue: inout VhostUserQueue, max: Int) throws -> [Chain]? {
+        guard bursts else { return try queue.pop().map { [$0] } }
+        let burst = UnsafeMutableBufferPointer<Chain>.allocate(capacity: max)
+        defer { burst.deallocate() }
+        let count = try queue.pop(into: burst)
+        return count == 0 ? nil : Array(burst[..<count])
     }
 
     private func fill(_ chain: Chain, _ queue: inout VhostUserQueue) throws {
