@@ -46,12 +46,13 @@ extension VhostUserSession {
             if ring.size > 0 { try checkUsedLogRange(ring, address: address, log: isLogging ? dirtyLog : nil) }
         }
         // Only a change of where the ring lies re-creates the queue; a log flag change keeps it.
-        let rebuilds = ring.isStarted && !(ring.address.map { $0.placesTheRingAs(address) } ?? false)
-        try quiesced(draining: [ring], changing: rebuilds ? .rebuilding : nil) { () throws(VhostUserError) in
+        let keepsQueue = ring.isStarted && (ring.address.map { $0.placesTheRingAs(address) } ?? false)
+        let changing: QueueChange? = ring.isStarted && !keepsQueue ? .rebuilding : nil
+        try quiesced(draining: [ring], changing: changing) { () throws(VhostUserError) in
             let previous = ring.address
             ring.address = address
             do throws(VhostUserError) {
-                if ring.isStarted, let previous, previous.placesTheRingAs(address) {
+                if keepsQueue {
                     // Only logging changed (QEMU toggles VHOST_VRING_F_LOG when a migration
                     // starts or ends): the queue keeps running as it is, so chains in flight
                     // (including any a device still holds) stay valid; only its log changes.
