@@ -113,6 +113,7 @@ public struct PackedQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
         // Acquire: the rest of the descriptor is read only after its flags say it is available.
         let flags = UInt16(littleEndian: vmm_load_acquire_u16(head + 14))
         guard isAvailable(flags) else { return nil }
+        if let chain = try popSingle(head) { return chain }
         var start = WalkStart(context: context, head: nextAvail)
         // The id is known only at the end of the walk: translate into the scratch entries, then
         // move them to the id's entries once the id is validated.
@@ -144,6 +145,37 @@ public struct PackedQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
         Self.advance(&nextAvail, &availWrap, by: Int(count), size: size)
         if eventIndex && notificationsEnabled { writeDeviceEvent(PackedEventFlag.desc) }
         return Chain(id: id, slots: count, summary: summary, start: start, cache: cache)
+    }
+
+    /// The common receive and transmit case, a chain of one direct descriptor whose id is free:
+    /// validated straight into the id's cache entries (the general path translates into scratch
+    /// entries first, the id being known only at the chain's end). Nil, having changed nothing,
+    /// for any other chain (the general path then walks it and throws what it finds). The checks
+    /// and their order are the general path's for one descriptor (VIRTIO 1.2 section 2.8.6: the
+    /// id is that of the chain's last, here only, descriptor).
+    @inlinable @inline(__always)
+    mutating func popSingle(_ head: UnsafeMutableRawPointer) throws(VirtqueueError) -> Chain? {
+        // One copy of the descriptor, after the acquire load of its flags: every check below is
+        // of this copy, whatever the driver writes meanwhile.
+        let d = Descriptor(loading: head, packed: true)
+        let id = d.next
+        guard !d.hasNext, !d.isIndirect, Int(id) < size, slots[Int(id)] == 0 else { return nil }
+        let host = try regions.validatedBuffer(d)
+        // A buffer spanning two regions is walked again at iteration: the general path keeps it.
+        guard let host else { return nil }
+        var summary = ChainSummary()
+        try summary.add(d)
+        summary.cachedCount = 1
+        let cache = cacheBase + Int(id) &* chainCacheCapacity
+        // Safe: id < size, and the id's entries hold chainCacheCapacity >= 1 buffers.
+        cache[0] = CachedBuffer(pointer: host, length: d.length, isWritable: d.isWritable)
+        slots[Int(id)] = 1
+        chainsInFlight &+= 1
+        writable[Int(id)] = summary.writableLength
+        let start = WalkStart(context: context, head: nextAvail)
+        Self.advance(&nextAvail, &availWrap, by: 1, size: size)
+        if eventIndex && notificationsEnabled { writeDeviceEvent(PackedEventFlag.desc) }
+        return Chain(id: id, slots: 1, summary: summary, start: start, cache: cache)
     }
 
     /// Pops up to `chains.count` chains into `chains`; see `DeviceQueue.pop(into:)`. One call per
