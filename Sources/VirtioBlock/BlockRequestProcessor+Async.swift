@@ -121,8 +121,8 @@ extension BlockRequestProcessor {
 
     /// `reap(_:)` for at most `maximum` finished operations (at least 1): a device that publishes
     /// completions in small chunks, so the driver reposts the first ones while it completes the
-    /// rest. Call it until it returns 0: what it leaves no longer keeps `completionDescriptor`
-    /// readable.
+    /// rest. Call it again while it returns `maximum`: what it leaves no longer keeps
+    /// `completionDescriptor` readable (what finishes after a call that took fewer does).
     ///
     /// - Returns: how many operations it took (a DISCARD / WRITE_ZEROES takes one per range and is
     ///   reported with its last; a resumed short transfer is reported later): 0 when none had

@@ -143,16 +143,20 @@ final class BlockDevice: VhostUserDaemonDevice, @unchecked Sendable {
         // meanwhile is started between them: the first requests of the next round reach the disk
         // while the rest of this one is still being completed. A disk that completes a whole
         // batch at once (as this machine's virtio disk does) otherwise idles while the batch goes
-        // around the driver and back. The loop ends once nothing has finished; new chains are
+        // around the driver and back. The loop ends once the engine is empty; new chains are
         // taken for at most one ring's worth per event (a file in the page cache completes
         // within the submission, and a fast driver would keep the loop going), and none when the
         // framework wants the worker back (`shouldYield`).
         var budget = queue.size
-        while processor.reap(maximum: Self.completionChunk, { slot, written in finish(slot, written, chains) }) > 0 {
+        while true {
+            let taken = processor.reap(maximum: Self.completionChunk) { slot, written in finish(slot, written, chains) }
+            guard taken > 0 else { break }
             try queue.publish()
             if limiter == nil, budget > 0, !queue.shouldYield {
                 budget -= try submitAvailable(&queue, processor, chains)
             }
+            // A short chunk emptied the engine; what finished since signals the descriptor again.
+            if taken < Self.completionChunk { break }
         }
         // Short transfers resumed by the reap are queued: start them.
         commit(processor, chains)

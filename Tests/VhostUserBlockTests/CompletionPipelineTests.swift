@@ -20,7 +20,8 @@ struct CompletionPipelineTests {
 
     @Test("a chain posted without a kick while reads are in flight is started when they complete", arguments: engines)
     func postedWhileInFlight(engine: [String]) throws {
-        let image = try TemporaryFile(size: 1 << 20, contents: (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 / 512) })
+        let contents = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 / 512) }
+        let image = try TemporaryFile(size: 1 << 20, contents: contents)
         let daemon = try Daemon(arguments: ["--blk-file", image.path] + engine)
         let frontEnd = daemon.frontEnd
         let offered = try frontEnd.requestU64(1)
