@@ -138,8 +138,8 @@ public final class VhostUserSession {
         let bit = refused.trailingZeroBitCount
         let reason =
             switch bit {
-            case 33: "ACCESS_PLATFORM needs an IOTLB, which is not implemented"
-            default: "transport feature not implemented by the framework"
+            case 33: "ACCESS_PLATFORM needs IOTLB translation, which the framework does not serve"
+            default: "a transport feature the framework does not serve"
             }
         throw .unservableFeature(bit: bit, reason: reason)
     }
