@@ -29,3 +29,38 @@ extension Chain {
         }
     }
 }
+
+extension Chain {
+    /// Hints the CPU to start loading the lines of a receive buffer a device is about to fill: the
+    /// line of its first byte for reading (a header compared before it is stored, see
+    /// `updateWritable`) unless the frame starts in it, and the lines of the `frame` bytes after
+    /// the first `header` bytes for writing (exclusive: the driver's core read them last, and a
+    /// store that waits for a line holds up every store behind it). For a device that pops a
+    /// burst of receive chains before filling any.
+    ///
+    /// Only a hint, as `prefetch(forWriting:)`: it looks only at the first buffer pop validated
+    /// and kept, if it is writable, and at lines holding bytes of it (at most `frame` ≤ 256 bytes'
+    /// worth).
+    @inlinable @inline(__always)
+    public func prefetch(header: Int, frame: Int) {
+        // Safe: cachedCount > 0 entries were written at pop.
+        guard cachedCount > 0 else { return }
+        let piece = cache[0]
+        guard piece.isWritable, let pointer = piece.pointer else { return }
+        // Validated at pop: length >= 1.
+        let length = Int(piece.length)
+        let start = min(max(0, header), length - 1)
+        let end = min(length, start + min(max(1, frame), 256))
+        // The frame's first and last lines, as pointers to bytes of the buffer in them.
+        var line = pointer + start
+        let last = pointer + (end - 1)
+        let lastLine = UInt(bitPattern: last) >> 6
+        if UInt(bitPattern: pointer) >> 6 != UInt(bitPattern: line) >> 6 { vmm_prefetch_read(pointer) }
+        while UInt(bitPattern: line) >> 6 < lastLine {
+            vmm_prefetch_write(line)
+            // The next line's first byte (inside the buffer: that line is not past the last).
+            line += 64 - Int(UInt(bitPattern: line) & 63)
+        }
+        vmm_prefetch_write(last)
+    }
+}

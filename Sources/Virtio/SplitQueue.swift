@@ -129,7 +129,27 @@ public struct SplitQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
     /// the caller's buffer.
     public mutating func pop(into chains: UnsafeMutableBufferPointer<Chain>) throws(VirtqueueError) -> Int {
         // `pop()` records an error after the first chain in `broken`: the next call throws it.
-        try popEach(into: chains) { () throws(VirtqueueError) in try pop() }.count
+        let count = try popEach(into: chains) { () throws(VirtqueueError) in try pop() }.count
+        prefetchUsedEntries(count)
+        return count
+    }
+
+    /// Hints into the cache, for writing, the used-ring entries the last `count` popped chains
+    /// will take when completed (the next ones after those staged and those still in flight):
+    /// the driver read those lines a lap ago, and a store that has to take a line back from its
+    /// core holds up every later store behind it.
+    @inlinable @inline(__always)
+    func prefetchUsedEntries(_ count: Int) {
+        guard count > 0 else { return }
+        let first = usedIndex &+ staged &+ UInt16(truncatingIfNeeded: chainsInFlight &- count)
+        // Every 8th entry (a line apart), then the last: each line the entries span.
+        var offset = 0
+        while offset < count {
+            // Safe: masked slot < size; the used ring holds 4 + 8 × size bytes.
+            vmm_prefetch_write(used + 4 + Int((first &+ UInt16(truncatingIfNeeded: offset)) & mask) &* 8)
+            offset &+= 8
+        }
+        vmm_prefetch_write(used + 4 + Int((first &+ UInt16(truncatingIfNeeded: count &- 1)) & mask) &* 8)
     }
 
     /// Validates the chain at `head` and records it in flight: `pop` and `resubmit` share it.

@@ -43,7 +43,8 @@ final class SourcePort: NetPort {
     }
 
     /// Fills every available receive buffer, at most a ring's worth per call, in bursts of
-    /// `burst` chains popped before any frame is written (`ReceiveLane.reserve`).
+    /// `burst` chains popped before any frame is written (`ReceiveLane.reserve`), each published
+    /// when written.
     func receive(_ lane: ReceiveLane, queue: inout VhostUserQueue, event: PollEvent?) throws {
         guard lane.pending > 0 else { return }
         let packet = UnsafeMutableRawBufferPointer(rebasing: lane.packet[..<lane.pending])
@@ -55,6 +56,10 @@ final class SourcePort: NetPort {
                 guard case .delivered = try lane.deliver(packet, to: &queue) else { return }
                 budget -= 1
             }
+            // Each burst reaches the driver at once (one used-index store and a call check), as
+            // DPDK's vhost publishes each enqueue burst: the driver takes and refills it while the
+            // next is written, instead of waiting for the ring's worth or for the ring to run dry.
+            try queue.publish()
         }
     }
 

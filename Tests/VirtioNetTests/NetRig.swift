@@ -32,6 +32,9 @@ final class NetRig {
     static let memorySize = 4 << 20
     static let canary: UInt8 = 0xEE
     static let gap: UInt64 = 32
+    /// The same memory again, mapped read-only: a buffer posted there faults if the device
+    /// stores into it (`readOnlyAlias + offset` is `base + offset`).
+    static let readOnlyAlias: UInt64 = 0x100_0000
 
     let shared: SharedMemory
     let memory: GuestMemory
@@ -45,7 +48,11 @@ final class NetRig {
     init(layout: Layout, features: UInt64, queueSize: Int = 16) throws {
         self.features = features
         shared = try SharedMemory(size: Self.memorySize)
-        memory = try GuestMemory(regions: [GuestMemoryRegion(guestPhysicalAddress: Self.base, mapping: shared.mapping)])
+        let readOnly = try MemoryMapping(fd: shared.descriptor, size: UInt64(Self.memorySize), writable: false)
+        memory = try GuestMemory(regions: [
+            GuestMemoryRegion(guestPhysicalAddress: Self.base, mapping: shared.mapping),
+            GuestMemoryRegion(guestPhysicalAddress: Self.readOnlyAlias, mapping: readOnly),
+        ])
         let addresses = RingAddresses(
             descriptorTable: Self.base, driverArea: Self.base + 0x4000, deviceArea: Self.base + 0x8000)
         var ringFeatures: VirtioFeatures = [.ringIndirectDescriptors, .ringEventIndex, .version1]
@@ -87,6 +94,20 @@ final class NetRig {
         let id = try driver.post(buffers)
         posted[id] = buffers
         return id
+    }
+
+    /// Posts `buffers` as they are (addresses chosen by the caller).
+    @discardableResult
+    func post(buffers: [DriverBuffer]) throws -> UInt16 {
+        let id = try driver.post(buffers)
+        posted[id] = buffers
+        return id
+    }
+
+    /// Reserves `count` bytes (and a canary gap) of data space; returns its address.
+    func allocate(_ count: Int) -> UInt64 {
+        defer { next += UInt64(count) + Self.gap }
+        return next
     }
 
     /// Posts a buffer outside guest memory.

@@ -25,6 +25,31 @@ import VirtioNet
         #expect(try withPacket(frame) { try writer.deliver($0, to: &rig.device, counters: counters) } == .noBuffers)
     }
 
+    /// A receive buffer that holds the very header the writer would store (a recycled buffer)
+    /// gets no store there: its header descriptor is read-only to the device, where a store
+    /// would fault. The frame still lands, and the used length counts the header.
+    @Test(arguments: Layout.allCases)
+    func headerAlreadyInTheBufferIsNotStoredAgain(layout: Layout) throws {
+        let rig = try NetRig(layout: layout, features: mergeable | NetFeature.inOrder)
+        var writer = ReceiveWriter(features: mergeable | NetFeature.inOrder, queueSize: 16)
+        let counters = NetCounters()
+        let frame = ethernetFrame(to: macA, from: macB, payload: 50)
+        let header = headerBytes(NetHeader(bufferCount: 1))
+        for round in 0..<3 {
+            let headerAddress = rig.allocate(NetHeader.size)
+            try header.withUnsafeBytes { try rig.memory.write(guestPhysical: headerAddress, bytes: $0) }
+            let readOnlyHeader = NetRig.readOnlyAlias + (headerAddress - NetRig.base)
+            try rig.post(buffers: [
+                DriverBuffer(address: readOnlyHeader, length: UInt32(NetHeader.size), isWritable: true),
+                DriverBuffer(address: rig.allocate(128), length: 128, isWritable: true),
+            ])
+            #expect(try withPacket(frame) { try writer.deliver($0, to: &rig.device, counters: counters) } == .delivered)
+            let used = try #require(try rig.reap())
+            #expect(used.bytes == header + frame, "round \(round)")
+        }
+        #expect(counters[.rxFrames] == 3)
+    }
+
     @Test(arguments: Layout.allCases)
     func tooLongWithoutMergeableIsDroppedAndTheChainReused(layout: Layout) throws {
         let rig = try NetRig(layout: layout, features: modern)
