@@ -23,12 +23,8 @@ struct CompletionPipelineTests {
         let contents = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 / 512) }
         let image = try TemporaryFile(size: 1 << 20, contents: contents)
         let daemon = try Daemon(arguments: ["--blk-file", image.path] + engine)
-        let frontEnd = daemon.frontEnd
-        let offered = try frontEnd.requestU64(1)
-        let protocolOffered = try frontEnd.requestU64(15)
-        try frontEnd.send(.setProtocolFeatures(ProtocolFeatures(rawValue: protocolOffered & (1 << 9 | 1 << 3 | 1))))
         let guest = try DataPathTests.Guest(
-            frontEnd: frontEnd, features: offered & (1 << 32 | 1 << 30 | 1 << 29 | 1 << 28 | 1 << 9))
+            negotiatingWith: daemon.frontEnd, wanted: 1 << 32 | 1 << 30 | 1 << 29 | 1 << 28 | 1 << 9)
         let a = DataPathTests.addresses
         let availEvent = a.deviceArea + 4 + UInt64(DataPathTests.queueSize) * 8
         var posted: UInt16 = 0
