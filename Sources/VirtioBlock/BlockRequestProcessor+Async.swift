@@ -110,44 +110,76 @@ extension BlockRequestProcessor {
     /// - Throws: what `body` throws (the remaining completions stay to be reaped).
     @discardableResult
     public func reap<E: Error>(_ body: (_ slot: Int, _ written: UInt32) throws(E) -> Void) throws(E) -> Int {
-        guard let io else { return 0 }
         var reported = 0
         while true {
-            let count = io.reap(into: completions)
-            var resumed = false
-            for i in 0..<count {
-                // The slot in the low half, the range of a DISCARD / WRITE_ZEROES in the high.
-                let tag = completions[i].tag
-                let slot = Int(truncatingIfNeeded: tag & 0xFFFF_FFFF)
-                operationsInFlight -= 1
-                guard slot < slotState.count else { continue }
-                let result = Int(completions[i].result)
-                let state = slotState[slot]
-                var status = BlockStatus.ok
-                if state.operation.isSpaceOperation {
-                    guard finishRange(slot: slot, index: Int(tag >> 32), result: completions[i].result) else {
-                        continue
-                    }
-                    if slotState[slot].failed { status = .ioError }
-                } else if result < 0 {
-                    status = .ioError
-                } else if state.operation != .dataSync && result < state.remaining {
-                    if result > 0 && resume(slot: slot, after: result) {
-                        resumed = true
-                        continue
-                    }
-                    status = .ioError
-                }
-                state.status?.pointee = status.rawValue
-                slotState[slot].status = nil
-                freeSlots.append(slot)
-                reported += 1
-                try body(slot, state.written)
-            }
-            if resumed { commit() }
-            if count < completions.count { break }
+            let (taken, count) = try reapOnce(maximum: completions.count, body)
+            reported += count
+            if taken < completions.count { break }
         }
         return reported
+    }
+
+    /// `reap(_:)` for at most `maximum` finished operations (at least 1): a device that publishes
+    /// completions in small chunks, so the driver reposts the first ones while it completes the
+    /// rest. Call it again while it returns `maximum`: what it leaves no longer keeps
+    /// `completionDescriptor` readable (what finishes after a call that took fewer does).
+    ///
+    /// - Returns: how many operations it took (a DISCARD / WRITE_ZEROES takes one per range and is
+    ///   reported with its last; a resumed short transfer is reported later): 0 when none had
+    ///   finished.
+    /// - Throws: what `body` throws (the remaining completions stay to be reaped).
+    public func reap<E: Error>(
+        maximum: Int, _ body: (_ slot: Int, _ written: UInt32) throws(E) -> Void
+    ) throws(E) -> Int {
+        try reapOnce(maximum: max(1, min(maximum, completions.count)), body).taken
+    }
+
+    /// One engine reap of at most `maximum` operations (1...completions.count): how many it took
+    /// and how many requests it reported.
+    private func reapOnce<E: Error>(
+        maximum: Int, _ body: (_ slot: Int, _ written: UInt32) throws(E) -> Void
+    ) throws(E) -> (taken: Int, reported: Int) {
+        guard let io else { return (0, 0) }
+        var reported = 0
+        // Safe: `maximum` is within the buffer (callers clamp it).
+        let count = io.reap(into: UnsafeMutableBufferPointer(rebasing: completions[0..<maximum]))
+        var resumed = false
+        for i in 0..<count {
+            // The slot in the low half, the range of a DISCARD / WRITE_ZEROES in the high.
+            let tag = completions[i].tag
+            let slot = Int(truncatingIfNeeded: tag & 0xFFFF_FFFF)
+            operationsInFlight -= 1
+            guard slot < slotState.count else { continue }
+            let result = Int(completions[i].result)
+            let state = slotState[slot]
+            var status = BlockStatus.ok
+            if state.operation.isSpaceOperation {
+                guard finishRange(slot: slot, index: Int(tag >> 32), result: completions[i].result) else {
+                    continue
+                }
+                if slotState[slot].failed { status = .ioError }
+            } else if result < 0 {
+                status = .ioError
+            } else if state.operation != .dataSync && result < state.remaining {
+                if result > 0 && resume(slot: slot, after: result) {
+                    resumed = true
+                    continue
+                }
+                status = .ioError
+            }
+            state.status?.pointee = status.rawValue
+            slotState[slot].status = nil
+            freeSlots.append(slot)
+            reported += 1
+            do {
+                try body(slot, state.written)
+            } catch {
+                if resumed { commit() }
+                throw error
+            }
+        }
+        if resumed { commit() }
+        return (count, reported)
     }
 
     /// Waits up to `milliseconds` (0: just checks) for `completionDescriptor` to become readable.

@@ -10,10 +10,11 @@ import VMMSysUtil
 /// per request queue, each used only by that queue's worker thread.
 ///
 /// With an asynchronous engine (`--aio`), a queue keeps up to its size in requests in flight:
-/// `process` pops every available chain, submits reads, writes and flushes (one commit per
-/// round) and postpones their chains; the engine's completion descriptor is an event source of
-/// the queue's worker, and `handle` reaps what finished and completes the postponed chains
-/// (the framework publishes them in one batch). Everything else completes at once.
+/// `process` pops every available chain, submits reads, writes and flushes (the first at once,
+/// then in chunks) and postpones their chains; the engine's completion descriptor is an event
+/// source of the queue's worker, and `handle` reaps what finished, completes the postponed
+/// chains and publishes them in chunks, starting the chains the driver posted meanwhile between
+/// chunks. Everything else completes at once.
 ///
 /// Thread-safety: `Sendable` per the `VhostUserDevice` contract: a queue's processor and postponed
 /// chains are touched by `process`, `queueStarted` and `handle` only for their own queue, on its
@@ -93,7 +94,8 @@ final class BlockDevice: VhostUserDaemonDevice, @unchecked Sendable {
         let processor = processors[queue.index]
         if engine != nil {
             if let limiter { return try submitPaced(&queue, processor, inFlight[queue.index], limiter) }
-            return try submitAvailable(&queue, processor, inFlight[queue.index])
+            try submitAvailable(&queue, processor, inFlight[queue.index])
+            return
         }
         guard let limiter else {
             while let chain = try queue.pop() {
@@ -136,22 +138,58 @@ final class BlockDevice: VhostUserDaemonDevice, @unchecked Sendable {
             queue.unwatch(token: event.token)
             return
         }
-        completeFinished(processors[queue.index], inFlight[queue.index])
+        let processor = processors[queue.index], chains = inFlight[queue.index]
+        // Completions are published (and the driver called) in chunks, and what the driver posted
+        // meanwhile is started between them: the first requests of the next round reach the disk
+        // while the rest of this one is still being completed. A disk that completes a whole
+        // batch at once (as this machine's virtio disk does) otherwise idles while the batch goes
+        // around the driver and back. The loop ends once the engine is empty; new chains are
+        // taken for at most one ring's worth per event (a file in the page cache completes
+        // within the submission, and a fast driver would keep the loop going), and none when the
+        // framework wants the worker back (`shouldYield`).
+        var budget = queue.size
+        while true {
+            let taken = processor.reap(maximum: Self.completionChunk) { slot, written in finish(slot, written, chains) }
+            guard taken > 0 else { break }
+            try queue.publish()
+            if limiter == nil, budget > 0, !queue.shouldYield {
+                budget -= try submitAvailable(&queue, processor, chains)
+            }
+            // A short chunk emptied the engine; what finished since signals the descriptor again.
+            if taken < Self.completionChunk { break }
+        }
         // Short transfers resumed by the reap are queued: start them.
-        commit(processors[queue.index], inFlight[queue.index])
+        commit(processor, chains)
     }
+
+    /// Completions published per chunk (see `handle`): small enough that the driver gets the
+    /// first ones back while the worker completes the rest, large enough that a call and a
+    /// publication serve several requests (measured on a disk completing 32 at once: 4 and 8
+    /// give the same IOPS, 8 the least CPU per request).
+    static let completionChunk = 8
+    /// Requests submitted per `io_uring_enter` after the first (see `submitAvailable`).
+    static let submitChunk = 8
 
     /// The event-source token of a queue's engine completions.
     static let completionToken: UInt64 = 1
 
     /// Pops every available chain and starts it; reads, writes and flushes stay in flight (their
-    /// chains postponed), the rest complete at once.
+    /// chains postponed), the rest complete at once. The first request is submitted as soon as it
+    /// is popped, then every `submitChunk`: the disk starts on the batch while the rest is
+    /// popped. Returns how many chains it popped.
+    @discardableResult
     private func submitAvailable(
         _ queue: inout VhostUserQueue, _ processor: BlockRequestProcessor,
         _ chains: InFlightChains
-    ) throws {
+    ) throws -> Int {
         defer { commit(processor, chains) }
-        while let chain = try queue.pop() { try start(chain, &queue, processor, chains) }
+        var started = 0
+        while let chain = try queue.pop() {
+            try start(chain, &queue, processor, chains)
+            started += 1
+            if started == 1 || started % Self.submitChunk == 0 { commit(processor, chains) }
+        }
+        return started
     }
 
     /// Paced (`--iops-limit`) through the engine. As in the synchronous paced path, everything
@@ -234,11 +272,15 @@ final class BlockDevice: VhostUserDaemonDevice, @unchecked Sendable {
     /// Completes the postponed chains of every finished request. A refused completion means the
     /// ring stopped meanwhile: the chain is the front-end's again, nothing more to do.
     private func completeFinished(_ processor: BlockRequestProcessor, _ chains: InFlightChains) {
-        processor.reap { slot, written in
-            guard let deferred = chains.deferred[slot] else { return }
-            chains.deferred[slot] = nil
-            try? deferred.complete(written: written)
-        }
+        processor.reap { slot, written in finish(slot, written, chains) }
+    }
+
+    /// Completes the postponed chain of a finished slot (see `completeFinished`).
+    @inline(__always)
+    private func finish(_ slot: Int, _ written: UInt32, _ chains: InFlightChains) {
+        guard let deferred = chains.deferred[slot] else { return }
+        chains.deferred[slot] = nil
+        try? deferred.complete(written: written)
     }
 
     func featuresNegotiated(_ features: UInt64) {

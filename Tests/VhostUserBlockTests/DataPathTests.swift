@@ -57,6 +57,15 @@ struct DataPathTests {
             try frontEnd.send(.setVringEnable(VringState(index: 0, num: 1)), needsReply: true)
         }
 
+        /// Negotiates as QEMU does (the device features offered masked by `wanted`; the protocol
+        /// features MQ, REPLY_ACK and CONFIG when offered) and starts ring 0.
+        convenience init(negotiatingWith frontEnd: FrontEnd, wanted: UInt64) throws {
+            let offered = try frontEnd.requestU64(1)
+            let protocolOffered = try frontEnd.requestU64(15)
+            try frontEnd.send(.setProtocolFeatures(ProtocolFeatures(rawValue: protocolOffered & (1 << 9 | 1 << 3 | 1))))
+            try self.init(frontEnd: frontEnd, features: offered & wanted)
+        }
+
         /// Posts header / data / status buffers, kicks, waits (bounded) for the completion.
         /// Returns (used length, status byte).
         func request(
@@ -119,11 +128,8 @@ struct DataPathTests {
             arguments: ["--blk-file", image.path] + (readOnly ? ["--read-only"] : [])
                 + (paced ? ["--iops-limit", "1000"] : []) + engine)
         let frontEnd = daemon.frontEnd
-        let offered = try frontEnd.requestU64(1)
-        let protocolOffered = try frontEnd.requestU64(15)
-        try frontEnd.send(.setProtocolFeatures(ProtocolFeatures(rawValue: protocolOffered & (1 << 9 | 1 << 3 | 1))))
         let wanted: UInt64 = 1 << 32 | 1 << 30 | 1 << 29 | 1 << 28 | 1 << 9 | 1 << 13 | 1 << 14 | 1 << 5
-        let guest = try Guest(frontEnd: frontEnd, features: offered & wanted)
+        let guest = try Guest(negotiatingWith: frontEnd, wanted: wanted)
 
         // IN: 4 KiB at sector 4.
         let (readLength, readStatus) = try guest.request(type: 0, sector: 4, writable: 4096)
@@ -169,10 +175,7 @@ struct DataPathTests {
         let image = try TemporaryFile(size: 1 << 20, contents: initial)
         let daemon = try Daemon(arguments: ["--blk-file", image.path] + engine)
         let frontEnd = daemon.frontEnd
-        let offered = try frontEnd.requestU64(1)
-        let protocolOffered = try frontEnd.requestU64(15)
-        try frontEnd.send(.setProtocolFeatures(ProtocolFeatures(rawValue: protocolOffered & (1 << 9 | 1 << 3 | 1))))
-        let guest = try Guest(frontEnd: frontEnd, features: offered & (1 << 32 | 1 << 30 | 1 << 29 | 1 << 28 | 1 << 9))
+        let guest = try Guest(negotiatingWith: frontEnd, wanted: 1 << 32 | 1 << 30 | 1 << 29 | 1 << 28 | 1 << 9)
         // Request i: a 4 KiB read (even i) or write (odd i) at sector 8 * (3 * i + 1), its header,
         // data and status in their own buffers (an indirect table each, so all fit in the ring).
         var expected = initial
@@ -232,10 +235,7 @@ struct DataPathTests {
         // The longest window: every request below is posted well within it.
         let daemon = try Daemon(arguments: ["--blk-file", image.path, "--poll-us", "1000000"] + engine)
         let frontEnd = daemon.frontEnd
-        let offered = try frontEnd.requestU64(1)
-        let protocolOffered = try frontEnd.requestU64(15)
-        try frontEnd.send(.setProtocolFeatures(ProtocolFeatures(rawValue: protocolOffered & (1 << 9 | 1 << 3 | 1))))
-        let guest = try Guest(frontEnd: frontEnd, features: offered & (1 << 32 | 1 << 30 | 1 << 29 | 1 << 9))
+        let guest = try Guest(negotiatingWith: frontEnd, wanted: 1 << 32 | 1 << 30 | 1 << 29 | 1 << 9)
         #expect(try guest.request(type: 0, sector: 0, writable: 512).1 == 0)
         // Without kicks, only a worker still polling sees these.
         for sector in [8, 16, 24] as [UInt64] {
