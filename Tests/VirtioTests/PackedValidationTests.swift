@@ -29,6 +29,29 @@ import Virtio
         #expect(broken)
     }
 
+    /// A chain of one descriptor (pop's single-descriptor path) with an id past the queue.
+    @Test func singleDescriptorIDOutOfRange() throws {
+        var rig = try PackedRig()
+        try rig.descriptor(0, addr: data, len: 16, flags: Flag.write, id: 8)
+        let broken = rig.expectBroken(.bufferIDOutOfRange(id: 8, queueSize: 8))
+        #expect(broken)
+    }
+
+    /// The single-descriptor path checks in the general walk's order: a bad buffer is reported
+    /// before an id in flight, and a buffer outside memory before the id.
+    @Test func singleDescriptorErrorOrder() throws {
+        var rig = try PackedRig()
+        try rig.descriptor(0, addr: data, len: 16, id: 3)
+        try rig.descriptor(1, addr: data, len: 0, id: 3)
+        #expect(try rig.queue.pop()?.id == 3)
+        let broken = rig.expectBroken(.zeroLengthDescriptor)
+        #expect(broken)
+        var outside = try PackedRig()
+        try outside.descriptor(0, addr: UInt64(1) << 40, len: 16, id: 9)
+        let refused = outside.expectBroken(.bufferOutsideMemory(address: UInt64(1) << 40, length: 16))
+        #expect(refused)
+    }
+
     /// The driver reuses ring slots the device has not marked used: a chain of the whole ring is
     /// in flight (walked from a copy, being longer than pop keeps translated) and five of its
     /// slots come back as a new chain in the next lap.
