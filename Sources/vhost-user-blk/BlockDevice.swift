@@ -147,6 +147,9 @@ final class BlockDevice: VhostUserDaemonDevice, @unchecked Sendable {
         // taken for at most one ring's worth per event (a file in the page cache completes
         // within the submission, and a fast driver would keep the loop going), and none when the
         // framework wants the worker back (`shouldYield`).
+        // Short transfers resumed by the reap are queued: start them, also when a bad chain among
+        // those popped here (or a refused publication) ends the round with an error.
+        defer { commit(processor, chains) }
         var budget = queue.size
         while true {
             let taken = processor.reap(maximum: Self.completionChunk) { slot, written in finish(slot, written, chains) }
@@ -158,8 +161,6 @@ final class BlockDevice: VhostUserDaemonDevice, @unchecked Sendable {
             // A short chunk emptied the engine; what finished since signals the descriptor again.
             if taken < Self.completionChunk { break }
         }
-        // Short transfers resumed by the reap are queued: start them.
-        commit(processor, chains)
     }
 
     /// Completions published per chunk (see `handle`): small enough that the driver gets the
