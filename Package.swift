@@ -154,7 +154,7 @@ let package = Package(
             dependencies: [
                 "VMMBenchCases", "VhostUserDaemon", "VhostUserProtocol", "VhostUserBackend", "VhostUserFrontend",
                 "Virtio",
-                "VirtioBlock", "VirtioBlockDriver", "VMMSysUtil",
+                "VirtioBlock", "VirtioBlockDriver", "VMMSysUtil", "CVMMFileIO",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -6,6 +6,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CVMMFileIO
 import VMMBenchCases
 import VMMSysUtil
 
@@ -214,10 +215,19 @@ final class BlkScratch {
 
     /// Creates the image, `size` bytes of zeroes written out (not sparse, so writes do not
     /// allocate blocks during the measurement), and reads it once so it sits in the page cache
-    /// (`cached`), or makes it durable and drops it from the page cache.
+    /// (`cached`), or makes it durable and drops it from the page cache. The uncached image is
+    /// written with direct I/O where the OS has it: on this machine's virtio disk, an image written
+    /// through the page cache (the kernel's write-back) took 4 KiB direct random writes at about
+    /// half the rate of one written with direct I/O (85-100k against 185-195k IOPS for fio, two
+    /// images of each, interleaved; same guest request path, one bio per write, 32 per
+    /// interrupt), whichever program then wrote to it.
     func createImage(size: Int, cached: Bool = true) throws {
         let name = file("disk.img")
-        let fd = try systemCall("open") { open(name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600) }
+        let flags = O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC
+        let direct = cached ? 0 : vmm_open_direct_flag()
+        // A file system without direct I/O refuses the flag (EINVAL): written through the cache then.
+        var fd = direct == 0 ? -1 : open(name, flags | direct, 0o600)
+        if fd < 0 { fd = try systemCall("open") { open(name, flags, 0o600) } }
         defer { close(fd) }
         let chunk = 1 << 20
         let zeroes = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 4096)
