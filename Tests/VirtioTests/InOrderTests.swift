@@ -220,4 +220,68 @@ import Virtio
         #expect(try slot(driver.memory, 1) == Slot(0, id, Self.usedFlags))
         #expect(device.nextUsedPosition == 2 | 0x8000)
     }
+
+    // MARK: split rings (VIRTIO 1.2 section 2.7.9)
+
+    func splitDriver(_ features: VirtioFeatures) throws -> DriverSplitQueue {
+        try DriverSplitQueue(
+            memory: try standardMemory(), size: Self.size, addresses: standardAddresses(), features: features,
+            startIndex: 0xFFFD)
+    }
+
+    func splitDevice(_ driver: DriverSplitQueue, _ features: VirtioFeatures) throws -> SplitQueue {
+        var queue = try SplitQueue(
+            memory: driver.memory, size: Self.size, addresses: standardAddresses(), features: features)
+        try queue.setNextAvailIndex(0xFFFD)
+        return queue
+    }
+
+    /// Used-ring entry `index` (masked): (id, len) as one comparable pair.
+    func usedEntry(_ memory: GuestMemory, _ index: UInt16) throws -> [UInt32] {
+        let address = standardAddresses().deviceArea + 4 + UInt64(index & UInt16(Self.size - 1)) * 8
+        return [try memory.load(UInt32.self, guestPhysical: address), try memory.load(UInt32.self, guestPhysical: address + 4)]
+    }
+
+    /// Split, in order: a run of empty completions is one used entry at the run's first index
+    /// (with the last head), the used index moves by the whole run, a written chain or one with
+    /// writable bytes has its own entry; the driver reaps every buffer in order. The used index
+    /// starts near the 16-bit wrap and crosses it.
+    @Test func splitRunsShareOneUsedEntry() throws {
+        let driver = try splitDriver([.inOrder])
+        var device = try splitDevice(driver, [.inOrder])
+        let heads = [
+            try driver.post(readable), try driver.post(readable), try driver.post(readable),
+            try driver.post(writable), try driver.post(writable), try driver.post(readable),
+        ]
+        let entries = [UInt16](0..<8).map { 0xFFFD &+ $0 }
+        // Mark the ring so untouched entries show.
+        for index in entries {
+            let address = standardAddresses().deviceArea + 4 + UInt64(index & UInt16(Self.size - 1)) * 8
+            try driver.memory.store(UInt32(0xEEEE), guestPhysical: address)
+        }
+        var written: [UInt32] = [0, 0, 0, 9, 0, 0]
+        while let chain = try device.pop() { try device.stage(chain, written: written.removeFirst()) }
+        device.publishUsed()
+        #expect(try driver.memory.load(UInt16.self, guestPhysical: standardAddresses().deviceArea + 2) == 0xFFFD &+ 6)
+        #expect(try usedEntry(driver.memory, entries[0]) == [UInt32(heads[2]), 0])
+        #expect(try usedEntry(driver.memory, entries[1])[0] == 0xEEEE)
+        #expect(try usedEntry(driver.memory, entries[2])[0] == 0xEEEE)
+        #expect(try usedEntry(driver.memory, entries[3]) == [UInt32(heads[3]), 9])
+        #expect(try usedEntry(driver.memory, entries[4]) == [UInt32(heads[4]), 0])
+        #expect(try usedEntry(driver.memory, entries[5]) == [UInt32(heads[5]), 0])
+        var reaped: [UsedBuffer] = []
+        while let used = try driver.reap() { reaped.append(used) }
+        #expect(reaped == zip(heads, [0, 0, 0, 9, 0, 0]).map { UsedBuffer(id: $0, length: $1) })
+        #expect(driver.freeDescriptors == Self.size)
+    }
+
+    @Test func splitWithoutInOrderEachChainHasItsEntry() throws {
+        let driver = try splitDriver([])
+        var device = try splitDevice(driver, [])
+        let heads = [try driver.post(readable), try driver.post(readable)]
+        while let chain = try device.pop() { try device.stage(chain, written: 0) }
+        device.publishUsed()
+        #expect(try usedEntry(driver.memory, 0xFFFD) == [UInt32(heads[0]), 0])
+        #expect(try usedEntry(driver.memory, 0xFFFE) == [UInt32(heads[1]), 0])
+    }
 }
