@@ -279,19 +279,16 @@ public struct PackedQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
         closeBatch()
         // Safe: nextUsed < size; the ring holds 16 × size bytes.
         let descriptor = ring + Int(nextUsed) &* 16
+        descriptor.storeBytes(of: written.littleEndian, toByteOffset: 8, as: UInt32.self)
+        descriptor.storeBytes(of: id.littleEndian, toByteOffset: 12, as: UInt16.self)
         var flags: UInt16 = usedWrap ? (DescriptorFlag.avail | DescriptorFlag.used) : 0
         if written > 0 { flags |= DescriptorFlag.write }
         if stagedCount == 0 {
-            descriptor.storeBytes(of: written.littleEndian, toByteOffset: 8, as: UInt32.self)
-            descriptor.storeBytes(of: id.littleEndian, toByteOffset: 12, as: UInt16.self)
             stagedFirst = descriptor
             stagedFirstFlags = flags
         } else {
-            // len, id and flags (bytes 8-15, 8-aligned) in one release store, single-copy atomic:
-            // the driver, which reads the flags first (acquire), sees all three or none, and the
-            // buffer's bytes before them. One store instead of three into a line the driver owns.
-            let word = UInt64(written) | UInt64(id) << 32 | UInt64(flags) << 48
-            vmm_store_release_u64(descriptor + 8, word.littleEndian)
+            // Release: id and len are visible before the flags that mark the descriptor used.
+            vmm_store_release_u16(descriptor + 14, flags.littleEndian)
         }
         stagedCount += 1
         Self.advance(&nextUsed, &usedWrap, by: count, size: size)
