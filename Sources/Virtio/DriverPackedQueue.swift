@@ -179,16 +179,9 @@ public final class DriverPackedQueue {
     private func reapInOrder(_ last: UsedBuffer) throws(DriverQueueError) -> UsedBuffer {
         let id = headID[Int(nextUsed)]
         guard idSlots[Int(id)] != 0 else { throw .unknownUsedID(last.id) }
-        let length: UInt32
-        if id == last.id {
-            batchLast = nil
-            length = last.length
-        } else {
-            batchLast = last
-            length = idWritable[Int(id)]
-        }
+        let used = UsedBuffer.inOrder(id: id, skippedLength: idWritable[Int(id)], last: last, pending: &batchLast)
         release(id)
-        return UsedBuffer(id: id, length: length)
+        return used
     }
 
     /// Frees `id` (in flight) and moves the next used slot past its descriptors.

@@ -184,23 +184,14 @@ public final class DriverSplitQueue {
     }
 
     /// Reaps the buffer made available at the next used index, part of the batch the used entry
-    /// `last` ends (VIRTIO 1.2 section 2.7.9: the skipped buffers "are assumed to have been used
-    /// (read or written) by the device completely"). Its id is in flight, so the walk reaches it
-    /// before the buffers in flight run out.
+    /// `last` ends (its id is in flight, so the walk reaches it before the buffers in flight run out).
     private func reapInOrder(_ last: UsedBuffer) throws(DriverQueueError) -> UsedBuffer {
         // Safe: the avail ring holds 4 + 2 × size bytes; the slot is masked below size.
         let head = UInt16(littleEndian: (avail + 4 + Int(lastUsed & mask) * 2).load(as: UInt16.self))
         guard Int(head) < size, chainCount[Int(head)] != 0 else { throw .unknownUsedID(last.id) }
-        let length: UInt32
-        if head == last.id {
-            batchLast = nil
-            length = last.length
-        } else {
-            batchLast = last
-            length = headWritable[Int(head)]
-        }
+        let used = UsedBuffer.inOrder(id: head, skippedLength: headWritable[Int(head)], last: last, pending: &batchLast)
         release(head)
-        return UsedBuffer(id: head, length: length)
+        return used
     }
 
     /// Returns chain `id` (in flight) to the free list and moves to the next used index.

@@ -239,7 +239,10 @@ import Virtio
     /// Used-ring entry `index` (masked): (id, len) as one comparable pair.
     func usedEntry(_ memory: GuestMemory, _ index: UInt16) throws -> [UInt32] {
         let address = standardAddresses().deviceArea + 4 + UInt64(index & UInt16(Self.size - 1)) * 8
-        return [try memory.load(UInt32.self, guestPhysical: address), try memory.load(UInt32.self, guestPhysical: address + 4)]
+        return [
+            try memory.load(UInt32.self, guestPhysical: address),
+            try memory.load(UInt32.self, guestPhysical: address + 4),
+        ]
     }
 
     /// Split, in order: a run of empty completions is one used entry at the run's first index

@@ -169,7 +169,8 @@ struct NetDirtyLogTests {
                 }
                 for skipped in index + 1..<last + 1 {
                     let (skippedID, skippedFlags) = try slot(skipped)
-                    #expect(skippedID == ids[skipped] && skippedFlags == 0x0080, "slot \(skipped): as the driver wrote it")
+                    #expect(
+                        skippedID == ids[skipped] && skippedFlags == 0x0080, "slot \(skipped): as the driver wrote it")
                 }
                 descriptors += 1
                 index = last + 1
