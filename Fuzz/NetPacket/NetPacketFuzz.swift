@@ -71,7 +71,10 @@ private struct FuzzQueue<Q: DeviceQueue & ~Copyable>: NetQueue, ~Copyable {
             completed += 1
         }
         do {
-            try queue.push(chain, written: written)
+            // In order, completions are published four at a time (and at the end of a pass), as
+            // the daemon publishes a burst: runs of empty completions share used descriptors.
+            try queue.stage(chain, written: written)
+            if !inOrder || completed % 4 == 0 { queue.publishUsed() }
         } catch {
             fatalError("completion refused: \(error)")
         }
@@ -87,11 +90,11 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     if config & 2 != 0 { ringFeatures.insert(.ringIndirectDescriptors) }
     if config & 4 != 0 { ringFeatures.insert(.ringEventIndex) }
     if config & 1 != 0 { ringFeatures.insert(.ringPacked) }
+    if size & 1 == 1 { ringFeatures.insert(.inOrder) }
     var features =
         ringFeatures.rawValue | NetFeature.controlQueue | NetFeature.controlReceiveMode
         | NetFeature.controlMACAddress | NetFeature.multiQueue
     if config & 0x40 != 0 { features |= NetFeature.mergeableRxBuffers }
-    if size & 1 == 1 { features |= NetFeature.inOrder }
     let queueSize = 1 << Int((config >> 3) & 7)
     let base = UInt32(data[1]) | UInt32(data[2]) << 8
     let frameLength = 14 + Int(data[3]) * 36
@@ -108,6 +111,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
             try? queue.setNextAvailIndex(base)
             var wrapped = FuzzQueue(queue: consume queue, inOrder: features & NetFeature.inOrder != 0)
             exercise(pass, &wrapped, features: features, frameLength: frameLength, counters: counters)
+            wrapped.queue.publishUsed()
         } else {
             guard
                 var queue = try? PackedQueue(
@@ -116,6 +120,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
             try? queue.setNextAvailIndex(base)
             var wrapped = FuzzQueue(queue: consume queue, inOrder: features & NetFeature.inOrder != 0)
             exercise(pass, &wrapped, features: features, frameLength: frameLength, counters: counters)
+            wrapped.queue.publishUsed()
         }
     }
     return 0

@@ -101,7 +101,9 @@ enum NetCases {
         let size = 256
         let addresses = RingAddresses(descriptorTable: 0, driverArea: 0x1000, deviceArea: 0x2000)
         let data: UInt64 = 0x10000
-        var features: VirtioFeatures = [.ringEventIndex, .ringIndirectDescriptors, .version1]
+        // IN_ORDER as DPDK's virtio_user negotiates it: transmit completions take the in-order
+        // used-descriptor path (a run per publication here, one chain each).
+        var features: VirtioFeatures = [.ringEventIndex, .ringIndirectDescriptors, .version1, .inOrder]
         switch layout {
         case .split:
             let driver = try DriverSplitQueue(memory: guest, size: size, addresses: addresses, features: features)

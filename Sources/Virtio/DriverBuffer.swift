@@ -29,6 +29,22 @@ public struct UsedBuffer: Hashable, Sendable {
     }
 }
 
+extension UsedBuffer {
+    /// In-order reaping (VIRTIO 1.2 sections 2.7.9 and 2.8.8), shared by the driver twins: the
+    /// buffer `id`, the next one made available, under the used entry `last` that ends its batch.
+    /// It is `last` itself when the ids match (the batch ends, `pending` is cleared); otherwise a
+    /// skipped buffer, "assumed to have been used (read or written) by the device completely"
+    /// (`skippedLength`), and `last` stays `pending` for the next reap.
+    static func inOrder(id: UInt16, skippedLength: UInt32, last: UsedBuffer, pending: inout UsedBuffer?) -> UsedBuffer {
+        if id == last.id {
+            pending = nil
+            return last
+        }
+        pending = last
+        return UsedBuffer(id: id, length: skippedLength)
+    }
+}
+
 /// Why a driver-side queue could not post or reap.
 public enum DriverQueueError: Error, Hashable, Sendable, CustomStringConvertible {
     /// An empty chain was posted.

@@ -2,6 +2,8 @@ import CVMMPlatform
 
 /// The driver side of a packed virtqueue: posts chains with the driver's wrap counter, writing the
 /// head's flags last (release), and reaps used descriptors. Keeps its own free buffer-id list.
+/// With VIRTIO_F_IN_ORDER it reaps as an in-order driver must: one used descriptor may stand for
+/// every buffer from the slot it sits in up to the one whose id it carries.
 ///
 /// Thread-safety: not thread-safe; one owner thread.
 public final class DriverPackedQueue {
@@ -12,6 +14,7 @@ public final class DriverPackedQueue {
     /// Where the rings are (guest-physical).
     public let addresses: RingAddresses
     let eventIndex: Bool
+    let inOrder: Bool
     let ring: UnsafeMutableRawPointer
     let driverEvent: UnsafeMutableRawPointer
     let deviceEvent: UnsafeMutableRawPointer
@@ -20,6 +23,12 @@ public final class DriverPackedQueue {
     /// Ring slots each in-flight id occupies (0 = not in flight).
     let idSlots: UnsafeMutablePointer<UInt16>
     var freeSlots: Int
+    /// In order: the id posted with its head at each slot, and the bytes each id lets the device
+    /// write (what a buffer skipped by a batched used descriptor reports as used).
+    let headID: UnsafeMutablePointer<UInt16>
+    let idWritable: UnsafeMutablePointer<UInt32>
+    /// In order: the id and length of the used descriptor being consumed, until its buffer is reaped.
+    var batchLast: UsedBuffer?
     var nextAvail: UInt16 = 0
     var availWrap = true
     var nextUsed: UInt16 = 0
@@ -42,12 +51,17 @@ public final class DriverPackedQueue {
         self.memory = memory
         self.addresses = addresses
         eventIndex = features.contains(.ringEventIndex)
+        inOrder = features.contains(.inOrder)
         freeIDs = .allocate(capacity: size)
         for i in 0..<size { (freeIDs + i).initialize(to: UInt16(size - 1 - i)) }
         freeIDCount = size
         idSlots = .allocate(capacity: size)
         idSlots.initialize(repeating: 0, count: size)
         freeSlots = size
+        headID = .allocate(capacity: size)
+        headID.initialize(repeating: 0, count: size)
+        idWritable = .allocate(capacity: size)
+        idWritable.initialize(repeating: 0, count: size)
         ring.initializeMemory(as: UInt8.self, repeating: 0, count: 16 * size)
         driverEvent.initializeMemory(as: UInt8.self, repeating: 0, count: 4)
         deviceEvent.initializeMemory(as: UInt8.self, repeating: 0, count: 4)
@@ -56,6 +70,8 @@ public final class DriverPackedQueue {
     deinit {
         freeIDs.deallocate()
         idSlots.deallocate()
+        headID.deallocate()
+        idWritable.deallocate()
     }
 
     /// Free ring slots left.
@@ -90,6 +106,8 @@ public final class DriverPackedQueue {
         idSlots[Int(id)] = UInt16(truncatingIfNeeded: needed)
         freeSlots -= needed
         let headSlot = nextAvail
+        headID[Int(headSlot)] = id
+        idWritable[Int(id)] = buffers.reduce(0) { $0 &+ ($1.isWritable ? $1.length : 0) }
         var headFlags: UInt16 = 0
         for i in 0..<needed {
             let descriptor: DescriptorBytes
@@ -133,10 +151,16 @@ public final class DriverPackedQueue {
         }
     }
 
-    /// The next used buffer, or nil if the device has marked none.
+    /// The next used buffer, or nil if the device has marked none. In order, buffers are returned
+    /// in the order they were posted, those a batched used descriptor skipped with the writable
+    /// length they were posted with (VIRTIO 1.2 section 2.8.8: "assumed to have been used (read
+    /// or written) by the device completely").
     ///
     /// - Throws: `.unknownUsedID` if the device completed an id that is not in flight.
     public func reap() throws(DriverQueueError) -> UsedBuffer? {
+        if inOrder, let last = batchLast {
+            return try reapInOrder(last)
+        }
         let slot = ring + Int(nextUsed) * 16
         let flags = UInt16(littleEndian: vmm_load_acquire_u16(slot + 14))
         let avail = flags & DescriptorFlag.avail != 0
@@ -145,6 +169,23 @@ public final class DriverPackedQueue {
         let length = UInt32(littleEndian: slot.load(fromByteOffset: 8, as: UInt32.self))
         let id = UInt16(littleEndian: slot.load(fromByteOffset: 12, as: UInt16.self))
         guard Int(id) < size, idSlots[Int(id)] != 0 else { throw .unknownUsedID(id) }
+        if inOrder { return try reapInOrder(UsedBuffer(id: id, length: length)) }
+        release(id)
+        return UsedBuffer(id: id, length: length)
+    }
+
+    /// Reaps the buffer posted at the next used slot, part of the batch the used descriptor `last`
+    /// ends (its id is in flight, so the walk reaches it before the buffers in flight run out).
+    private func reapInOrder(_ last: UsedBuffer) throws(DriverQueueError) -> UsedBuffer {
+        let id = headID[Int(nextUsed)]
+        guard idSlots[Int(id)] != 0 else { throw .unknownUsedID(last.id) }
+        let used = UsedBuffer.inOrder(id: id, skippedLength: idWritable[Int(id)], last: last, pending: &batchLast)
+        release(id)
+        return used
+    }
+
+    /// Frees `id` (in flight) and moves the next used slot past its descriptors.
+    private func release(_ id: UInt16) {
         let count = Int(idSlots[Int(id)])
         idSlots[Int(id)] = 0
         freeSlots += count
@@ -156,7 +197,6 @@ public final class DriverPackedQueue {
             usedWrap.toggle()
         }
         nextUsed = UInt16(next)
-        return UsedBuffer(id: id, length: length)
     }
 
     /// Whether the device wants a kick for what was posted since the last call (full fence first).

@@ -13,6 +13,7 @@ public final class DriverSplitQueue {
     /// Where the rings are (guest-physical).
     public let addresses: RingAddresses
     let eventIndex: Bool
+    let inOrder: Bool
     let descriptors: UnsafeMutableRawPointer
     let avail: UnsafeMutableRawPointer
     let used: UnsafeMutableRawPointer
@@ -28,6 +29,10 @@ public final class DriverSplitQueue {
     var availIndex: UInt16
     var lastUsed: UInt16
     var kickedAt: UInt16
+    /// In order: the bytes each head lets the device write (what a buffer skipped by a batched
+    /// used entry reports as used), and the used entry being consumed until its buffer is reaped.
+    let headWritable: UnsafeMutablePointer<UInt32>
+    var batchLast: UsedBuffer?
 
     /// Sets up the rings at guest-physical `addresses`: both ring flags 0, `avail->idx` and
     /// `used->idx` set to `startIndex` (to start near the 16-bit wrap, say), event fields 0.
@@ -50,6 +55,7 @@ public final class DriverSplitQueue {
         self.memory = memory
         self.addresses = addresses
         eventIndex = features.contains(.ringEventIndex)
+        inOrder = features.contains(.inOrder)
         mask = UInt16(truncatingIfNeeded: size - 1)
         freeCount = size
         shadowNext = .allocate(capacity: size)
@@ -58,6 +64,8 @@ public final class DriverSplitQueue {
         chainCount.initialize(repeating: 0, count: size)
         chainTail = .allocate(capacity: size)
         chainTail.initialize(repeating: 0, count: size)
+        headWritable = .allocate(capacity: size)
+        headWritable.initialize(repeating: 0, count: size)
         availIndex = startIndex
         lastUsed = startIndex
         kickedAt = startIndex
@@ -72,6 +80,7 @@ public final class DriverSplitQueue {
         shadowNext.deallocate()
         chainCount.deallocate()
         chainTail.deallocate()
+        headWritable.deallocate()
     }
 
     /// Free descriptors left.
@@ -138,6 +147,7 @@ public final class DriverSplitQueue {
             freeCount -= buffers.count
             chainCount[Int(head)] = UInt16(truncatingIfNeeded: buffers.count)
         }
+        headWritable[Int(head)] = buffers.reduce(0) { $0 &+ ($1.isWritable ? $1.length : 0) }
         (avail + 4 + Int(availIndex & mask) * 2).storeBytes(of: head.littleEndian, as: UInt16.self)
         availIndex &+= 1
         // Release: descriptors and the ring entry are visible before the index that publishes them.
@@ -153,9 +163,12 @@ public final class DriverSplitQueue {
     }
 
     /// The next used entry, freeing its descriptors, or nil if the device has published none.
+    /// With VIRTIO_F_IN_ORDER, buffers come back in the order they were made available; one used
+    /// entry may stand for several (those it skipped report the writable length they were posted with).
     ///
     /// - Throws: `.unknownUsedID` if the device completed an id that is not in flight.
     public func reap() throws(DriverQueueError) -> UsedBuffer? {
+        if inOrder, let last = batchLast { return try reapInOrder(last) }
         let index = UInt16(littleEndian: vmm_load_acquire_u16(used + 2))
         guard index != lastUsed else { return nil }
         let element = used + 4 + Int(lastUsed & mask) * 8
@@ -165,13 +178,30 @@ public final class DriverSplitQueue {
             throw .unknownUsedID(UInt16(truncatingIfNeeded: rawID))
         }
         let id = UInt16(rawID)
+        if inOrder { return try reapInOrder(UsedBuffer(id: id, length: length)) }
+        release(id)
+        return UsedBuffer(id: id, length: length)
+    }
+
+    /// Reaps the buffer made available at the next used index, part of the batch the used entry
+    /// `last` ends (its id is in flight, so the walk reaches it before the buffers in flight run out).
+    private func reapInOrder(_ last: UsedBuffer) throws(DriverQueueError) -> UsedBuffer {
+        // Safe: the avail ring holds 4 + 2 × size bytes; the slot is masked below size.
+        let head = UInt16(littleEndian: (avail + 4 + Int(lastUsed & mask) * 2).load(as: UInt16.self))
+        guard Int(head) < size, chainCount[Int(head)] != 0 else { throw .unknownUsedID(last.id) }
+        let used = UsedBuffer.inOrder(id: head, skippedLength: headWritable[Int(head)], last: last, pending: &batchLast)
+        release(head)
+        return used
+    }
+
+    /// Returns chain `id` (in flight) to the free list and moves to the next used index.
+    private func release(_ id: UInt16) {
         // The chain is still linked through shadowNext: splice it onto the free list by its tail.
         shadowNext[Int(chainTail[Int(id)])] = freeHead
         freeHead = id
         freeCount += Int(chainCount[Int(id)])
         chainCount[Int(id)] = 0
         lastUsed &+= 1
-        return UsedBuffer(id: id, length: length)
     }
 
     /// Whether the device wants a kick for what was posted since the last call (full fence first).

@@ -40,6 +40,8 @@ public struct PackedQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
     /// Device event suppression (the device writes it).
     @usableFromInline let deviceEvent: UnsafeMutableRawPointer
     @usableFromInline let eventIndex: Bool
+    /// VIRTIO_F_IN_ORDER negotiated: runs of zero-length completions share one used descriptor.
+    @usableFromInline let inOrder: Bool
     let notifyOnEmpty: Bool
     let indirect: Bool
 
@@ -50,6 +52,10 @@ public struct PackedQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
     @usableFromInline var stagedCount = 0
     @usableFromInline var stagedFirst: UnsafeMutableRawPointer?
     @usableFromInline var stagedFirstFlags: UInt16 = 0
+    /// The used descriptor of the in-order batch still open (see `stageInOrder(id:count:)`): its
+    /// flags are not stored yet, so later completions may still take it over. Nil if none is open.
+    @usableFromInline var openBatch: UnsafeMutableRawPointer?
+    @usableFromInline var openBatchFlags: UInt16 = 0
     var signalledUsed: UInt16 = 0
     var signalledValid = false
     @usableFromInline var notificationsEnabled = true
@@ -91,6 +97,7 @@ public struct PackedQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
         writable = inFlight.writable
         cacheBase = inFlight.cache
         eventIndex = features.contains(.ringEventIndex)
+        inOrder = features.contains(.inOrder)
         notifyOnEmpty = features.contains(.notifyOnEmpty)
         indirect = features.contains(.ringIndirectDescriptors)
     }
@@ -185,7 +192,15 @@ public struct PackedQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
         let first = nextAvail
         // `pop()` records an error after the first chain in `broken`: the next call throws it.
         let count = try popEach(into: chains) { () throws(VirtqueueError) in try pop() }.count
-        if count > 0 { prefetchSlots(from: first) }
+        guard count > 0 else { return count }
+        // Safe: count >= 1 chains were initialised.
+        if inOrder && chains[count - 1].writableLength == 0 {
+            // A device-readable burst (transmit) completes into one used descriptor at its first
+            // slot (`stageInOrder`): hinting the other slots would take their lines from the driver.
+            vmm_prefetch_write(ring + Int(first) &* 16)
+        } else {
+            prefetchSlots(from: first)
+        }
         return count
     }
 
@@ -241,17 +256,27 @@ public struct PackedQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
     /// Stages completion of buffer `id` (for devices that keep only the id). The first staged used
     /// descriptor's flags are written last, by `publishUsed()`, so the driver never sees half a batch.
     ///
+    /// With VIRTIO_F_IN_ORDER, a chain the device could not write into (no writable bytes, so its
+    /// used length is 0 and nothing is lost by not writing it) joins the in-order batch open at
+    /// the previous used descriptor instead of taking one of its own (`stageInOrder`).
+    ///
     /// - Throws: `.notInFlight` if `id` was not popped (or already pushed), `.writtenExceedsWritable`.
     @inlinable @inline(__always)
     public mutating func stage(id: UInt16, written: UInt32) throws(VirtqueueError) {
         guard Int(id) < size, slots[Int(id)] != 0 else { throw .notInFlight(id: id) }
-        guard written <= writable[Int(id)] else {
-            throw .writtenExceedsWritable(written: written, writable: writable[Int(id)])
+        let writableLength = writable[Int(id)]
+        guard written <= writableLength else {
+            throw .writtenExceedsWritable(written: written, writable: writableLength)
         }
         let count = Int(slots[Int(id)])
         slots[Int(id)] = 0
         chainsInFlight &-= 1
         if snapshots.holders != 0 { snapshots.release(id: id, count: count) }
+        if inOrder && writableLength == 0 {
+            stageInOrder(id: id, count: count)
+            return
+        }
+        closeBatch()
         // Safe: nextUsed < size; the ring holds 16 × size bytes.
         let descriptor = ring + Int(nextUsed) &* 16
         descriptor.storeBytes(of: written.littleEndian, toByteOffset: 8, as: UInt32.self)
@@ -269,9 +294,57 @@ public struct PackedQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
         Self.advance(&nextUsed, &usedWrap, by: count, size: size)
     }
 
+    /// Completes a zero-length chain under VIRTIO_F_IN_ORDER. VIRTIO 1.2 section 2.8.8 ("In-order
+    /// use of descriptors", packed virtqueues): "If negotiated, this knowledge allows devices to
+    /// notify the use of a batch of buffers to the driver by only writing out a single used
+    /// descriptor with the Buffer ID corresponding to the last descriptor in the batch. The device
+    /// then skips forward in the ring according to the size of the batch." and "The skipped
+    /// buffers (for which no used descriptor was written) are assumed to have been used (read or
+    /// written) by the device completely": hence only chains with nothing writable (whose used
+    /// length is 0 whatever the device did) join a batch.
+    ///
+    /// The batch's descriptor is the one at the slot where it starts, with the wrap counter of that
+    /// slot; each further chain only replaces its Buffer ID, and every chain, written or skipped,
+    /// moves the used position by its descriptor count, so event suppression and the inflight
+    /// records see the same used position as without batching. Its flags are stored when the batch
+    /// closes (the next completion that cannot join it, or publication): until then the driver
+    /// cannot see it, and it is what DPDK's vhost (dequeue, in order) and the in-order drivers
+    /// (DPDK's virtio PMD transmit cleanup, Linux's virtio_ring) expect.
+    @inlinable @inline(__always)
+    mutating func stageInOrder(id: UInt16, count: Int) {
+        if let open = openBatch {
+            open.storeBytes(of: id.littleEndian, toByteOffset: 12, as: UInt16.self)
+        } else {
+            // Safe: nextUsed < size; the ring holds 16 × size bytes.
+            let descriptor = ring + Int(nextUsed) &* 16
+            descriptor.storeBytes(of: UInt32(0), toByteOffset: 8, as: UInt32.self)
+            descriptor.storeBytes(of: id.littleEndian, toByteOffset: 12, as: UInt16.self)
+            let flags: UInt16 = usedWrap ? (DescriptorFlag.avail | DescriptorFlag.used) : 0
+            if stagedCount == 0 {
+                stagedFirst = descriptor
+                stagedFirstFlags = flags
+            }
+            openBatch = descriptor
+            openBatchFlags = flags
+            stagedCount += 1
+        }
+        Self.advance(&nextUsed, &usedWrap, by: count, size: size)
+    }
+
+    /// Ends the open in-order batch: its flags are stored now, unless it is the first staged
+    /// descriptor, whose flags `publishUsed()` stores last of all.
+    @inlinable @inline(__always)
+    mutating func closeBatch() {
+        guard let open = openBatch else { return }
+        // Release: the batch's last Buffer ID is visible before the flags that mark it used.
+        if open != stagedFirst { vmm_store_release_u16(open + 14, openBatchFlags.littleEndian) }
+        openBatch = nil
+    }
+
     @inlinable @inline(__always)
     public mutating func publishUsed() {
         guard stagedCount != 0, let first = stagedFirst else { return }
+        closeBatch()
         vmm_store_release_u16(first + 14, stagedFirstFlags.littleEndian)
         stagedCount = 0
         stagedFirst = nil
@@ -298,6 +371,7 @@ public struct PackedQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
         usedWrap = usedPart & 0x8000 != 0
         stagedCount = 0
         stagedFirst = nil
+        openBatch = nil
         signalledValid = false
         resubmitUsed = 0
         inFlight.reset()

@@ -35,6 +35,8 @@ public struct SplitQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
     @usableFromInline let used: UnsafeMutableRawPointer
     @usableFromInline let mask: UInt16
     @usableFromInline let eventIndex: Bool
+    /// VIRTIO_F_IN_ORDER negotiated: runs of zero-length completions share one used entry.
+    @usableFromInline let inOrder: Bool
     let notifyOnEmpty: Bool
     let indirect: Bool
 
@@ -43,6 +45,8 @@ public struct SplitQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
     @usableFromInline var shadowAvail: UInt16 = 0
     @usableFromInline var usedIndex: UInt16 = 0
     @usableFromInline var staged: UInt16 = 0
+    /// The used entry of the in-order run still open (see `stage(id:written:)`), or nil.
+    @usableFromInline var openRun: UnsafeMutableRawPointer?
     var signalledUsed: UInt16 = 0
     var signalledValid = false
     @usableFromInline var notificationsEnabled = true
@@ -86,6 +90,7 @@ public struct SplitQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
         cacheBase = inFlight.cache
         mask = UInt16(truncatingIfNeeded: size - 1)
         eventIndex = features.contains(.ringEventIndex)
+        inOrder = features.contains(.inOrder)
         notifyOnEmpty = features.contains(.notifyOnEmpty)
         indirect = features.contains(.ringIndirectDescriptors)
         usedIndex = UInt16(littleEndian: vmm_load_acquire_u16(used + 2))
@@ -130,7 +135,13 @@ public struct SplitQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
     public mutating func pop(into chains: UnsafeMutableBufferPointer<Chain>) throws(VirtqueueError) -> Int {
         // `pop()` records an error after the first chain in `broken`: the next call throws it.
         let count = try popEach(into: chains) { () throws(VirtqueueError) in try pop() }.count
-        prefetchUsedEntries(count)
+        // Safe: count >= 1 chains were initialised when the first operand holds.
+        if count > 0 && inOrder && chains[count - 1].writableLength == 0 {
+            // A device-readable burst (transmit) completes into one used entry (`stage`).
+            prefetchUsedEntries(1, of: count)
+        } else {
+            prefetchUsedEntries(count, of: count)
+        }
         return count
     }
 
@@ -139,9 +150,9 @@ public struct SplitQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
     /// the driver read those lines a lap ago, and a store that has to take a line back from its
     /// core holds up every later store behind it.
     @inlinable @inline(__always)
-    func prefetchUsedEntries(_ count: Int) {
+    func prefetchUsedEntries(_ count: Int, of popped: Int) {
         guard count > 0 else { return }
-        let first = usedIndex &+ staged &+ UInt16(truncatingIfNeeded: chainsInFlight &- count)
+        let first = usedIndex &+ staged &+ UInt16(truncatingIfNeeded: chainsInFlight &- popped)
         // Every 8th entry (a line apart), then the last: each line the entries span.
         var offset = 0
         while offset < count {
@@ -196,10 +207,39 @@ public struct SplitQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
         }
         slots[Int(id)] = 0
         chainsInFlight &-= 1
+        if inOrder && writable[Int(id)] == 0 {
+            stageInOrder(id: id)
+            return
+        }
+        openRun = nil
         // Safe: slot < size; the used ring holds 4 + 8 × size bytes, 4-aligned.
         let element = used + 4 + Int((usedIndex &+ staged) & mask) &* 8
         element.storeBytes(of: UInt32(id).littleEndian, as: UInt32.self)
         element.storeBytes(of: written.littleEndian, toByteOffset: 4, as: UInt32.self)
+        staged &+= 1
+    }
+
+    /// Completes a chain with nothing writable under VIRTIO_F_IN_ORDER. VIRTIO 1.2 section 2.7.9
+    /// ("In-order use of descriptors", split virtqueues): "If negotiated, this knowledge allows
+    /// devices to notify the use of a batch of buffers to the driver by only writing out a single
+    /// used ring entry with the id corresponding to the head entry of the descriptor chain
+    /// describing the last buffer in the batch. The device then skips forward in the ring
+    /// according to the size of the batch. Accordingly, it increments the used idx by the size of
+    /// the batch." The skipped buffers "are assumed to have been used (read or written) by the
+    /// device completely": only chains whose used length is 0 whatever the device did join a run.
+    /// The run's entry is the one at its first chain's used index; later chains of the run only
+    /// replace its id; every chain still counts in the used index published.
+    @inlinable @inline(__always)
+    mutating func stageInOrder(id: UInt16) {
+        if let open = openRun {
+            open.storeBytes(of: UInt32(id).littleEndian, as: UInt32.self)
+        } else {
+            // Safe: slot < size; the used ring holds 4 + 8 × size bytes, 4-aligned.
+            let element = used + 4 + Int((usedIndex &+ staged) & mask) &* 8
+            element.storeBytes(of: UInt32(id).littleEndian, as: UInt32.self)
+            element.storeBytes(of: UInt32(0), toByteOffset: 4, as: UInt32.self)
+            openRun = element
+        }
         staged &+= 1
     }
 
@@ -208,6 +248,7 @@ public struct SplitQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
         guard staged != 0 else { return }
         usedIndex &+= staged
         staged = 0
+        openRun = nil
         // Release: the used elements (and the data written before) are visible before the index.
         vmm_store_release_u16(used + 2, usedIndex.littleEndian)
     }
@@ -222,6 +263,7 @@ public struct SplitQueue: DeviceQueue, ~Copyable, @unchecked Sendable {
         // The used index lives in guest memory; any 16-bit value is a valid free-running index.
         usedIndex = UInt16(littleEndian: vmm_load_acquire_u16(used + 2))
         staged = 0
+        openRun = nil
         signalledUsed = usedIndex
         signalledValid = false
         inFlight.reset()

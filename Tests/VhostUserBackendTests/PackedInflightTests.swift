@@ -16,11 +16,14 @@ struct PackedInflightRig: ~Copyable {
     let buffer: InflightBuffer
     var device: PackedQueue
     var record: InflightPackedQueue
+    let features: VirtioFeatures
 
-    init() throws {
+    /// - Parameter inOrder: negotiate VIRTIO_F_IN_ORDER (runs of empty completions share a used descriptor).
+    init(inOrder: Bool = false) throws {
         let memory = try SharedMemory(size: 1 << 20)
         let guest = try GuestMemory(regions: [GuestMemoryRegion(guestPhysicalAddress: 0, mapping: memory.mapping)])
-        let features: VirtioFeatures = [.version1, .ringPacked, .ringEventIndex]
+        var features: VirtioFeatures = [.version1, .ringPacked, .ringEventIndex]
+        if inOrder { features.insert(.inOrder) }
         let driver = try DriverPackedQueue(
             memory: guest, size: Self.size, addresses: Self.addresses, features: features)
         let device = try PackedQueue(memory: guest, size: Self.size, addresses: Self.addresses, features: features)
@@ -29,12 +32,16 @@ struct PackedInflightRig: ~Copyable {
         #expect(try record.recover(queueIndex: 0, queueSize: Self.size, isAvailable: { _, _ in false }) == nil)
         (self.memory, self.guest, self.driver, self.buffer, self.record) = (memory, guest, driver, buffer, record)
         self.device = device
+        self.features = features
     }
 
-    /// Posts a chain of `count` buffers (the last writable) at slot `slot` of the buffer area.
-    func post(_ count: Int, slot: Int) throws -> UInt16 {
+    /// Posts a chain of `count` buffers (the last writable unless `readOnly`) at slot `slot` of
+    /// the buffer area.
+    func post(_ count: Int, slot: Int, readOnly: Bool = false) throws -> UInt16 {
         let buffers = (0..<count).map { i in
-            DriverBuffer(address: 0x10000 + UInt64(slot * 0x1000 + i * 0x100), length: 64, isWritable: i == count - 1)
+            DriverBuffer(
+                address: 0x10000 + UInt64(slot * 0x1000 + i * 0x100), length: 64,
+                isWritable: !readOnly && i == count - 1)
         }
         return try driver.post(buffers)
     }
@@ -49,7 +56,7 @@ struct PackedInflightRig: ~Copyable {
     enum Stop { case none, beforePublish, afterPublish }
     mutating func complete(_ chains: [Chain], stop: Stop = .none) throws {
         for chain in chains {
-            try device.stage(chain, written: 1)
+            try device.stage(chain, written: chain.writableLength == 0 ? 0 : 1)
             record.recordCompletion(chain.id)
         }
         record.beginCommit(usedAfter: device.nextUsedPosition)
@@ -61,7 +68,6 @@ struct PackedInflightRig: ~Copyable {
 
     /// A new back-end process: a fresh device queue and record over the same memory and region.
     mutating func restart() throws -> InflightPackedQueue.Recovery? {
-        let features: VirtioFeatures = [.version1, .ringPacked, .ringEventIndex]
         let fresh = try PackedQueue(memory: guest, size: Self.size, addresses: Self.addresses, features: features)
         record = try #require(buffer.packedQueue(0))
         let recovery = try record.recover(queueIndex: 0, queueSize: Self.size) { slot, wrap in
@@ -128,6 +134,38 @@ struct PackedInflightTests {
         let cx = try cut.pop(), cy = try cut.pop()
         _ = try cut.pop()
         try cut.complete([cy, cx], stop: .beforePublish)
+        let rolledBack = try #require(try cut.restart())
+        #expect(rolledBack.resubmit.map(\.id) == [x, y, z])
+        #expect(rolledBack.base == (4 | 0x8000) | (0 | 0x8000) << 16)
+    }
+
+    /// VIRTIO_F_IN_ORDER: a run of empty completions is one used descriptor at the run's first
+    /// slot, flagged last, so the ring decides an interrupted batch as it does without runs.
+    @Test func anInOrderRunIsDecidedByItsFirstSlot() throws {
+        // Published, not cleared: the run (A, B) is complete; only C is resubmitted.
+        var published = try PackedInflightRig(inOrder: true)
+        _ = try published.post(2, slot: 0, readOnly: true)
+        _ = try published.post(1, slot: 1, readOnly: true)
+        let c = try published.post(1, slot: 2, readOnly: true)
+        let a = try published.pop(), b = try published.pop()
+        _ = try published.pop()
+        try published.complete([a, b], stop: .afterPublish)
+        // One used descriptor (slot 0, B's id); B's slot 2 still holds the driver's descriptor.
+        #expect(try published.guest.load(UInt16.self, guestPhysical: 0x1000 + 12) == b.id)
+        #expect(try published.guest.load(UInt16.self, guestPhysical: 0x1000 + 2 * 16 + 14) == 0x0080)
+        #expect(try published.driver.reap()?.id == a.id)
+        #expect(try published.driver.reap()?.id == b.id)
+        let kept = try #require(try published.restart())
+        #expect(kept.resubmit.map(\.id) == [c])
+        #expect(kept.base == (4 | 0x8000) | (3 | 0x8000) << 16)
+        // Not published: the run never happened; all three come back, oldest first.
+        var cut = try PackedInflightRig(inOrder: true)
+        let x = try cut.post(2, slot: 0, readOnly: true)
+        let y = try cut.post(1, slot: 1, readOnly: true)
+        let z = try cut.post(1, slot: 2, readOnly: true)
+        let cx = try cut.pop(), cy = try cut.pop()
+        _ = try cut.pop()
+        try cut.complete([cx, cy], stop: .beforePublish)
         let rolledBack = try #require(try cut.restart())
         #expect(rolledBack.resubmit.map(\.id) == [x, y, z])
         #expect(rolledBack.base == (4 | 0x8000) | (0 | 0x8000) << 16)

@@ -56,6 +56,7 @@ final class NetRig {
         let addresses = RingAddresses(
             descriptorTable: Self.base, driverArea: Self.base + 0x4000, deviceArea: Self.base + 0x8000)
         var ringFeatures: VirtioFeatures = [.ringIndirectDescriptors, .ringEventIndex, .version1]
+        if features & NetFeature.inOrder != 0 { ringFeatures.insert(.inOrder) }
         switch layout {
         case .split:
             driver = try DriverSplitQueue(memory: memory, size: queueSize, addresses: addresses, features: ringFeatures)

@@ -285,6 +285,58 @@ import VirtioNet
         #expect(counters[.txNonzeroBufferCount] == 1)
     }
 
+    /// VIRTIO_F_IN_ORDER, packed: a burst of transmit chains completed together shares used
+    /// descriptors (VIRTIO 1.2 section 2.8.8), bad chains included (completed empty, in their
+    /// place); a chain with a writable buffer (refused) gets one of its own. The driver reaps every
+    /// chain in order, and the ring slots of the skipped chains keep what the driver wrote.
+    @Test func inOrderBurstWithBadChainsSharesUsedDescriptors() throws {
+        defer { packet.deallocate() }
+        let features = modern | NetFeature.inOrder
+        let rig = try NetRig(layout: .packed, features: features)
+        let counters = NetCounters()
+        let frame = headerBytes(NetHeader()) + ethernetFrame(to: macB, from: macA, payload: 46)
+        let ids = [
+            try rig.post(readable: frame),  // slot 0
+            try rig.post(readable: headerBytes(NetHeader())),  // slot 1: header only
+            try rig.post(readable: frame),  // slot 2
+            try rig.post(readable: frame, writable: [4]),  // slots 3-4: writable buffer
+            try rig.post(readable: frame),  // slot 5
+        ]
+        func slotFlags(_ slot: UInt64) throws -> UInt16 {
+            try rig.memory.load(UInt16.self, guestPhysical: NetRig.base + slot * 16 + 14)
+        }
+        func slotID(_ slot: UInt64) throws -> UInt16 {
+            try rig.memory.load(UInt16.self, guestPhysical: NetRig.base + slot * 16 + 12)
+        }
+        let chains = UnsafeMutableBufferPointer<Chain>.allocate(capacity: 8)
+        defer { chains.deallocate() }
+        let count = try rig.device.queue.pop(into: chains)
+        #expect(count == 5)
+        var results: [TransmitResult] = []
+        for chain in chains[0..<count] {
+            results.append(try TransmitReader(features: features).read(chain, into: packet, counters: counters))
+            try rig.device.queue.stage(chain, written: 0)
+        }
+        rig.device.queue.publishUsed()
+        #expect(
+            results == [
+                .frame(length: frame.count - NetHeader.size), .dropped(.txTooShort),
+                .frame(length: frame.count - NetHeader.size), .dropped(.txWritableBuffers),
+                .frame(length: frame.count - NetHeader.size),
+            ])
+        let used: UInt16 = 0x8080
+        #expect(try slotFlags(0) == used && slotID(0) == ids[2])
+        #expect(try slotFlags(3) == used && slotID(3) == ids[3])
+        #expect(try slotFlags(5) == used && slotID(5) == ids[4])
+        for skipped: UInt64 in [1, 2, 4] { #expect(try slotFlags(skipped) != used, "slot \(skipped) untouched") }
+        var reaped: [UInt16] = []
+        while let chain = try rig.reap() {
+            #expect(chain.bytes == [])
+            reaped.append(chain.id)
+        }
+        #expect(reaped == ids)
+    }
+
     @Test func legacyTenByteHeaderIsWidened() throws {
         defer { packet.deallocate() }
         let rig = try NetRig(layout: .split, features: 0)

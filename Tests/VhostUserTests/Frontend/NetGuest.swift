@@ -89,6 +89,15 @@ final class NetGuest {
         return id
     }
 
+    /// Posts one packet per frame (zero headers) and kicks once, after the last: the device takes
+    /// them in one go. Returns their ids in order.
+    func sendAll(_ frames: [[UInt8]]) throws -> [UInt16] {
+        let header = [UInt8](repeating: 0, count: NetHeader.size)
+        let ids = try frames.map { try post(tx, readable: header + $0, writable: 0) }
+        try tx.kick()
+        return ids
+    }
+
     /// Waits for the next transmit completion.
     func transmitted() throws -> UsedBuffer? { try tx.waitForUsed(timeout: Self.wait) }
 
