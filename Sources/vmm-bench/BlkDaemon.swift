@@ -194,15 +194,16 @@ final class BlkScratch {
     var image: String { path + "/disk.img" }
     private var files: [String] = []
 
-    /// A new directory in `parent`.
-    init(in parent: String = "/tmp") throws {
+    /// A new directory in `parent`. With `cleanupOnSignal` (vmm-bench itself), SIGINT, SIGTERM
+    /// or SIGHUP remove it and its files (`BlkCleanup`); tests leave the process's handlers alone.
+    init(in parent: String = "/tmp", cleanupOnSignal: Bool = true) throws {
         var template = Array("\(parent)/vmm-bench-blk-XXXXXX".utf8CString)
         let made = template.withUnsafeMutableBufferPointer { buffer -> UnsafeMutablePointer<CChar>? in
             buffer.baseAddress.flatMap { mkdtemp($0) }
         }
         guard let made else { throw SystemCallError("mkdtemp", Errno.current) }
         path = String(cString: made)
-        BlkCleanup.install(directory: path)
+        if cleanupOnSignal { BlkCleanup.install(directory: path) }
     }
 
     /// A path in the directory, removed by `remove()`.
@@ -273,15 +274,28 @@ enum BlkCleanup {
     nonisolated(unsafe) private static var paths: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
     nonisolated(unsafe) private static var directory: UnsafeMutablePointer<CChar>?
 
-    /// Allocates the tables for `directory` and installs the handler.
+    /// Allocates the tables for `directory` (once per process; a later directory replaces the
+    /// earlier one's entries, whose scratch was removed) and installs the handler.
     static func install(directory path: String) {
-        let pidTable = UnsafeMutablePointer<pid_t>.allocate(capacity: pidCapacity)
-        pidTable.initialize(repeating: 0, count: pidCapacity)
-        let pathTable = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: pathCapacity)
-        pathTable.initialize(repeating: nil, count: pathCapacity)
-        pids = pidTable
-        paths = pathTable
+        if pids == nil {
+            let pidTable = UnsafeMutablePointer<pid_t>.allocate(capacity: pidCapacity)
+            pidTable.initialize(repeating: 0, count: pidCapacity)
+            let pathTable = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: pathCapacity)
+            pathTable.initialize(repeating: nil, count: pathCapacity)
+            pids = pidTable
+            paths = pathTable
+        }
+        // Each entry is unhooked before it is freed: the handler never reads freed memory.
+        if let paths {
+            for i in 0..<pathCapacity {
+                let earlier = paths[i]
+                paths[i] = nil
+                free(earlier)
+            }
+        }
+        let earlier = directory
         directory = strdup(path)
+        free(earlier)
         for sig in [SIGINT, SIGTERM, SIGHUP] {
             signal(sig) { sig in
                 if let pids = BlkCleanup.pids {

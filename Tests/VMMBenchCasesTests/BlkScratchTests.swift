@@ -18,7 +18,7 @@ struct BlkScratchTests {
     /// cache (`cached`), or with direct I/O where the file system has it (else through the cache).
     @Test(arguments: [true, false])
     func imageIsAllocatedZeroes(cached: Bool) throws {
-        let scratch = try BlkScratch()
+        let scratch = try BlkScratch(cleanupOnSignal: false)
         defer { scratch.remove() }
         try scratch.createImage(size: Self.size, cached: cached)
         var info = stat()
