@@ -11,7 +11,7 @@ import VMMSysUtil
 /// The control thread changes ring configuration only while every worker is parked: `pause()`
 /// then `waitUntilParked()`, change, `resume()`. A parked worker holds no poller registration of a
 /// kick fd, so the control thread may close or replace them. Before parking, the worker quiesces
-/// the rings the control thread marked (`Vring.quiesceRequested`): it waits up to
+/// the rings the control thread named in `pause(quiescing:changing:)`: it waits up to
 /// `completionTimeout` for their postponed chains, publishing completions as they come, then
 /// refuses the rest; when the ring is about to stop or be re-created, it first lets the device
 /// give back the chains it keeps (`VhostUserDevice.queueChanging`). After each resume the worker
@@ -50,6 +50,11 @@ final class QueueWorker: @unchecked Sendable {
     private var pauseRequests: UInt64 = 0
     /// The request the worker last parked for.
     private var parkedFor: UInt64 = 0
+    /// By ring position: quiesce the ring before parking (named by the latest `pause`, taken
+    /// by the worker when it parks for it).
+    private var quiesceMarks: [Bool]
+    /// With `quiesceMarks`: the change the marked rings are about to undergo, if any.
+    private var quiesceChange: QueueChange?
     private var thread: JoinableThread?
     /// Kick fds registered with the poller (worker thread only).
     private var registered: [Int32] = []
@@ -74,6 +79,7 @@ final class QueueWorker: @unchecked Sendable {
         self.logger = logger
         self.completionTimeout = completionTimeout
         announced = Array(repeating: 0, count: rings.count)
+        quiesceMarks = Array(repeating: false, count: rings.count)
         do {
             poller = try Poller()
             control = try EventNotifier()
@@ -92,12 +98,19 @@ final class QueueWorker: @unchecked Sendable {
         }
     }
 
-    /// Asks the worker to park (returns at once; see `waitUntilParked`).
-    func pause() {
+    /// Asks the worker to park (returns at once; see `waitUntilParked`). Before parking it
+    /// quiesces those of `draining` it serves; with a `change`, the device first gives back what
+    /// it keeps of them. The marks are handed over under the lock: the worker may be reading
+    /// them at this moment (it parks on its own at start, or for an earlier request).
+    func pause(quiescing draining: [Vring] = [], changing change: QueueChange? = nil) {
         state.withLock {
             guard command != .exit else { return }
             command = .pause
             pauseRequests &+= 1
+            for (position, ring) in rings.enumerated() where draining.contains(where: { $0 === ring }) {
+                quiesceMarks[position] = true
+            }
+            quiesceChange = change
             state.broadcast()
         }
         // A failed notify on our own notifier cannot happen short of fd exhaustion; the worker
@@ -336,12 +349,21 @@ final class QueueWorker: @unchecked Sendable {
     private func park() -> Bool {
         var outcome = Command.pause
         while outcome == .pause {
-            for ring in rings where ring.quiesceRequested { quiesce(ring) }
+            // The request parked for is the one whose marks were taken: a pause arriving while
+            // the worker quiesces finds it not parked for it, and it parks again for that one.
+            let (marks, change, request) = state.withLock {
+                defer {
+                    for position in quiesceMarks.indices { quiesceMarks[position] = false }
+                    quiesceChange = nil
+                }
+                return (quiesceMarks, quiesceChange, pauseRequests)
+            }
+            for (position, ring) in rings.enumerated() where marks[position] { quiesce(ring, change) }
             for fd in registered { try? poller.deregister(fd) }
             registered.removeAll(keepingCapacity: true)
             outcome = state.withLock {
                 parked = true
-                parkedFor = pauseRequests
+                parkedFor = request
                 state.broadcast()
                 while command == .pause && parkedFor == pauseRequests { state.wait() }
                 parked = false
@@ -370,10 +392,10 @@ final class QueueWorker: @unchecked Sendable {
 
     /// Waits up to `completionTimeout` for the ring's postponed chains, publishing completions as
     /// they arrive, then refuses those still held (`CompletionChannel.abandon`). Worker thread.
-    private func quiesce(_ ring: Vring) {
+    private func quiesce(_ ring: Vring, _ change: QueueChange?) {
         guard var queue = ring.queue.take() else { return }
         queue.call = ring.call
-        if let change = ring.pendingChange { announceChange(change, ring, &queue) }
+        if let change { announceChange(change, ring, &queue) }
         let clock = ContinuousClock()
         let deadline = clock.now + completionTimeout
         while queue.postponedCount > 0 {

@@ -384,16 +384,8 @@ public final class VhostUserSession {
     /// Parks every worker; the `draining` rings' workers first wait for their postponed chains,
     /// and with a `change`, let the device give back what it keeps of those rings.
     private func park(draining: [Vring], changing change: QueueChange?) {
-        for ring in draining {
-            ring.quiesceRequested = true
-            ring.pendingChange = change
-        }
-        for worker in workers { worker.pause() }
+        for worker in workers { worker.pause(quiescing: draining, changing: change) }
         for worker in workers { worker.waitUntilParked() }
-        for ring in draining {
-            ring.quiesceRequested = false
-            ring.pendingChange = nil
-        }
     }
 
     /// Forgets the device's event sources on `ring` (workers parked): the ring stops.

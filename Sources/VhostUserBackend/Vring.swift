@@ -32,12 +32,6 @@ final class Vring: @unchecked Sendable {
     var broken = false
     /// Counts starts, so the worker tells the device once per start (`queueStarted`).
     var startCount: UInt64 = 0
-    /// Set by the control thread before parking the worker: wait for the ring's postponed
-    /// chains before parking (the ring is about to stop or be rebuilt).
-    var quiesceRequested = false
-    /// Set with `quiesceRequested` when the ring's queue is about to stop or be re-created: the
-    /// worker lets the device give back the chains it keeps (`VhostUserDevice.queueChanging`).
-    var pendingChange: QueueChange?
 
     init(index: Int) { self.index = index }
 
