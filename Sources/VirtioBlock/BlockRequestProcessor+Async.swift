@@ -55,8 +55,15 @@ extension BlockRequestProcessor {
     public var completionDescriptor: Int32? { io?.completionDescriptor }
 
     /// Starts one popped chain: reads, writes, flushes and the ranges of DISCARD / WRITE_ZEROES
-    /// are submitted to the asynchronous queue (after `commit()`); everything else is performed
-    /// at once. Allocation-free.
+    /// are submitted to the asynchronous queue and started at once (their own commit, one
+    /// `io_uring_enter` per request); everything else is performed at once. A commit the kernel
+    /// refuses for now leaves the submission queued: the caller's next `commit()` starts it.
+    /// Allocation-free.
+    ///
+    /// Started at once rather than with the chains popped after it: a disk whose host serves
+    /// its queue while the guest adds to it is kept busy by a steady stream, and a thread-pool
+    /// engine starts each request on its own thread anyway (measured in the README's direct-I/O
+    /// section: the four-queue depth-32 rows gained up to 12% over submitting in eights).
     ///
     /// - Throws: a `VirtqueueError` only if the guest rewrote the chain since it was popped.
     public func start(_ chain: Chain) throws(VirtqueueError) -> BlockStart {
@@ -85,6 +92,7 @@ extension BlockRequestProcessor {
         if submitted {
             slotState[slot].status = status
             slotState[slot].written = chain.writableLength
+            commit()
             return .submitted(slot: slot)
         }
         status.pointee = result.rawValue
@@ -92,7 +100,8 @@ extension BlockRequestProcessor {
         return .completed(written: chain.writableLength)
     }
 
-    /// Starts the submissions `start` queued.
+    /// Starts the submissions still queued: those of a `start` whose own commit the kernel
+    /// refused for now, and short transfers resumed by a reap whose commit was refused.
     ///
     /// - Returns: false if the kernel refused them for now (they stay queued for the next commit).
     @discardableResult

@@ -10,8 +10,8 @@ import VMMSysUtil
 /// per request queue, each used only by that queue's worker thread.
 ///
 /// With an asynchronous engine (`--aio`), a queue keeps up to its size in requests in flight:
-/// `process` pops every available chain, submits reads, writes and flushes (the first at once,
-/// then in chunks) and postpones their chains; the engine's completion descriptor is an event
+/// `process` pops every available chain, submits reads, writes and flushes (each at once, as it
+/// is popped) and postpones their chains; the engine's completion descriptor is an event
 /// source of the queue's worker, and `handle` reaps what finished, completes the postponed
 /// chains and publishes them in chunks, starting the chains the driver posted meanwhile between
 /// chunks. Everything else completes at once.
@@ -168,27 +168,25 @@ final class BlockDevice: VhostUserDaemonDevice, @unchecked Sendable {
     /// publication serve several requests (measured on a disk completing 32 at once: 4 and 8
     /// give the same IOPS, 8 the least CPU per request).
     static let completionChunk = 8
-    /// Requests submitted per `io_uring_enter` after the first (see `submitAvailable`).
-    static let submitChunk = 8
 
     /// The event-source token of a queue's engine completions.
     static let completionToken: UInt64 = 1
 
     /// Pops every available chain and starts it; reads, writes and flushes stay in flight (their
-    /// chains postponed), the rest complete at once. The first request is submitted as soon as it
-    /// is popped, then every `submitChunk`: the disk starts on the batch while the rest is
-    /// popped. Returns how many chains it popped.
+    /// chains postponed), the rest complete at once. Each request reaches the disk as it is
+    /// popped (`BlockRequestProcessor.start` commits it): the disk works on the first while the
+    /// rest are popped. Returns how many chains it popped.
     @discardableResult
     private func submitAvailable(
         _ queue: inout VhostUserQueue, _ processor: BlockRequestProcessor,
         _ chains: InFlightChains
     ) throws -> Int {
+        // A commit the kernel refused inside `start` is retried here until it is in.
         defer { commit(processor, chains) }
         var started = 0
         while let chain = try queue.pop() {
             try start(chain, &queue, processor, chains)
             started += 1
-            if started == 1 || started % Self.submitChunk == 0 { commit(processor, chains) }
         }
         return started
     }
