@@ -84,6 +84,8 @@ void vmm_uring_destroy(vmm_uring *ring) {
     free(ring);
 }
 
+int vmm_uring_fd(vmm_uring *ring) { return ring->ring.ring_fd; }
+
 int vmm_uring_prepare(vmm_uring *ring, int operation, int fd, const struct iovec *vectors, unsigned count,
                       uint64_t offset, uint64_t tag) {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&ring->ring);
@@ -154,6 +156,8 @@ vmm_uring *vmm_uring_create(unsigned entries, int eventfd, int *error) {
 }
 
 void vmm_uring_destroy(vmm_uring *ring) { (void)ring; }
+
+int vmm_uring_fd(vmm_uring *ring) { (void)ring; return -1; }
 
 int vmm_uring_prepare(vmm_uring *ring, int operation, int fd, const struct iovec *vectors, unsigned count,
                       uint64_t offset, uint64_t tag) {

@@ -51,7 +51,7 @@ public struct AsyncFileCompletion: Sendable, Hashable {
 ///
 /// Thread-safety: a value type.
 public enum AsyncFileEngineKind: String, Sendable, CaseIterable {
-    /// Linux's io_uring through liburing: one ring per queue, completions signal an eventfd.
+    /// Linux's io_uring through liburing: one ring per queue, whose own descriptor is watched.
     case ioUring = "io_uring"
     /// A pool of threads running the system calls: every POSIX system.
     case threads
@@ -98,7 +98,9 @@ public protocol AsyncFileQueue: AnyObject {
     ///   (`EAGAIN`, `EBUSY`): the rest stays queued; commit again (after reaping) until it succeeds.
     func commit() throws(SystemCallError)
     /// Takes finished operations (without waiting) into `buffer`, resetting the readiness of
-    /// `completionDescriptor` first so a completion arriving later makes it readable again.
+    /// `completionDescriptor` first where it needs a reset (the threads engine's notifier; an
+    /// io_uring's own descriptor is readable exactly while completions are left), so a
+    /// completion arriving later makes it readable again.
     ///
     /// - Returns: how many were stored; call again while it fills the buffer.
     func reap(into buffer: UnsafeMutableBufferPointer<AsyncFileCompletion>) -> Int

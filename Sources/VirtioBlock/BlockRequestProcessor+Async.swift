@@ -130,7 +130,7 @@ extension BlockRequestProcessor {
 
     /// `reap(_:)` for at most `maximum` finished operations (at least 1): a device that publishes
     /// completions in small chunks, so the driver reposts the first ones while it completes the
-    /// rest. Call it again while it returns `maximum`: what it leaves no longer keeps
+    /// rest. Call it again while it returns `maximum`: what it leaves is not sure to keep
     /// `completionDescriptor` readable (what finishes after a call that took fewer does).
     ///
     /// - Returns: how many operations it took (a DISCARD / WRITE_ZEROES takes one per range and is

@@ -33,6 +33,10 @@ typedef struct vmm_uring vmm_uring;
 vmm_uring *_Nullable vmm_uring_create(unsigned entries, int eventfd, int *_Nonnull error);
 void vmm_uring_destroy(vmm_uring *_Nonnull ring);
 
+/// The ring's own descriptor (owned by the ring, close-on-exec): poll(2)/epoll report it readable
+/// while the completion queue holds entries, so watching it needs no eventfd and no read to reset.
+int vmm_uring_fd(vmm_uring *_Nonnull ring);
+
 /// Operations queued by vmm_uring_prepare (submitted by vmm_uring_submit).
 enum {
     VMM_URING_READV = 0,
