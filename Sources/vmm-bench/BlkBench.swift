@@ -78,27 +78,16 @@ enum BlkBench {
         }
         defer { scratch.remove() }
         var runs: [BlkBackendRun] = []
-        var fio: [String: BlkLoadResult] = [:]
-        var fioNote: String?
+        let fio =
+            direct
+            ? BlkFio(image: scratch.image, scratch: scratch, cpu: context.peerCPU, restoreCPU: context.mainCPU)
+            : nil
         do {
             writeError("vmm-bench blk: creating a 1 GiB image in \(scratch.path)\n")
             try scratch.createImage(size: imageSize, cached: !direct)
-            // fio measures each case right after the daemons did, so that its figure (the disk's
-            // limit) is taken under the same conditions on a shared machine.
-            let measureFio: ((BlkCase) -> Void)? =
-                direct
-                ? { blkCase in
-                    guard fioNote == nil else { return }
-                    let (results, note) = BlkFio.measure(
-                        [blkCase], image: scratch.image, scratch: scratch, cpu: context.peerCPU,
-                        restoreCPU: context.mainCPU, milliseconds: milliseconds)
-                    fio.merge(results) { $1 }
-                    fioNote = note
-                } : nil
             runs = try run(
                 backends, scratch: scratch, context: context, maxQueues: maxQueues,
-                duration: milliseconds * 1_000_000, filters: filters,
-                dirtyLog: options.dirtyLog, afterCase: measureFio)
+                duration: milliseconds * 1_000_000, filters: filters, dirtyLog: options.dirtyLog, fio: fio)
         } catch {
             writeError("vmm-bench blk: \(error)\n")
             return 1
@@ -111,14 +100,15 @@ enum BlkBench {
                 : "front-end on CPU \(context.mainCPU ?? 0), back-end on CPU \(context.peerCPU ?? 0)"
         if json {
             do {
-                print(try renderBlkJSON(runs, placement: placement, fio: fio))
+                print(try renderBlkJSON(runs, placement: placement, fio: fio?.results ?? [:]))
             } catch {
                 writeError("vmm-bench blk: cannot encode the JSON: \(error)\n")
                 return 1
             }
         } else if direct {
             print(
-                renderBlkDirectTable(runs, fio: fio, fioNote: fioNote, placement: placement, markdown: markdown),
+                renderBlkDirectTable(
+                    runs, fio: fio?.results ?? [:], fioNote: fio?.note, placement: placement, markdown: markdown),
                 terminator: "")
         } else {
             print(renderBlkTable(runs, placement: placement, markdown: markdown), terminator: "")
@@ -138,11 +128,11 @@ enum BlkBench {
     }
 
     /// Starts every back-end on the image, then measures each case in `slices` alternating slices
-    /// per back-end (so both see the same machine noise), then calls `afterCase` with it; records
-    /// each daemon's memory, stops them.
+    /// (every back-end, then `fio` if given, for the same time each, so all see the same machine
+    /// and disk state); records each daemon's memory, stops them.
     static func run(
         _ backends: [BlkBackend], scratch: BlkScratch, context: BenchContext, maxQueues: Int,
-        duration: UInt64, filters: [String], dirtyLog: Bool = false, afterCase: ((BlkCase) -> Void)? = nil
+        duration: UInt64, filters: [String], dirtyLog: Bool = false, fio: BlkFio? = nil
     ) throws -> [BlkBackendRun] {
         var daemons: [BlkDaemon] = []
         defer { for daemon in daemons { daemon.stop() } }
@@ -167,9 +157,13 @@ enum BlkBench {
         where filters.isEmpty || filters.contains(where: { blkCase.name.contains($0) }) {
             writeError("vmm-bench blk: \(blkCase.name)\n")
             for session in sessions where session.queues.count >= blkCase.queues { session.beginCase() }
+            fio?.beginCase()
             var cpu = [UInt64](repeating: 0, count: sessions.count)
             var driver = [UInt64](repeating: 0, count: sessions.count)
             for slice in 0..<slices {
+                // Every back-end reads or writes the same sectors in a slice; fio its own (see
+                // `BlkFio.arguments`).
+                let seed = 0x9E37_79B9_7F4A_7C15 &+ UInt64(index * slices + slice)
                 for (i, session) in sessions.enumerated() where session.queues.count >= blkCase.queues {
                     let before = daemons[i].cpuNanoseconds()
                     let driverBefore = driverCPUNanoseconds()
@@ -177,13 +171,14 @@ enum BlkBench {
                         try session.run(
                             blkCase.kind == .read ? .read : .write, depth: blkCase.depth,
                             queueCount: blkCase.queues, warmup: warmup, duration: duration / UInt64(slices),
-                            seed: 0x9E37_79B9_7F4A_7C15 &+ UInt64(index * slices + slice))
+                            seed: seed)
                     } catch {
                         throw BlkLoadError(description: "\(runs[i].backend.name), \(blkCase.name): \(error)")
                     }
                     if let before, let after = daemons[i].cpuNanoseconds() { cpu[i] += after &- before }
                     driver[i] += driverCPUNanoseconds() &- driverBefore
                 }
+                fio?.runSlice(blkCase, warmup: warmup, duration: duration / UInt64(slices), seed: seed)
             }
             for (i, session) in sessions.enumerated() where session.queues.count >= blkCase.queues {
                 var result = session.finishCase()
@@ -191,7 +186,7 @@ enum BlkBench {
                 result.driverNanoseconds = driver[i]
                 runs[i].results[blkCase.name] = result
             }
-            afterCase?(blkCase)
+            fio?.finishCase(blkCase)
         }
         for (i, daemon) in daemons.enumerated() {
             if let usage = daemon.memoryUsage(guestInodes: [sessions[i].guestInode]) {

@@ -53,8 +53,8 @@ struct BlkCommand: ParsableCommand {
             with O_DIRECT only, so every request reaches the disk. Ours with --cache none and each \
             --aio (io_uring, threads) against qemu-storage-daemon with cache.direct=on and aio=io_uring \
             and aio=native, and fio's figure for the same pattern (O_DIRECT, io_uring, the same depth, \
-            one job per queue) as the disk's own limit (skipped with a message without fio). Adds each \
-            daemon's CPU time per request.
+            one job per queue) as the disk's own limit, run in each slice after the daemons (skipped \
+            with a message without fio). Adds each daemon's CPU time per request.
             """)
     var direct = false
 

@@ -1,5 +1,7 @@
 // fio's figure for `vmm-bench blk --direct`: the same 4 KiB random pattern straight on the image
-// (O_DIRECT, io_uring, depth per job, one job per queue), the disk's own limit.
+// (O_DIRECT, io_uring, depth per job, one job per queue), the disk's own limit. fio runs in the
+// daemons' slice rotation (each slice: every daemon, then fio for the same time), because this
+// disk's rate swings within minutes: a figure taken once, after the daemons, measured when it ran.
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -9,7 +11,10 @@ import Darwin
 #endif
 import VMMBenchCases
 
-enum BlkFio {
+/// Runs fio's slices of each case and adds them up.
+///
+/// Thread-safety: used by the one thread that runs the cases.
+final class BlkFio {
     /// fio on PATH, or nil.
     static var executable: String? {
         let path = getenv("PATH").map { String(cString: $0) } ?? "/usr/bin:/bin"
@@ -19,83 +24,82 @@ enum BlkFio {
         return nil
     }
 
-    /// Measures each case with fio for `milliseconds` (pinned to `cpu`). Returns the results by
-    /// case name and, when fio is absent or fails, a note saying why.
-    static func measure(
-        _ cases: [BlkCase], image: String, scratch: BlkScratch, cpu: Int32?, restoreCPU: Int32?,
-        milliseconds: UInt64
-    ) -> ([String: BlkLoadResult], String?) {
-        guard let fio = executable else {
-            return ([:], "fio is not installed (apt-get install fio): no disk limit column")
-        }
-        var results: [String: BlkLoadResult] = [:]
+    /// Each case's figures over all its slices (cases where fio ran every slice).
+    private(set) var results: [String: BlkLoadResult] = [:]
+    /// Why fio gave no (more) figures: absent, or failed (then it is not run again).
+    private(set) var note: String?
+
+    private let fio: String?
+    private let image: String
+    private let scratch: BlkScratch
+    private let cpu: Int32?
+    private let restoreCPU: Int32?
+    /// The current case's slices so far (nil after a failure).
+    private var pending: BlkFioSlice?
+
+    /// fio on `image`, pinned to `cpu` (where the daemons run), this thread back to `restoreCPU`.
+    init(image: String, scratch: BlkScratch, cpu: Int32?, restoreCPU: Int32?) {
+        fio = Self.executable
+        self.image = image
+        self.scratch = scratch
+        self.cpu = cpu
+        self.restoreCPU = restoreCPU
+        if fio == nil { note = "fio is not installed (apt-get install fio): no disk limit column" }
+    }
+
+    /// fio's command line for one slice: `warmup` ns of ramp (not reported), then `duration` ns
+    /// measured, as each daemon's slice. `seed` seeds fio's own generator (tausworthe, mixed with
+    /// each job's number), so its offsets are unrelated to the daemons' (xorshift) and differ from
+    /// slice to slice and case to case; fio's default (`randrepeat`) would replay one sequence in
+    /// every slice and case, the later slices re-reading sectors a host cache may still hold.
+    static func arguments(
+        fio: String, image: String, output: String, blkCase: BlkCase, warmup: UInt64, duration: UInt64, seed: UInt64
+    ) -> [String] {
+        [
+            fio, "--name=vmm-bench", "--filename=\(image)", "--direct=1",
+            "--rw=\(blkCase.kind == .read ? "randread" : "randwrite")", "--bs=4k", "--ioengine=io_uring",
+            "--iodepth=\(blkCase.depth)", "--numjobs=\(blkCase.queues)", "--time_based",
+            "--runtime=\(max(1, duration / 1000))us", "--ramp_time=\(warmup / 1000)us", "--randseed=\(seed)",
+            "--output-format=json+", "--output=\(output)",
+        ]
+    }
+
+    /// Starts a case: forgets any slices of the previous one.
+    func beginCase() {
+        pending = note == nil ? BlkFioSlice() : nil
+    }
+
+    /// Runs one slice of `blkCase` (see `arguments`) and adds it to the case; on failure sets
+    /// `note` and runs no more.
+    func runSlice(_ blkCase: BlkCase, warmup: UInt64, duration: UInt64, seed: UInt64) {
+        guard let fio, pending != nil else { return }
         let output = scratch.file("fio.json")
-        for blkCase in cases {
-            writeError("vmm-bench blk: fio \(blkCase.name)\n")
-            let rw = blkCase.kind == .read ? "randread" : "randwrite"
-            let seconds = max(1, (milliseconds + 999) / 1000)
-            let arguments = [
-                fio, "--name=vmm-bench", "--filename=\(image)", "--direct=1", "--rw=\(rw)", "--bs=4k",
-                "--ioengine=io_uring", "--iodepth=\(blkCase.depth)", "--numjobs=\(blkCase.queues)",
-                "--group_reporting", "--time_based", "--runtime=\(seconds)", "--ramp_time=0.2",
-                "--output-format=json",
-            ]
-            do {
-                let before = childrenCPUNanoseconds()
-                let child = try BlkDaemon.spawn(arguments, log: output, cpu: cpu, restoreCPU: restoreCPU)
-                let status = try child.waitForExit()
-                guard status == .exited(0), let text = readTextFile(output),
-                    var result = parse(text, read: blkCase.kind == .read)
-                else {
-                    return (results, "fio failed on \(blkCase.name) (\(status)); see \(output)")
-                }
-                // fio's CPU time (its job processes included, reaped before it exits) over
-                // its ramp and run: requests at its measured rate over both.
-                result.cpuNanoseconds = childrenCPUNanoseconds() &- before
-                result.completed = Int(result.iops * (Double(seconds) + 0.2))
-                results[blkCase.name] = result
-            } catch {
-                return (results, "fio could not run: \(error)")
+        let log = scratch.file("fio.log")
+        let arguments = Self.arguments(
+            fio: fio, image: image, output: output, blkCase: blkCase, warmup: warmup, duration: duration, seed: seed)
+        do {
+            let child = try BlkDaemon.spawn(arguments, log: log, cpu: cpu, restoreCPU: restoreCPU)
+            let status = try child.waitForExit()
+            guard status == .exited(0), let text = readTextFile(output),
+                let slice = BlkFioSlice.parse(text, read: blkCase.kind == .read)
+            else {
+                fail("fio failed on \(blkCase.name) (\(status)); see \(output) and \(log)")
+                return
             }
+            pending?.add(slice)
+        } catch {
+            fail("fio could not run: \(error)")
         }
-        return (results, nil)
     }
 
-    /// CPU time (ns) of every child process reaped so far (`RUSAGE_CHILDREN`).
-    static func childrenCPUNanoseconds() -> UInt64 {
-        var usage = rusage()
-        #if canImport(Glibc)
-        getrusage(__rusage_who_t(RUSAGE_CHILDREN.rawValue), &usage)
-        #else
-        getrusage(RUSAGE_CHILDREN, &usage)
-        #endif
-        func nanoseconds(_ time: timeval) -> UInt64 {
-            UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_usec) * 1000
-        }
-        return nanoseconds(usage.ru_utime) + nanoseconds(usage.ru_stime)
+    /// Records the case's figures over its slices (none if a slice failed).
+    func finishCase(_ blkCase: BlkCase) {
+        if let pending, pending.requests > 0 { results[blkCase.name] = pending.result }
+        pending = nil
     }
 
-    /// IOPS and median completion latency from fio's JSON (`jobs[0].read|write.iops` and
-    /// `.clat_ns.percentile["50.000000"]`), found by key: no JSON library needed.
-    static func parse(_ text: String, read: Bool) -> BlkLoadResult? {
-        guard let section = text.firstRange(of: read ? "\"read\" :" : "\"write\" :") else { return nil }
-        let rest = text[section.upperBound...]
-        func number(after key: String, in body: Substring) -> Double? {
-            guard let found = body.firstRange(of: key) else { return nil }
-            let value = body[found.upperBound...].drop { $0 == " " || $0 == ":" }
-            let digits = value.prefix { (character: Character) -> Bool in
-                character.isNumber || ".e+-".contains(character)
-            }
-            return Double(String(digits))
-        }
-        guard let iops = number(after: "\"iops\"", in: rest), let clat = rest.firstRange(of: "\"clat_ns\"") else {
-            return nil
-        }
-        var result = BlkLoadResult()
-        result.p50 = number(after: "\"50.000000\"", in: rest[clat.upperBound...]) ?? 0
-        // Expressed as requests over one second so `iops` reads back fio's figure.
-        result.requests = Int(iops.rounded())
-        result.seconds = 1
-        return result
+    private func fail(_ reason: String) {
+        note = reason
+        pending = nil
     }
 }
