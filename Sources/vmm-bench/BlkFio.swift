@@ -77,6 +77,8 @@ final class BlkFio {
         let log = scratch.file("fio.log")
         let arguments = Self.arguments(
             fio: fio, image: image, output: output, blkCase: blkCase, warmup: warmup, duration: duration, seed: seed)
+        // A slice that writes nothing must not be read as the previous slice's report.
+        unlink(output)
         do {
             let child = try BlkDaemon.spawn(arguments, log: log, cpu: cpu, restoreCPU: restoreCPU)
             let status = try child.waitForExit()
