@@ -52,6 +52,7 @@ final class BlkFio {
     /// each job's number), so its offsets are unrelated to the daemons' (xorshift) and differ from
     /// slice to slice and case to case; fio's default (`randrepeat`) would replay one sequence in
     /// every slice and case, the later slices re-reading sectors a host cache may still hold.
+    /// fio parses the seed as a signed 64-bit number: the top bit is dropped.
     static func arguments(
         fio: String, image: String, output: String, blkCase: BlkCase, warmup: UInt64, duration: UInt64, seed: UInt64
     ) -> [String] {
@@ -59,7 +60,8 @@ final class BlkFio {
             fio, "--name=vmm-bench", "--filename=\(image)", "--direct=1",
             "--rw=\(blkCase.kind == .read ? "randread" : "randwrite")", "--bs=4k", "--ioengine=io_uring",
             "--iodepth=\(blkCase.depth)", "--numjobs=\(blkCase.queues)", "--time_based",
-            "--runtime=\(max(1, duration / 1000))us", "--ramp_time=\(warmup / 1000)us", "--randseed=\(seed)",
+            "--runtime=\(max(1, duration / 1000))us", "--ramp_time=\(warmup / 1000)us",
+            "--randseed=\(seed & UInt64(Int64.max))",
             "--output-format=json+", "--output=\(output)",
         ]
     }

@@ -92,6 +92,8 @@ struct BlkFioTests {
         // One report per job: the parser merges them itself.
         #expect(!first.contains("--group_reporting"))
         #expect(first.contains("--randseed=1") && second.contains("--randseed=2"))
+        // fio refuses seeds above Int64.max (the daemons' start at 0x9E37_79B9_7F4A_7C15).
+        #expect(arguments(0x9E37_79B9_7F4A_7C15 &+ 3).contains("--randseed=\(0x1E37_79B9_7F4A_7C18)"))
     }
 
     /// fio itself accepts the slice's command line, and the median of its bins is fio's own p50.
@@ -106,7 +108,8 @@ struct BlkFioTests {
         let arguments =
             BlkFio.arguments(
                 fio: fio, image: scratch.image, output: output, blkCase: BlkCase(kind: .read, depth: 1, queues: 1),
-                warmup: 10_000_000, duration: 50_000_000, seed: 7) + ["--direct=0", "--ioengine=psync"]
+                warmup: 10_000_000, duration: 50_000_000,
+                seed: 0x9E37_79B9_7F4A_7C15) + ["--direct=0", "--ioengine=psync"]
         let child = try BlkDaemon.spawn(arguments, log: scratch.file("fio.log"), cpu: nil, restoreCPU: nil)
         #expect(try child.waitForExit() == .exited(0))
         let text = try #require(readTextFile(output))
