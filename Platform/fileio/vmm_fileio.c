@@ -65,17 +65,11 @@ struct vmm_uring {
 
 bool vmm_uring_compiled(void) { return true; }
 
-vmm_uring *vmm_uring_create(unsigned entries, int eventfd, int *error) {
+vmm_uring *vmm_uring_create(unsigned entries, int *error) {
     vmm_uring *ring = calloc(1, sizeof *ring);
     if (!ring) { *error = ENOMEM; return NULL; }
     int rc = io_uring_queue_init(entries, &ring->ring, 0);
     if (rc < 0) { free(ring); *error = -rc; return NULL; }
-    if (eventfd >= 0 && (rc = io_uring_register_eventfd(&ring->ring, eventfd)) < 0) {
-        io_uring_queue_exit(&ring->ring);
-        free(ring);
-        *error = -rc;
-        return NULL;
-    }
     return ring;
 }
 
@@ -149,8 +143,8 @@ struct vmm_uring { int unused; };
 
 bool vmm_uring_compiled(void) { return false; }
 
-vmm_uring *vmm_uring_create(unsigned entries, int eventfd, int *error) {
-    (void)entries; (void)eventfd;
+vmm_uring *vmm_uring_create(unsigned entries, int *error) {
+    (void)entries;
     *error = ENOSYS;
     return NULL;
 }

@@ -28,7 +28,7 @@ final class IOUringFileQueue: AsyncFileQueue {
         guard vmm_uring_compiled() else { throw .ioUringNotBuilt }
         let capacity = max(1, min(capacity, 32768))
         var code: Int32 = 0
-        guard let made = vmm_uring_create(UInt32(capacity), -1, &code) else {
+        guard let made = vmm_uring_create(UInt32(capacity), &code) else {
             throw .ioUringRefused(Errno(rawValue: code))
         }
         ring = made
@@ -115,7 +115,7 @@ final class IOUringFileQueue: AsyncFileQueue {
     static func checkUsable() throws(AsyncFileEngineError) {
         guard vmm_uring_compiled() else { throw .ioUringNotBuilt }
         var code: Int32 = 0
-        guard let probe = vmm_uring_create(2, -1, &code) else { throw .ioUringRefused(Errno(rawValue: code)) }
+        guard let probe = vmm_uring_create(2, &code) else { throw .ioUringRefused(Errno(rawValue: code)) }
         vmm_uring_destroy(probe)
     }
 }

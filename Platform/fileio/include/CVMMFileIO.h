@@ -27,10 +27,10 @@ bool vmm_uring_compiled(void);
 /// An io_uring instance (opaque). Not thread-safe: one submitter and reaper.
 typedef struct vmm_uring vmm_uring;
 
-/// Creates a ring of `entries` submission slots whose completions also signal `eventfd` (an
-/// eventfd(2), or -1 for none). Returns NULL with *error set to a positive errno (ENOSYS when not
-/// compiled in, EPERM/ENOSYS when the kernel refuses io_uring).
-vmm_uring *_Nullable vmm_uring_create(unsigned entries, int eventfd, int *_Nonnull error);
+/// Creates a ring of `entries` submission slots (watch its completions through `vmm_uring_fd`).
+/// Returns NULL with *error set to a positive errno (ENOSYS when not compiled in, EPERM/ENOSYS
+/// when the kernel refuses io_uring).
+vmm_uring *_Nullable vmm_uring_create(unsigned entries, int *_Nonnull error);
 void vmm_uring_destroy(vmm_uring *_Nonnull ring);
 
 /// The ring's own descriptor (owned by the ring, close-on-exec): poll(2)/epoll report it readable
