@@ -87,11 +87,13 @@ enum BlkBench {
             try scratch.createImage(size: imageSize, cached: !direct)
             runs = try run(
                 backends, scratch: scratch, context: context, maxQueues: maxQueues,
-                duration: milliseconds * 1_000_000, filters: filters, dirtyLog: options.dirtyLog, fio: fio)
+                duration: milliseconds * 1_000_000, filters: filters, dirtyLog: options.dirtyLog, fio: fio,
+                driverPollMicroseconds: options.driverPollMicroseconds)
         } catch {
             writeError("vmm-bench blk: \(error)\n")
             return 1
         }
+        let driverPoll = options.driverPollMicroseconds
         let placement =
             context.mainCPU == nil
             ? "not pinned"
@@ -100,7 +102,9 @@ enum BlkBench {
                 : "front-end on CPU \(context.mainCPU ?? 0), back-end on CPU \(context.peerCPU ?? 0)"
         if json {
             do {
-                print(try renderBlkJSON(runs, placement: placement, fio: fio?.results ?? [:]))
+                print(
+                    try renderBlkJSON(
+                        runs, placement: placement, fio: fio?.results ?? [:], driverPollMicroseconds: driverPoll))
             } catch {
                 writeError("vmm-bench blk: cannot encode the JSON: \(error)\n")
                 return 1
@@ -108,10 +112,13 @@ enum BlkBench {
         } else if direct {
             print(
                 renderBlkDirectTable(
-                    runs, fio: fio?.results ?? [:], fioNote: fio?.note, placement: placement, markdown: markdown),
+                    runs, fio: fio?.results ?? [:], fioNote: fio?.note, placement: placement,
+                    driverPollMicroseconds: driverPoll, markdown: markdown),
                 terminator: "")
         } else {
-            print(renderBlkTable(runs, placement: placement, markdown: markdown), terminator: "")
+            print(
+                renderBlkTable(runs, placement: placement, driverPollMicroseconds: driverPoll, markdown: markdown),
+                terminator: "")
         }
         return 0
     }
@@ -129,10 +136,12 @@ enum BlkBench {
 
     /// Starts every back-end on the image, then measures each case in `slices` alternating slices
     /// (every back-end, then `fio` if given, for the same time each, so all see the same machine
-    /// and disk state); records each daemon's memory, stops them.
+    /// and disk state); records each daemon's memory, stops them. The front-end drives every
+    /// back-end with the polling window `driverPollMicroseconds` (see `BlkSession.drive`).
     static func run(
         _ backends: [BlkBackend], scratch: BlkScratch, context: BenchContext, maxQueues: Int,
-        duration: UInt64, filters: [String], dirtyLog: Bool = false, fio: BlkFio? = nil
+        duration: UInt64, filters: [String], dirtyLog: Bool = false, fio: BlkFio? = nil,
+        driverPollMicroseconds: Int = 0
     ) throws -> [BlkBackendRun] {
         var daemons: [BlkDaemon] = []
         defer { for daemon in daemons { daemon.stop() } }
@@ -146,7 +155,10 @@ enum BlkBench {
                 try BlkDaemon(
                     try backend.command(image: scratch.image, socket: socket, queues: maxQueues),
                     socket: socket, log: log, cpu: context.peerCPU, restoreCPU: context.mainCPU))
-            sessions.append(try BlkSession(socket: socket, maxQueues: maxQueues, dirtyLog: dirtyLog))
+            sessions.append(
+                try BlkSession(
+                    socket: socket, maxQueues: maxQueues, dirtyLog: dirtyLog,
+                    idlePollMicroseconds: driverPollMicroseconds))
             var run = BlkBackendRun(backend: backend)
             run.queueCount = sessions[sessions.count - 1].queues.count
             runs.append(run)
@@ -206,7 +218,7 @@ func driverCPUNanoseconds() -> UInt64 {
 }
 
 /// The side-by-side table (or one back-end's), with placement and memory below.
-func renderBlkTable(_ runs: [BlkBackendRun], placement: String, markdown: Bool) -> String {
+func renderBlkTable(_ runs: [BlkBackendRun], placement: String, driverPollMicroseconds: Int, markdown: Bool) -> String {
     let names = BlkBench.cases(queues: runs.map(\.queueCount).max() ?? 1).map(\.name)
         .filter { name in runs.contains { $0.results[name] != nil } }
     var header = ["case"]
@@ -244,7 +256,7 @@ func renderBlkTable(_ runs: [BlkBackendRun], placement: String, markdown: Bool) 
         : "vmm-bench blk: 4 KiB random I/O on a 1 GiB image in the page cache; qd = requests in flight per queue.\n"
     out += formatTable(rows, markdown: markdown)
     out +=
-        (markdown ? "\n" : "") + "Placement: \(placement)."
+        (markdown ? "\n" : "") + "Placement: \(placement). " + driverPollNote(driverPollMicroseconds)
         + (pair ? " Ratios: \(runs[0].backend.name) / \(runs[1].backend.name)." : "") + "\n"
     for run in runs {
         if let peak = run.peakKiB, let guest = run.guestKiB {
@@ -259,4 +271,12 @@ func renderBlkTable(_ runs: [BlkBackendRun], placement: String, markdown: Bool) 
 /// The qsd configuration with the most IOPS on case `name`.
 func bestQSD(_ runs: [BlkBackendRun], _ name: String) -> BlkLoadResult? {
     runs.filter { $0.backend.kind == .qsd }.compactMap { $0.results[name] }.max { $0.iops < $1.iops }
+}
+
+/// The front-end's polling window as the tables print it, so figures taken with one are never
+/// mistaken for the default's.
+func driverPollNote(_ microseconds: Int) -> String {
+    microseconds > 0
+        ? "Front-end polling window (--driver-poll-us): \(microseconds) µs before it blocks."
+        : "Front-end polling window (--driver-poll-us): none, it blocks at once."
 }

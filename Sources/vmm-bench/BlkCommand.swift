@@ -47,6 +47,15 @@ struct BlkCommand: ParsableCommand {
         ))
     var pollMicroseconds: Int?
 
+    @Option(
+        name: .customLong("driver-poll-us"),
+        help: ArgumentHelp(
+            "The front-end's polling window for every back-end measured (not fio): when a pass over its queues "
+                + "reaps nothing it re-checks the used rings for up to <n> µs before it asks for a call and blocks, "
+                + "as a KVM guest's halt polling does; 0 (default): it blocks at once.",
+            valueName: "n"))
+    var driverPollMicroseconds = 0
+
     @Flag(
         help: """
             The page cache bypassed, on this machine's disk: the image (in --dir) is read and written \
@@ -77,6 +86,9 @@ struct BlkCommand: ParsableCommand {
         }
         if let pollMicroseconds, !(1...1_000_000).contains(pollMicroseconds) {
             throw ValidationError("--poll-us: \(pollMicroseconds) is not in 1...1000000")
+        }
+        guard (0...1_000_000).contains(driverPollMicroseconds) else {
+            throw ValidationError("--driver-poll-us: \(driverPollMicroseconds) is not in 0...1000000")
         }
     }
 

@@ -4,7 +4,7 @@
 /// The table (text or markdown) with placement, fio note and memory below.
 func renderBlkDirectTable(
     _ runs: [BlkBackendRun], fio: [String: BlkLoadResult], fioNote: String?, placement: String,
-    markdown: Bool
+    driverPollMicroseconds: Int, markdown: Bool
 ) -> String {
     let names = BlkBench.cases(queues: runs.map(\.queueCount).max() ?? 1).map(\.name)
         .filter { name in runs.contains { $0.results[name] != nil } }
@@ -66,8 +66,8 @@ func renderBlkDirectTable(
             + "its jobs' CPU time (start-up and ramp excluded) over their requests.\n"
     out += formatTable(rows, markdown: markdown)
     out +=
-        (markdown ? "\n" : "") + "Placement: \(placement). Ratios: ours / the better qsd configuration of each row"
-        + (fio.isEmpty ? "" : ", ours / fio") + ".\n"
+        (markdown ? "\n" : "") + "Placement: \(placement). " + driverPollNote(driverPollMicroseconds)
+        + " Ratios: ours / the better qsd configuration of each row" + (fio.isEmpty ? "" : ", ours / fio") + ".\n"
     if let fioNote { out += "fio: \(fioNote)\n" }
     for run in runs {
         if let peak = run.peakKiB, let guest = run.guestKiB {

@@ -19,7 +19,7 @@ struct JSONReport: Encodable {
 
 /// One measured case: `{group,name,backend,unit,median,p99,raw_median,raw_p99,ratio,placement,samples}`,
 /// and for blk also `iops,raw_iops,kicks_per_request,calls_per_request,cpu_ns_per_request,fio_iops,
-/// fio_median,peak_rss_kib,guest_rss_kib`.
+/// fio_median,peak_rss_kib,guest_rss_kib,driver_poll_us`.
 /// Times in ns with one decimal, ratios with three; a value that is missing (or not finite) is null.
 struct JSONCase: Encodable {
     var group: String
@@ -47,6 +47,8 @@ struct JSONCase: Encodable {
         var fioMedian: Double?
         var peakKiB: Int?
         var guestKiB: Int?
+        /// The front-end's polling window (µs; 0: none) the figures were taken with.
+        var driverPollMicroseconds: Int?
     }
 
     enum CodingKeys: String, CodingKey {
@@ -54,7 +56,7 @@ struct JSONCase: Encodable {
         case rawMedian = "raw_median", rawP99 = "raw_p99", rawIOPS = "raw_iops"
         case kicksPerRequest = "kicks_per_request", callsPerRequest = "calls_per_request"
         case cpuPerRequest = "cpu_ns_per_request", fioIOPS = "fio_iops", fioMedian = "fio_median"
-        case peakKiB = "peak_rss_kib", guestKiB = "guest_rss_kib"
+        case peakKiB = "peak_rss_kib", guestKiB = "guest_rss_kib", driverPollMicroseconds = "driver_poll_us"
     }
 
     /// Written by hand so that a missing value is `null` rather than an absent key.
@@ -81,6 +83,7 @@ struct JSONCase: Encodable {
         try container.encode(rounded(block.fioMedian, 1), forKey: .fioMedian)
         try container.encode(block.peakKiB, forKey: .peakKiB)
         try container.encode(block.guestKiB, forKey: .guestKiB)
+        try container.encode(block.driverPollMicroseconds, forKey: .driverPollMicroseconds)
     }
 }
 
@@ -117,7 +120,9 @@ func renderJSON(_ results: [CaseResult], skipped: [(BenchCase, String)], context
 /// The `--json` text of `vmm-bench blk`: one case per back-end and load; `median`/`p99` are request
 /// latencies; on ours' rows the raw values and `ratio` (IOPS) are the better qsd configuration's of
 /// the row; with `--direct`, `fio_*` are fio's figures for the same pattern.
-func renderBlkJSON(_ runs: [BlkBackendRun], placement: String, fio: [String: BlkLoadResult] = [:]) throws -> String {
+func renderBlkJSON(
+    _ runs: [BlkBackendRun], placement: String, fio: [String: BlkLoadResult] = [:], driverPollMicroseconds: Int = 0
+) throws -> String {
     var cases: [JSONCase] = []
     for run in runs {
         for blkCase in BlkBench.cases(queues: run.queueCount) {
@@ -132,7 +137,8 @@ func renderBlkJSON(_ runs: [BlkBackendRun], placement: String, fio: [String: Blk
                     block: .init(
                         iops: r.iops, rawIOPS: other?.iops, kicksPerRequest: r.kicksPerRequest,
                         callsPerRequest: r.callsPerRequest, cpuPerRequest: r.cpuPerRequest, fioIOPS: f?.iops,
-                        fioMedian: f?.p50, peakKiB: run.peakKiB, guestKiB: run.guestKiB)))
+                        fioMedian: f?.p50, peakKiB: run.peakKiB, guestKiB: run.guestKiB,
+                        driverPollMicroseconds: driverPollMicroseconds)))
         }
     }
     return try JSONReport(placement: placement, cases: cases, skipped: []).text()

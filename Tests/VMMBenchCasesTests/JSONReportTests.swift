@@ -24,7 +24,7 @@ struct JSONReportTests {
     @Test func blockCasesAddTheirFields() throws {
         let block = JSONCase.Block(
             iops: 123456.78, rawIOPS: nil, kicksPerRequest: 0.123456, callsPerRequest: 1,
-            peakKiB: 2048, guestKiB: nil)
+            peakKiB: 2048, guestKiB: nil, driverPollMicroseconds: 200)
         let row = JSONCase(
             group: "blk", name: "randread-4k/qd1/1q", backend: "ours", median: 10, p99: 20,
             rawMedian: nil, rawP99: nil, ratio: nil, placement: "p", samples: 3, block: block)
@@ -32,6 +32,7 @@ struct JSONReportTests {
         for field in [
             #""iops":123456.8"#, #""raw_iops":null"#, #""kicks_per_request":0.1235"#, #""calls_per_request":1"#,
             #""peak_rss_kib":2048"#, #""guest_rss_kib":null"#, #""ratio":null"#, #""skipped":[]"#,
+            #""driver_poll_us":200"#,
         ] {
             #expect(text.contains(field), "\(field) in \(text)")
         }
