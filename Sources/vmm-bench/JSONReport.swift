@@ -18,8 +18,8 @@ struct JSONReport: Encodable {
 }
 
 /// One measured case: `{group,name,backend,unit,median,p99,raw_median,raw_p99,ratio,placement,samples}`,
-/// and for blk also `iops,raw_iops,kicks_per_request,calls_per_request,cpu_ns_per_request,fio_iops,
-/// fio_median,peak_rss_kib,guest_rss_kib,driver_poll_us`.
+/// and for blk also `iops,raw_iops,kicks_per_request,calls_per_request,cpu_ns_per_request,
+/// driver_cpu_ns_per_request,fio_iops,fio_median,peak_rss_kib,guest_rss_kib,driver_poll_us`.
 /// Times in ns with one decimal, ratios with three; a value that is missing (or not finite) is null.
 struct JSONCase: Encodable {
     var group: String
@@ -42,6 +42,8 @@ struct JSONCase: Encodable {
         var callsPerRequest: Double?
         /// The daemon's CPU time per request (ns).
         var cpuPerRequest: Double?
+        /// The front-end's (the benchmark's driving threads') CPU time per request (ns).
+        var driverCPUPerRequest: Double?
         /// fio's figures for the same pattern (`--direct`).
         var fioIOPS: Double?
         var fioMedian: Double?
@@ -55,7 +57,8 @@ struct JSONCase: Encodable {
         case group, name, backend, unit, median, p99, ratio, placement, samples, iops
         case rawMedian = "raw_median", rawP99 = "raw_p99", rawIOPS = "raw_iops"
         case kicksPerRequest = "kicks_per_request", callsPerRequest = "calls_per_request"
-        case cpuPerRequest = "cpu_ns_per_request", fioIOPS = "fio_iops", fioMedian = "fio_median"
+        case cpuPerRequest = "cpu_ns_per_request", driverCPUPerRequest = "driver_cpu_ns_per_request", fioIOPS =
+            "fio_iops", fioMedian = "fio_median"
         case peakKiB = "peak_rss_kib", guestKiB = "guest_rss_kib", driverPollMicroseconds = "driver_poll_us"
     }
 
@@ -79,6 +82,7 @@ struct JSONCase: Encodable {
         try container.encode(rounded(block.kicksPerRequest, 4), forKey: .kicksPerRequest)
         try container.encode(rounded(block.callsPerRequest, 4), forKey: .callsPerRequest)
         try container.encode(rounded(block.cpuPerRequest, 1), forKey: .cpuPerRequest)
+        try container.encode(rounded(block.driverCPUPerRequest, 1), forKey: .driverCPUPerRequest)
         try container.encode(rounded(block.fioIOPS, 1), forKey: .fioIOPS)
         try container.encode(rounded(block.fioMedian, 1), forKey: .fioMedian)
         try container.encode(block.peakKiB, forKey: .peakKiB)
@@ -136,7 +140,8 @@ func renderBlkJSON(
                     rawMedian: other?.p50, rawP99: other?.p99, ratio: ratio, placement: placement, samples: r.requests,
                     block: .init(
                         iops: r.iops, rawIOPS: other?.iops, kicksPerRequest: r.kicksPerRequest,
-                        callsPerRequest: r.callsPerRequest, cpuPerRequest: r.cpuPerRequest, fioIOPS: f?.iops,
+                        callsPerRequest: r.callsPerRequest, cpuPerRequest: r.cpuPerRequest,
+                        driverCPUPerRequest: r.driverPerRequest, fioIOPS: f?.iops,
                         fioMedian: f?.p50, peakKiB: run.peakKiB, guestKiB: run.guestKiB,
                         driverPollMicroseconds: driverPollMicroseconds)))
         }
