@@ -242,9 +242,10 @@ final class BlkSession {
     /// runs it): without it, a spinning driver thread that shares its CPU with the daemon (one
     /// CPU) or with the other queues' driver threads (four queues) holds that CPU for its whole
     /// time slice while the completion it waits for cannot be published or reaped. Measured on
-    /// this machine (`--direct`, 200 µs, three interleaved runs): without the yield four queues
-    /// at depth 1 fell from 79-83k IOPS to 40-42k spread and to 10-12k on one CPU; with it they
-    /// rose to 93-95k and 81-83k. Alone on its CPU the yield returns at once.
+    /// this machine (`--direct --aio io_uring`, 200 µs, interleaved runs, medians): without the
+    /// yield four queues at depth 1 (four driver threads on CPU 0) went from 77-80k IOPS to
+    /// 40-42k with the daemon on CPU 1 and from 72-75k to 10-12k on one CPU; with it to 91-92k
+    /// and 82-83k. Alone on its CPU the yield returns at once.
     func drive(
         _ kind: BlockRequestType, depth: Int, queues range: Range<Int>, warmup: UInt64, duration: UInt64,
         seed: UInt64, samples: UnsafeMutablePointer<UInt32>, capacity: Int
