@@ -51,7 +51,8 @@ struct BlkCommand: ParsableCommand {
         name: .customLong("driver-poll-us"),
         help: ArgumentHelp(
             "The front-end's polling window for every back-end measured (not fio): when a pass over its queues "
-                + "reaps nothing it re-checks the used rings for up to <n> µs before it asks for a call and blocks, "
+                + "reaps nothing it re-checks the used rings (yielding the CPU between checks) for up to <n> µs before it "
+                + "asks for a call and blocks, "
                 + "as a KVM guest's halt polling does; 0 (default): it blocks at once.",
             valueName: "n"))
     var driverPollMicroseconds = 0
