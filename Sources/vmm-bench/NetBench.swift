@@ -67,7 +67,9 @@ enum NetBench {
             return 1
         }
         let filters = command.filter
-        let cases = NetCase.all(inOrder: command.inOrder == .on).filter { netCase in filters.isEmpty || filters.contains { netCase.name.contains($0) } }
+        let cases = NetCase.all(inOrder: command.inOrder == .on).filter { netCase in
+            filters.isEmpty || filters.contains { netCase.name.contains($0) }
+        }
         var rows: [(NetCase, [String: NetResult])] = []
         for (index, netCase) in cases.enumerated() {
             writeError("[\(index + 1)/\(cases.count)] \(netCase.name)\n")
