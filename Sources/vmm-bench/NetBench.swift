@@ -22,16 +22,25 @@ struct NetCase {
     let direction: String
     let packed: Bool
     let mergeable: Bool
-    var name: String { "\(direction)/\(packed ? "packed" : "split")/\(mergeable ? "mrg" : "nomrg")" }
+    /// Whether the front-end offers VIRTIO_F_IN_ORDER (virtio_user's default). DPDK's virtio PMD
+    /// has an in-order receive path for split rings only, so turning it off puts both layouts on
+    /// the same (mergeable-buffer) receive path.
+    var inOrder = true
+    var name: String {
+        "\(direction)/\(packed ? "packed" : "split")/\(mergeable ? "mrg" : "nomrg")" + (inOrder ? "" : "/in_order=0")
+    }
     var frontendMode: String { direction == "tx" ? "txonly" : "rxonly" }
     var devargs: String {
-        ([packed ? "packed_vq=1" : nil, mergeable ? nil : "mrg_rxbuf=0"] as [String?]).compactMap { $0 }.joined(
-            separator: ",")
+        ([packed ? "packed_vq=1" : nil, mergeable ? nil : "mrg_rxbuf=0", inOrder ? nil : "in_order=0"] as [String?])
+            .compactMap { $0 }.joined(separator: ",")
     }
 
-    static let all: [NetCase] = ["tx", "rx"].flatMap { direction in
-        [false, true].flatMap { packed in
-            [true, false].map { NetCase(direction: direction, packed: packed, mergeable: $0) }
+    /// Every direction, layout and mergeable setting, with the front-end's in-order feature as given.
+    static func all(inOrder: Bool = true) -> [NetCase] {
+        ["tx", "rx"].flatMap { direction in
+            [false, true].flatMap { packed in
+                [true, false].map { NetCase(direction: direction, packed: packed, mergeable: $0, inOrder: inOrder) }
+            }
         }
     }
 }
@@ -58,7 +67,9 @@ enum NetBench {
             return 1
         }
         let filters = command.filter
-        let cases = NetCase.all.filter { netCase in filters.isEmpty || filters.contains { netCase.name.contains($0) } }
+        let cases = NetCase.all(inOrder: command.inOrder == .on).filter { netCase in
+            filters.isEmpty || filters.contains { netCase.name.contains($0) }
+        }
         var rows: [(NetCase, [String: NetResult])] = []
         for (index, netCase) in cases.enumerated() {
             writeError("[\(index + 1)/\(cases.count)] \(netCase.name)\n")

@@ -36,6 +36,15 @@ struct NetCommand: ParsableCommand {
     @Flag(name: .customLong("no-sleep"), help: "Skip the --poll-us 0 runs.")
     var noSleep = false
 
+    @Option(
+        name: .customLong("in-order"),
+        help: ArgumentHelp(
+            "Whether the front-end offers VIRTIO_F_IN_ORDER (virtio_user in_order=1, its default). DPDK's "
+                + "virtio PMD receives split rings in order through a faster path and has none for packed "
+                + "rings: off puts both layouts on the same receive path (case names end in /in_order=0).",
+            valueName: "on|off"))
+    var inOrder: Switch = .on
+
     @Flag(
         help:
             "Print one JSON object {\"placement\",\"cases\":[{\"group\",\"name\",\"backend\",\"unit\",\"mpps\",\"raw_mpps\",\"ratio\",\"cpu_load\",...}],\"skipped\"}."
@@ -56,6 +65,11 @@ struct NetCommand: ParsableCommand {
         guard (1...10_000_000).contains(pollMicroseconds) else {
             throw ValidationError("--poll-us: \(pollMicroseconds) is not in 1...10000000")
         }
+    }
+
+    /// `on` / `off` on the command line.
+    enum Switch: String, ExpressibleByArgument, CaseIterable {
+        case on, off
     }
 
     func run() throws {
