@@ -61,8 +61,8 @@ final class IOUringFileQueue: AsyncFileQueue {
         try queueEntry { vmm_uring_prepare_space(ring, code, descriptor, offset, length, tag) }
     }
 
-    /// The shim's operation code.
-    private static func code(of operation: AsyncFileOperation) -> Int32 {
+    /// The shim's operation code (shared with the Linux AIO engine).
+    static func code(of operation: AsyncFileOperation) -> Int32 {
         switch operation {
         case .read: return Int32(VMM_URING_READV)
         case .write: return Int32(VMM_URING_WRITEV)
@@ -95,15 +95,7 @@ final class IOUringFileQueue: AsyncFileQueue {
 
     func reap(into buffer: UnsafeMutableBufferPointer<AsyncFileCompletion>) -> Int {
         // Nothing to reset: the ring polls readable exactly while completions are left in it.
-        guard let base = buffer.baseAddress else { return 0 }
-        var stored = 0
-        while stored < buffer.count {
-            let want = UInt32(min(64, buffer.count - stored))
-            let got = Int(vmm_uring_reap(ring, tags, results, want))
-            for i in 0..<got { base[stored + i] = AsyncFileCompletion(tag: tags[i], result: results[i]) }
-            stored += got
-            if got < Int(want) { break }
-        }
+        let stored = reapInChunks(into: buffer, tags: tags, results: results) { vmm_uring_reap(ring, $0, $1, $2) }
         inFlight -= stored
         return stored
     }
@@ -118,4 +110,26 @@ final class IOUringFileQueue: AsyncFileQueue {
         guard let probe = vmm_uring_create(2, &code) else { throw .ioUringRefused(Errno(rawValue: code)) }
         vmm_uring_destroy(probe)
     }
+}
+
+/// Fills `buffer` with completions taken by `take` (the shim's reap: up to its count into the
+/// 64-entry `tags` and `results`, returning how many) until `take` returns fewer than asked.
+///
+/// - Returns: how many were stored.
+@inline(__always)
+func reapInChunks(
+    into buffer: UnsafeMutableBufferPointer<AsyncFileCompletion>, tags: UnsafeMutablePointer<UInt64>,
+    results: UnsafeMutablePointer<Int32>,
+    _ take: (UnsafeMutablePointer<UInt64>, UnsafeMutablePointer<Int32>, UInt32) -> UInt32
+) -> Int {
+    guard let base = buffer.baseAddress else { return 0 }
+    var stored = 0
+    while stored < buffer.count {
+        let want = UInt32(min(64, buffer.count - stored))
+        let got = Int(take(tags, results, want))
+        for i in 0..<got { base[stored + i] = AsyncFileCompletion(tag: tags[i], result: results[i]) }
+        stored += got
+        if got < Int(want) { break }
+    }
+    return stored
 }

@@ -14,7 +14,8 @@ public enum AsyncFileOperation: Sendable, Hashable {
     case read
     /// `pwritev` from the vectors.
     case write
-    /// `pwritev`, durable when it completes (io_uring: `RWF_DSYNC`; threads: followed by `fdatasync`).
+    /// `pwritev`, durable when it completes (io_uring, native: `RWF_DSYNC`; threads: followed by
+    /// `fdatasync`).
     case durableWrite
     /// `fdatasync` (no vectors).
     case dataSync
@@ -46,8 +47,8 @@ public struct AsyncFileCompletion: Sendable, Hashable {
     }
 }
 
-/// The engine behind `AsyncFileQueue`s: `io_uring` (Linux with liburing) or `threads` (a small
-/// pool of threads running `preadv`/`pwritev`, every POSIX system).
+/// The engine behind `AsyncFileQueue`s: `io_uring` (Linux with liburing), `native` (Linux AIO)
+/// or `threads` (a small pool of threads running `preadv`/`pwritev`, every POSIX system).
 ///
 /// Thread-safety: a value type.
 public enum AsyncFileEngineKind: String, Sendable, CaseIterable {
@@ -55,6 +56,18 @@ public enum AsyncFileEngineKind: String, Sendable, CaseIterable {
     case ioUring = "io_uring"
     /// A pool of threads running the system calls: every POSIX system.
     case threads
+    /// Linux native AIO (io_submit; QEMU's `aio=native`): one context per queue with an eventfd.
+    /// Asynchronous with `O_DIRECT` only.
+    case native
+
+    /// Whether this build and kernel can run it (io_uring and native probed once).
+    public var isUsable: Bool {
+        switch self {
+        case .ioUring: return IOUringFileQueue.isUsable
+        case .threads: return true
+        case .native: return LinuxAIOFileQueue.isUsable
+        }
+    }
 
     /// io_uring where this build has it and the kernel allows it (probed once by creating a
     /// ring), else threads.
@@ -112,6 +125,8 @@ public enum AsyncFileEngineError: Error, Hashable, Sendable, CustomStringConvert
     case ioUringNotBuilt
     /// The kernel refused to create a ring (io_uring disabled by sysctl or seccomp, or too old).
     case ioUringRefused(Errno)
+    /// The kernel refused a Linux AIO context (not Linux, fs.aio-max-nr exhausted, seccomp).
+    case linuxAIORefused(Errno)
     /// The queue's completion notifier could not be created.
     case notifier(PrimitiveCreationError)
 
@@ -119,6 +134,7 @@ public enum AsyncFileEngineError: Error, Hashable, Sendable, CustomStringConvert
         switch self {
         case .ioUringNotBuilt: return "io_uring is not available in this build (Linux with liburing-dev only)"
         case let .ioUringRefused(errno): return "the kernel refused io_uring: \(errno)"
+        case let .linuxAIORefused(errno): return "Linux AIO is not available: \(errno)"
         case let .notifier(error): return "completion notifier: \(error)"
         }
     }
@@ -135,12 +151,16 @@ public final class AsyncFileEngine: Sendable {
     /// An engine of `kind`; `threads` runs up to `threadCount` pool threads (shared by every
     /// queue, started as requests need them).
     ///
-    /// - Throws: `AsyncFileEngineError` if io_uring is not built or the kernel refuses it.
+    /// - Throws: `AsyncFileEngineError` if io_uring or Linux AIO is not built or the kernel
+    ///   refuses it.
     public init(kind: AsyncFileEngineKind, threadCount: Int = 64) throws(AsyncFileEngineError) {
         self.kind = kind
         switch kind {
         case .ioUring:
             try IOUringFileQueue.checkUsable()
+            pool = nil
+        case .native:
+            try LinuxAIOFileQueue.checkUsable()
             pool = nil
         case .threads:
             pool = FileIOPoolOwner(FileIOThreadPool(maxThreads: threadCount))
@@ -149,9 +169,10 @@ public final class AsyncFileEngine: Sendable {
 
     /// A queue for `capacity` operations in flight.
     ///
-    /// - Throws: `AsyncFileEngineError` if the ring or notifier cannot be created.
+    /// - Throws: `AsyncFileEngineError` if the ring, context or notifier cannot be created.
     public func makeQueue(capacity: Int) throws(AsyncFileEngineError) -> any AsyncFileQueue {
         if let pool { return try ThreadPoolFileQueue(pool: pool, capacity: capacity) }
+        if kind == .native { return try LinuxAIOFileQueue(capacity: capacity) }
         return try IOUringFileQueue(capacity: capacity)
     }
 

@@ -34,7 +34,7 @@ struct BlockOptions: ParsableArguments {
     /// `--aio`: how requests are performed; nil: see `engine`.
     @Option(
         help: ArgumentHelp(
-            "io_uring (Linux with liburing, when the kernel allows it) or threads (up to 64 threads running preadv/pwritev): up to the queue size in flight per queue; or sync (one request at a time per queue, on its worker). Default: with --cache none io_uring where available, else threads; with the page cache, sync.",
+            "io_uring (Linux with liburing, when the kernel allows it), native (Linux AIO, as QEMU's aio=native) or threads (up to 64 threads running preadv/pwritev): up to the queue size in flight per queue; or sync (one request at a time per queue, on its worker). Default: with --cache none io_uring where available, else threads; with the page cache, sync.",
             valueName: "engine"))
     var aio: BlockAIO?
 
@@ -82,5 +82,5 @@ enum BlockAIO: Equatable, ExpressibleByArgument {
         }
     }
 
-    static var allValueStrings: [String] { ["io_uring", "threads", "sync"] }
+    static var allValueStrings: [String] { ["io_uring", "native", "threads", "sync"] }
 }

@@ -47,9 +47,9 @@ enum BlkBench {
             // With --poll-us, ours with that window beside ours without (same engine, same run).
             let engines: [String?] =
                 direct
-                ? (options.aio.map { [$0] }
+                ? (options.engines
                     ?? (options.pollMicroseconds == nil ? ["io_uring", "threads"] : ["io_uring"]))
-                : [options.aio]
+                : options.engines ?? [nil]
             return engines.flatMap { engine in
                 [BlkBackend(kind: .ours, aio: engine, direct: direct)]
                     + (options.pollMicroseconds.map {

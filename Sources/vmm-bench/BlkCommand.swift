@@ -37,7 +37,9 @@ struct BlkCommand: ParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "Our daemon's --aio: io_uring, threads or sync (default: its own default).", valueName: "engine"))
+            "Our daemon's --aio: io_uring, native, threads or sync, or several separated by commas, each measured "
+                + "in the same run (default: its own default; with --direct io_uring and threads).",
+            valueName: "engine"))
     var aio: String?
 
     @Option(
@@ -80,10 +82,13 @@ struct BlkCommand: ParsableCommand {
 
     @OptionGroup var output: BenchOutputOptions
 
+    /// `--aio` split at its commas (nil: not given).
+    var engines: [String]? { aio.map { $0.split(separator: ",").map(String.init) } }
+
     mutating func validate() throws {
         guard (1...4).contains(queues) else { throw ValidationError("--queues: \(queues) is not in 1...4") }
-        if let aio, !["io_uring", "threads", "sync"].contains(aio) {
-            throw ValidationError("--aio: '\(aio)' is not io_uring, threads or sync")
+        for engine in engines ?? [] where !["io_uring", "native", "threads", "sync"].contains(engine) {
+            throw ValidationError("--aio: '\(engine)' is not io_uring, native, threads or sync")
         }
         if let pollMicroseconds, !(1...1_000_000).contains(pollMicroseconds) {
             throw ValidationError("--poll-us: \(pollMicroseconds) is not in 1...1000000")

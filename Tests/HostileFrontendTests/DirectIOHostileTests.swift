@@ -16,7 +16,7 @@ import VhostUserProtocol
 /// gets IOERR and changes nothing; the daemon survives with its fd count.
 @Suite("Hostile front-end: unaligned and odd-sized buffers under O_DIRECT", .serialized)
 struct DirectIOHostileTests {
-    static let engines: [String] = AsyncFileEngineKind.preferred == .ioUring ? ["threads", "io_uring"] : ["threads"]
+    static let engines: [String] = AsyncFileEngineKind.allCases.filter(\.isUsable).map(\.rawValue)
     static let sectors = 128
     static let header: UInt64 = Guest.bufferBase
     static let status: UInt64 = Guest.bufferBase + 0x1000

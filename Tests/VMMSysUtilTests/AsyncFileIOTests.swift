@@ -45,9 +45,7 @@ private func reapAll(_ queue: any AsyncFileQueue, count: Int) -> [AsyncFileCompl
 
 @Suite("Asynchronous file I/O engines")
 struct AsyncFileIOTests {
-    static var kinds: [AsyncFileEngineKind] {
-        AsyncFileEngineKind.preferred == .ioUring ? [.ioUring, .threads] : [.threads]
-    }
+    static var kinds: [AsyncFileEngineKind] { AsyncFileEngineKind.allCases.filter(\.isUsable) }
 
     @Test("many reads in flight complete with their tags and the right bytes", arguments: kinds)
     func reads(kind: AsyncFileEngineKind) throws {
@@ -183,5 +181,29 @@ struct AsyncFileIOTests {
             #expect(try AsyncFileEngine(kind: .ioUring).kind == .ioUring)
         }
         #expect(AsyncFileEngineKind(rawValue: "io_uring") == .ioUring)
+        #expect(AsyncFileEngineKind(rawValue: "native") == .native)
+        #if os(Linux)
+        #expect(try AsyncFileEngine(kind: .native).kind == .native)
+        #else
+        #expect(throws: AsyncFileEngineError.self) { try AsyncFileEngine(kind: .native) }
+        #endif
+    }
+
+    @Test("an operation refused at submission completes with its error; the ones behind it still run", arguments: kinds)
+    func refusedFirst(kind: AsyncFileEngineKind) throws {
+        let file = try ScratchFile(blocks: 2)
+        let engine = try AsyncFileEngine(kind: kind, threadCount: 2)
+        defer { engine.shutdown() }
+        let queue = try engine.makeQueue(capacity: 4)
+        var data = [UInt8](repeating: 0, count: 512)
+        try data.withUnsafeMutableBytes { raw in
+            var vector = iovec(iov_base: raw.baseAddress, iov_len: raw.count)
+            try queue.submit(.read, descriptor: -1, vectors: &vector, count: 1, offset: 0, tag: 1)
+            try queue.submit(.read, descriptor: file.fd, vectors: &vector, count: 1, offset: 4096, tag: 2)
+            try queue.commit()
+            let done = reapAll(queue, count: 2).sorted { $0.tag < $1.tag }
+            #expect(done == [AsyncFileCompletion(tag: 1, result: -EBADF), AsyncFileCompletion(tag: 2, result: 512)])
+        }
+        #expect(data.allSatisfy { $0 == 1 })
     }
 }

@@ -12,11 +12,10 @@ struct CompletionPipelineTests {
     /// Only with the page cache bypassed: a read served from the page cache by the thread pool
     /// finishes within the microsecond the test takes to post the late chain, so on a machine
     /// with idle cores no attempt is conclusive (CI saw 0 of 200). The device's pipeline is the
-    /// same whatever the file's cache mode, so these cases cover it for both engines.
-    static let engines: [[String]] = [
-        ["--cache", "none", "--aio", "io_uring"], ["--cache", "none", "--aio", "threads"],
-    ]
-    .filter { !$0.contains("io_uring") || AsyncFileEngineKind.preferred == .ioUring }
+    /// same whatever the file's cache mode, so these cases cover it for every engine.
+    static let engines: [[String]] = AsyncFileEngineKind.allCases.filter(\.isUsable).map {
+        ["--cache", "none", "--aio", $0.rawValue]
+    }
 
     /// Reads in flight at once before the one posted without a kick.
     static let inFlight = 6

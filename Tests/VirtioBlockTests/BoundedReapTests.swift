@@ -7,7 +7,7 @@ import VMMSysUtil
 /// most a chunk per call, and every request is still reported exactly once.
 @Suite("bounded reap")
 struct BoundedReapTests {
-    static let kinds: [AsyncFileEngineKind] = [.threads] + (AsyncFileEngineKind.preferred == .ioUring ? [.ioUring] : [])
+    static let kinds: [AsyncFileEngineKind] = AsyncFileEngineKind.allCases.filter(\.isUsable)
 
     @Test("reap(maximum:) takes at most that many finished operations per call, each reported once", arguments: kinds)
     func boundedReap(kind: AsyncFileEngineKind) throws {

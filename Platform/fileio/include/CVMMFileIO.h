@@ -71,4 +71,41 @@ int vmm_uring_submit(vmm_uring *_Nonnull ring);
 unsigned vmm_uring_reap(vmm_uring *_Nonnull ring, uint64_t *_Nonnull tags, int32_t *_Nonnull results,
                         unsigned capacity);
 
+/// Whether this build has Linux native AIO (io_setup/io_submit; Linux only, no libaio needed).
+bool vmm_aio_compiled(void);
+
+/// A Linux native AIO context with its eventfd (opaque). Not thread-safe: one submitter and reaper.
+typedef struct vmm_aio vmm_aio;
+
+/// Creates a context for `entries` operations in flight, whose completions signal an eventfd
+/// (`vmm_aio_fd`, IOCB_FLAG_RESFD). Returns NULL with *error set to a positive errno (ENOSYS when
+/// not compiled in; EAGAIN when fs.aio-max-nr is exhausted).
+vmm_aio *_Nullable vmm_aio_create(unsigned entries, int *_Nonnull error);
+void vmm_aio_destroy(vmm_aio *_Nonnull aio);
+
+/// The context's eventfd (owned by it, close-on-exec, non-blocking): readable once a completion
+/// arrived since the last `vmm_aio_reap`.
+int vmm_aio_fd(vmm_aio *_Nonnull aio);
+
+/// Queues one VMM_URING_READV, VMM_URING_WRITEV, VMM_URING_WRITEV_DSYNC or VMM_URING_DATASYNC
+/// operation tagged `tag` (started by vmm_aio_submit). Returns 0, or -EBUSY if `entries` are
+/// queued. `vectors` must stay valid until the operation completes.
+int vmm_aio_prepare(vmm_aio *_Nonnull aio, int operation, int fd, const struct iovec *_Nullable vectors,
+                    unsigned count, uint64_t offset, uint64_t tag);
+
+/// Performs VMM_URING_PUNCH_HOLE or VMM_URING_ZERO_RANGE now (Linux AIO has no fallocate) and
+/// queues its completion (0 or -errno) for the next reap. Returns 0, -EBUSY if `entries`
+/// completions wait, -EINVAL for another operation.
+int vmm_aio_space(vmm_aio *_Nonnull aio, int operation, int fd, uint64_t offset, uint64_t length, uint64_t tag);
+
+/// Submits everything queued (io_submit). An operation the kernel refuses completes with -errno
+/// (an fdatasync it cannot do asynchronously, EINVAL, is done synchronously instead). Returns how
+/// many were submitted, or -EAGAIN when the kernel takes no more for now (the rest stays queued).
+int vmm_aio_submit(vmm_aio *_Nonnull aio);
+
+/// Resets the eventfd, then copies up to `capacity` completions (tag, result: bytes or -errno)
+/// without waiting; returns how many.
+unsigned vmm_aio_reap(vmm_aio *_Nonnull aio, uint64_t *_Nonnull tags, int32_t *_Nonnull results,
+                      unsigned capacity);
+
 #endif
