@@ -19,8 +19,7 @@ final class IOUringFileQueue: AsyncFileQueue {
     let capacity: Int
     private let ring: OpaquePointer
     private var inFlight = 0
-    private let tags: UnsafeMutablePointer<UInt64>
-    private let results: UnsafeMutablePointer<Int32>
+    private let chunk = ShimCompletionChunk()
 
     let completionDescriptor: Int32
 
@@ -34,14 +33,10 @@ final class IOUringFileQueue: AsyncFileQueue {
         ring = made
         completionDescriptor = vmm_uring_fd(made)
         self.capacity = capacity
-        tags = .allocate(capacity: 64)
-        results = .allocate(capacity: 64)
     }
 
     deinit {
         vmm_uring_destroy(ring)
-        tags.deallocate()
-        results.deallocate()
     }
 
     func submit(
@@ -95,7 +90,7 @@ final class IOUringFileQueue: AsyncFileQueue {
 
     func reap(into buffer: UnsafeMutableBufferPointer<AsyncFileCompletion>) -> Int {
         // Nothing to reset: the ring polls readable exactly while completions are left in it.
-        let stored = reapInChunks(into: buffer, tags: tags, results: results) { vmm_uring_reap(ring, $0, $1, $2) }
+        let stored = chunk.reap(into: buffer) { vmm_uring_reap(ring, $0, $1, $2) }
         inFlight -= stored
         return stored
     }
@@ -112,24 +107,37 @@ final class IOUringFileQueue: AsyncFileQueue {
     }
 }
 
-/// Fills `buffer` with completions taken by `take` (the shim's reap: up to its count into the
-/// 64-entry `tags` and `results`, returning how many) until `take` returns fewer than asked.
+/// The 64-entry tag and result arrays a C shim's reap fills, shared by the engines built on one
+/// (io_uring, Linux AIO): allocated once per queue, so reaping allocates nothing.
 ///
-/// - Returns: how many were stored.
-@inline(__always)
-func reapInChunks(
-    into buffer: UnsafeMutableBufferPointer<AsyncFileCompletion>, tags: UnsafeMutablePointer<UInt64>,
-    results: UnsafeMutablePointer<Int32>,
-    _ take: (UnsafeMutablePointer<UInt64>, UnsafeMutablePointer<Int32>, UInt32) -> UInt32
-) -> Int {
-    guard let base = buffer.baseAddress else { return 0 }
-    var stored = 0
-    while stored < buffer.count {
-        let want = UInt32(min(64, buffer.count - stored))
-        let got = Int(take(tags, results, want))
-        for i in 0..<got { base[stored + i] = AsyncFileCompletion(tag: tags[i], result: results[i]) }
-        stored += got
-        if got < Int(want) { break }
+/// Thread-safety: not thread-safe; owned by one queue.
+final class ShimCompletionChunk {
+    private let tags = UnsafeMutablePointer<UInt64>.allocate(capacity: 64)
+    private let results = UnsafeMutablePointer<Int32>.allocate(capacity: 64)
+
+    deinit {
+        tags.deallocate()
+        results.deallocate()
     }
-    return stored
+
+    /// Fills `buffer` with completions taken by `take` (the shim's reap: up to its count into
+    /// the arrays it is given, returning how many) until `take` returns fewer than asked.
+    ///
+    /// - Returns: how many were stored.
+    @inline(__always)
+    func reap(
+        into buffer: UnsafeMutableBufferPointer<AsyncFileCompletion>,
+        _ take: (UnsafeMutablePointer<UInt64>, UnsafeMutablePointer<Int32>, UInt32) -> UInt32
+    ) -> Int {
+        guard let base = buffer.baseAddress else { return 0 }
+        var stored = 0
+        while stored < buffer.count {
+            let want = UInt32(min(64, buffer.count - stored))
+            let got = Int(take(tags, results, want))
+            for i in 0..<got { base[stored + i] = AsyncFileCompletion(tag: tags[i], result: results[i]) }
+            stored += got
+            if got < Int(want) { break }
+        }
+        return stored
+    }
 }

@@ -22,8 +22,7 @@ final class LinuxAIOFileQueue: AsyncFileQueue {
     let capacity: Int
     private let context: OpaquePointer
     private var inFlight = 0
-    private let tags: UnsafeMutablePointer<UInt64>
-    private let results: UnsafeMutablePointer<Int32>
+    private let chunk = ShimCompletionChunk()
 
     let completionDescriptor: Int32
 
@@ -36,14 +35,10 @@ final class LinuxAIOFileQueue: AsyncFileQueue {
         context = made
         completionDescriptor = vmm_aio_fd(made)
         self.capacity = capacity
-        tags = .allocate(capacity: 64)
-        results = .allocate(capacity: 64)
     }
 
     deinit {
         vmm_aio_destroy(context)
-        tags.deallocate()
-        results.deallocate()
     }
 
     func submit(
@@ -79,7 +74,7 @@ final class LinuxAIOFileQueue: AsyncFileQueue {
     }
 
     func reap(into buffer: UnsafeMutableBufferPointer<AsyncFileCompletion>) -> Int {
-        let stored = reapInChunks(into: buffer, tags: tags, results: results) { vmm_aio_reap(context, $0, $1, $2) }
+        let stored = chunk.reap(into: buffer) { vmm_aio_reap(context, $0, $1, $2) }
         inFlight -= stored
         return stored
     }

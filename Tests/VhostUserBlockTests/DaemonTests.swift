@@ -76,7 +76,7 @@ struct DaemonTests {
             (["--socket-path", socket, "--blk-file", image.path, "--iops-limit=ten"], usage, "--iops-limit"),
             (["--socket-path", socket, "--blk-file", image.path, "--peer-timeout-ms=-5"], usage, "--peer-timeout-ms"),
             (["--socket-path", socket, "--blk-file", image.path, "--cache", "directsync"], usage, "--cache"),
-            (["--socket-path", socket, "--blk-file", image.path, "--aio=native"], usage, "--aio"),
+            (["--socket-path", socket, "--blk-file", image.path, "--aio=posix"], usage, "--aio"),
             (["--socket-path", socket, "--blk-file", image.path, "--cache"], usage, "--cache"),
             (["--socket-path", socket, "--blk-file", image.path, "--poll-us", "-1"], usage, "--poll-us"),
             (["--socket-path", socket, "--blk-file", "/nonexistent/image"], failure, "No such file"),
