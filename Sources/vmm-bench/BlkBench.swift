@@ -134,9 +134,10 @@ enum BlkBench {
         return out
     }
 
-    /// Starts every back-end on the image, then measures each case in `slices` alternating slices
-    /// (every back-end, then `fio` if given, for the same time each, so all see the same machine
-    /// and disk state); records each daemon's memory, stops them. The front-end drives every
+    /// Starts every back-end on the image, then measures each case in alternating slices (every
+    /// back-end, in an order that rotates per slice, then `fio` if given, for the same time each,
+    /// so all see the same machine and disk state; see `BlkSlices`); records each daemon's memory,
+    /// stops them. The front-end drives every
     /// back-end with the polling window `driverPollMicroseconds` (see `BlkSession.drive`).
     static func run(
         _ backends: [BlkBackend], scratch: BlkScratch, context: BenchContext, maxQueues: Int,
@@ -163,7 +164,8 @@ enum BlkBench {
             run.queueCount = sessions[sessions.count - 1].queues.count
             runs.append(run)
         }
-        let slices = 3
+        let plan = BlkSlices(daemons: sessions.count)
+        let slices = plan.count
         let warmup = duration / 20
         for (index, blkCase) in cases(queues: runs.map(\.queueCount).max() ?? 1).enumerated()
         where filters.isEmpty || filters.contains(where: { blkCase.name.contains($0) }) {
@@ -176,7 +178,8 @@ enum BlkBench {
                 // Every back-end reads or writes the same sectors in a slice; fio its own (see
                 // `BlkFio.arguments`).
                 let seed = 0x9E37_79B9_7F4A_7C15 &+ UInt64(index * slices + slice)
-                for (i, session) in sessions.enumerated() where session.queues.count >= blkCase.queues {
+                for i in plan.order(slice: slice) where sessions[i].queues.count >= blkCase.queues {
+                    let session = sessions[i]
                     let before = daemons[i].cpuNanoseconds()
                     let driverBefore = driverCPUNanoseconds()
                     do {

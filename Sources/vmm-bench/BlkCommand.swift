@@ -7,7 +7,8 @@ struct BlkCommand: ParsableCommand {
         abstract: "vhost-user-blk back-ends (ours, qemu-storage-daemon) driven by this package's front-end.",
         discussion: """
             Serves a 1 GiB raw image (in the page cache, in a temp dir) with each back-end (both \
-            daemons run side by side on the same image; each case alternates them in 3 slices) and \
+            daemons run side by side on the same image; each case alternates them in at least 3 slices, \
+            the order rotating per slice so that each runs first equally often) and \
             drives them over vhost-user with this package's front-end (guest memory shared with \
             SET_MEM_TABLE, EVENT_IDX): 4 KiB random reads and writes at queue depth 1 and 32 per \
             queue, on one queue and on as many as the back-end offers (at most --queues). Prints \

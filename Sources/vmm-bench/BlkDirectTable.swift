@@ -60,7 +60,7 @@ func renderBlkDirectTable(
         : "vmm-bench blk --direct: 4 KiB random I/O, page cache bypassed (O_DIRECT), on this machine's disk; "
             + "qd = requests in flight per queue; CPU/req = the daemon's (fio's) CPU time per request, "
             + "fe/req = the front-end's (this benchmark's driving threads, one per queue). "
-            + "fio runs in each of the 3 slices right after the daemons, for the same time: its IOPS are "
+            + "fio runs in each slice right after the daemons (whose order rotates per slice), for the same time: its IOPS are "
             + "requests over the slices' summed time, its p50 the median of its completion latency (clat) "
             + "histograms merged over the slices (fio's bins, within 1/64 of a power of two), its CPU/req "
             + "its jobs' CPU time (start-up and ramp excluded) over their requests.\n"
