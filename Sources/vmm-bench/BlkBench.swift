@@ -35,14 +35,22 @@ struct BlkBackendRun {
 enum BlkBench {
     static let imageSize = 1 << 30
 
-    /// Runs the cases and prints the table or JSON; returns the exit status.
-    static func main(_ options: BlkCommand) -> Int32 {
+    /// The back-ends `options` asks for, in the order they are measured: ours (each engine, and
+    /// beside each with `--poll-us` that window), then qsd (with `--direct` its io_uring and native
+    /// engines; with `--qsd-iothread` also each in an iothread).
+    static func backends(_ options: BlkCommand) -> [BlkBackend] {
         let direct = options.direct
-        let backends = options.backend.kinds.flatMap { kind -> [BlkBackend] in
+        return options.backend.kinds.flatMap { kind -> [BlkBackend] in
             guard kind == .ours else {
-                return direct
-                    ? ["io_uring", "native"].map { BlkBackend(kind: kind, aio: $0, direct: true) }
-                    : [BlkBackend(kind: kind, aio: nil, direct: false)]
+                // With --qsd-iothread, qsd in an iothread beside qsd in its main loop.
+                let places = options.qsdIOThread ? [false, true] : [false]
+                return places.flatMap { iothread in
+                    direct
+                        ? ["io_uring", "native"].map {
+                            BlkBackend(kind: kind, aio: $0, direct: true, iothread: iothread)
+                        }
+                        : [BlkBackend(kind: kind, aio: nil, direct: false, iothread: iothread)]
+                }
             }
             // With --poll-us, ours with that window beside ours without (same engine, same run).
             let engines: [String?] =
@@ -57,6 +65,12 @@ enum BlkBench {
                     } ?? [])
             }
         }
+    }
+
+    /// Runs the cases and prints the table or JSON; returns the exit status.
+    static func main(_ options: BlkCommand) -> Int32 {
+        let direct = options.direct
+        let backends = Self.backends(options)
         let json = options.output.json, markdown = options.output.markdown, spread = options.output.spread
         let cpu = options.output.cpu
         let milliseconds = options.output.milliseconds ?? 1000

@@ -50,6 +50,13 @@ struct BlkCommand: ParsableCommand {
         ))
     var pollMicroseconds: Int?
 
+    @Flag(
+        name: .customLong("qsd-iothread"),
+        help: ArgumentHelp(
+            "Also run qsd with its export in an iothread, whose loop polls adaptively (up to QEMU's default "
+                + "poll-max-ns, 32 µs) before it sleeps, beside qsd in its main loop, which does not poll."))
+    var qsdIOThread = false
+
     @Option(
         name: .customLong("driver-poll-us"),
         help: ArgumentHelp(

@@ -31,17 +31,23 @@ struct BlkBackend: Equatable {
     let direct: Bool
     /// ours: `--poll-us` (nil: none).
     var pollMicroseconds: String?
+    /// qsd: the export runs in an iothread (`--object iothread`, export `iothread=`), whose event
+    /// loop polls adaptively up to its `poll-max-ns` (QEMU's default 32 µs) before it sleeps; off,
+    /// it runs in the main loop, which does not poll.
+    var iothread: Bool
 
-    init(kind: BlkBackendKind, aio: String?, direct: Bool, pollMicroseconds: String? = nil) {
+    init(kind: BlkBackendKind, aio: String?, direct: Bool, pollMicroseconds: String? = nil, iothread: Bool = false) {
         self.kind = kind
         self.aio = aio
         self.direct = direct
         self.pollMicroseconds = pollMicroseconds
+        self.iothread = iothread
     }
 
-    /// `ours`, `qsd`, or with an engine `ours-io_uring`, `qsd-native`, ...
+    /// `ours`, `qsd`, or with an engine `ours-io_uring`, `qsd-native`, ...; `-poll<n>`, `-iothread`.
     var name: String {
         (aio.map { "\(kind.rawValue)-\($0)" } ?? kind.rawValue) + (pollMicroseconds.map { "-poll\($0)" } ?? "")
+            + (iothread ? "-iothread" : "")
     }
 
     /// The daemon's command line serving `image` on `socket` with `queues` request queues.
@@ -60,14 +66,13 @@ struct BlkBackend: Equatable {
             guard access(BlkBackendKind.qsdPath, X_OK) == 0 else {
                 throw BenchSkipped("\(BlkBackendKind.qsdPath) is not installed")
             }
-            return [
-                BlkBackendKind.qsdPath,
+            return [BlkBackendKind.qsdPath] + (iothread ? ["--object", "iothread,id=iothread0"] : []) + [
                 "--blockdev",
                 "driver=file,node-name=file,filename=\(image),cache.direct=\(direct ? "on" : "off")"
                     + (aio.map { ",aio=\($0)" } ?? ""),
                 "--export",
                 "type=vhost-user-blk,id=exp0,node-name=file,addr.type=unix,addr.path=\(socket),"
-                    + "writable=on,num-queues=\(queues)",
+                    + "writable=on,num-queues=\(queues)" + (iothread ? ",iothread=iothread0" : ""),
             ]
         }
     }
