@@ -166,7 +166,7 @@ let package = Package(
         ),
         .testTarget(
             name: "VMMBenchCasesTests",
-            dependencies: ["VMMBenchCases", "VMMSysUtil", "Virtio", "VMMTestSupport", "vmm-bench"]),
+            dependencies: ["VMMBenchCases", "VMMSysUtil", "Virtio", "VirtioBlock", "VMMTestSupport", "vmm-bench"]),
         .testTarget(
             name: "VMMSysUtilTests",
             dependencies: [

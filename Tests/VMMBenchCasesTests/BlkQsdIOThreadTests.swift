@@ -49,11 +49,7 @@ struct BlkQsdIOThreadTests {
         let session = try BlkSession(socket: socket, maxQueues: 2)
         defer { session.close() }
         #expect(session.queues.count == 2)
-        let samples = UnsafeMutablePointer<UInt32>.allocate(capacity: 1 << 16)
-        defer { samples.deallocate() }
-        let (result, _) = try session.drive(
-            .read, depth: 4, queues: 0..<2, warmup: 20_000_000, duration: 100_000_000, seed: 1,
-            samples: samples, capacity: 1 << 16)
+        let result = try session.driveBriefly(.read, depth: 4, queues: 0..<2, warmup: 20_000_000, duration: 100_000_000)
         #expect(result.requests > 0)
     }
 }
