@@ -151,8 +151,8 @@ enum BlkBench {
     /// Starts every back-end on the image, then measures each case in alternating slices (every
     /// back-end, in an order that rotates per slice, then `fio` if given, for the same time each,
     /// so all see the same machine and disk state; see `BlkSlices`); records each daemon's memory,
-    /// stops them. The front-end drives every
-    /// back-end with the polling window `driverPollMicroseconds` (see `BlkSession.drive`).
+    /// stops them. The front-end drives every back-end with the polling window
+    /// `driverPollMicroseconds` (see `BlkSession.drive`).
     static func run(
         _ backends: [BlkBackend], scratch: BlkScratch, context: BenchContext, maxQueues: Int,
         duration: UInt64, filters: [String], dirtyLog: Bool = false, fio: BlkFio? = nil,

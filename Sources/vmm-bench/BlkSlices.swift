@@ -2,11 +2,10 @@
 
 /// The slices of one case: how many, and which daemon runs when in each.
 ///
-/// Every daemon reads or writes the same sectors in a slice, one after the other. On a disk
-/// behind a host cache the daemon that runs second finds the first one's writes still cached, or
-/// still being written back, so a fixed order biases the ratios: measured on
-/// `randwrite-4k/qd32/4q`, four sets of runs gave ours / qsd 1.02, 0.95, 1.03 and 0.97x
-/// depending only on which daemon ran first. The order therefore rotates by one each slice, and
+/// Every daemon reads or writes the same sectors in a slice, one after the other, so each finds
+/// the disk (and any cache behind it) in the state the previous one left. A fixed order biased
+/// the ratios: measured on `randwrite-4k/qd32/4q`, four sets of runs gave ours / qsd 1.02, 0.95,
+/// 1.03 and 0.97x depending only on which daemon ran first. The order therefore rotates by one each slice, and
 /// there are as many slices as it takes for each daemon to take each position equally often.
 ///
 /// Thread-safety: a value type.
