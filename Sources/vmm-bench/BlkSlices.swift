@@ -9,7 +9,7 @@
 /// there are as many slices as it takes for each daemon to take each position equally often.
 ///
 /// Thread-safety: a value type.
-struct BlkSlices: Equatable {
+struct BlkSlices {
     /// Slices per case: the least multiple of `daemons` that is at least `minimum`.
     let count: Int
     /// Daemons measured in each slice.
